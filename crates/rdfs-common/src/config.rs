@@ -1,0 +1,597 @@
+//! rdfs configuration: one TOML file (documented with every default in
+//! `config/rdfs.toml`), then `-D key=value` overrides applied last.
+//!
+//! Keys are `section.key` (`dfs.block_size`); Hadoop's own names
+//! (`dfs.blocksize`, `fs.defaultFS`, `dfs.replication`, ...) are accepted as
+//! `-D` overrides too, so operators' habits carry over. Unknown keys are
+//! reported as warnings, never silently dropped. Path values may use
+//! `${VAR}` and `${VAR:-default}`; `${RDFS_HOME}` defaults to
+//! `${TMPDIR:-/tmp}/rdfs-<user>`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("-D {0}: expected key=value")]
+    BadOverride(String),
+}
+
+/// Everything configurable, by section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Config {
+    pub fs: FsConfig,
+    pub dfs: DfsConfig,
+    pub client: ClientConfig,
+    pub namenode: NamenodeConfig,
+    pub datanode: DatanodeConfig,
+}
+
+/// Shared by every process (Hadoop's core-site.xml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct FsConfig {
+    /// The filesystem paths without a scheme refer to (`fs.defaultFS`).
+    pub default_fs: String,
+}
+
+impl Default for FsConfig {
+    fn default() -> Self {
+        Self { default_fs: "hdfs://127.0.0.1:8020".to_string() }
+    }
+}
+
+/// HDFS-wide settings that clients, namenode and datanodes agree on.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DfsConfig {
+    /// Replicas per block for new files (`dfs.replication`).
+    pub replication: u32,
+    /// Block size for new files (`dfs.blocksize`).
+    pub block_size: ByteSize,
+    /// Bytes covered by each CRC32C (`dfs.bytes-per-checksum`).
+    pub bytes_per_checksum: u32,
+    /// How often datanodes heartbeat (`dfs.heartbeat.interval`, in ms here).
+    pub heartbeat_interval_ms: u64,
+}
+
+impl Default for DfsConfig {
+    fn default() -> Self {
+        Self {
+            replication: 3,
+            block_size: ByteSize(256 * 1024 * 1024),
+            bytes_per_checksum: 512,
+            heartbeat_interval_ms: 3000,
+        }
+    }
+}
+
+/// The client library and `rdfs dfs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientConfig {
+    /// Data bytes per write packet (`dfs.client-write-packet-size`).
+    pub write_packet_size: ByteSize,
+    /// Packets sent but not yet acknowledged before the writer waits.
+    pub max_packets_in_flight: u32,
+    /// Timeout for connecting to a namenode or datanode.
+    pub connect_timeout_ms: u64,
+    /// Timeout for any single network wait (`dfs.client.socket-timeout`).
+    pub socket_timeout_ms: u64,
+    /// Attempts to set up a write pipeline for a block, excluding the failed
+    /// datanode each time (`dfs.client.block.write.retries`).
+    pub block_write_retries: u32,
+    /// Attempts of `complete` while the last block awaits its minimum replicas.
+    pub complete_retries: u32,
+    /// The user name sent to the namenode; empty means `HADOOP_USER_NAME`,
+    /// then the login user.
+    pub user: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            write_packet_size: ByteSize(64 * 1024),
+            max_packets_in_flight: 80,
+            connect_timeout_ms: 20_000,
+            socket_timeout_ms: 60_000,
+            block_write_retries: 3,
+            complete_retries: 10,
+            user: String::new(),
+        }
+    }
+}
+
+/// `rdfs namenode`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NamenodeConfig {
+    /// Address the RPC server binds (`dfs.namenode.rpc-address`); empty means
+    /// the host and port of `fs.default_fs`. Port 0 picks a free port.
+    pub rpc_address: String,
+    /// Directories holding the namespace metadata (`dfs.namenode.name.dir`).
+    #[serde(deserialize_with = "paths_from_list_or_string")]
+    pub name_dirs: Vec<PathBuf>,
+    /// Replicas a block needs before a file can be closed
+    /// (`dfs.namenode.replication.min`).
+    pub min_replication: u32,
+    /// Largest replication a file may ask for (`dfs.replication.max`).
+    pub max_replication: u32,
+    /// A datanode silent this long is stale: last choice for reads and writes.
+    pub stale_interval_ms: u64,
+    /// A datanode silent this long is dead: its replicas no longer count.
+    pub dead_interval_ms: u64,
+    /// Replica deletions sent to one datanode per heartbeat.
+    pub invalidate_limit_per_heartbeat: u32,
+    /// Entries per `getListing` reply (`dfs.ls.limit`).
+    pub listing_limit: u32,
+    /// Group whose members bypass permission checks
+    /// (`dfs.permissions.superusergroup`).
+    pub supergroup: String,
+}
+
+impl Default for NamenodeConfig {
+    fn default() -> Self {
+        Self {
+            rpc_address: String::new(),
+            name_dirs: vec![PathBuf::from("${RDFS_HOME}/namenode")],
+            min_replication: 1,
+            max_replication: 512,
+            stale_interval_ms: 30_000,
+            dead_interval_ms: 630_000,
+            invalidate_limit_per_heartbeat: 1000,
+            listing_limit: 1000,
+            supergroup: "supergroup".to_string(),
+        }
+    }
+}
+
+/// `rdfs datanode`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatanodeConfig {
+    /// Volumes holding block replicas, one per disk (`dfs.datanode.data.dir`).
+    #[serde(deserialize_with = "paths_from_list_or_string")]
+    pub data_dirs: Vec<PathBuf>,
+    /// Address the data transfer server binds (`dfs.datanode.address`).
+    /// Port 0 picks a free port.
+    pub xfer_address: String,
+    /// Host name or address other nodes use to reach this one; empty means
+    /// the bind address (or 127.0.0.1 when that is a wildcard).
+    pub advertised_host: String,
+    /// Full block report period (`dfs.blockreport.intervalMsec`).
+    pub block_report_interval_ms: u64,
+    /// Space per volume never used for blocks (`dfs.datanode.du.reserved`).
+    pub du_reserved: ByteSize,
+    /// Start writeback of a replica being written every this many bytes, so
+    /// the final sync is short and dirty pages never pile up. 0 disables.
+    pub sync_behind_bytes: ByteSize,
+    /// fdatasync a replica's block and meta files when it is finalized.
+    pub sync_on_close: bool,
+    /// Timeout for any single network wait in the pipeline.
+    pub socket_timeout_ms: u64,
+}
+
+impl Default for DatanodeConfig {
+    fn default() -> Self {
+        Self {
+            data_dirs: vec![PathBuf::from("${RDFS_HOME}/datanode")],
+            xfer_address: "127.0.0.1:9866".to_string(),
+            advertised_host: String::new(),
+            block_report_interval_ms: 6 * 3600 * 1000,
+            du_reserved: ByteSize(0),
+            sync_behind_bytes: ByteSize(8 * 1024 * 1024),
+            sync_on_close: true,
+            socket_timeout_ms: 60_000,
+        }
+    }
+}
+
+/// A size in bytes; in TOML an integer or a string such as `"256m"`,
+/// `"64k"`, `"1g"` (binary multiples, as Hadoop reads them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let trimmed = text.trim();
+        let lower = trimmed.to_ascii_lowercase();
+        let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+        let (digits, suffix) = lower.split_at(split);
+        let value: u64 = digits.parse().map_err(|_| format!("'{trimmed}' is not a size"))?;
+        let shift = match suffix.trim() {
+            "" | "b" => 0,
+            "k" | "kb" | "kib" => 10,
+            "m" | "mb" | "mib" => 20,
+            "g" | "gb" | "gib" => 30,
+            "t" | "tb" | "tib" => 40,
+            "p" | "pb" | "pib" => 50,
+            _ => return Err(format!("'{trimmed}' has an unknown size suffix")),
+        };
+        value
+            .checked_mul(1u64 << shift)
+            .map(ByteSize)
+            .ok_or_else(|| format!("'{trimmed}' is too large"))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Int(value) => Ok(ByteSize(value)),
+            Raw::Text(text) => ByteSize::parse(&text).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn paths_from_list_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+    };
+    // Hadoop writes local dirs as file:// URIs; accept them.
+    Ok(items
+        .into_iter()
+        .map(|item| PathBuf::from(item.strip_prefix("file://").map(str::to_string).unwrap_or(item)))
+        .collect())
+}
+
+/// A Hadoop key and the rdfs key it sets; `scale` multiplies numeric values
+/// (Hadoop gives some intervals in seconds where rdfs uses milliseconds).
+struct HadoopAlias {
+    hadoop: &'static str,
+    rdfs: &'static str,
+    scale: u64,
+}
+
+const HADOOP_ALIASES: &[HadoopAlias] = &[
+    HadoopAlias { hadoop: "fs.defaultFS", rdfs: "fs.default_fs", scale: 1 },
+    HadoopAlias { hadoop: "fs.default.name", rdfs: "fs.default_fs", scale: 1 },
+    HadoopAlias { hadoop: "dfs.replication", rdfs: "dfs.replication", scale: 1 },
+    HadoopAlias { hadoop: "dfs.blocksize", rdfs: "dfs.block_size", scale: 1 },
+    HadoopAlias { hadoop: "dfs.block.size", rdfs: "dfs.block_size", scale: 1 },
+    HadoopAlias { hadoop: "dfs.bytes-per-checksum", rdfs: "dfs.bytes_per_checksum", scale: 1 },
+    HadoopAlias { hadoop: "dfs.heartbeat.interval", rdfs: "dfs.heartbeat_interval_ms", scale: 1000 },
+    HadoopAlias { hadoop: "dfs.client-write-packet-size", rdfs: "client.write_packet_size", scale: 1 },
+    HadoopAlias { hadoop: "dfs.client.socket-timeout", rdfs: "client.socket_timeout_ms", scale: 1 },
+    HadoopAlias { hadoop: "dfs.client.block.write.retries", rdfs: "client.block_write_retries", scale: 1 },
+    HadoopAlias { hadoop: "dfs.namenode.rpc-address", rdfs: "namenode.rpc_address", scale: 1 },
+    HadoopAlias { hadoop: "dfs.namenode.name.dir", rdfs: "namenode.name_dirs", scale: 1 },
+    HadoopAlias { hadoop: "dfs.namenode.replication.min", rdfs: "namenode.min_replication", scale: 1 },
+    HadoopAlias { hadoop: "dfs.replication.max", rdfs: "namenode.max_replication", scale: 1 },
+    HadoopAlias { hadoop: "dfs.namenode.stale.datanode.interval", rdfs: "namenode.stale_interval_ms", scale: 1 },
+    HadoopAlias { hadoop: "dfs.ls.limit", rdfs: "namenode.listing_limit", scale: 1 },
+    HadoopAlias { hadoop: "dfs.permissions.superusergroup", rdfs: "namenode.supergroup", scale: 1 },
+    HadoopAlias { hadoop: "dfs.datanode.data.dir", rdfs: "datanode.data_dirs", scale: 1 },
+    HadoopAlias { hadoop: "dfs.datanode.address", rdfs: "datanode.xfer_address", scale: 1 },
+    HadoopAlias { hadoop: "dfs.datanode.hostname", rdfs: "datanode.advertised_host", scale: 1 },
+    HadoopAlias { hadoop: "dfs.blockreport.intervalMsec", rdfs: "datanode.block_report_interval_ms", scale: 1 },
+    HadoopAlias { hadoop: "dfs.datanode.du.reserved", rdfs: "datanode.du_reserved", scale: 1 },
+    HadoopAlias { hadoop: "hadoop.user.name", rdfs: "client.user", scale: 1 },
+];
+
+/// Splits `key=value` (the argument of `-D`).
+pub fn parse_override(arg: &str) -> Result<(String, String), ConfigError> {
+    match arg.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(ConfigError::BadOverride(arg.to_string())),
+    }
+}
+
+/// A configuration and what was odd about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub config: Config,
+    /// Unknown keys and ignored overrides, for the caller to log.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads `file` (or starts from the defaults when `None`), applies the
+    /// `-D` overrides, expands variables in paths and validates the result.
+    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                toml::from_str::<toml::Table>(&text)
+                    .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut warnings = Vec::new();
+        for (key, value) in overrides {
+            apply_override(&mut table, key, value, &mut warnings)?;
+        }
+        let mut unknown = Vec::new();
+        let mut config: Config = serde_ignored::deserialize(toml::Value::Table(table), |path| {
+            unknown.push(path.to_string());
+        })
+        .map_err(|err: toml::de::Error| ConfigError::Invalid(err.to_string()))?;
+        // Name a bad -D key in full, even when serde only saw its unknown section.
+        for (key, _) in overrides {
+            let rdfs_key = HADOOP_ALIASES.iter().find(|a| a.hadoop == key).map_or(key.as_str(), |a| a.rdfs);
+            let before = unknown.len();
+            unknown.retain(|path| !(rdfs_key == path || rdfs_key.starts_with(&format!("{path}."))));
+            if unknown.len() != before {
+                warnings.push(format!("-D {key}: unknown config key, ignored"));
+            }
+        }
+        warnings.extend(unknown.into_iter().map(|key| format!("unknown config key '{key}' ignored")));
+        config.expand_paths()?;
+        config.validate()?;
+        Ok(Loaded { config, warnings })
+    }
+
+    fn expand_paths(&mut self) -> Result<(), ConfigError> {
+        for dir in self.namenode.name_dirs.iter_mut().chain(self.datanode.data_dirs.iter_mut()) {
+            let text = dir.to_string_lossy().into_owned();
+            *dir = PathBuf::from(expand_vars(&text)?);
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let bpc = self.dfs.bytes_per_checksum;
+        if bpc == 0 || bpc > 1024 * 1024 {
+            return invalid(format!("dfs.bytes_per_checksum = {bpc} must be between 1 and 1048576"));
+        }
+        let block = self.dfs.block_size.0;
+        if block == 0 || block % bpc as u64 != 0 {
+            return invalid(format!(
+                "dfs.block_size = {block} must be a positive multiple of dfs.bytes_per_checksum ({bpc})"
+            ));
+        }
+        let packet = self.client.write_packet_size.0;
+        if packet < bpc as u64 || packet > 16 * 1024 * 1024 {
+            return invalid(format!(
+                "client.write_packet_size = {packet} must be at least one checksum chunk ({bpc}) and at most 16m"
+            ));
+        }
+        if self.dfs.replication == 0 {
+            return invalid("dfs.replication must be at least 1".to_string());
+        }
+        if self.namenode.min_replication == 0 {
+            return invalid("namenode.min_replication must be at least 1".to_string());
+        }
+        if self.namenode.name_dirs.is_empty() {
+            return invalid("namenode.name_dirs must name at least one directory".to_string());
+        }
+        if self.datanode.data_dirs.is_empty() {
+            return invalid("datanode.data_dirs must name at least one directory".to_string());
+        }
+        if self.dfs.heartbeat_interval_ms == 0 {
+            return invalid("dfs.heartbeat_interval_ms must be positive".to_string());
+        }
+        Ok(())
+    }
+
+    /// The namenode RPC address: `namenode.rpc_address`, or the authority of
+    /// `fs.default_fs`.
+    pub fn namenode_rpc_address(&self) -> Result<String, ConfigError> {
+        if !self.namenode.rpc_address.is_empty() {
+            return Ok(self.namenode.rpc_address.clone());
+        }
+        default_fs_authority(&self.fs.default_fs)
+            .ok_or_else(|| ConfigError::Invalid(format!("fs.default_fs = '{}' is not hdfs://host:port", self.fs.default_fs)))
+    }
+
+    /// The configuration as documented TOML (for `rdfs getconf -dump`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|err| format!("# cannot render config: {err}\n"))
+    }
+}
+
+/// `host:port` of an `hdfs://host:port[/...]` URI; port 8020 when absent.
+pub fn default_fs_authority(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("hdfs://")?;
+    let authority = rest.split('/').next().unwrap_or("");
+    if authority.is_empty() {
+        return None;
+    }
+    if authority.contains(':') { Some(authority.to_string()) } else { Some(format!("{authority}:8020")) }
+}
+
+fn apply_override(
+    table: &mut toml::Table,
+    key: &str,
+    value: &str,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let (rdfs_key, scale) = match HADOOP_ALIASES.iter().find(|alias| alias.hadoop == key) {
+        Some(alias) => (alias.rdfs, alias.scale),
+        None => (key, 1),
+    };
+    let Some((section, field)) = rdfs_key.split_once('.') else {
+        warnings.push(format!("-D {key}: not a known key, ignored"));
+        return Ok(());
+    };
+    let mut parsed = parse_scalar(value);
+    if scale != 1 {
+        parsed = match parsed {
+            toml::Value::Integer(n) => toml::Value::Integer(n.saturating_mul(scale as i64)),
+            other => {
+                return Err(ConfigError::Invalid(format!("-D {key}={value}: expected a number, got {other}")));
+            }
+        };
+    }
+    let section_table = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    match section_table {
+        toml::Value::Table(inner) => {
+            inner.insert(field.to_string(), parsed);
+            Ok(())
+        }
+        _ => Err(ConfigError::Invalid(format!("-D {key}: '{section}' is not a section"))),
+    }
+}
+
+/// A `-D` value as TOML would read it (integer, float, boolean), else a string.
+fn parse_scalar(value: &str) -> toml::Value {
+    match toml::from_str::<toml::Table>(&format!("v = {value}")) {
+        Ok(mut table) => match table.remove("v") {
+            Some(parsed @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => parsed,
+            _ => toml::Value::String(value.to_string()),
+        },
+        Err(_) => toml::Value::String(value.to_string()),
+    }
+}
+
+/// `${TMPDIR:-/tmp}/rdfs-<user>` unless `RDFS_HOME` is set.
+pub fn rdfs_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("RDFS_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(home);
+    }
+    let tmp = std::env::var_os("TMPDIR").filter(|v| !v.is_empty()).unwrap_or_else(|| "/tmp".into());
+    PathBuf::from(tmp).join(format!("rdfs-{}", login_user()))
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` in `text` with the environment's
+/// values; `RDFS_HOME` and `USER` have built-in fallbacks.
+pub fn expand_vars(text: &str) -> Result<String, ConfigError> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(ConfigError::Invalid(format!("unterminated ${{ in '{text}'")));
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        let value = match std::env::var(name).ok().filter(|v| !v.is_empty()) {
+            Some(value) => value,
+            None => match (name, default) {
+                (_, Some(default)) => default.to_string(),
+                ("RDFS_HOME", None) => rdfs_home().to_string_lossy().into_owned(),
+                ("USER", None) => login_user(),
+                _ => return Err(ConfigError::Invalid(format!("'{text}' refers to ${{{name}}}, which is not set"))),
+            },
+        };
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The user this process runs as: `$USER`, `$LOGNAME`, else the passwd entry
+/// of the process's uid.
+pub fn login_user() -> String {
+    for var in ["USER", "LOGNAME"] {
+        if let Some(user) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+            return user;
+        }
+    }
+    use std::os::unix::fs::MetadataExt;
+    let Ok(uid) = std::fs::metadata("/proc/self").map(|m| m.uid()) else {
+        return "rdfs".to_string();
+    };
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|passwd| {
+            passwd.lines().find_map(|line| {
+                let mut fields = line.split(':');
+                let name = fields.next()?;
+                let entry_uid: u32 = fields.nth(1)?.parse().ok()?;
+                (entry_uid == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn overrides(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn documented_defaults_match_the_code() {
+        let documented: Config =
+            toml::from_str(include_str!("../../../config/rdfs.toml")).expect("config/rdfs.toml parses");
+        assert_eq!(documented, Config::default(), "config/rdfs.toml and Config::default() disagree");
+    }
+
+    #[test]
+    fn overrides_accept_rdfs_and_hadoop_names() {
+        let loaded = Config::load(
+            None,
+            &overrides(&[
+                ("dfs.blocksize", "128m"),
+                ("dfs.replication", "2"),
+                ("dfs.heartbeat.interval", "1"),
+                ("datanode.data_dirs", "/a,/b"),
+                ("fs.defaultFS", "hdfs://nn:9000"),
+                ("datanode.sync_on_close", "false"),
+                ("no.such", "1"),
+            ]),
+        )
+        .expect("loads");
+        let c = &loaded.config;
+        assert_eq!(c.dfs.block_size, ByteSize(128 << 20));
+        assert_eq!(c.dfs.replication, 2);
+        assert_eq!(c.dfs.heartbeat_interval_ms, 1000);
+        assert_eq!(c.datanode.data_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert!(!c.datanode.sync_on_close);
+        assert_eq!(c.namenode_rpc_address().expect("address"), "nn:9000");
+        assert!(loaded.warnings.iter().any(|w| w.contains("no.such")), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Config::load(None, &overrides(&[("dfs.block_size", "12q")])).expect_err("bad size");
+        assert!(err.to_string().contains("12q"), "{err}");
+        let err = Config::load(None, &overrides(&[("dfs.block_size", "1000")])).expect_err("not chunk multiple");
+        assert!(err.to_string().contains("multiple"), "{err}");
+        assert!(parse_override("novalue").is_err());
+    }
+
+    #[test]
+    fn byte_sizes_and_vars() {
+        assert_eq!(ByteSize::parse("64k"), Ok(ByteSize(65536)));
+        assert_eq!(ByteSize::parse("256MiB"), Ok(ByteSize(256 << 20)));
+        assert_eq!(ByteSize::parse("7"), Ok(ByteSize(7)));
+        assert!(ByteSize::parse("k").is_err());
+        assert_eq!(expand_vars("${RDFS_NO_SUCH_VAR:-/x}/y").expect("expands"), "/x/y");
+        assert!(expand_vars("${RDFS_NO_SUCH_VAR}").is_err());
+        assert_eq!(default_fs_authority("hdfs://h"), Some("h:8020".to_string()));
+        assert_eq!(default_fs_authority("file:///"), None);
+    }
+}

@@ -1,0 +1,15 @@
+//! What every rdfs process shares: HDFS-shaped ids, CRC32C chunk checksums,
+//! configuration, path rules, the exception kinds that cross the wire,
+//! logging and shutdown.
+
+pub mod checksum;
+pub mod config;
+pub mod exception;
+pub mod grpc;
+pub mod ids;
+pub mod logging;
+pub mod path;
+pub mod shutdown;
+pub mod time;
+
+pub use exception::ExceptionKind;
