@@ -9,6 +9,7 @@ pub mod grpc;
 pub mod ids;
 pub mod logging;
 pub mod path;
+pub mod protocol;
 pub mod shutdown;
 pub mod time;
 

@@ -1,1 +1,21 @@
+//! The rdfs namenode: the namespace tree, the edit log it is rebuilt from,
+//! the block map, the datanode table, and the RPC services over them.
+//!
+//! Start at [`server::Namenode`] for the daemon, [`namesystem::Namesystem`]
+//! for the operations.
 
+pub mod apply;
+pub mod block_manager;
+pub mod datanode_manager;
+pub mod edit_log;
+pub mod error;
+pub mod fsck;
+pub mod namespace;
+pub mod namesystem;
+pub mod placement;
+pub mod rpc;
+pub mod server;
+pub mod storage;
+
+pub use error::NamenodeError;
+pub use namesystem::Namesystem;

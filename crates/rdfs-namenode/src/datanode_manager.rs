@@ -1,0 +1,255 @@
+//! The datanodes the namenode knows: their registrations, the figures of
+//! their last heartbeats, whether they are alive, which replicas they hold
+//! and which replicas they have been told to delete.
+//!
+//! A datanode is its uuid: many may share an ip address (local clusters,
+//! tests), so nothing here keys on addresses.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use rdfs_common::protocol::{AdminState, DatanodeId, DatanodeInfo};
+use rdfs_common::time::now_ms;
+
+/// Index of a datanode in the manager; stable for the namenode's lifetime.
+pub type DatanodeIndex = u32;
+
+/// One volume of a datanode as its last heartbeat described it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct StorageState {
+    pub storage_id: String,
+    pub failed: bool,
+    pub capacity: u64,
+    pub dfs_used: u64,
+    pub remaining: u64,
+    pub non_dfs_used: u64,
+}
+
+/// A replica the datanode must delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingDeletion {
+    pub block_id: i64,
+    pub generation_stamp: u64,
+    pub num_bytes: u64,
+}
+
+#[derive(Debug)]
+pub struct DatanodeDescriptor {
+    pub index: DatanodeIndex,
+    pub id: DatanodeId,
+    pub storages: Vec<StorageState>,
+    pub last_heartbeat: Instant,
+    pub last_heartbeat_ms: u64,
+    pub last_block_report_ms: u64,
+    /// Registered and not declared dead since.
+    pub alive: bool,
+    pub xceivers: u32,
+    pub failed_volumes: u32,
+    pub network_location: String,
+    /// Block ids of the replicas this datanode holds.
+    pub blocks: HashSet<i64>,
+    pub pending_deletions: VecDeque<PendingDeletion>,
+}
+
+impl DatanodeDescriptor {
+    pub fn capacity(&self) -> u64 {
+        self.live_storages().map(|s| s.capacity).sum()
+    }
+
+    pub fn dfs_used(&self) -> u64 {
+        self.live_storages().map(|s| s.dfs_used).sum()
+    }
+
+    pub fn remaining(&self) -> u64 {
+        self.live_storages().map(|s| s.remaining).sum()
+    }
+
+    pub fn non_dfs_used(&self) -> u64 {
+        self.live_storages().map(|s| s.non_dfs_used).sum()
+    }
+
+    fn live_storages(&self) -> impl Iterator<Item = &StorageState> {
+        self.storages.iter().filter(|s| !s.failed)
+    }
+
+    /// The storage to name for a replica on this datanode.
+    pub fn storage_id_for(&self, storage: u16) -> &str {
+        self.storages.get(storage as usize).map_or("", |s| s.storage_id.as_str())
+    }
+
+    pub fn storage_index(&mut self, storage_id: &str) -> u16 {
+        if let Some(idx) = self.storages.iter().position(|s| s.storage_id == storage_id) {
+            return idx as u16;
+        }
+        self.storages.push(StorageState { storage_id: storage_id.to_string(), ..Default::default() });
+        (self.storages.len() - 1) as u16
+    }
+
+    pub fn is_stale(&self, now: Instant, stale_after: Duration) -> bool {
+        now.duration_since(self.last_heartbeat) > stale_after
+    }
+
+    pub fn info(&self) -> DatanodeInfo {
+        DatanodeInfo {
+            id: self.id.clone(),
+            capacity: self.capacity(),
+            dfs_used: self.dfs_used(),
+            remaining: self.remaining(),
+            non_dfs_used: self.non_dfs_used(),
+            last_update_ms: self.last_heartbeat_ms,
+            xceiver_count: self.xceivers,
+            network_location: self.network_location.clone(),
+            admin_state: AdminState::Normal,
+            num_blocks: self.blocks.len() as u64,
+            dead: !self.alive,
+            last_block_report_ms: self.last_block_report_ms,
+            failed_volumes: self.failed_volumes,
+        }
+    }
+}
+
+/// Liveness thresholds.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub stale_after: Duration,
+    pub dead_after: Duration,
+}
+
+#[derive(Debug)]
+pub struct DatanodeManager {
+    nodes: Vec<DatanodeDescriptor>,
+    by_uuid: HashMap<String, DatanodeIndex>,
+    pub liveness: Liveness,
+}
+
+impl DatanodeManager {
+    pub fn new(liveness: Liveness) -> Self {
+        Self { nodes: Vec::new(), by_uuid: HashMap::new(), liveness }
+    }
+
+    pub fn get(&self, index: DatanodeIndex) -> Option<&DatanodeDescriptor> {
+        self.nodes.get(index as usize)
+    }
+
+    pub fn get_mut(&mut self, index: DatanodeIndex) -> Option<&mut DatanodeDescriptor> {
+        self.nodes.get_mut(index as usize)
+    }
+
+    pub fn index_of(&self, uuid: &str) -> Option<DatanodeIndex> {
+        self.by_uuid.get(uuid).copied()
+    }
+
+    /// The datanode with this uuid if it is registered and alive.
+    pub fn live_index(&self, uuid: &str) -> Option<DatanodeIndex> {
+        self.index_of(uuid).filter(|&idx| self.nodes[idx as usize].alive)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &DatanodeDescriptor> {
+        self.nodes.iter()
+    }
+
+    pub fn live(&self) -> impl Iterator<Item = &DatanodeDescriptor> {
+        self.nodes.iter().filter(|d| d.alive)
+    }
+
+    pub fn live_count(&self) -> usize {
+        self.live().count()
+    }
+
+    pub fn is_alive(&self, index: DatanodeIndex) -> bool {
+        self.get(index).is_some_and(|d| d.alive)
+    }
+
+    /// Records a (re-)registration. Returns the node's index and the indexes
+    /// of other live nodes that claimed the same transfer address and are
+    /// now replaced by this one (a datanode restarted with a new identity).
+    pub fn register(&mut self, id: DatanodeId) -> (DatanodeIndex, Vec<DatanodeIndex>) {
+        let now = Instant::now();
+        let replaced: Vec<DatanodeIndex> = self
+            .nodes
+            .iter()
+            .filter(|d| d.alive && d.id.datanode_uuid != id.datanode_uuid && d.id.xfer_addr() == id.xfer_addr())
+            .map(|d| d.index)
+            .collect();
+        let index = match self.by_uuid.get(&id.datanode_uuid) {
+            Some(&index) => {
+                let node = &mut self.nodes[index as usize];
+                node.id = id;
+                node.alive = true;
+                node.last_heartbeat = now;
+                node.last_heartbeat_ms = now_ms();
+                node.pending_deletions.clear();
+                index
+            }
+            None => {
+                let index = self.nodes.len() as DatanodeIndex;
+                self.by_uuid.insert(id.datanode_uuid.clone(), index);
+                self.nodes.push(DatanodeDescriptor {
+                    index,
+                    id,
+                    storages: Vec::new(),
+                    last_heartbeat: now,
+                    last_heartbeat_ms: now_ms(),
+                    last_block_report_ms: 0,
+                    alive: true,
+                    xceivers: 0,
+                    failed_volumes: 0,
+                    network_location: "/default-rack".to_string(),
+                    blocks: HashSet::new(),
+                    pending_deletions: VecDeque::new(),
+                });
+                index
+            }
+        };
+        (index, replaced)
+    }
+
+    /// Records a heartbeat; false when the sender is not a live registered
+    /// datanode and must register again.
+    pub fn heartbeat(
+        &mut self,
+        uuid: &str,
+        storages: Vec<StorageState>,
+        xceivers: u32,
+        failed_volumes: u32,
+    ) -> Option<DatanodeIndex> {
+        let index = self.live_index(uuid)?;
+        let node = &mut self.nodes[index as usize];
+        node.last_heartbeat = Instant::now();
+        node.last_heartbeat_ms = now_ms();
+        node.xceivers = xceivers;
+        node.failed_volumes = failed_volumes;
+        for report in storages {
+            match node.storages.iter_mut().find(|s| s.storage_id == report.storage_id) {
+                Some(existing) => *existing = report,
+                None => node.storages.push(report),
+            }
+        }
+        Some(index)
+    }
+
+    /// Takes up to `limit` pending deletions of a datanode.
+    pub fn take_deletions(&mut self, index: DatanodeIndex, limit: usize) -> Vec<PendingDeletion> {
+        let Some(node) = self.nodes.get_mut(index as usize) else { return Vec::new() };
+        let count = limit.min(node.pending_deletions.len());
+        node.pending_deletions.drain(..count).collect()
+    }
+
+    /// Datanodes whose last heartbeat is older than the dead interval.
+    pub fn newly_dead(&self, now: Instant) -> Vec<DatanodeIndex> {
+        self.nodes
+            .iter()
+            .filter(|d| d.alive && now.duration_since(d.last_heartbeat) > self.liveness.dead_after)
+            .map(|d| d.index)
+            .collect()
+    }
+
+    /// Marks a datanode dead and returns the block ids it held; the caller
+    /// removes them from the block map.
+    pub fn mark_dead(&mut self, index: DatanodeIndex) -> Vec<i64> {
+        let Some(node) = self.nodes.get_mut(index as usize) else { return Vec::new() };
+        node.alive = false;
+        node.pending_deletions.clear();
+        node.blocks.drain().collect()
+    }
+}

@@ -1,0 +1,244 @@
+//! Edit log segments written to every name directory, with group commit.
+//!
+//! Appends only encode into a pending buffer. A sync takes the whole buffer
+//! (every edit appended so far, by any number of RPCs), writes it to each
+//! directory's segment and fdatasyncs once; callers that arrive while a sync
+//! is running wait for it and the next one covers them all. The write runs
+//! in its own task so an RPC that is cancelled mid-sync cannot leave the log
+//! stuck.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::future::BoxFuture;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::segment::{self, encode_record};
+use super::{EditRecord, Journal, JournalError, Op, TxId};
+
+pub struct FileJournal {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    /// Every edit up to here is durable in every healthy directory.
+    synced: AtomicU64,
+    sync_done: Notify,
+    /// Used only by the task doing a sync, one at a time.
+    segments: std::sync::Mutex<Vec<OpenSegment>>,
+}
+
+struct State {
+    pending: Vec<u8>,
+    last_appended: TxId,
+    syncing: bool,
+    failed: Option<String>,
+}
+
+struct OpenSegment {
+    dir: PathBuf,
+    path: PathBuf,
+    first: TxId,
+    file: File,
+}
+
+impl FileJournal {
+    /// Starts a new in-progress segment whose first edit will be
+    /// `first_txid` in each of `dirs` (the name dirs' `current/`).
+    pub fn open(dirs: &[PathBuf], first_txid: TxId) -> Result<Self, JournalError> {
+        let mut segments = Vec::new();
+        for dir in dirs {
+            let path = dir.join(segment::in_progress_name(first_txid));
+            let io = |source| JournalError::Io { path: path.clone(), source };
+            let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io)?;
+            file.write_all(&segment::header()).map_err(io)?;
+            file.sync_all().map_err(io)?;
+            sync_dir(dir).map_err(|source| JournalError::Io { path: dir.clone(), source })?;
+            segments.push(OpenSegment { dir: dir.clone(), path, first: first_txid, file });
+        }
+        let last = first_txid.saturating_sub(1);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                state: Mutex::new(State { pending: Vec::new(), last_appended: last, syncing: false, failed: None }),
+                synced: AtomicU64::new(last),
+                sync_done: Notify::new(),
+                segments: std::sync::Mutex::new(segments),
+            }),
+        })
+    }
+
+    /// Syncs what is pending and renames the in-progress segments to their
+    /// finalized names (clean shutdown).
+    pub async fn close(&self) -> Result<(), JournalError> {
+        let last = self.last_txid();
+        self.sync(last).await?;
+        let segments = std::mem::take(&mut *self.inner.segments.lock().unwrap_or_else(|e| e.into_inner()));
+        for open in segments {
+            drop(open.file);
+            if last < open.first {
+                // Nothing was written to this segment.
+                let _ = std::fs::remove_file(&open.path);
+                continue;
+            }
+            let finalized = open.dir.join(segment::finalized_name(open.first, last));
+            std::fs::rename(&open.path, &finalized)
+                .map_err(|source| JournalError::Io { path: open.path.clone(), source })?;
+            let _ = sync_dir(&open.dir);
+        }
+        Ok(())
+    }
+}
+
+impl Journal for FileJournal {
+    fn append(&self, op: Op) -> Result<TxId, JournalError> {
+        let mut state = self.inner.state.lock();
+        if let Some(failed) = &state.failed {
+            return Err(JournalError::Failed(failed.clone()));
+        }
+        let txid = state.last_appended + 1;
+        encode_record(&EditRecord { txid, op: Some(op) }, &mut state.pending);
+        state.last_appended = txid;
+        Ok(txid)
+    }
+
+    fn sync(&self, txid: TxId) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move {
+            loop {
+                if self.inner.synced.load(Ordering::Acquire) >= txid {
+                    return Ok(());
+                }
+                let wait = {
+                    let mut state = self.inner.state.lock();
+                    if let Some(failed) = &state.failed {
+                        return Err(JournalError::Failed(failed.clone()));
+                    }
+                    if self.inner.synced.load(Ordering::Acquire) >= txid {
+                        return Ok(());
+                    }
+                    if state.syncing {
+                        // Created under the lock, so the syncer's notify (which
+                        // takes the lock first) cannot be missed.
+                        Some(self.inner.sync_done.notified())
+                    } else {
+                        state.syncing = true;
+                        None
+                    }
+                };
+                match wait {
+                    Some(notified) => notified.await,
+                    None => {
+                        let inner = Arc::clone(&self.inner);
+                        // A separate task: a cancelled caller must not strand the sync.
+                        let task = tokio::spawn(async move { inner.flush().await });
+                        if let Err(err) = task.await {
+                            tracing::error!(error = %err, "edit log sync task failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    fn last_txid(&self) -> TxId {
+        self.inner.state.lock().last_appended
+    }
+}
+
+impl Inner {
+    /// Writes and syncs everything pending; the caller set `syncing`.
+    async fn flush(self: Arc<Self>) {
+        let (batch, upto) = {
+            let mut state = self.state.lock();
+            (std::mem::take(&mut state.pending), state.last_appended)
+        };
+        let this = Arc::clone(&self);
+        let result = tokio::task::spawn_blocking(move || this.write_batch(&batch))
+            .await
+            .unwrap_or_else(|err| Err(format!("edit log writer panicked: {err}")));
+        {
+            let mut state = self.state.lock();
+            state.syncing = false;
+            match result {
+                Ok(()) => self.synced.store(upto, Ordering::Release),
+                Err(err) => {
+                    tracing::error!(error = %err, "edit log can no longer be written; no further edits are accepted");
+                    state.failed = Some(err);
+                }
+            }
+        }
+        self.sync_done.notify_waiters();
+    }
+
+    /// Appends `batch` to every healthy segment and syncs it. A directory
+    /// that fails is dropped from service; the batch is durable as long as
+    /// one directory took it.
+    fn write_batch(&self, batch: &[u8]) -> Result<(), String> {
+        let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut last_error = String::from("no name directories configured");
+        segments.retain_mut(|open| {
+            match open.file.write_all(batch).and_then(|()| open.file.sync_data()) {
+                Ok(()) => true,
+                Err(err) => {
+                    last_error = format!("{}: {err}", open.path.display());
+                    tracing::error!(segment = %open.path.display(), error = %err,
+                        "edit log write failed; this name directory is dropped from service");
+                    false
+                }
+            }
+        });
+        if segments.is_empty() { Err(format!("no name directory is left to write the edit log to; last error: {last_error}")) } else { Ok(()) }
+    }
+}
+
+/// Makes a directory entry change (create, rename) durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::edit_log::segment::{list_segments, read_segment};
+    use rdfs_proto::editlog::SetPermission;
+
+    fn op(mode: u32) -> Op {
+        Op::SetPermission(SetPermission { inode_id: 16385, mode })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_syncs_share_batches_and_everything_lands() {
+        let dirs = [tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp")];
+        let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
+        let journal = Arc::new(FileJournal::open(&paths, 1).expect("opens"));
+        let mut tasks = Vec::new();
+        for i in 0..64 {
+            let journal = Arc::clone(&journal);
+            tasks.push(tokio::spawn(async move {
+                let txid = journal.append(op(i)).expect("appends");
+                journal.sync(txid).await.expect("syncs");
+                txid
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
+        assert_eq!(journal.last_txid(), 64);
+        journal.close().await.expect("closes");
+        for dir in &paths {
+            let segments = list_segments(dir).expect("lists");
+            assert_eq!(segments.len(), 1);
+            assert_eq!(segments[0].last, Some(64));
+            let contents = read_segment(&segments[0].path).expect("reads");
+            let txids: Vec<TxId> = contents.records.iter().map(|r| r.txid).collect();
+            assert_eq!(txids, (1..=64).collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! The edit log: every namespace change as a typed record with a
+//! transaction id, durable before the change is acknowledged.
+//!
+//! [`Journal`] is the seam: the namenode appends records while it holds the
+//! namespace lock (so txids follow the order changes were applied) and waits
+//! for [`Journal::sync`] after releasing it, so many RPCs share one fsync
+//! (group commit). [`FileJournal`] writes segments into the name dirs; the
+//! quorum journal will be another implementation.
+
+mod file_journal;
+mod memory_journal;
+pub mod segment;
+
+use futures::future::BoxFuture;
+
+pub use file_journal::FileJournal;
+pub(crate) use file_journal::sync_dir as file_journal_sync_dir;
+pub use memory_journal::MemoryJournal;
+pub use rdfs_proto::editlog::EditRecord;
+pub use rdfs_proto::editlog::edit_record::Op;
+
+/// A transaction id; the first edit is 1.
+pub type TxId = u64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("edit log I/O on {path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("no name directory is left to write the edit log to; last error: {0}")]
+    NoDirsLeft(String),
+    #[error("the edit log failed earlier and accepts no more edits: {0}")]
+    Failed(String),
+    #[error("edit log segment {path} is corrupt at offset {offset}: {reason}")]
+    Corrupt { path: std::path::PathBuf, offset: u64, reason: String },
+    #[error("edit log has a gap: expected txid {expected}, found {found} in {path}")]
+    Gap { path: std::path::PathBuf, expected: TxId, found: TxId },
+}
+
+pub trait Journal: Send + Sync {
+    /// Adds `op` to the log and returns its txid. Never blocks on I/O.
+    fn append(&self, op: Op) -> Result<TxId, JournalError>;
+
+    /// Resolves once every edit up to `txid` is durable.
+    fn sync(&self, txid: TxId) -> BoxFuture<'_, Result<(), JournalError>>;
+
+    /// The txid of the last appended edit (0 when none).
+    fn last_txid(&self) -> TxId;
+}

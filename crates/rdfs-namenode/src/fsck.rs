@@ -1,0 +1,99 @@
+//! What `rdfs fsck` reports: every file under a path with its blocks, their
+//! replicas and how healthy each block is. The namenode collects the facts;
+//! the CLI renders them the way HDFS's fsck does.
+
+use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, FileStatus};
+
+use crate::apply::FsState;
+use crate::block_manager::BlockState;
+use crate::namespace::{InodeId, InodeKind};
+use crate::namesystem::file_status;
+
+#[derive(Debug, Clone)]
+pub struct FsckReport {
+    pub entries: Vec<FsckEntry>,
+    pub live_datanodes: u32,
+    pub racks: u32,
+    pub default_replication: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum FsckEntry {
+    Directory(String),
+    File(FsckFile),
+}
+
+#[derive(Debug, Clone)]
+pub struct FsckFile {
+    pub path: String,
+    pub status: FileStatus,
+    pub blocks: Vec<FsckBlock>,
+    pub under_construction: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FsckBlock {
+    pub block: ExtendedBlock,
+    pub replicas: Vec<FsckReplica>,
+    /// Replicas on live datanodes that are not corrupt.
+    pub live_replicas: u32,
+    pub complete: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FsckReplica {
+    pub datanode: DatanodeInfo,
+    pub storage_id: String,
+    pub corrupt: bool,
+}
+
+pub(crate) fn collect(state: &FsState, root: InodeId, default_replication: u32) -> FsckReport {
+    let mut entries = Vec::new();
+    state.namespace.walk(root, &mut |inode| {
+        let path = state.namespace.path_of(inode.id);
+        match &inode.kind {
+            InodeKind::Directory(_) => entries.push(FsckEntry::Directory(path)),
+            InodeKind::File(file) => {
+                let blocks = file
+                    .blocks
+                    .iter()
+                    .filter_map(|block_id| {
+                        let info = state.blocks.get(*block_id)?;
+                        let replicas = info
+                            .replicas
+                            .iter()
+                            .filter_map(|r| {
+                                let node = state.datanodes.get(r.datanode)?;
+                                node.alive.then(|| FsckReplica {
+                                    datanode: node.info(),
+                                    storage_id: node.storage_id_for(r.storage).to_string(),
+                                    corrupt: r.corrupt,
+                                })
+                            })
+                            .collect();
+                        Some(FsckBlock {
+                            block: state.blocks.extended(*block_id)?,
+                            replicas,
+                            live_replicas: state.blocks.counts(*block_id, &state.datanodes).live,
+                            complete: info.state == BlockState::Complete,
+                        })
+                    })
+                    .collect();
+                entries.push(FsckEntry::File(FsckFile {
+                    path,
+                    status: file_status(state, inode, Vec::new()),
+                    blocks,
+                    under_construction: file.writer.is_some(),
+                }));
+            }
+        }
+    });
+    let live_datanodes = state.datanodes.live_count() as u32;
+    let racks = {
+        let mut racks: Vec<&str> = state.datanodes.live().map(|d| d.network_location.as_str()).collect();
+        racks.sort_unstable();
+        racks.dedup();
+        racks.len() as u32
+    };
+    FsckReport { entries, live_datanodes, racks, default_replication }
+}

@@ -1,0 +1,152 @@
+//! `DatanodeProtocol` over gRPC.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use rdfs_common::ids::SOFTWARE_VERSION;
+use rdfs_common::protocol::{DatanodeId, ExtendedBlock};
+use rdfs_proto as pb;
+use rdfs_proto::datanode_protocol_server::DatanodeProtocol;
+
+use super::required;
+use crate::datanode_manager::StorageState;
+use crate::namesystem::{DatanodeCommand, Namesystem, Registration, ReplicaEvent, ReportedReplica};
+
+pub struct DatanodeService {
+    namesystem: Arc<Namesystem>,
+}
+
+impl DatanodeService {
+    pub fn new(namesystem: Arc<Namesystem>) -> Self {
+        Self { namesystem }
+    }
+}
+
+fn commands(commands: Vec<DatanodeCommand>, pool_id: &str) -> Vec<pb::DatanodeCommand> {
+    commands
+        .into_iter()
+        .map(|command| pb::DatanodeCommand {
+            command: Some(match command {
+                DatanodeCommand::Invalidate(blocks) => pb::datanode_command::Command::Invalidate(pb::BlockList {
+                    pool_id: pool_id.to_string(),
+                    blocks: blocks.iter().map(Into::into).collect(),
+                }),
+                DatanodeCommand::Reregister => pb::datanode_command::Command::Reregister(pb::Reregister {}),
+            }),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl DatanodeProtocol for DatanodeService {
+    async fn version_request(
+        &self,
+        _request: Request<pb::VersionRequestRequest>,
+    ) -> Result<Response<pb::VersionRequestResponse>, Status> {
+        let info = self.namesystem.namespace_info();
+        Ok(Response::new(pb::VersionRequestResponse {
+            info: Some(pb::NamespaceInfo {
+                cluster_id: info.cluster_id.clone(),
+                block_pool_id: info.block_pool_id.clone(),
+                namespace_id: info.namespace_id,
+                layout_version: info.layout_version,
+                ctime: info.ctime,
+                software_version: SOFTWARE_VERSION.to_string(),
+            }),
+        }))
+    }
+
+    async fn register_datanode(
+        &self,
+        request: Request<pb::RegisterDatanodeRequest>,
+    ) -> Result<Response<pb::RegisterDatanodeResponse>, Status> {
+        let registration = required(request.into_inner().registration, "registration")?;
+        let id: DatanodeId = required(registration.id.clone(), "datanode id")?.into();
+        if id.datanode_uuid.is_empty() {
+            return Err(rdfs_common::ExceptionKind::IllegalArgument.status("registration has an empty datanode uuid"));
+        }
+        self.namesystem.register_datanode(Registration {
+            id,
+            cluster_id: registration.cluster_id.clone(),
+            block_pool_id: registration.block_pool_id.clone(),
+            storage_ids: registration.storages.iter().map(|s| s.storage_id.clone()).collect(),
+        })?;
+        Ok(Response::new(pb::RegisterDatanodeResponse { registration: Some(registration) }))
+    }
+
+    async fn send_heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        let storages = req
+            .reports
+            .into_iter()
+            .map(|r| StorageState {
+                storage_id: r.storage_id,
+                failed: r.failed,
+                capacity: r.capacity,
+                dfs_used: r.dfs_used,
+                remaining: r.remaining,
+                non_dfs_used: r.non_dfs_used,
+            })
+            .collect();
+        let result = self.namesystem.heartbeat(&req.datanode_uuid, storages, req.xceiver_count, req.failed_volumes);
+        let pool_id = &self.namesystem.namespace_info().block_pool_id;
+        Ok(Response::new(pb::HeartbeatResponse { commands: commands(result, pool_id) }))
+    }
+
+    async fn block_report(&self, request: Request<pb::BlockReportRequest>) -> Result<Response<pb::BlockReportResponse>, Status> {
+        let req = request.into_inner();
+        let storages: Vec<(String, Vec<ReportedReplica>)> = req
+            .reports
+            .into_iter()
+            .map(|report| {
+                let replicas = report
+                    .replicas
+                    .into_iter()
+                    .map(|r| ReportedReplica {
+                        block_id: r.block_id,
+                        generation_stamp: r.generation_stamp,
+                        num_bytes: r.num_bytes,
+                        finalized: r.state == pb::ReplicaState::Finalized as i32,
+                    })
+                    .collect();
+                (report.storage_id, replicas)
+            })
+            .collect();
+        self.namesystem.block_report(&req.datanode_uuid, &req.pool_id, &storages)?;
+        Ok(Response::new(pb::BlockReportResponse { commands: Vec::new() }))
+    }
+
+    async fn block_received_and_deleted(
+        &self,
+        request: Request<pb::BlockReceivedAndDeletedRequest>,
+    ) -> Result<Response<pb::BlockReceivedAndDeletedResponse>, Status> {
+        let req = request.into_inner();
+        let mut events = Vec::with_capacity(req.blocks.len());
+        for item in req.blocks {
+            let block = ExtendedBlock::from(required(item.block, "block")?);
+            let event = match pb::ReceivedDeletedStatus::try_from(item.status) {
+                Ok(pb::ReceivedDeletedStatus::Receiving) => ReplicaEvent::Receiving,
+                Ok(pb::ReceivedDeletedStatus::Received) => ReplicaEvent::Received,
+                Ok(pb::ReceivedDeletedStatus::Deleted) => ReplicaEvent::Deleted,
+                Err(_) => {
+                    return Err(rdfs_common::ExceptionKind::IllegalArgument
+                        .status(format!("unknown replica status {}", item.status)));
+                }
+            };
+            events.push((block, item.storage_id, event));
+        }
+        self.namesystem.block_received_and_deleted(&req.datanode_uuid, &req.pool_id, &events)?;
+        Ok(Response::new(pb::BlockReceivedAndDeletedResponse {}))
+    }
+
+    async fn report_bad_blocks(
+        &self,
+        request: Request<pb::DatanodeReportBadBlocksRequest>,
+    ) -> Result<Response<pb::DatanodeReportBadBlocksResponse>, Status> {
+        let req = request.into_inner();
+        let blocks: Vec<ExtendedBlock> = req.blocks.into_iter().map(Into::into).collect();
+        self.namesystem.datanode_bad_blocks(&req.datanode_uuid, &blocks, &req.reason)?;
+        Ok(Response::new(pb::DatanodeReportBadBlocksResponse {}))
+    }
+}

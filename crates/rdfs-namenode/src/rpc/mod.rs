@@ -1,0 +1,35 @@
+//! gRPC adapters over the [`crate::namesystem::Namesystem`]: they convert
+//! wire types and errors and hold no logic of their own.
+
+pub mod client_service;
+pub mod datanode_service;
+
+use rdfs_common::grpc::USER_METADATA_KEY;
+
+use crate::namesystem::Caller;
+
+/// Who sent a request: the user in its metadata (HDFS's default web user,
+/// `dr.who`, when absent) and the peer's address.
+pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Caller {
+    let user = request
+        .metadata()
+        .get(USER_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|u| !u.is_empty())
+        .unwrap_or("dr.who")
+        .to_string();
+    let machine = request.remote_addr().map_or_else(|| "unknown".to_string(), |addr| addr.ip().to_string());
+    Caller { user, machine }
+}
+
+pub(crate) fn required<T>(field: Option<T>, name: &str) -> Result<T, tonic::Status> {
+    field.ok_or_else(|| rdfs_common::ExceptionKind::IllegalArgument.status(format!("request has no {name}")))
+}
+
+/// Permission bits from the wire, rejecting values outside 0..=0o7777.
+pub(crate) fn mode(value: u32) -> Result<u16, tonic::Status> {
+    if value > 0o7777 {
+        return Err(rdfs_common::ExceptionKind::IllegalArgument.status(format!("permission {value:o} is out of range")));
+    }
+    Ok(value as u16)
+}

@@ -1,0 +1,175 @@
+//! Running a namenode: format, start-up (lock the name dirs, replay the edit
+//! log, open a new segment), serving RPCs, and shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use rdfs_common::config::{Config, ConfigError};
+use rdfs_common::grpc::MAX_MESSAGE_SIZE;
+use rdfs_common::ids::{NAMENODE_LAYOUT_VERSION, new_block_pool_id, new_cluster_id, new_namespace_id};
+use rdfs_common::time::now_ms;
+use rdfs_proto::client_namenode_server::ClientNamenodeServer;
+use rdfs_proto::datanode_protocol_server::DatanodeProtocolServer;
+
+use crate::edit_log::{FileJournal, Journal, JournalError};
+use crate::error::NamenodeError;
+use crate::namesystem::{Namesystem, NamesystemConfig, replay};
+use crate::rpc::client_service::ClientService;
+use crate::rpc::datanode_service::DatanodeService;
+use crate::storage::{self, NameStorage, NamespaceInfo, StorageError};
+
+/// The file in the first name dir that names the addresses the namenode
+/// bound (useful with port 0).
+pub const ADDRESS_FILE: &str = "namenode.addresses";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("cannot rebuild the namespace from the edit log: {0}")]
+    Replay(NamenodeError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    AddressFile { path: PathBuf, source: std::io::Error },
+    #[error("RPC server failed: {0}")]
+    Serve(#[from] tonic::transport::Error),
+    #[error("the namenode stopped because its edit log failed; see the log above")]
+    EditLogFailed,
+}
+
+/// Formats the configured name dirs with a new namespace owned by `superuser`.
+pub fn format(config: &Config, force: bool, cluster_id: Option<String>, superuser: &str) -> Result<NamespaceInfo, ServerError> {
+    let rpc = config.namenode_rpc_address()?;
+    let host = rpc.rsplit_once(':').map_or(rpc.as_str(), |(h, _)| h);
+    let ip = host.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| "127.0.0.1".to_string());
+    let now = now_ms();
+    let info = NamespaceInfo {
+        cluster_id: cluster_id.unwrap_or_else(new_cluster_id),
+        block_pool_id: new_block_pool_id(&ip, now),
+        namespace_id: new_namespace_id(),
+        layout_version: NAMENODE_LAYOUT_VERSION,
+        ctime: now,
+    };
+    storage::format(&config.namenode.name_dirs, force, &info, superuser, &config.namenode.supergroup)?;
+    tracing::info!(cluster_id = %info.cluster_id, block_pool_id = %info.block_pool_id,
+        dirs = ?config.namenode.name_dirs, "formatted a new namespace");
+    Ok(info)
+}
+
+/// A namenode that has loaded its namespace and is ready to serve.
+pub struct Namenode {
+    namesystem: Arc<Namesystem>,
+    journal: Arc<FileJournal>,
+    storage: NameStorage,
+    listener: tokio::net::TcpListener,
+    address: SocketAddr,
+    fatal: CancellationToken,
+    liveness_check: Duration,
+}
+
+impl Namenode {
+    /// Locks the name dirs, replays the edit log and binds the RPC address.
+    pub async fn start(config: &Config) -> Result<Self, ServerError> {
+        let storage = NameStorage::open(&config.namenode.name_dirs)?;
+        let records = storage.recover_edits()?;
+        let ns_config = NamesystemConfig::from_config(config);
+        let started = std::time::Instant::now();
+        let state = replay(&storage.info, &ns_config, &records).map_err(ServerError::Replay)?;
+        let last_txid = records.last().map_or(0, |r| r.txid);
+        tracing::info!(edits = records.len(), last_txid, inodes = state.namespace.inode_count(),
+            blocks = state.blocks.len(), elapsed_ms = started.elapsed().as_millis() as u64, "namespace loaded");
+        let journal = Arc::new(FileJournal::open(&storage.current_dirs, last_txid + 1)?);
+        let fatal = CancellationToken::new();
+        let namesystem = Arc::new(Namesystem::new(
+            storage.info.clone(),
+            ns_config.clone(),
+            state,
+            Arc::clone(&journal) as Arc<dyn Journal>,
+            fatal.clone(),
+        ));
+        let addr = config.namenode_rpc_address()?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+        write_address_file(&config.namenode.name_dirs[0], address)?;
+        let liveness_check = (ns_config.liveness.dead_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
+        Ok(Self { namesystem, journal, storage, listener, address, fatal, liveness_check })
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn namesystem(&self) -> &Arc<Namesystem> {
+        &self.namesystem
+    }
+
+    /// Serves until `shutdown` resolves (or the edit log fails), then closes
+    /// the edit log cleanly.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
+        let Self { namesystem, journal, storage, listener, address, fatal, liveness_check } = self;
+        let stop = CancellationToken::new();
+        let monitor = {
+            let namesystem = Arc::clone(&namesystem);
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(liveness_check);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = tick.tick() => namesystem.check_liveness(),
+                    }
+                }
+            })
+        };
+        tracing::info!(rpc = %address, cluster_id = %storage.info.cluster_id,
+            block_pool_id = %storage.info.block_pool_id, "namenode serving");
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let fatal_signal = fatal.clone();
+        let result = rdfs_common::grpc::server()
+            .add_service(
+                ClientNamenodeServer::new(ClientService::new(Arc::clone(&namesystem)))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
+            .add_service(
+                DatanodeProtocolServer::new(DatanodeService::new(Arc::clone(&namesystem)))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
+            .serve_with_incoming_shutdown(incoming, async move {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = fatal_signal.cancelled() => {}
+                }
+            })
+            .await;
+        stop.cancel();
+        let _ = monitor.await;
+        if fatal.is_cancelled() {
+            return Err(ServerError::EditLogFailed);
+        }
+        result?;
+        journal.close().await?;
+        tracing::info!(last_txid = namesystem.last_txid(), "namenode stopped; edit log finalized");
+        drop(storage);
+        Ok(())
+    }
+}
+
+fn write_address_file(dir: &Path, address: SocketAddr) -> Result<(), ServerError> {
+    let path = dir.join(ADDRESS_FILE);
+    let tmp = dir.join(format!("{ADDRESS_FILE}.tmp"));
+    std::fs::write(&tmp, format!("rpc={address}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| ServerError::AddressFile { path, source })
+}
