@@ -50,3 +50,33 @@ pub fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, tonic
         .keep_alive_timeout(Duration::from_secs(20))
         .keep_alive_while_idle(true))
 }
+
+/// Channels to peers by `host:port`, shared so that repeated transfers to
+/// the same datanode reuse one HTTP/2 connection.
+#[derive(Clone)]
+pub struct ChannelCache {
+    channels: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, Channel>>>,
+    connect_timeout: Duration,
+}
+
+impl ChannelCache {
+    pub fn new(connect_timeout: Duration) -> Self {
+        Self { channels: Default::default(), connect_timeout }
+    }
+
+    /// The channel to `addr`, created (lazily connecting) on first use.
+    pub fn get(&self, addr: &str) -> Result<Channel, tonic::transport::Error> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(channel) = channels.get(addr) {
+            return Ok(channel.clone());
+        }
+        let channel = channel(addr, self.connect_timeout)?;
+        channels.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// Drops the channel to a peer that failed, so the next use starts afresh.
+    pub fn forget(&self, addr: &str) {
+        self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+    }
+}

@@ -1,0 +1,36 @@
+//! What every part of a running datanode shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use rdfs_common::grpc::ChannelCache;
+
+use crate::dataset::Dataset;
+use crate::reports::Reports;
+
+pub struct DatanodeContext {
+    pub dataset: Arc<Dataset>,
+    pub reports: Arc<Reports>,
+    pub channels: ChannelCache,
+    /// Bound on any single network wait.
+    pub socket_timeout: Duration,
+    /// Block transfers in progress (HDFS's xceiver count).
+    pub transfers: Arc<AtomicU32>,
+}
+
+/// Counts a transfer for as long as it lives.
+pub struct TransferGuard(Arc<AtomicU32>);
+
+impl DatanodeContext {
+    pub fn transfer(&self) -> TransferGuard {
+        self.transfers.fetch_add(1, Ordering::Relaxed);
+        TransferGuard(Arc::clone(&self.transfers))
+    }
+}
+
+impl Drop for TransferGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,52 @@
+//! The datanode's failures.
+
+use std::path::PathBuf;
+
+use rdfs_common::ExceptionKind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatanodeError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("volume {0} is locked by another datanode process")]
+    VolumeLocked(PathBuf),
+    #[error("{path} is invalid: {reason}")]
+    BadVersionFile { path: PathBuf, reason: String },
+    #[error("Incompatible clusterIDs in {dir}: namenode clusterID = {namenode}; datanode clusterID = {datanode}")]
+    IncompatibleCluster { dir: PathBuf, namenode: String, datanode: String },
+    #[error("inconsistent volumes: {0}")]
+    Inconsistent(String),
+    #[error("no volume has room for a new replica (needs {needed} bytes)")]
+    NoSpace { needed: u64 },
+    #[error("Block {0} already exists in state {1} and thus cannot be created.")]
+    ReplicaExists(String, &'static str),
+    #[error("Replica not found for {0}")]
+    ReplicaNotFound(String),
+    #[error("replica {block} is corrupt: {reason}")]
+    CorruptReplica { block: String, reason: String },
+    #[error("this datanode does not serve block pool {requested} (it serves {served})")]
+    WrongPool { requested: String, served: String },
+    #[error("this datanode has not registered with its namenode yet")]
+    NotReady,
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+impl DatanodeError {
+    pub fn kind(&self) -> ExceptionKind {
+        match self {
+            Self::ReplicaNotFound(_) => ExceptionKind::ReplicaNotFound,
+            Self::CorruptReplica { .. } => ExceptionKind::CorruptReplica,
+            Self::InvalidRequest(_) | Self::WrongPool { .. } => ExceptionKind::IllegalArgument,
+            Self::ReplicaExists(..) => ExceptionKind::FileAlreadyExists,
+            Self::NotReady => ExceptionKind::Retriable,
+            _ => ExceptionKind::Io,
+        }
+    }
+}
+
+impl From<DatanodeError> for tonic::Status {
+    fn from(err: DatanodeError) -> Self {
+        err.kind().status(err.to_string())
+    }
+}

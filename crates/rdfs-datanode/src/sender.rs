@@ -1,0 +1,59 @@
+//! Sending a range of a replica as packets of whole chunks, each with the
+//! checksums stored on disk (the reader verifies them).
+
+use bytes::Bytes;
+
+use crate::error::DatanodeError;
+use crate::replica::ReplicaReader;
+
+/// Data bytes per read packet.
+pub const READ_PACKET_SIZE: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct ReadChunk {
+    pub offset_in_block: u64,
+    pub data: Bytes,
+    pub checksums: Bytes,
+}
+
+/// Iterates over `[offset, offset + length)` of a replica, widened to chunk
+/// boundaries at the start.
+pub struct BlockSender {
+    reader: ReplicaReader,
+    position: u64,
+    end: u64,
+    packet_size: usize,
+}
+
+impl BlockSender {
+    /// Fails when the range does not fit in the replica.
+    pub fn new(reader: ReplicaReader, offset: u64, length: u64) -> Result<Self, DatanodeError> {
+        let end = offset.checked_add(length).filter(|end| *end <= reader.length).ok_or_else(|| {
+            DatanodeError::InvalidRequest(format!(
+                "Offset {offset} and length {length} don't match block {} ( blockLen {} )",
+                reader.name, reader.length
+            ))
+        })?;
+        let bpc = u64::from(reader.bytes_per_checksum);
+        let position = offset - offset % bpc;
+        let packet_size = (READ_PACKET_SIZE / reader.bytes_per_checksum as usize).max(1) * reader.bytes_per_checksum as usize;
+        Ok(Self { reader, position, end, packet_size })
+    }
+
+    pub fn bytes_per_checksum(&self) -> u32 {
+        self.reader.bytes_per_checksum
+    }
+
+    /// The next packet, or `None` once the range is sent.
+    pub fn next_chunk(&mut self) -> Option<Result<ReadChunk, DatanodeError>> {
+        if self.position >= self.end {
+            return None;
+        }
+        let len = (self.end - self.position).min(self.packet_size as u64) as usize;
+        let offset = self.position;
+        Some(self.reader.read(offset, len).map(|(data, checksums)| {
+            self.position += len as u64;
+            ReadChunk { offset_in_block: offset, data, checksums }
+        }))
+    }
+}
