@@ -1,1 +1,54 @@
-fn main(){}
+//! `rdfs`: one binary for every rdfs daemon and tool, with HDFS's command
+//! names and flags (`rdfs namenode -format`, `rdfs dfs -ls /`, `rdfs fsck /`).
+
+mod daemon;
+mod dfs;
+mod dfsadmin;
+mod fsck;
+mod generic;
+mod getconf;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// The rdfs distributed filesystem: HDFS's model and commands.
+#[derive(Parser, Debug)]
+#[command(name = "rdfs", version, disable_help_subcommand = true)]
+#[command(
+    after_help = "Generic options (-D key=value, -fs URI, -conf FILE) go after the command, as in Hadoop."
+)]
+enum Cli {
+    /// Run the namenode, or format its name directories (-format [-force] [-clusterid CID]).
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Namenode { args: Vec<String> },
+    /// Run a datanode.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Datanode { args: Vec<String> },
+    /// Run a filesystem command (-ls, -put, -get, -cat, ...), as `hdfs dfs`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Dfs { args: Vec<String> },
+    /// Check the health of the files under a path, as `hdfs fsck`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Fsck { args: Vec<String> },
+    /// Administration commands (-report), as `hdfs dfsadmin`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Dfsadmin { args: Vec<String> },
+    /// Print configuration (-confKey KEY, -dump), as `hdfs getconf`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Getconf { args: Vec<String> },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli {
+        Cli::Namenode { args } => daemon::namenode(args),
+        Cli::Datanode { args } => daemon::datanode(args),
+        Cli::Dfs { args } => dfs::main(args),
+        Cli::Fsck { args } => fsck::main(args),
+        Cli::Dfsadmin { args } => dfsadmin::main(args),
+        Cli::Getconf { args } => getconf::main(args),
+    };
+    ExitCode::from(code)
+}

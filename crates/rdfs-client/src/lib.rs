@@ -1,1 +1,14 @@
+//! The rdfs client library: [`DfsClient`] for namespace calls,
+//! [`DfsOutputStream`] to write a file through datanode pipelines,
+//! [`DfsInputStream`] to read one with every chunk verified.
 
+mod block_writer;
+pub mod client;
+pub mod error;
+pub mod input;
+pub mod output;
+
+pub use client::{ClientSettings, CreateOptions, DfsClient, FsckEntry};
+pub use error::{ClientError, Result};
+pub use input::DfsInputStream;
+pub use output::DfsOutputStream;

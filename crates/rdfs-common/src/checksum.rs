@@ -17,7 +17,9 @@ pub const META_HEADER_LEN: usize = 7;
 
 /// A chunk whose data does not match its checksum.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("checksum error at offset {offset}: expected crc {expected:#010x}, computed {computed:#010x}")]
+#[error(
+    "checksum error at offset {offset}: expected crc {expected:#010x}, computed {computed:#010x}"
+)]
 pub struct ChecksumMismatch {
     /// Offset of the bad chunk's first byte, counted from the `base_offset`
     /// given to [`verify`].
@@ -61,7 +63,11 @@ pub fn verify(
         let expected = u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]]);
         let computed = crc32c::crc32c(chunk);
         if expected != computed {
-            return Err(ChecksumMismatch { offset, expected, computed });
+            return Err(ChecksumMismatch {
+                offset,
+                expected,
+                computed,
+            });
         }
         offset += chunk.len() as u64;
     }
@@ -91,7 +97,11 @@ pub enum MetaHeaderError {
 
 impl MetaHeader {
     pub fn crc32c(bytes_per_checksum: u32) -> Self {
-        Self { version: META_VERSION, checksum_type: CHECKSUM_TYPE_CRC32C, bytes_per_checksum }
+        Self {
+            version: META_VERSION,
+            checksum_type: CHECKSUM_TYPE_CRC32C,
+            bytes_per_checksum,
+        }
     }
 
     pub fn encode(&self) -> [u8; META_HEADER_LEN] {
@@ -118,13 +128,16 @@ impl MetaHeader {
         if bytes_per_checksum == 0 || bytes_per_checksum > 16 * 1024 * 1024 {
             return Err(MetaHeaderError::BytesPerChecksum(bytes_per_checksum));
         }
-        Ok(Self { version, checksum_type, bytes_per_checksum })
+        Ok(Self {
+            version,
+            checksum_type,
+            bytes_per_checksum,
+        })
     }
 
     /// The meta file length that covers a block of `block_len` bytes.
     pub fn meta_file_len(&self, block_len: u64) -> u64 {
-        META_HEADER_LEN as u64
-            + checksums_len(block_len as usize, self.bytes_per_checksum) as u64
+        META_HEADER_LEN as u64 + checksums_len(block_len as usize, self.bytes_per_checksum) as u64
     }
 }
 
@@ -150,9 +163,18 @@ mod tests {
         let bytes = header.encode();
         assert_eq!(bytes, [0, 1, 2, 0, 0, 2, 0]);
         assert_eq!(MetaHeader::decode(&bytes), Ok(header));
-        assert_eq!(MetaHeader::decode(&bytes[..3]), Err(MetaHeaderError::Truncated(3)));
-        assert_eq!(MetaHeader::decode(&[0, 2, 2, 0, 0, 2, 0]), Err(MetaHeaderError::Version(2)));
-        assert_eq!(MetaHeader::decode(&[0, 1, 1, 0, 0, 2, 0]), Err(MetaHeaderError::ChecksumType(1)));
+        assert_eq!(
+            MetaHeader::decode(&bytes[..3]),
+            Err(MetaHeaderError::Truncated(3))
+        );
+        assert_eq!(
+            MetaHeader::decode(&[0, 2, 2, 0, 0, 2, 0]),
+            Err(MetaHeaderError::Version(2))
+        );
+        assert_eq!(
+            MetaHeader::decode(&[0, 1, 1, 0, 0, 2, 0]),
+            Err(MetaHeaderError::ChecksumType(1))
+        );
         assert_eq!(header.meta_file_len(0), 7);
         assert_eq!(header.meta_file_len(513), 7 + 8);
     }

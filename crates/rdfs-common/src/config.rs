@@ -17,9 +17,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {source}")]
-    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
     #[error("invalid configuration: {0}")]
     Invalid(String),
     #[error("-D {0}: expected key=value")]
@@ -47,7 +53,9 @@ pub struct FsConfig {
 
 impl Default for FsConfig {
     fn default() -> Self {
-        Self { default_fs: "hdfs://127.0.0.1:8020".to_string() }
+        Self {
+            default_fs: "hdfs://127.0.0.1:8020".to_string(),
+        }
     }
 }
 
@@ -207,9 +215,13 @@ impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         let trimmed = text.trim();
         let lower = trimmed.to_ascii_lowercase();
-        let split = lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len());
+        let split = lower
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(lower.len());
         let (digits, suffix) = lower.split_at(split);
-        let value: u64 = digits.parse().map_err(|_| format!("'{trimmed}' is not a size"))?;
+        let value: u64 = digits
+            .parse()
+            .map_err(|_| format!("'{trimmed}' is not a size"))?;
         let shift = match suffix.trim() {
             "" | "b" => 0,
             "k" | "kb" | "kib" => 10,
@@ -247,7 +259,9 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
-fn paths_from_list_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PathBuf>, D::Error> {
+fn paths_from_list_or_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<PathBuf>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -256,12 +270,22 @@ fn paths_from_list_or_string<'de, D: Deserializer<'de>>(deserializer: D) -> Resu
     }
     let items = match Raw::deserialize(deserializer)? {
         Raw::List(items) => items,
-        Raw::Text(text) => text.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
+        Raw::Text(text) => text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
     };
     // Hadoop writes local dirs as file:// URIs; accept them.
     Ok(items
         .into_iter()
-        .map(|item| PathBuf::from(item.strip_prefix("file://").map(str::to_string).unwrap_or(item)))
+        .map(|item| {
+            PathBuf::from(
+                item.strip_prefix("file://")
+                    .map(str::to_string)
+                    .unwrap_or(item),
+            )
+        })
         .collect())
 }
 
@@ -274,35 +298,129 @@ struct HadoopAlias {
 }
 
 const HADOOP_ALIASES: &[HadoopAlias] = &[
-    HadoopAlias { hadoop: "fs.defaultFS", rdfs: "fs.default_fs", scale: 1 },
-    HadoopAlias { hadoop: "fs.default.name", rdfs: "fs.default_fs", scale: 1 },
-    HadoopAlias { hadoop: "dfs.replication", rdfs: "dfs.replication", scale: 1 },
-    HadoopAlias { hadoop: "dfs.blocksize", rdfs: "dfs.block_size", scale: 1 },
-    HadoopAlias { hadoop: "dfs.block.size", rdfs: "dfs.block_size", scale: 1 },
-    HadoopAlias { hadoop: "dfs.bytes-per-checksum", rdfs: "dfs.bytes_per_checksum", scale: 1 },
-    HadoopAlias { hadoop: "dfs.heartbeat.interval", rdfs: "dfs.heartbeat_interval_ms", scale: 1000 },
-    HadoopAlias { hadoop: "dfs.client-write-packet-size", rdfs: "client.write_packet_size", scale: 1 },
-    HadoopAlias { hadoop: "dfs.client.socket-timeout", rdfs: "client.socket_timeout_ms", scale: 1 },
-    HadoopAlias { hadoop: "dfs.client.block.write.retries", rdfs: "client.block_write_retries", scale: 1 },
-    HadoopAlias { hadoop: "dfs.namenode.rpc-address", rdfs: "namenode.rpc_address", scale: 1 },
-    HadoopAlias { hadoop: "dfs.namenode.name.dir", rdfs: "namenode.name_dirs", scale: 1 },
-    HadoopAlias { hadoop: "dfs.namenode.replication.min", rdfs: "namenode.min_replication", scale: 1 },
-    HadoopAlias { hadoop: "dfs.replication.max", rdfs: "namenode.max_replication", scale: 1 },
-    HadoopAlias { hadoop: "dfs.namenode.stale.datanode.interval", rdfs: "namenode.stale_interval_ms", scale: 1 },
-    HadoopAlias { hadoop: "dfs.ls.limit", rdfs: "namenode.listing_limit", scale: 1 },
-    HadoopAlias { hadoop: "dfs.permissions.superusergroup", rdfs: "namenode.supergroup", scale: 1 },
-    HadoopAlias { hadoop: "dfs.datanode.data.dir", rdfs: "datanode.data_dirs", scale: 1 },
-    HadoopAlias { hadoop: "dfs.datanode.address", rdfs: "datanode.xfer_address", scale: 1 },
-    HadoopAlias { hadoop: "dfs.datanode.hostname", rdfs: "datanode.advertised_host", scale: 1 },
-    HadoopAlias { hadoop: "dfs.blockreport.intervalMsec", rdfs: "datanode.block_report_interval_ms", scale: 1 },
-    HadoopAlias { hadoop: "dfs.datanode.du.reserved", rdfs: "datanode.du_reserved", scale: 1 },
-    HadoopAlias { hadoop: "hadoop.user.name", rdfs: "client.user", scale: 1 },
+    HadoopAlias {
+        hadoop: "fs.defaultFS",
+        rdfs: "fs.default_fs",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "fs.default.name",
+        rdfs: "fs.default_fs",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.replication",
+        rdfs: "dfs.replication",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.blocksize",
+        rdfs: "dfs.block_size",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.block.size",
+        rdfs: "dfs.block_size",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.bytes-per-checksum",
+        rdfs: "dfs.bytes_per_checksum",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.heartbeat.interval",
+        rdfs: "dfs.heartbeat_interval_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client-write-packet-size",
+        rdfs: "client.write_packet_size",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.socket-timeout",
+        rdfs: "client.socket_timeout_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.block.write.retries",
+        rdfs: "client.block_write_retries",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.rpc-address",
+        rdfs: "namenode.rpc_address",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.name.dir",
+        rdfs: "namenode.name_dirs",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.replication.min",
+        rdfs: "namenode.min_replication",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.replication.max",
+        rdfs: "namenode.max_replication",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.stale.datanode.interval",
+        rdfs: "namenode.stale_interval_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.ls.limit",
+        rdfs: "namenode.listing_limit",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.permissions.superusergroup",
+        rdfs: "namenode.supergroup",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.data.dir",
+        rdfs: "datanode.data_dirs",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.address",
+        rdfs: "datanode.xfer_address",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.hostname",
+        rdfs: "datanode.advertised_host",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.blockreport.intervalMsec",
+        rdfs: "datanode.block_report_interval_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.du.reserved",
+        rdfs: "datanode.du_reserved",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "hadoop.user.name",
+        rdfs: "client.user",
+        scale: 1,
+    },
 ];
 
 /// Splits `key=value` (the argument of `-D`).
 pub fn parse_override(arg: &str) -> Result<(String, String), ConfigError> {
     match arg.split_once('=') {
-        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        Some((key, value)) if !key.trim().is_empty() => {
+            Ok((key.trim().to_string(), value.to_string()))
+        }
         _ => Err(ConfigError::BadOverride(arg.to_string())),
     }
 }
@@ -318,13 +436,20 @@ pub struct Loaded {
 impl Config {
     /// Reads `file` (or starts from the defaults when `None`), applies the
     /// `-D` overrides, expands variables in paths and validates the result.
-    pub fn load(file: Option<&Path>, overrides: &[(String, String)]) -> Result<Loaded, ConfigError> {
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Loaded, ConfigError> {
         let mut table = match file {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
-                toml::from_str::<toml::Table>(&text)
-                    .map_err(|source| ConfigError::Parse { path: path.to_path_buf(), source: Box::new(source) })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?
             }
             None => toml::Table::new(),
         };
@@ -339,21 +464,33 @@ impl Config {
         .map_err(|err: toml::de::Error| ConfigError::Invalid(err.to_string()))?;
         // Name a bad -D key in full, even when serde only saw its unknown section.
         for (key, _) in overrides {
-            let rdfs_key = HADOOP_ALIASES.iter().find(|a| a.hadoop == key).map_or(key.as_str(), |a| a.rdfs);
+            let rdfs_key = HADOOP_ALIASES
+                .iter()
+                .find(|a| a.hadoop == key)
+                .map_or(key.as_str(), |a| a.rdfs);
             let before = unknown.len();
             unknown.retain(|path| !(rdfs_key == path || rdfs_key.starts_with(&format!("{path}."))));
             if unknown.len() != before {
                 warnings.push(format!("-D {key}: unknown config key, ignored"));
             }
         }
-        warnings.extend(unknown.into_iter().map(|key| format!("unknown config key '{key}' ignored")));
+        warnings.extend(
+            unknown
+                .into_iter()
+                .map(|key| format!("unknown config key '{key}' ignored")),
+        );
         config.expand_paths()?;
         config.validate()?;
         Ok(Loaded { config, warnings })
     }
 
     fn expand_paths(&mut self) -> Result<(), ConfigError> {
-        for dir in self.namenode.name_dirs.iter_mut().chain(self.datanode.data_dirs.iter_mut()) {
+        for dir in self
+            .namenode
+            .name_dirs
+            .iter_mut()
+            .chain(self.datanode.data_dirs.iter_mut())
+        {
             let text = dir.to_string_lossy().into_owned();
             *dir = PathBuf::from(expand_vars(&text)?);
         }
@@ -364,7 +501,9 @@ impl Config {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         let bpc = self.dfs.bytes_per_checksum;
         if bpc == 0 || bpc > 1024 * 1024 {
-            return invalid(format!("dfs.bytes_per_checksum = {bpc} must be between 1 and 1048576"));
+            return invalid(format!(
+                "dfs.bytes_per_checksum = {bpc} must be between 1 and 1048576"
+            ));
         }
         let block = self.dfs.block_size.0;
         if block == 0 || block % bpc as u64 != 0 {
@@ -402,8 +541,12 @@ impl Config {
         if !self.namenode.rpc_address.is_empty() {
             return Ok(self.namenode.rpc_address.clone());
         }
-        default_fs_authority(&self.fs.default_fs)
-            .ok_or_else(|| ConfigError::Invalid(format!("fs.default_fs = '{}' is not hdfs://host:port", self.fs.default_fs)))
+        default_fs_authority(&self.fs.default_fs).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "fs.default_fs = '{}' is not hdfs://host:port",
+                self.fs.default_fs
+            ))
+        })
     }
 
     /// The configuration as documented TOML (for `rdfs getconf -dump`).
@@ -419,7 +562,11 @@ pub fn default_fs_authority(uri: &str) -> Option<String> {
     if authority.is_empty() {
         return None;
     }
-    if authority.contains(':') { Some(authority.to_string()) } else { Some(format!("{authority}:8020")) }
+    if authority.contains(':') {
+        Some(authority.to_string())
+    } else {
+        Some(format!("{authority}:8020"))
+    }
 }
 
 fn apply_override(
@@ -441,7 +588,9 @@ fn apply_override(
         parsed = match parsed {
             toml::Value::Integer(n) => toml::Value::Integer(n.saturating_mul(scale as i64)),
             other => {
-                return Err(ConfigError::Invalid(format!("-D {key}={value}: expected a number, got {other}")));
+                return Err(ConfigError::Invalid(format!(
+                    "-D {key}={value}: expected a number, got {other}"
+                )));
             }
         };
     }
@@ -453,7 +602,9 @@ fn apply_override(
             inner.insert(field.to_string(), parsed);
             Ok(())
         }
-        _ => Err(ConfigError::Invalid(format!("-D {key}: '{section}' is not a section"))),
+        _ => Err(ConfigError::Invalid(format!(
+            "-D {key}: '{section}' is not a section"
+        ))),
     }
 }
 
@@ -461,7 +612,10 @@ fn apply_override(
 fn parse_scalar(value: &str) -> toml::Value {
     match toml::from_str::<toml::Table>(&format!("v = {value}")) {
         Ok(mut table) => match table.remove("v") {
-            Some(parsed @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_))) => parsed,
+            Some(
+                parsed
+                @ (toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_)),
+            ) => parsed,
             _ => toml::Value::String(value.to_string()),
         },
         Err(_) => toml::Value::String(value.to_string()),
@@ -473,7 +627,9 @@ pub fn rdfs_home() -> PathBuf {
     if let Some(home) = std::env::var_os("RDFS_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(home);
     }
-    let tmp = std::env::var_os("TMPDIR").filter(|v| !v.is_empty()).unwrap_or_else(|| "/tmp".into());
+    let tmp = std::env::var_os("TMPDIR")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "/tmp".into());
     PathBuf::from(tmp).join(format!("rdfs-{}", login_user()))
 }
 
@@ -486,7 +642,9 @@ pub fn expand_vars(text: &str) -> Result<String, ConfigError> {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            return Err(ConfigError::Invalid(format!("unterminated ${{ in '{text}'")));
+            return Err(ConfigError::Invalid(format!(
+                "unterminated ${{ in '{text}'"
+            )));
         };
         let inner = &after[..end];
         let (name, default) = match inner.split_once(":-") {
@@ -499,7 +657,11 @@ pub fn expand_vars(text: &str) -> Result<String, ConfigError> {
                 (_, Some(default)) => default.to_string(),
                 ("RDFS_HOME", None) => rdfs_home().to_string_lossy().into_owned(),
                 ("USER", None) => login_user(),
-                _ => return Err(ConfigError::Invalid(format!("'{text}' refers to ${{{name}}}, which is not set"))),
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "'{text}' refers to ${{{name}}}, which is not set"
+                    )));
+                }
             },
         };
         out.push_str(&value);
@@ -539,14 +701,21 @@ mod tests {
     use super::*;
 
     fn overrides(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn documented_defaults_match_the_code() {
-        let documented: Config =
-            toml::from_str(include_str!("../../../config/rdfs.toml")).expect("config/rdfs.toml parses");
-        assert_eq!(documented, Config::default(), "config/rdfs.toml and Config::default() disagree");
+        let documented: Config = toml::from_str(include_str!("../../../config/rdfs.toml"))
+            .expect("config/rdfs.toml parses");
+        assert_eq!(
+            documented,
+            Config::default(),
+            "config/rdfs.toml and Config::default() disagree"
+        );
     }
 
     #[test]
@@ -568,17 +737,26 @@ mod tests {
         assert_eq!(c.dfs.block_size, ByteSize(128 << 20));
         assert_eq!(c.dfs.replication, 2);
         assert_eq!(c.dfs.heartbeat_interval_ms, 1000);
-        assert_eq!(c.datanode.data_dirs, vec![PathBuf::from("/a"), PathBuf::from("/b")]);
+        assert_eq!(
+            c.datanode.data_dirs,
+            vec![PathBuf::from("/a"), PathBuf::from("/b")]
+        );
         assert!(!c.datanode.sync_on_close);
         assert_eq!(c.namenode_rpc_address().expect("address"), "nn:9000");
-        assert!(loaded.warnings.iter().any(|w| w.contains("no.such")), "{:?}", loaded.warnings);
+        assert!(
+            loaded.warnings.iter().any(|w| w.contains("no.such")),
+            "{:?}",
+            loaded.warnings
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let err = Config::load(None, &overrides(&[("dfs.block_size", "12q")])).expect_err("bad size");
+        let err =
+            Config::load(None, &overrides(&[("dfs.block_size", "12q")])).expect_err("bad size");
         assert!(err.to_string().contains("12q"), "{err}");
-        let err = Config::load(None, &overrides(&[("dfs.block_size", "1000")])).expect_err("not chunk multiple");
+        let err = Config::load(None, &overrides(&[("dfs.block_size", "1000")]))
+            .expect_err("not chunk multiple");
         assert!(err.to_string().contains("multiple"), "{err}");
         assert!(parse_override("novalue").is_err());
     }
@@ -589,7 +767,10 @@ mod tests {
         assert_eq!(ByteSize::parse("256MiB"), Ok(ByteSize(256 << 20)));
         assert_eq!(ByteSize::parse("7"), Ok(ByteSize(7)));
         assert!(ByteSize::parse("k").is_err());
-        assert_eq!(expand_vars("${RDFS_NO_SUCH_VAR:-/x}/y").expect("expands"), "/x/y");
+        assert_eq!(
+            expand_vars("${RDFS_NO_SUCH_VAR:-/x}/y").expect("expands"),
+            "/x/y"
+        );
         assert!(expand_vars("${RDFS_NO_SUCH_VAR}").is_err());
         assert_eq!(default_fs_authority("hdfs://h"), Some("h:8020".to_string()));
         assert_eq!(default_fs_authority("file:///"), None);

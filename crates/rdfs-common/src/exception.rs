@@ -67,19 +67,29 @@ impl ExceptionKind {
             Self::FileNotFound => "java.io.FileNotFoundException",
             Self::FileAlreadyExists => "org.apache.hadoop.fs.FileAlreadyExistsException",
             Self::ParentNotDirectory => "org.apache.hadoop.fs.ParentNotDirectoryException",
-            Self::PathIsNotEmptyDirectory => "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException",
+            Self::PathIsNotEmptyDirectory => {
+                "org.apache.hadoop.fs.PathIsNotEmptyDirectoryException"
+            }
             Self::InvalidPath => "org.apache.hadoop.fs.InvalidPathException",
             Self::AccessControl => "org.apache.hadoop.security.AccessControlException",
             Self::SafeMode => "org.apache.hadoop.hdfs.server.namenode.SafeModeException",
-            Self::NotReplicatedYet => "org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException",
-            Self::AlreadyBeingCreated => "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException",
+            Self::NotReplicatedYet => {
+                "org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException"
+            }
+            Self::AlreadyBeingCreated => {
+                "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException"
+            }
             Self::LeaseExpired => "org.apache.hadoop.hdfs.server.namenode.LeaseExpiredException",
             Self::IllegalArgument => "java.lang.IllegalArgumentException",
             Self::NotEnoughReplicas => "java.io.IOException",
-            Self::IncorrectVersion => "org.apache.hadoop.hdfs.server.common.IncorrectVersionException",
+            Self::IncorrectVersion => {
+                "org.apache.hadoop.hdfs.server.common.IncorrectVersionException"
+            }
             Self::UnregisteredNode => "org.apache.hadoop.hdfs.protocol.UnregisteredNodeException",
             Self::CorruptReplica => "org.apache.hadoop.fs.ChecksumException",
-            Self::ReplicaNotFound => "org.apache.hadoop.hdfs.server.datanode.ReplicaNotFoundException",
+            Self::ReplicaNotFound => {
+                "org.apache.hadoop.hdfs.server.datanode.ReplicaNotFoundException"
+            }
             Self::Standby => "org.apache.hadoop.ipc.StandbyException",
             Self::Retriable => "org.apache.hadoop.ipc.RetriableException",
             Self::Io => "java.io.IOException",
@@ -173,6 +183,9 @@ mod tests {
             assert_eq!(ExceptionKind::of_status(&status), Some(kind));
             assert_eq!(status.message(), "why");
         }
-        assert_eq!(ExceptionKind::of_status(&tonic::Status::internal("x")), None);
+        assert_eq!(
+            ExceptionKind::of_status(&tonic::Status::internal("x")),
+            None
+        );
     }
 }

@@ -39,7 +39,10 @@ pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::
 }
 
 /// The endpoint behind [`channel`], for callers that want to connect eagerly.
-pub fn endpoint(addr: &str, connect_timeout: Duration) -> Result<Endpoint, tonic::transport::Error> {
+pub fn endpoint(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<Endpoint, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(connect_timeout)
         .max_frame_size(MAX_FRAME_SIZE)
@@ -61,7 +64,10 @@ pub struct ChannelCache {
 
 impl ChannelCache {
     pub fn new(connect_timeout: Duration) -> Self {
-        Self { channels: Default::default(), connect_timeout }
+        Self {
+            channels: Default::default(),
+            connect_timeout,
+        }
     }
 
     /// The channel to `addr`, created (lazily connecting) on first use.
@@ -77,6 +83,9 @@ impl ChannelCache {
 
     /// Drops the channel to a peer that failed, so the next use starts afresh.
     pub fn forget(&self, addr: &str) {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner()).remove(addr);
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(addr);
     }
 }

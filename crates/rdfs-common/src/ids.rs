@@ -80,7 +80,11 @@ mod tests {
         assert_eq!(parts[3], "1700000000000");
         assert!(new_storage_id().starts_with("DS-"));
         assert_eq!(
-            BlockName { block_id: LAST_RESERVED_BLOCK_ID + 1, generation_stamp: 1001 }.to_string(),
+            BlockName {
+                block_id: LAST_RESERVED_BLOCK_ID + 1,
+                generation_stamp: 1001
+            }
+            .to_string(),
             "blk_1073741825_1001"
         );
     }

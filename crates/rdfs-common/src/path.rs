@@ -16,7 +16,11 @@ pub enum PathError {
     #[error(
         "The maximum path component name limit of {component} in directory {parent} is exceeded: limit={MAX_COMPONENT_LENGTH} length={length}"
     )]
-    ComponentTooLong { component: String, parent: String, length: usize },
+    ComponentTooLong {
+        component: String,
+        parent: String,
+        length: usize,
+    },
 }
 
 /// Splits an absolute path into its components, checking each. `/` has none;
@@ -34,8 +38,15 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
         if component.is_empty() {
             return Err(PathError::EmptyComponent(path.to_string()));
         }
-        if component == "." || component == ".." || component.contains(':') || component.contains('\0') {
-            return Err(PathError::BadComponent { path: path.to_string(), component: component.to_string() });
+        if component == "."
+            || component == ".."
+            || component.contains(':')
+            || component.contains('\0')
+        {
+            return Err(PathError::BadComponent {
+                path: path.to_string(),
+                component: component.to_string(),
+            });
         }
         if component.len() > MAX_COMPONENT_LENGTH {
             return Err(PathError::ComponentTooLong {
@@ -64,7 +75,11 @@ pub fn join_components(components: &[&str]) -> String {
 
 /// Appends `name` to the absolute directory path `dir`.
 pub fn child(dir: &str, name: &str) -> String {
-    if dir.ends_with('/') { format!("{dir}{name}") } else { format!("{dir}/{name}") }
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 /// The parent of an absolute path (`/` for `/` itself).
@@ -85,7 +100,11 @@ pub fn file_name(path: &str) -> &str {
 /// Resolves `path` against the absolute directory `base` when it is relative,
 /// then removes `.`, `..` and repeated slashes, as Hadoop's `Path` does.
 pub fn normalize(base: &str, path: &str) -> String {
-    let joined = if path.starts_with('/') { path.to_string() } else { child(base, path) };
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        child(base, path)
+    };
     let mut out: Vec<&str> = Vec::new();
     for component in joined.split('/') {
         match component {
@@ -101,7 +120,11 @@ pub fn normalize(base: &str, path: &str) -> String {
 
 /// True when `ancestor` is `path` or one of its ancestors (both normalized).
 pub fn is_ancestor_or_self(ancestor: &str, path: &str) -> bool {
-    ancestor == "/" || path == ancestor || path.strip_prefix(ancestor).is_some_and(|rest| rest.starts_with('/'))
+    ancestor == "/"
+        || path == ancestor
+        || path
+            .strip_prefix(ancestor)
+            .is_some_and(|rest| rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -116,12 +139,27 @@ mod tests {
         assert_eq!(components("/a/b/").unwrap(), vec!["a", "b"]);
         assert!(matches!(components("a/b"), Err(PathError::NotAbsolute(_))));
         assert!(matches!(components(""), Err(PathError::NotAbsolute(_))));
-        assert!(matches!(components("/a//b"), Err(PathError::EmptyComponent(_))));
-        assert!(matches!(components("/a/../b"), Err(PathError::BadComponent { .. })));
-        assert!(matches!(components("/a/./b"), Err(PathError::BadComponent { .. })));
-        assert!(matches!(components("/a:b"), Err(PathError::BadComponent { .. })));
+        assert!(matches!(
+            components("/a//b"),
+            Err(PathError::EmptyComponent(_))
+        ));
+        assert!(matches!(
+            components("/a/../b"),
+            Err(PathError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            components("/a/./b"),
+            Err(PathError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            components("/a:b"),
+            Err(PathError::BadComponent { .. })
+        ));
         let long = format!("/d/{}", "x".repeat(256));
-        assert!(matches!(components(&long), Err(PathError::ComponentTooLong { length: 256, .. })));
+        assert!(matches!(
+            components(&long),
+            Err(PathError::ComponentTooLong { length: 256, .. })
+        ));
     }
 
     #[test]

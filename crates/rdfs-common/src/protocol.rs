@@ -21,7 +21,10 @@ pub struct ExtendedBlock {
 
 impl ExtendedBlock {
     pub fn name(&self) -> BlockName {
-        BlockName { block_id: self.block_id, generation_stamp: self.generation_stamp }
+        BlockName {
+            block_id: self.block_id,
+            generation_stamp: self.generation_stamp,
+        }
     }
 }
 
@@ -466,9 +469,17 @@ mod tests {
             locations: Some(LocatedBlocks {
                 file_length: 5,
                 blocks: vec![LocatedBlock {
-                    block: ExtendedBlock { pool_id: "BP-1".into(), block_id: 7, generation_stamp: 1001, num_bytes: 5 },
+                    block: ExtendedBlock {
+                        pool_id: "BP-1".into(),
+                        block_id: 7,
+                        generation_stamp: 1001,
+                        num_bytes: 5,
+                    },
                     offset: 0,
-                    locations: vec![DatanodeInfo { capacity: 9, ..Default::default() }],
+                    locations: vec![DatanodeInfo {
+                        capacity: 9,
+                        ..Default::default()
+                    }],
                     storage_ids: vec!["DS-1".into()],
                     corrupt: false,
                 }],

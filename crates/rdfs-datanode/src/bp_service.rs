@@ -52,17 +52,28 @@ fn is_unregistered(status: &tonic::Status) -> bool {
 
 impl BpService {
     pub async fn run(mut self, shutdown: CancellationToken) -> Result<(), LinkError> {
-        let Some(info) = self.handshake(&shutdown).await else { return Ok(()) };
+        let Some(info) = self.handshake(&shutdown).await else {
+            return Ok(());
+        };
         let suspects = {
             let ctx = Arc::clone(&self.ctx);
             let uuid = self.id.datanode_uuid.clone();
             let info = info.clone();
-            tokio::task::spawn_blocking(move || ctx.dataset.attach_pool(&info.cluster_id, &info.block_pool_id, info.namespace_id, &uuid))
-                .await
-                .map_err(|e| LinkError::Refused(format!("volume setup panicked: {e}")))??
+            tokio::task::spawn_blocking(move || {
+                ctx.dataset.attach_pool(
+                    &info.cluster_id,
+                    &info.block_pool_id,
+                    info.namespace_id,
+                    &uuid,
+                )
+            })
+            .await
+            .map_err(|e| LinkError::Refused(format!("volume setup panicked: {e}")))??
         };
         for suspect in suspects {
-            self.ctx.reports.bad_replica(suspect.block, suspect.storage_id, suspect.reason);
+            self.ctx
+                .reports
+                .bad_replica(suspect.block, suspect.storage_id, suspect.reason);
         }
         loop {
             if !self.register(&info, &shutdown).await? {
@@ -97,7 +108,11 @@ impl BpService {
         let mut delay = Duration::from_millis(100);
         let mut warned = false;
         loop {
-            match self.namenode.version_request(pb::VersionRequestRequest {}).await {
+            match self
+                .namenode
+                .version_request(pb::VersionRequestRequest {})
+                .await
+            {
                 Ok(response) => {
                     if let Some(info) = response.into_inner().info {
                         tracing::info!(namenode = %self.namenode_addr, cluster_id = %info.cluster_id,
@@ -121,13 +136,20 @@ impl BpService {
     }
 
     /// Registers and sends a full block report; false on shutdown.
-    async fn register(&mut self, info: &pb::NamespaceInfo, shutdown: &CancellationToken) -> Result<bool, LinkError> {
+    async fn register(
+        &mut self,
+        info: &pb::NamespaceInfo,
+        shutdown: &CancellationToken,
+    ) -> Result<bool, LinkError> {
         let storages = self
             .ctx
             .dataset
             .volumes()
             .iter()
-            .map(|v| pb::DatanodeStorage { storage_id: v.storage_id(), storage_type: pb::StorageType::Disk as i32 })
+            .map(|v| pb::DatanodeStorage {
+                storage_id: v.storage_id(),
+                storage_type: pb::StorageType::Disk as i32,
+            })
             .collect();
         let registration = pb::DatanodeRegistration {
             id: Some((&self.id).into()),
@@ -138,9 +160,18 @@ impl BpService {
         };
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.namenode.register_datanode(pb::RegisterDatanodeRequest { registration: Some(registration.clone()) }).await {
+            match self
+                .namenode
+                .register_datanode(pb::RegisterDatanodeRequest {
+                    registration: Some(registration.clone()),
+                })
+                .await
+            {
                 Ok(_) => break,
-                Err(status) if ExceptionKind::of_status(&status) == Some(ExceptionKind::IncorrectVersion) => {
+                Err(status)
+                    if ExceptionKind::of_status(&status)
+                        == Some(ExceptionKind::IncorrectVersion) =>
+                {
                     return Err(LinkError::Refused(status.message().to_string()));
                 }
                 Err(status) => {
@@ -166,7 +197,14 @@ impl BpService {
             .iter()
             .map(|v| {
                 let (capacity, dfs_used, remaining, non_dfs_used) = v.usage();
-                pb::StorageReport { storage_id: v.storage_id(), failed: v.is_failed(), capacity, dfs_used, remaining, non_dfs_used }
+                pb::StorageReport {
+                    storage_id: v.storage_id(),
+                    failed: v.is_failed(),
+                    capacity,
+                    dfs_used,
+                    remaining,
+                    non_dfs_used,
+                }
             })
             .collect();
         let request = pb::HeartbeatRequest {
@@ -187,11 +225,17 @@ impl BpService {
             match command.command {
                 Some(pb::datanode_command::Command::Reregister(_)) => next = Next::Reregister,
                 Some(pb::datanode_command::Command::Invalidate(list)) => {
-                    let blocks: Vec<ExtendedBlock> = list.blocks.into_iter().map(Into::into).collect();
+                    let blocks: Vec<ExtendedBlock> =
+                        list.blocks.into_iter().map(Into::into).collect();
                     let ctx = Arc::clone(&self.ctx);
-                    let deleted = tokio::task::spawn_blocking(move || ctx.dataset.invalidate(&blocks)).await.unwrap_or_default();
+                    let deleted =
+                        tokio::task::spawn_blocking(move || ctx.dataset.invalidate(&blocks))
+                            .await
+                            .unwrap_or_default();
                     for (block, storage_id) in deleted {
-                        self.ctx.reports.replica_changed(block, storage_id, ReplicaChange::Deleted);
+                        self.ctx
+                            .reports
+                            .replica_changed(block, storage_id, ReplicaChange::Deleted);
                     }
                 }
                 None => {}

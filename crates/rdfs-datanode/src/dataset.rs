@@ -82,13 +82,19 @@ impl Dataset {
     }
 
     pub fn pool_id(&self) -> Result<&str, DatanodeError> {
-        self.pool.get().map(String::as_str).ok_or(DatanodeError::NotReady)
+        self.pool
+            .get()
+            .map(String::as_str)
+            .ok_or(DatanodeError::NotReady)
     }
 
     pub fn check_pool(&self, requested: &str) -> Result<(), DatanodeError> {
         let served = self.pool_id()?;
         if served != requested {
-            return Err(DatanodeError::WrongPool { requested: requested.to_string(), served: served.to_string() });
+            return Err(DatanodeError::WrongPool {
+                requested: requested.to_string(),
+                served: served.to_string(),
+            });
         }
         Ok(())
     }
@@ -105,7 +111,10 @@ impl Dataset {
     ) -> Result<Vec<SuspectReplica>, DatanodeError> {
         if let Some(existing) = self.pool.get() {
             if existing != pool_id {
-                return Err(DatanodeError::WrongPool { requested: pool_id.to_string(), served: existing.clone() });
+                return Err(DatanodeError::WrongPool {
+                    requested: pool_id.to_string(),
+                    served: existing.clone(),
+                });
             }
             return Ok(Vec::new());
         }
@@ -142,7 +151,11 @@ impl Dataset {
                 }
             }
         }
-        tracing::info!(replicas = replicas.len(), suspects = suspects.len(), "volumes scanned");
+        tracing::info!(
+            replicas = replicas.len(),
+            suspects = suspects.len(),
+            "volumes scanned"
+        );
         drop(replicas);
         let _ = self.pool.set(pool_id.to_string());
         Ok(suspects)
@@ -163,17 +176,30 @@ impl Dataset {
 
     /// Starts a new replica in `rbw/` on a volume with room for
     /// `expected_len` bytes.
-    pub fn create_rbw(&self, block: &ExtendedBlock, bytes_per_checksum: u32, expected_len: u64) -> Result<ReplicaWriter, DatanodeError> {
+    pub fn create_rbw(
+        &self,
+        block: &ExtendedBlock,
+        bytes_per_checksum: u32,
+        expected_len: u64,
+    ) -> Result<ReplicaWriter, DatanodeError> {
         let pool_id = self.pool_id()?.to_string();
         let volume = self.choose_volume(expected_len)?;
         {
             let mut replicas = self.replicas.lock();
             if let Some(existing) = replicas.get(&block.block_id) {
-                return Err(DatanodeError::ReplicaExists(block.name().to_string(), existing.state.name()));
+                return Err(DatanodeError::ReplicaExists(
+                    block.name().to_string(),
+                    existing.state.name(),
+                ));
             }
             replicas.insert(
                 block.block_id,
-                ReplicaInfo { generation_stamp: block.generation_stamp, num_bytes: 0, state: ReplicaState::Rbw, volume },
+                ReplicaInfo {
+                    generation_stamp: block.generation_stamp,
+                    num_bytes: 0,
+                    state: ReplicaState::Rbw,
+                    volume,
+                },
             );
         }
         let created = ReplicaWriter::create(
@@ -222,7 +248,10 @@ impl Dataset {
         let block_id = writer.name.block_id;
         writer.abort();
         let mut replicas = self.replicas.lock();
-        if replicas.get(&block_id).is_some_and(|r| r.state == ReplicaState::Rbw) {
+        if replicas
+            .get(&block_id)
+            .is_some_and(|r| r.state == ReplicaState::Rbw)
+        {
             replicas.remove(&block_id);
         }
     }
@@ -233,7 +262,10 @@ impl Dataset {
             ReplicaState::Finalized => volume.finalized_dir(pool_id, block_id),
             ReplicaState::Rbw => volume.rbw_dir(pool_id),
         };
-        (dir.join(block_file_name(block_id)), dir.join(meta_file_name(block_id, info.generation_stamp)))
+        (
+            dir.join(block_file_name(block_id)),
+            dir.join(meta_file_name(block_id, info.generation_stamp)),
+        )
     }
 
     pub fn replica(&self, block_id: i64) -> Option<ReplicaInfo> {
@@ -250,22 +282,37 @@ impl Dataset {
         let pool_id = self.pool_id()?.to_string();
         let info = self
             .replica(block.block_id)
-            .filter(|r| r.state == ReplicaState::Finalized && r.generation_stamp >= block.generation_stamp)
+            .filter(|r| {
+                r.state == ReplicaState::Finalized && r.generation_stamp >= block.generation_stamp
+            })
             .ok_or_else(|| DatanodeError::ReplicaNotFound(block.to_string()))?;
         let (block_path, meta_path) = self.paths(&pool_id, block.block_id, &info);
-        ReplicaReader::open(BlockName { block_id: block.block_id, generation_stamp: info.generation_stamp }, &block_path, &meta_path, info.num_bytes)
+        ReplicaReader::open(
+            BlockName {
+                block_id: block.block_id,
+                generation_stamp: info.generation_stamp,
+            },
+            &block_path,
+            &meta_path,
+            info.num_bytes,
+        )
     }
 
     /// Deletes the finalized replicas the namenode no longer wants; returns
     /// the ones deleted with their storage ids. Blocking.
     pub fn invalidate(&self, blocks: &[ExtendedBlock]) -> Vec<(ExtendedBlock, String)> {
-        let Ok(pool_id) = self.pool_id().map(str::to_string) else { return Vec::new() };
+        let Ok(pool_id) = self.pool_id().map(str::to_string) else {
+            return Vec::new();
+        };
         let mut deleted = Vec::new();
         for block in blocks {
             let info = {
                 let mut replicas = self.replicas.lock();
                 match replicas.get(&block.block_id) {
-                    Some(info) if info.state == ReplicaState::Finalized && info.generation_stamp <= block.generation_stamp => {
+                    Some(info)
+                        if info.state == ReplicaState::Finalized
+                            && info.generation_stamp <= block.generation_stamp =>
+                    {
                         let info = *info;
                         replicas.remove(&block.block_id);
                         info
@@ -293,7 +340,10 @@ impl Dataset {
             deleted.push((block.clone(), self.volumes[info.volume].storage_id()));
         }
         if !deleted.is_empty() {
-            tracing::info!(count = deleted.len(), "deleted replicas the namenode invalidated");
+            tracing::info!(
+                count = deleted.len(),
+                "deleted replicas the namenode invalidated"
+            );
         }
         deleted
     }
@@ -303,7 +353,10 @@ impl Dataset {
         let mut per_volume: Vec<StorageReplicas> = self
             .volumes
             .iter()
-            .map(|v| StorageReplicas { storage_id: v.storage_id(), replicas: Vec::new() })
+            .map(|v| StorageReplicas {
+                storage_id: v.storage_id(),
+                replicas: Vec::new(),
+            })
             .collect();
         for (block_id, info) in self.replicas.lock().iter() {
             if info.state == ReplicaState::Finalized {
@@ -316,17 +369,28 @@ impl Dataset {
 
 /// Finds the finalized replicas of a volume. Each comes with a reason when
 /// its meta file does not fit its block file (a corrupt replica).
-fn scan_volume(volume: &Volume, pool_id: &str) -> Result<Vec<(i64, ReplicaInfo, Option<String>)>, DatanodeError> {
+fn scan_volume(
+    volume: &Volume,
+    pool_id: &str,
+) -> Result<Vec<(i64, ReplicaInfo, Option<String>)>, DatanodeError> {
     let finalized = volume.pool_dir(pool_id).join("finalized");
     let mut blocks: HashMap<i64, (PathBuf, u64)> = HashMap::new();
     let mut metas: HashMap<i64, (PathBuf, u64)> = HashMap::new();
     let mut stack = vec![finalized];
     while let Some(dir) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|source| DatanodeError::Io { path: dir.clone(), source })?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| DatanodeError::Io {
+            path: dir.clone(),
+            source,
+        })?;
         for entry in entries {
-            let entry = entry.map_err(|source| DatanodeError::Io { path: dir.clone(), source })?;
+            let entry = entry.map_err(|source| DatanodeError::Io {
+                path: dir.clone(),
+                source,
+            })?;
             let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
             if path.is_dir() {
                 stack.push(path);
             } else if let Some(rest) = name.strip_prefix("blk_") {
@@ -353,7 +417,12 @@ fn scan_volume(volume: &Volume, pool_id: &str) -> Result<Vec<(i64, ReplicaInfo, 
         if let Some(reason) = &suspect {
             tracing::warn!(block = %block_path.display(), reason, "replica is corrupt");
         }
-        let info = ReplicaInfo { generation_stamp, num_bytes, state: ReplicaState::Finalized, volume: volume.index };
+        let info = ReplicaInfo {
+            generation_stamp,
+            num_bytes,
+            state: ReplicaState::Finalized,
+            volume: volume.index,
+        };
         found.push((block_id, info, suspect));
     }
     for (_, (meta_path, _)) in metas {
@@ -371,11 +440,16 @@ fn scan_volume(volume: &Volume, pool_id: &str) -> Result<Vec<(i64, ReplicaInfo, 
 }
 
 fn check_meta(meta_path: &Path, block_len: u64) -> Result<(), String> {
-    let bytes = std::fs::read(meta_path).map_err(|e| format!("cannot read {}: {e}", meta_path.display()))?;
-    let header = MetaHeader::decode(&bytes[..bytes.len().min(META_HEADER_LEN)]).map_err(|e| e.to_string())?;
+    let bytes = std::fs::read(meta_path)
+        .map_err(|e| format!("cannot read {}: {e}", meta_path.display()))?;
+    let header = MetaHeader::decode(&bytes[..bytes.len().min(META_HEADER_LEN)])
+        .map_err(|e| e.to_string())?;
     let expected = header.meta_file_len(block_len);
     if bytes.len() as u64 != expected {
-        return Err(format!("meta file has {} bytes; {expected} expected for a {block_len}-byte block", bytes.len()));
+        return Err(format!(
+            "meta file has {} bytes; {expected} expected for a {block_len}-byte block",
+            bytes.len()
+        ));
     }
     Ok(())
 }
@@ -385,9 +459,13 @@ mod tests {
     use super::*;
 
     fn dataset(root: &Path) -> Dataset {
-        let volumes = (0..2).map(|i| Volume::open(i, &root.join(format!("v{i}")), 0).expect("volume")).collect();
+        let volumes = (0..2)
+            .map(|i| Volume::open(i, &root.join(format!("v{i}")), 0).expect("volume"))
+            .collect();
         let dataset = Dataset::new(volumes, 0, false);
-        dataset.attach_pool("CID-1", "BP-1", 1, "uuid").expect("pool");
+        dataset
+            .attach_pool("CID-1", "BP-1", 1, "uuid")
+            .expect("pool");
         dataset
     }
 
@@ -397,11 +475,21 @@ mod tests {
         let ds = dataset(tmp.path());
         let mut ids = Vec::new();
         for i in 0..4 {
-            let block = ExtendedBlock { pool_id: "BP-1".into(), block_id: 1073741825 + i, generation_stamp: 1001, num_bytes: 0 };
+            let block = ExtendedBlock {
+                pool_id: "BP-1".into(),
+                block_id: 1073741825 + i,
+                generation_stamp: 1001,
+                num_bytes: 0,
+            };
             let mut writer = ds.create_rbw(&block, 512, 1024).expect("rbw");
-            assert!(matches!(ds.create_rbw(&block, 512, 1024), Err(DatanodeError::ReplicaExists(..))));
+            assert!(matches!(
+                ds.create_rbw(&block, 512, 1024),
+                Err(DatanodeError::ReplicaExists(..))
+            ));
             let data = vec![i as u8; 1000];
-            writer.write(&data, &rdfs_common::checksum::compute(&data, 512)).expect("write");
+            writer
+                .write(&data, &rdfs_common::checksum::compute(&data, 512))
+                .expect("write");
             ds.finalize(writer).expect("finalize");
             ids.push(block);
         }
@@ -412,10 +500,16 @@ mod tests {
         // Damage one replica's meta file, then restart.
         let info = ds.replica(ids[0].block_id).expect("replica");
         let (_, meta) = ds.paths("BP-1", ids[0].block_id, &info);
-        std::fs::OpenOptions::new().write(true).open(&meta).and_then(|f| f.set_len(9)).expect("truncate meta");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&meta)
+            .and_then(|f| f.set_len(9))
+            .expect("truncate meta");
         drop(ds);
         let ds = Dataset::new(
-            (0..2).map(|i| Volume::open(i, &tmp.path().join(format!("v{i}")), 0).expect("volume")).collect(),
+            (0..2)
+                .map(|i| Volume::open(i, &tmp.path().join(format!("v{i}")), 0).expect("volume"))
+                .collect(),
             0,
             false,
         );
@@ -425,6 +519,9 @@ mod tests {
         let report: usize = ds.block_report().iter().map(|s| s.replicas.len()).sum();
         assert_eq!(report, 3);
         assert!(ds.open_for_read(&ids[1]).is_ok());
-        assert!(matches!(ds.open_for_read(&ids[3]), Err(DatanodeError::ReplicaNotFound(_))));
+        assert!(matches!(
+            ds.open_for_read(&ids[3]),
+            Err(DatanodeError::ReplicaNotFound(_))
+        ));
     }
 }

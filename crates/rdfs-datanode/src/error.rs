@@ -7,13 +7,22 @@ use rdfs_common::ExceptionKind;
 #[derive(Debug, thiserror::Error)]
 pub enum DatanodeError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("volume {0} is locked by another datanode process")]
     VolumeLocked(PathBuf),
     #[error("{path} is invalid: {reason}")]
     BadVersionFile { path: PathBuf, reason: String },
-    #[error("Incompatible clusterIDs in {dir}: namenode clusterID = {namenode}; datanode clusterID = {datanode}")]
-    IncompatibleCluster { dir: PathBuf, namenode: String, datanode: String },
+    #[error(
+        "Incompatible clusterIDs in {dir}: namenode clusterID = {namenode}; datanode clusterID = {datanode}"
+    )]
+    IncompatibleCluster {
+        dir: PathBuf,
+        namenode: String,
+        datanode: String,
+    },
     #[error("inconsistent volumes: {0}")]
     Inconsistent(String),
     #[error("no volume has room for a new replica (needs {needed} bytes)")]

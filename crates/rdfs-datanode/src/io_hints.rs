@@ -8,7 +8,9 @@ use std::path::Path;
 /// replica being written never accumulates a large backlog of dirty pages
 /// and its final sync is short.
 pub fn start_writeback(file: &File, offset: u64, len: u64) {
-    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else { return };
+    let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+        return;
+    };
     // SAFETY: sync_file_range only reads its integer arguments; the fd is
     // valid for the lifetime of `file`. A failure is harmless (the final
     // fdatasync still makes the data durable), so the result is ignored.
@@ -21,10 +23,16 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
 pub fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
     let stat = rustix::fs::statvfs(path)?;
     let fragment = stat.f_frsize.max(1);
-    Ok((stat.f_blocks.saturating_mul(fragment), stat.f_bavail.saturating_mul(fragment)))
+    Ok((
+        stat.f_blocks.saturating_mul(fragment),
+        stat.f_bavail.saturating_mul(fragment),
+    ))
 }
 
 /// This machine's host name.
 pub fn hostname() -> String {
-    rustix::system::uname().nodename().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
 }

@@ -36,7 +36,11 @@ const WRITE_QUEUE: usize = 16;
 /// Packets queued towards the mirror.
 const MIRROR_QUEUE: usize = 16;
 
-fn setup_reply(status: pb::TransferStatus, first_bad_link: &str, message: impl Into<String>) -> pb::WriteBlockReply {
+fn setup_reply(
+    status: pb::TransferStatus,
+    first_bad_link: &str,
+    message: impl Into<String>,
+) -> pb::WriteBlockReply {
     pb::WriteBlockReply {
         reply: Some(Reply::Setup(pb::SetupReply {
             status: status as i32,
@@ -47,7 +51,13 @@ fn setup_reply(status: pb::TransferStatus, first_bad_link: &str, message: impl I
 }
 
 fn ack(seqno: i64, replies: Vec<i32>, message: String) -> pb::WriteBlockReply {
-    pb::WriteBlockReply { reply: Some(Reply::Ack(pb::PipelineAck { seqno, replies, message })) }
+    pb::WriteBlockReply {
+        reply: Some(Reply::Ack(pb::PipelineAck {
+            seqno,
+            replies,
+            message,
+        })),
+    }
 }
 
 /// The next datanode in the pipeline.
@@ -64,11 +74,26 @@ struct MirrorFailure {
     message: String,
 }
 
-async fn connect_mirror(ctx: &DatanodeContext, header: &pb::WriteBlockHeader) -> Result<Option<Mirror>, MirrorFailure> {
-    let Some(next) = header.targets.first() else { return Ok(None) };
-    let addr = next.id.as_ref().map(|id| format!("{}:{}", id.ip_addr, id.xfer_port)).unwrap_or_default();
-    let fail = |message: String| MirrorFailure { first_bad_link: addr.clone(), message };
-    let channel = ctx.channels.get(&addr).map_err(|e| fail(format!("bad mirror address {addr}: {e}")))?;
+async fn connect_mirror(
+    ctx: &DatanodeContext,
+    header: &pb::WriteBlockHeader,
+) -> Result<Option<Mirror>, MirrorFailure> {
+    let Some(next) = header.targets.first() else {
+        return Ok(None);
+    };
+    let addr = next
+        .id
+        .as_ref()
+        .map(|id| format!("{}:{}", id.ip_addr, id.xfer_port))
+        .unwrap_or_default();
+    let fail = |message: String| MirrorFailure {
+        first_bad_link: addr.clone(),
+        message,
+    };
+    let channel = ctx
+        .channels
+        .get(&addr)
+        .map_err(|e| fail(format!("bad mirror address {addr}: {e}")))?;
     let mut downstream = header.clone();
     downstream.targets.remove(0);
     if !downstream.target_storage_ids.is_empty() {
@@ -76,34 +101,67 @@ async fn connect_mirror(ctx: &DatanodeContext, header: &pb::WriteBlockHeader) ->
     }
     let (frames, frames_rx) = mpsc::channel(MIRROR_QUEUE);
     frames
-        .send(pb::WriteBlockFrame { frame: Some(Frame::Header(downstream)) })
+        .send(pb::WriteBlockFrame {
+            frame: Some(Frame::Header(downstream)),
+        })
         .await
         .map_err(|_| fail("mirror stream closed".into()))?;
-    let mut client = DataTransferClient::new(channel).max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
-    let call = timeout(ctx.socket_timeout, client.write_block(ReceiverStream::new(frames_rx)));
+    let mut client = DataTransferClient::new(channel)
+        .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
+    let call = timeout(
+        ctx.socket_timeout,
+        client.write_block(ReceiverStream::new(frames_rx)),
+    );
     let mut replies = match call.await {
         Ok(Ok(response)) => response.into_inner(),
         Ok(Err(status)) => {
             ctx.channels.forget(&addr);
-            return Err(fail(format!("cannot reach mirror {addr}: {}", status.message())));
+            return Err(fail(format!(
+                "cannot reach mirror {addr}: {}",
+                status.message()
+            )));
         }
         Err(_) => {
             ctx.channels.forget(&addr);
-            return Err(fail(format!("mirror {addr} did not answer within {:?}", ctx.socket_timeout)));
+            return Err(fail(format!(
+                "mirror {addr} did not answer within {:?}",
+                ctx.socket_timeout
+            )));
         }
     };
     match timeout(ctx.socket_timeout, replies.message()).await {
-        Ok(Ok(Some(pb::WriteBlockReply { reply: Some(Reply::Setup(setup)) }))) => {
+        Ok(Ok(Some(pb::WriteBlockReply {
+            reply: Some(Reply::Setup(setup)),
+        }))) => {
             if setup.status == pb::TransferStatus::Success as i32 {
-                Ok(Some(Mirror { addr, frames, replies }))
+                Ok(Some(Mirror {
+                    addr,
+                    frames,
+                    replies,
+                }))
             } else {
-                let first_bad_link = if setup.first_bad_link.is_empty() { addr.clone() } else { setup.first_bad_link };
-                Err(MirrorFailure { first_bad_link, message: setup.message })
+                let first_bad_link = if setup.first_bad_link.is_empty() {
+                    addr.clone()
+                } else {
+                    setup.first_bad_link
+                };
+                Err(MirrorFailure {
+                    first_bad_link,
+                    message: setup.message,
+                })
             }
         }
-        Ok(Ok(_)) => Err(fail(format!("mirror {addr} answered the setup with something else"))),
-        Ok(Err(status)) => Err(fail(format!("mirror {addr} failed during setup: {}", status.message()))),
-        Err(_) => Err(fail(format!("mirror {addr} did not confirm the setup within {:?}", ctx.socket_timeout))),
+        Ok(Ok(_)) => Err(fail(format!(
+            "mirror {addr} answered the setup with something else"
+        ))),
+        Ok(Err(status)) => Err(fail(format!(
+            "mirror {addr} failed during setup: {}",
+            status.message()
+        ))),
+        Err(_) => Err(fail(format!(
+            "mirror {addr} did not confirm the setup within {:?}",
+            ctx.socket_timeout
+        ))),
     }
 }
 
@@ -132,29 +190,61 @@ pub async fn run(
 ) {
     let _transfer = ctx.transfer();
     let Some(block) = header.block.clone().map(ExtendedBlock::from) else {
-        let _ = replies.send(Ok(setup_reply(pb::TransferStatus::ErrorInvalid, "", "header has no block"))).await;
+        let _ = replies
+            .send(Ok(setup_reply(
+                pb::TransferStatus::ErrorInvalid,
+                "",
+                "header has no block",
+            )))
+            .await;
         return;
     };
-    let bpc = if header.bytes_per_checksum == 0 { DEFAULT_BYTES_PER_CHECKSUM } else { header.bytes_per_checksum };
+    let bpc = if header.bytes_per_checksum == 0 {
+        DEFAULT_BYTES_PER_CHECKSUM
+    } else {
+        header.bytes_per_checksum
+    };
     let invalid = if header.checksum_type != pb::ChecksumType::ChecksumCrc32c as i32 {
-        Some(format!("checksum type {} is not supported; rdfs uses CRC32C", header.checksum_type))
+        Some(format!(
+            "checksum type {} is not supported; rdfs uses CRC32C",
+            header.checksum_type
+        ))
     } else if bpc > 16 * 1024 * 1024 {
         Some(format!("bytes per checksum {bpc} is too large"))
     } else {
-        ctx.dataset.check_pool(&block.pool_id).err().map(|e| e.to_string())
+        ctx.dataset
+            .check_pool(&block.pool_id)
+            .err()
+            .map(|e| e.to_string())
     };
     if let Some(message) = invalid {
-        let _ = replies.send(Ok(setup_reply(pb::TransferStatus::ErrorInvalid, "", message))).await;
+        let _ = replies
+            .send(Ok(setup_reply(
+                pb::TransferStatus::ErrorInvalid,
+                "",
+                message,
+            )))
+            .await;
         return;
     }
     // The client sends the file's block size as the expected length.
-    let max_len = if block.num_bytes == 0 { u64::MAX } else { block.num_bytes };
+    let max_len = if block.num_bytes == 0 {
+        u64::MAX
+    } else {
+        block.num_bytes
+    };
     let dataset = Arc::clone(&ctx.dataset);
     let created = {
         let block = block.clone();
-        tokio::task::spawn_blocking(move || dataset.create_rbw(&block, bpc, if max_len == u64::MAX { 0 } else { max_len }))
-            .await
-            .unwrap_or_else(|e| Err(DatanodeError::InvalidRequest(format!("replica creation panicked: {e}"))))
+        tokio::task::spawn_blocking(move || {
+            dataset.create_rbw(&block, bpc, if max_len == u64::MAX { 0 } else { max_len })
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(DatanodeError::InvalidRequest(format!(
+                "replica creation panicked: {e}"
+            )))
+        })
     };
     let writer = match created {
         Ok(writer) => writer,
@@ -165,7 +255,9 @@ pub async fn run(
                 pb::TransferStatus::Error
             };
             tracing::warn!(block = %block, error = %err, "cannot start replica");
-            let _ = replies.send(Ok(setup_reply(status, "", err.to_string()))).await;
+            let _ = replies
+                .send(Ok(setup_reply(status, "", err.to_string())))
+                .await;
             return;
         }
     };
@@ -176,12 +268,20 @@ pub async fn run(
             let dataset = Arc::clone(&ctx.dataset);
             let _ = tokio::task::spawn_blocking(move || dataset.abort(writer)).await;
             let _ = replies
-                .send(Ok(setup_reply(pb::TransferStatus::Error, &failure.first_bad_link, failure.message)))
+                .send(Ok(setup_reply(
+                    pb::TransferStatus::Error,
+                    &failure.first_bad_link,
+                    failure.message,
+                )))
                 .await;
             return;
         }
     };
-    if replies.send(Ok(setup_reply(pb::TransferStatus::Success, "", ""))).await.is_err() {
+    if replies
+        .send(Ok(setup_reply(pb::TransferStatus::Success, "", "")))
+        .await
+        .is_err()
+    {
         let dataset = Arc::clone(&ctx.dataset);
         let _ = tokio::task::spawn_blocking(move || dataset.abort(writer)).await;
         return;
@@ -193,13 +293,27 @@ pub async fn run(
     let writer_thread = {
         let ctx = Arc::clone(&ctx);
         let block = block.clone();
-        tokio::task::spawn_blocking(move || write_packets(&ctx, block, BlockReceiver::new(writer, bpc, max_len), packets_rx, written_tx))
+        tokio::task::spawn_blocking(move || {
+            write_packets(
+                &ctx,
+                block,
+                BlockReceiver::new(writer, bpc, max_len),
+                packets_rx,
+                written_tx,
+            )
+        })
     };
     let (mirror_frames, mirror_replies, mirror_addr) = match mirror {
         Some(m) => (Some(m.frames), Some(m.replies), m.addr),
         None => (None, None, String::new()),
     };
-    let responder = tokio::spawn(respond(Arc::clone(&ctx), written_rx, mirror_replies, mirror_addr, replies));
+    let responder = tokio::spawn(respond(
+        Arc::clone(&ctx),
+        written_rx,
+        mirror_replies,
+        mirror_addr,
+        replies,
+    ));
 
     loop {
         let frame = match timeout(ctx.socket_timeout, upstream.message()).await {
@@ -262,7 +376,12 @@ fn write_packets(
         let seqno = packet.seqno;
         match receiver.receive(&packet) {
             Ok(false) => {
-                let event = Written { seqno, last: false, result: Ok(()), status: pb::TransferStatus::Success };
+                let event = Written {
+                    seqno,
+                    last: false,
+                    result: Ok(()),
+                    status: pb::TransferStatus::Success,
+                };
                 if written.blocking_send(event).is_err() {
                     ctx.dataset.abort(receiver.into_writer());
                     return;
@@ -272,9 +391,16 @@ fn write_packets(
                 let length = receiver.received();
                 let (result, status) = match ctx.dataset.finalize(receiver.into_writer()) {
                     Ok(info) => {
-                        let finalized = ExtendedBlock { num_bytes: length, ..block.clone() };
+                        let finalized = ExtendedBlock {
+                            num_bytes: length,
+                            ..block.clone()
+                        };
                         tracing::info!(block = %finalized, bytes = length, "replica finalized");
-                        ctx.reports.replica_changed(finalized, ctx.dataset.storage_id_of(&info), ReplicaChange::Received);
+                        ctx.reports.replica_changed(
+                            finalized,
+                            ctx.dataset.storage_id_of(&info),
+                            ReplicaChange::Received,
+                        );
                         (Ok(()), pb::TransferStatus::Success)
                     }
                     Err(err) => {
@@ -282,14 +408,24 @@ fn write_packets(
                         (Err(err.to_string()), pb::TransferStatus::Error)
                     }
                 };
-                let _ = written.blocking_send(Written { seqno, last: true, result, status });
+                let _ = written.blocking_send(Written {
+                    seqno,
+                    last: true,
+                    result,
+                    status,
+                });
                 return;
             }
             Err(err) => {
                 tracing::warn!(block = %block, error = %err, "rejecting the write stream; the partial replica is deleted");
                 let status = packet_status(&err);
                 ctx.dataset.abort(receiver.into_writer());
-                let _ = written.blocking_send(Written { seqno, last: false, result: Err(err.to_string()), status });
+                let _ = written.blocking_send(Written {
+                    seqno,
+                    last: false,
+                    result: Err(err.to_string()),
+                    status,
+                });
                 return;
             }
         }
@@ -310,15 +446,23 @@ async fn respond(
         let mut failed = event.result.is_err();
         if !failed && let Some(downstream) = mirror.as_mut() {
             match timeout(ctx.socket_timeout, downstream.message()).await {
-                Ok(Ok(Some(pb::WriteBlockReply { reply: Some(Reply::Ack(down)) }))) if down.seqno == event.seqno => {
-                    failed = down.replies.iter().any(|s| *s != pb::TransferStatus::Success as i32);
+                Ok(Ok(Some(pb::WriteBlockReply {
+                    reply: Some(Reply::Ack(down)),
+                }))) if down.seqno == event.seqno => {
+                    failed = down
+                        .replies
+                        .iter()
+                        .any(|s| *s != pb::TransferStatus::Success as i32);
                     statuses.extend(down.replies);
                     message = down.message;
                 }
                 Ok(Ok(Some(other))) => {
                     failed = true;
                     statuses.push(pb::TransferStatus::Error as i32);
-                    message = format!("mirror {mirror_addr} sent an unexpected reply for packet {}: {other:?}", event.seqno);
+                    message = format!(
+                        "mirror {mirror_addr} sent an unexpected reply for packet {}: {other:?}",
+                        event.seqno
+                    );
                 }
                 Ok(Ok(None)) => {
                     failed = true;
@@ -333,11 +477,18 @@ async fn respond(
                 Err(_) => {
                     failed = true;
                     statuses.push(pb::TransferStatus::Error as i32);
-                    message = format!("mirror {mirror_addr} did not ack packet {} within {:?}", event.seqno, ctx.socket_timeout);
+                    message = format!(
+                        "mirror {mirror_addr} did not ack packet {} within {:?}",
+                        event.seqno, ctx.socket_timeout
+                    );
                 }
             }
         }
-        let sent = timeout(ctx.socket_timeout, replies.send(Ok(ack(event.seqno, statuses, message)))).await;
+        let sent = timeout(
+            ctx.socket_timeout,
+            replies.send(Ok(ack(event.seqno, statuses, message))),
+        )
+        .await;
         if failed || event.last || !matches!(sent, Ok(Ok(()))) {
             break;
         }

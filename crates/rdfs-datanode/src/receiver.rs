@@ -27,14 +27,26 @@ pub enum PacketError {
     OutOfOrder { expected: i64, got: i64 },
     #[error("packet {seqno} starts at offset {got}, but {expected} bytes were received")]
     BadOffset { seqno: i64, expected: u64, got: u64 },
-    #[error("packet {seqno} carries {got} checksum bytes for {data} data bytes; {expected} expected")]
-    ChecksumLength { seqno: i64, data: usize, got: usize, expected: usize },
-    #[error("packet {seqno} follows a partial chunk; only the block's last data packet may end mid-chunk")]
+    #[error(
+        "packet {seqno} carries {got} checksum bytes for {data} data bytes; {expected} expected"
+    )]
+    ChecksumLength {
+        seqno: i64,
+        data: usize,
+        got: usize,
+        expected: usize,
+    },
+    #[error(
+        "packet {seqno} follows a partial chunk; only the block's last data packet may end mid-chunk"
+    )]
     AfterPartialChunk { seqno: i64 },
     #[error("packet {seqno} would grow the block to {size} bytes, past its limit of {limit}")]
     TooLong { seqno: i64, size: u64, limit: u64 },
     #[error("packet {seqno}: {source}")]
-    Checksum { seqno: i64, source: ChecksumMismatch },
+    Checksum {
+        seqno: i64,
+        source: ChecksumMismatch,
+    },
     #[error("a packet arrived after the last one")]
     AfterLast,
     #[error(transparent)]
@@ -58,7 +70,14 @@ pub struct BlockReceiver {
 
 impl BlockReceiver {
     pub fn new(writer: ReplicaWriter, bytes_per_checksum: u32, max_len: u64) -> Self {
-        Self { writer, bytes_per_checksum, max_len, next_seqno: 0, received: 0, finished: false }
+        Self {
+            writer,
+            bytes_per_checksum,
+            max_len,
+            next_seqno: 0,
+            received: 0,
+            finished: false,
+        }
     }
 
     pub fn received(&self) -> u64 {
@@ -72,10 +91,17 @@ impl BlockReceiver {
         }
         let seqno = packet.seqno;
         if seqno != self.next_seqno {
-            return Err(PacketError::OutOfOrder { expected: self.next_seqno, got: seqno });
+            return Err(PacketError::OutOfOrder {
+                expected: self.next_seqno,
+                got: seqno,
+            });
         }
         if packet.offset_in_block != self.received {
-            return Err(PacketError::BadOffset { seqno, expected: self.received, got: packet.offset_in_block });
+            return Err(PacketError::BadOffset {
+                seqno,
+                expected: self.received,
+                got: packet.offset_in_block,
+            });
         }
         let bpc = self.bytes_per_checksum;
         if !packet.data.is_empty() {
@@ -93,7 +119,11 @@ impl BlockReceiver {
             }
             let size = self.received + packet.data.len() as u64;
             if size > self.max_len {
-                return Err(PacketError::TooLong { seqno, size, limit: self.max_len });
+                return Err(PacketError::TooLong {
+                    seqno,
+                    size,
+                    limit: self.max_len,
+                });
             }
             checksum::verify(&packet.data, &packet.checksums, bpc, self.received)
                 .map_err(|source| PacketError::Checksum { seqno, source })?;
@@ -120,8 +150,15 @@ mod tests {
     use rdfs_common::ids::BlockName;
 
     fn receiver(dir: &std::path::Path) -> BlockReceiver {
-        let name = BlockName { block_id: 1, generation_stamp: 1 };
-        BlockReceiver::new(ReplicaWriter::create(name, 0, dir, 512, 0).expect("writer"), 512, 1 << 20)
+        let name = BlockName {
+            block_id: 1,
+            generation_stamp: 1,
+        };
+        BlockReceiver::new(
+            ReplicaWriter::create(name, 0, dir, 512, 0).expect("writer"),
+            512,
+            1 << 20,
+        )
     }
 
     fn packet(seqno: i64, offset: u64, data: &[u8]) -> Packet {
@@ -140,21 +177,42 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let mut rx = receiver(tmp.path());
         assert!(!rx.receive(&packet(0, 0, &[1; 1024])).expect("first packet"));
-        assert!(matches!(rx.receive(&packet(2, 1024, &[1; 512])), Err(PacketError::OutOfOrder { expected: 1, got: 2 })));
-        assert!(matches!(rx.receive(&packet(1, 0, &[1; 512])), Err(PacketError::BadOffset { .. })));
+        assert!(matches!(
+            rx.receive(&packet(2, 1024, &[1; 512])),
+            Err(PacketError::OutOfOrder {
+                expected: 1,
+                got: 2
+            })
+        ));
+        assert!(matches!(
+            rx.receive(&packet(1, 0, &[1; 512])),
+            Err(PacketError::BadOffset { .. })
+        ));
         let mut bad = packet(1, 1024, &[1; 512]);
         bad.checksums = Bytes::from_static(&[0, 0, 0, 0]);
         let err = rx.receive(&bad).expect_err("bad checksum");
         assert!(err.is_checksum(), "{err}");
         let mut short = packet(1, 1024, &[1; 600]);
         short.checksums = short.checksums.slice(..4);
-        assert!(matches!(rx.receive(&short), Err(PacketError::ChecksumLength { .. })));
-        assert!(!rx.receive(&packet(1, 1024, &[2; 700])).expect("partial chunk is fine last"));
-        assert!(matches!(rx.receive(&packet(2, 1724, &[2; 10])), Err(PacketError::AfterPartialChunk { .. })));
+        assert!(matches!(
+            rx.receive(&short),
+            Err(PacketError::ChecksumLength { .. })
+        ));
+        assert!(
+            !rx.receive(&packet(1, 1024, &[2; 700]))
+                .expect("partial chunk is fine last")
+        );
+        assert!(matches!(
+            rx.receive(&packet(2, 1724, &[2; 10])),
+            Err(PacketError::AfterPartialChunk { .. })
+        ));
         let mut last = packet(2, 1724, &[]);
         last.last_packet_in_block = true;
         assert!(rx.receive(&last).expect("last"));
         assert_eq!(rx.received(), 1724);
-        assert!(matches!(rx.receive(&packet(3, 1724, &[])), Err(PacketError::AfterLast)));
+        assert!(matches!(
+            rx.receive(&packet(3, 1724, &[])),
+            Err(PacketError::AfterLast)
+        ));
     }
 }

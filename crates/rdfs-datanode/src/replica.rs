@@ -24,7 +24,10 @@ pub fn meta_file_name(block_id: i64, generation_stamp: u64) -> String {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatanodeError + '_ {
-    move |source| DatanodeError::Io { path: path.to_path_buf(), source }
+    move |source| DatanodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// A replica being written, in `rbw/`.
@@ -50,17 +53,39 @@ impl ReplicaWriter {
     ) -> Result<Self, DatanodeError> {
         let block_path = rbw_dir.join(block_file_name(name.block_id));
         let meta_path = rbw_dir.join(meta_file_name(name.block_id, name.generation_stamp));
-        let block_file = OpenOptions::new().write(true).create_new(true).open(&block_path).map_err(io_err(&block_path))?;
-        let meta_file = match OpenOptions::new().write(true).create_new(true).open(&meta_path) {
+        let block_file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&block_path)
+            .map_err(io_err(&block_path))?;
+        let meta_file = match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&meta_path)
+        {
             Ok(file) => file,
             Err(err) => {
                 let _ = std::fs::remove_file(&block_path);
-                return Err(DatanodeError::Io { path: meta_path, source: err });
+                return Err(DatanodeError::Io {
+                    path: meta_path,
+                    source: err,
+                });
             }
         };
         let mut meta = BufWriter::with_capacity(64 * 1024, meta_file);
-        meta.write_all(&MetaHeader::crc32c(bytes_per_checksum).encode()).map_err(io_err(&meta_path))?;
-        Ok(Self { name, volume, block_path, meta_path, block_file, meta, written: 0, writeback_from: 0, sync_behind })
+        meta.write_all(&MetaHeader::crc32c(bytes_per_checksum).encode())
+            .map_err(io_err(&meta_path))?;
+        Ok(Self {
+            name,
+            volume,
+            block_path,
+            meta_path,
+            block_file,
+            meta,
+            written: 0,
+            writeback_from: 0,
+            sync_behind,
+        })
     }
 
     pub fn written(&self) -> u64 {
@@ -69,11 +94,19 @@ impl ReplicaWriter {
 
     /// Appends verified data and its checksums.
     pub fn write(&mut self, data: &[u8], checksums: &[u8]) -> Result<(), DatanodeError> {
-        self.block_file.write_all(data).map_err(io_err(&self.block_path))?;
-        self.meta.write_all(checksums).map_err(io_err(&self.meta_path))?;
+        self.block_file
+            .write_all(data)
+            .map_err(io_err(&self.block_path))?;
+        self.meta
+            .write_all(checksums)
+            .map_err(io_err(&self.meta_path))?;
         self.written += data.len() as u64;
         if self.sync_behind > 0 && self.written - self.writeback_from >= self.sync_behind {
-            io_hints::start_writeback(&self.block_file, self.writeback_from, self.written - self.writeback_from);
+            io_hints::start_writeback(
+                &self.block_file,
+                self.writeback_from,
+                self.written - self.writeback_from,
+            );
             self.writeback_from = self.written;
         }
         Ok(())
@@ -82,8 +115,13 @@ impl ReplicaWriter {
     /// Makes everything written so far durable (hsync).
     pub fn sync(&mut self) -> Result<(), DatanodeError> {
         self.meta.flush().map_err(io_err(&self.meta_path))?;
-        self.block_file.sync_data().map_err(io_err(&self.block_path))?;
-        self.meta.get_ref().sync_data().map_err(io_err(&self.meta_path))?;
+        self.block_file
+            .sync_data()
+            .map_err(io_err(&self.block_path))?;
+        self.meta
+            .get_ref()
+            .sync_data()
+            .map_err(io_err(&self.meta_path))?;
         Ok(())
     }
 
@@ -92,19 +130,32 @@ impl ReplicaWriter {
     pub fn finalize(mut self, finalized_dir: &Path, sync: bool) -> Result<u64, DatanodeError> {
         self.meta.flush().map_err(io_err(&self.meta_path))?;
         if sync {
-            self.block_file.sync_data().map_err(io_err(&self.block_path))?;
-            self.meta.get_ref().sync_data().map_err(io_err(&self.meta_path))?;
+            self.block_file
+                .sync_data()
+                .map_err(io_err(&self.block_path))?;
+            self.meta
+                .get_ref()
+                .sync_data()
+                .map_err(io_err(&self.meta_path))?;
         }
         std::fs::create_dir_all(finalized_dir).map_err(io_err(finalized_dir))?;
         let block_dest = finalized_dir.join(block_file_name(self.name.block_id));
-        let meta_dest = finalized_dir.join(meta_file_name(self.name.block_id, self.name.generation_stamp));
+        let meta_dest = finalized_dir.join(meta_file_name(
+            self.name.block_id,
+            self.name.generation_stamp,
+        ));
         // Meta first: a block file without its meta is never taken for a
         // finalized replica when the directory is scanned.
         std::fs::rename(&self.meta_path, &meta_dest).map_err(io_err(&self.meta_path))?;
         std::fs::rename(&self.block_path, &block_dest).map_err(io_err(&self.block_path))?;
         if sync {
-            for dir in [finalized_dir, self.block_path.parent().unwrap_or(finalized_dir)] {
-                File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+            for dir in [
+                finalized_dir,
+                self.block_path.parent().unwrap_or(finalized_dir),
+            ] {
+                File::open(dir)
+                    .and_then(|d| d.sync_all())
+                    .map_err(io_err(dir))?;
             }
         }
         Ok(self.written)
@@ -137,21 +188,38 @@ pub struct ReplicaReader {
 impl ReplicaReader {
     /// Opens both files and checks that they are long enough for `length`
     /// bytes: a truncated file is a corrupt replica, reported as such.
-    pub fn open(name: BlockName, block_path: &Path, meta_path: &Path, length: u64) -> Result<Self, DatanodeError> {
-        let corrupt = |reason: String| DatanodeError::CorruptReplica { block: name.to_string(), reason };
-        let block_file = File::open(block_path).map_err(|e| corrupt(format!("cannot open {}: {e}", block_path.display())))?;
-        let meta_file = File::open(meta_path).map_err(|e| corrupt(format!("cannot open {}: {e}", meta_path.display())))?;
+    pub fn open(
+        name: BlockName,
+        block_path: &Path,
+        meta_path: &Path,
+        length: u64,
+    ) -> Result<Self, DatanodeError> {
+        let corrupt = |reason: String| DatanodeError::CorruptReplica {
+            block: name.to_string(),
+            reason,
+        };
+        let block_file = File::open(block_path)
+            .map_err(|e| corrupt(format!("cannot open {}: {e}", block_path.display())))?;
+        let meta_file = File::open(meta_path)
+            .map_err(|e| corrupt(format!("cannot open {}: {e}", meta_path.display())))?;
         let mut header = [0u8; META_HEADER_LEN];
-        let read = meta_file.read_at(&mut header, 0).map_err(io_err(meta_path))?;
-        let header = MetaHeader::decode(&header[..read]).map_err(|e| corrupt(format!("{}: {e}", meta_path.display())))?;
+        let read = meta_file
+            .read_at(&mut header, 0)
+            .map_err(io_err(meta_path))?;
+        let header = MetaHeader::decode(&header[..read])
+            .map_err(|e| corrupt(format!("{}: {e}", meta_path.display())))?;
         let block_len = block_file.metadata().map_err(io_err(block_path))?.len();
         if block_len < length {
-            return Err(corrupt(format!("block file has {block_len} bytes, the replica has {length}")));
+            return Err(corrupt(format!(
+                "block file has {block_len} bytes, the replica has {length}"
+            )));
         }
         let meta_len = meta_file.metadata().map_err(io_err(meta_path))?.len();
         let needed = header.meta_file_len(length);
         if meta_len < needed {
-            return Err(corrupt(format!("meta file has {meta_len} bytes, {needed} are needed for {length} bytes of data")));
+            return Err(corrupt(format!(
+                "meta file has {meta_len} bytes, {needed} are needed for {length} bytes of data"
+            )));
         }
         Ok(Self {
             name,
@@ -168,17 +236,29 @@ impl ReplicaReader {
     pub fn read(&self, offset: u64, len: usize) -> Result<(Bytes, Bytes), DatanodeError> {
         let bpc = u64::from(self.bytes_per_checksum);
         debug_assert_eq!(offset % bpc, 0);
-        let corrupt = |reason: String| DatanodeError::CorruptReplica { block: self.name.to_string(), reason };
+        let corrupt = |reason: String| DatanodeError::CorruptReplica {
+            block: self.name.to_string(),
+            reason,
+        };
         let mut data = vec![0u8; len];
-        self.block_file.read_exact_at(&mut data, offset).map_err(|e| {
-            corrupt(format!("reading {len} bytes at {offset} of {}: {e}", self.block_path.display()))
-        })?;
+        self.block_file
+            .read_exact_at(&mut data, offset)
+            .map_err(|e| {
+                corrupt(format!(
+                    "reading {len} bytes at {offset} of {}: {e}",
+                    self.block_path.display()
+                ))
+            })?;
         let chunks = (len as u64).div_ceil(bpc) as usize;
         let mut checksums = vec![0u8; chunks * CHECKSUM_SIZE];
         let meta_offset = META_HEADER_LEN as u64 + offset / bpc * CHECKSUM_SIZE as u64;
         self.meta_file
             .read_exact_at(&mut checksums, meta_offset)
-            .map_err(|e| corrupt(format!("reading checksums at {meta_offset} of the meta file: {e}")))?;
+            .map_err(|e| {
+                corrupt(format!(
+                    "reading checksums at {meta_offset} of the meta file: {e}"
+                ))
+            })?;
         Ok((Bytes::from(data), Bytes::from(checksums)))
     }
 }
@@ -193,7 +273,10 @@ mod tests {
         let rbw = tmp.path().join("rbw");
         let fin = tmp.path().join("fin");
         std::fs::create_dir_all(&rbw).expect("mkdir");
-        let name = BlockName { block_id: 1073741825, generation_stamp: 1001 };
+        let name = BlockName {
+            block_id: 1073741825,
+            generation_stamp: 1001,
+        };
         let mut writer = ReplicaWriter::create(name, 0, &rbw, 512, 4096).expect("creates");
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
         let sums = rdfs_common::checksum::compute(&data, 512);
@@ -206,8 +289,15 @@ mod tests {
         assert_eq!(&got[..], &data[1024..]);
         rdfs_common::checksum::verify(&got, &got_sums, 512, 1024).expect("stored checksums match");
 
-        std::fs::OpenOptions::new().write(true).open(&block_path).and_then(|f| f.set_len(100)).expect("truncate");
-        assert!(matches!(reader.read(0, 512), Err(DatanodeError::CorruptReplica { .. })));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&block_path)
+            .and_then(|f| f.set_len(100))
+            .expect("truncate");
+        assert!(matches!(
+            reader.read(0, 512),
+            Err(DatanodeError::CorruptReplica { .. })
+        ));
         assert!(matches!(
             ReplicaReader::open(name, &block_path, &meta_path, 5000),
             Err(DatanodeError::CorruptReplica { .. })

@@ -33,7 +33,10 @@ pub struct Reports {
 
 impl Reports {
     pub fn replica_changed(&self, block: ExtendedBlock, storage_id: String, change: ReplicaChange) {
-        self.pending.lock().changes.push((block, storage_id, change));
+        self.pending
+            .lock()
+            .changes
+            .push((block, storage_id, change));
         self.notify.notify_one();
     }
 

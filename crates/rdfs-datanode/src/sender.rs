@@ -28,16 +28,25 @@ pub struct BlockSender {
 impl BlockSender {
     /// Fails when the range does not fit in the replica.
     pub fn new(reader: ReplicaReader, offset: u64, length: u64) -> Result<Self, DatanodeError> {
-        let end = offset.checked_add(length).filter(|end| *end <= reader.length).ok_or_else(|| {
-            DatanodeError::InvalidRequest(format!(
-                "Offset {offset} and length {length} don't match block {} ( blockLen {} )",
-                reader.name, reader.length
-            ))
-        })?;
+        let end = offset
+            .checked_add(length)
+            .filter(|end| *end <= reader.length)
+            .ok_or_else(|| {
+                DatanodeError::InvalidRequest(format!(
+                    "Offset {offset} and length {length} don't match block {} ( blockLen {} )",
+                    reader.name, reader.length
+                ))
+            })?;
         let bpc = u64::from(reader.bytes_per_checksum);
         let position = offset - offset % bpc;
-        let packet_size = (READ_PACKET_SIZE / reader.bytes_per_checksum as usize).max(1) * reader.bytes_per_checksum as usize;
-        Ok(Self { reader, position, end, packet_size })
+        let packet_size = (READ_PACKET_SIZE / reader.bytes_per_checksum as usize).max(1)
+            * reader.bytes_per_checksum as usize;
+        Ok(Self {
+            reader,
+            position,
+            end,
+            packet_size,
+        })
     }
 
     pub fn bytes_per_checksum(&self) -> u32 {
@@ -53,7 +62,11 @@ impl BlockSender {
         let offset = self.position;
         Some(self.reader.read(offset, len).map(|(data, checksums)| {
             self.position += len as u64;
-            ReadChunk { offset_in_block: offset, data, checksums }
+            ReadChunk {
+                offset_in_block: offset,
+                data,
+                checksums,
+            }
         }))
     }
 }

@@ -36,11 +36,20 @@ pub enum ServerError {
     #[error(transparent)]
     Storage(#[from] DatanodeError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    AddressFile { path: PathBuf, source: std::io::Error },
+    AddressFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bad namenode address {addr}: {source}")]
-    NamenodeAddress { addr: String, source: tonic::transport::Error },
+    NamenodeAddress {
+        addr: String,
+        source: tonic::transport::Error,
+    },
     #[error("transfer server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
@@ -64,15 +73,27 @@ impl Datanode {
             .map(|(index, dir)| Volume::open(index, dir, dn.du_reserved.0))
             .collect::<Result<Vec<_>, _>>()?;
         let uuid = datanode_uuid(&volumes)?;
-        let dataset = Arc::new(Dataset::new(volumes, dn.sync_behind_bytes.0, dn.sync_on_close));
+        let dataset = Arc::new(Dataset::new(
+            volumes,
+            dn.sync_behind_bytes.0,
+            dn.sync_on_close,
+        ));
         let listener = tokio::net::TcpListener::bind(&dn.xfer_address)
             .await
-            .map_err(|source| ServerError::Bind { addr: dn.xfer_address.clone(), source })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr: dn.xfer_address.clone(), source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: dn.xfer_address.clone(),
+                source,
+            })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: dn.xfer_address.clone(),
+            source,
+        })?;
         let ip = if dn.advertised_host.is_empty() {
-            if address.ip().is_unspecified() { "127.0.0.1".to_string() } else { address.ip().to_string() }
+            if address.ip().is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                address.ip().to_string()
+            }
         } else {
             dn.advertised_host.clone()
         };
@@ -85,8 +106,14 @@ impl Datanode {
             ipc_port: 0,
         };
         let address_file = dn.data_dirs[0].join(ADDRESS_FILE);
-        std::fs::write(&address_file, format!("xfer={address}\nuuid={}\n", id.datanode_uuid))
-            .map_err(|source| ServerError::AddressFile { path: address_file.clone(), source })?;
+        std::fs::write(
+            &address_file,
+            format!("xfer={address}\nuuid={}\n", id.datanode_uuid),
+        )
+        .map_err(|source| ServerError::AddressFile {
+            path: address_file.clone(),
+            source,
+        })?;
         let connect_timeout = Duration::from_millis(config.client.connect_timeout_ms);
         let ctx = Arc::new(DatanodeContext {
             dataset,
@@ -97,18 +124,27 @@ impl Datanode {
         });
         let namenode_addr = config.namenode_rpc_address()?;
         let channel = rdfs_common::grpc::endpoint(&namenode_addr, connect_timeout)
-            .map_err(|source| ServerError::NamenodeAddress { addr: namenode_addr.clone(), source })?
+            .map_err(|source| ServerError::NamenodeAddress {
+                addr: namenode_addr.clone(),
+                source,
+            })?
             .timeout(Duration::from_millis(dn.socket_timeout_ms))
             .connect_lazy();
         let bp = BpService {
             ctx: Arc::clone(&ctx),
-            namenode: DatanodeProtocolClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE),
+            namenode: DatanodeProtocolClient::new(channel)
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
             namenode_addr,
             id,
             heartbeat_interval: Duration::from_millis(config.dfs.heartbeat_interval_ms),
             block_report_interval: Duration::from_millis(dn.block_report_interval_ms.max(1)),
         };
-        Ok(Self { ctx, listener, address, bp })
+        Ok(Self {
+            ctx,
+            listener,
+            address,
+            bp,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -118,7 +154,12 @@ impl Datanode {
     /// Serves transfers and talks to the namenode until `shutdown` resolves
     /// or the namenode link fails for good.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let Self { ctx, listener, address, bp } = self;
+        let Self {
+            ctx,
+            listener,
+            address,
+            bp,
+        } = self;
         let stop = CancellationToken::new();
         tracing::info!(xfer = %address, uuid = %bp.id.datanode_uuid, volumes = ctx.dataset.volumes().len(), "datanode serving");
         let link = tokio::spawn(bp.run(stop.clone()));
@@ -130,7 +171,10 @@ impl Datanode {
                     DataTransferServer::new(TransferService::new(Arc::clone(&ctx)))
                         .max_decoding_message_size(MAX_MESSAGE_SIZE),
                 )
-                .serve_with_incoming_shutdown(incoming, async move { stop_server.cancelled().await }),
+                .serve_with_incoming_shutdown(
+                    incoming,
+                    async move { stop_server.cancelled().await },
+                ),
         );
         let link = tokio::select! {
             _ = shutdown => None,
@@ -140,7 +184,9 @@ impl Datanode {
         let served = server.await;
         let link_result = match link {
             Some(Ok(result)) => result,
-            Some(Err(join)) => Err(LinkError::Refused(format!("namenode link panicked: {join}"))),
+            Some(Err(join)) => Err(LinkError::Refused(format!(
+                "namenode link panicked: {join}"
+            ))),
             None => Ok(()),
         };
         link_result?;

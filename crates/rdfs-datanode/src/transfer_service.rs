@@ -37,30 +37,53 @@ impl DataTransfer for TransferService {
     type WriteBlockStream = ReplyStream;
     type ReadBlockStream = ReadStream;
 
-    async fn write_block(&self, request: Request<Streaming<pb::WriteBlockFrame>>) -> Result<Response<ReplyStream>, Status> {
+    async fn write_block(
+        &self,
+        request: Request<Streaming<pb::WriteBlockFrame>>,
+    ) -> Result<Response<ReplyStream>, Status> {
         let mut upstream = request.into_inner();
         let header = match timeout(self.ctx.socket_timeout, upstream.message()).await {
-            Ok(Ok(Some(pb::WriteBlockFrame { frame: Some(Frame::Header(header)) }))) => header,
-            Ok(Ok(_)) => return Err(Status::invalid_argument("the first frame of WriteBlock must be its header")),
+            Ok(Ok(Some(pb::WriteBlockFrame {
+                frame: Some(Frame::Header(header)),
+            }))) => header,
+            Ok(Ok(_)) => {
+                return Err(Status::invalid_argument(
+                    "the first frame of WriteBlock must be its header",
+                ));
+            }
             Ok(Err(status)) => return Err(status),
-            Err(_) => return Err(Status::deadline_exceeded("no WriteBlock header arrived in time")),
+            Err(_) => {
+                return Err(Status::deadline_exceeded(
+                    "no WriteBlock header arrived in time",
+                ));
+            }
         };
         let (replies, replies_rx) = mpsc::channel(64);
-        tokio::spawn(pipeline::run(Arc::clone(&self.ctx), header, upstream, replies));
+        tokio::spawn(pipeline::run(
+            Arc::clone(&self.ctx),
+            header,
+            upstream,
+            replies,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(replies_rx))))
     }
 
-    async fn read_block(&self, request: Request<pb::ReadBlockRequest>) -> Result<Response<ReadStream>, Status> {
+    async fn read_block(
+        &self,
+        request: Request<pb::ReadBlockRequest>,
+    ) -> Result<Response<ReadStream>, Status> {
         let req = request.into_inner();
-        let block = ExtendedBlock::from(
-            req.block.ok_or_else(|| rdfs_common::ExceptionKind::IllegalArgument.status("ReadBlock without a block"))?,
-        );
+        let block = ExtendedBlock::from(req.block.ok_or_else(|| {
+            rdfs_common::ExceptionKind::IllegalArgument.status("ReadBlock without a block")
+        })?);
         self.ctx.dataset.check_pool(&block.pool_id)?;
         let dataset = Arc::clone(&self.ctx.dataset);
         let opened = {
             let block = block.clone();
             tokio::task::spawn_blocking(move || {
-                dataset.open_for_read(&block).and_then(|reader| BlockSender::new(reader, req.offset, req.length))
+                dataset
+                    .open_for_read(&block)
+                    .and_then(|reader| BlockSender::new(reader, req.offset, req.length))
             })
             .await
             .map_err(|e| Status::internal(format!("read setup panicked: {e}")))?
@@ -115,7 +138,12 @@ fn report_corrupt(ctx: &DatanodeContext, block: &ExtendedBlock, err: &DatanodeEr
         && let Some(info) = ctx.dataset.replica(block.block_id)
     {
         tracing::warn!(block = %block, reason, "replica is corrupt; reporting it to the namenode");
-        let reported = ExtendedBlock { generation_stamp: info.generation_stamp, num_bytes: info.num_bytes, ..block.clone() };
-        ctx.reports.bad_replica(reported, ctx.dataset.storage_id_of(&info), reason.clone());
+        let reported = ExtendedBlock {
+            generation_stamp: info.generation_stamp,
+            num_bytes: info.num_bytes,
+            ..block.clone()
+        };
+        ctx.reports
+            .bad_replica(reported, ctx.dataset.storage_id_of(&info), reason.clone());
     }
 }

@@ -42,7 +42,10 @@ pub struct Volume {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatanodeError + '_ {
-    move |source| DatanodeError::Io { path: path.to_path_buf(), source }
+    move |source| DatanodeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Reads a `key=value` file (HDFS's VERSION format).
@@ -64,7 +67,9 @@ pub(crate) fn write_durably(path: &Path, text: &str) -> Result<(), DatanodeError
     file.sync_all().map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))?;
     if let Some(dir) = path.parent() {
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io_err(dir))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(dir))?;
     }
     Ok(())
 }
@@ -75,7 +80,12 @@ impl Volume {
     pub fn open(index: usize, root: &Path, reserved: u64) -> Result<Self, DatanodeError> {
         std::fs::create_dir_all(root).map_err(io_err(root))?;
         let lock_path = root.join("in_use.lock");
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(DatanodeError::VolumeLocked(root.to_path_buf()));
         }
@@ -83,13 +93,19 @@ impl Volume {
         let identity = if version.exists() {
             let props = read_properties(&version)?;
             let get = |key: &str| {
-                props.get(key).cloned().ok_or_else(|| DatanodeError::BadVersionFile {
-                    path: version.clone(),
-                    reason: format!("missing {key}"),
-                })
+                props
+                    .get(key)
+                    .cloned()
+                    .ok_or_else(|| DatanodeError::BadVersionFile {
+                        path: version.clone(),
+                        reason: format!("missing {key}"),
+                    })
             };
             if get("storageType")? != "DATA_NODE" {
-                return Err(DatanodeError::BadVersionFile { path: version.clone(), reason: "storageType is not DATA_NODE".into() });
+                return Err(DatanodeError::BadVersionFile {
+                    path: version.clone(),
+                    reason: "storageType is not DATA_NODE".into(),
+                });
             }
             Some(VolumeIdentity {
                 storage_id: get("storageID")?,
@@ -115,19 +131,29 @@ impl Volume {
     }
 
     pub fn storage_id(&self) -> String {
-        self.identity.lock().as_ref().map(|i| i.storage_id.clone()).unwrap_or_default()
+        self.identity
+            .lock()
+            .as_ref()
+            .map(|i| i.storage_id.clone())
+            .unwrap_or_default()
     }
 
     /// Formats an empty volume for `cluster_id`, or checks that a formatted
     /// one belongs to it.
-    pub fn format_or_check(&self, cluster_id: &str, datanode_uuid: &str) -> Result<(), DatanodeError> {
+    pub fn format_or_check(
+        &self,
+        cluster_id: &str,
+        datanode_uuid: &str,
+    ) -> Result<(), DatanodeError> {
         let mut identity = self.identity.lock();
         match &*identity {
-            Some(existing) if existing.cluster_id != cluster_id => Err(DatanodeError::IncompatibleCluster {
-                dir: self.root.clone(),
-                namenode: cluster_id.to_string(),
-                datanode: existing.cluster_id.clone(),
-            }),
+            Some(existing) if existing.cluster_id != cluster_id => {
+                Err(DatanodeError::IncompatibleCluster {
+                    dir: self.root.clone(),
+                    namenode: cluster_id.to_string(),
+                    datanode: existing.cluster_id.clone(),
+                })
+            }
             Some(_) => Ok(()),
             None => {
                 let current = self.root.join("current");
@@ -164,7 +190,9 @@ impl Volume {
             if recorded != Some(namespace_id) {
                 return Err(DatanodeError::BadVersionFile {
                     path: version,
-                    reason: format!("namespaceID is {recorded:?}, the namenode's is {namespace_id}"),
+                    reason: format!(
+                        "namespaceID is {recorded:?}, the namenode's is {namespace_id}"
+                    ),
                 });
             }
         } else {
@@ -190,7 +218,10 @@ impl Volume {
     pub fn finalized_dir(&self, pool_id: &str, block_id: i64) -> PathBuf {
         let d1 = (block_id >> 16) & 0x1f;
         let d2 = (block_id >> 8) & 0x1f;
-        self.pool_dir(pool_id).join("finalized").join(format!("subdir{d1}")).join(format!("subdir{d2}"))
+        self.pool_dir(pool_id)
+            .join("finalized")
+            .join(format!("subdir{d1}"))
+            .join(format!("subdir{d2}"))
     }
 
     pub fn is_failed(&self) -> bool {
@@ -206,7 +237,11 @@ impl Volume {
     }
 
     pub fn sub_used(&self, bytes: u64) {
-        let _ = self.dfs_used.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(bytes)));
+        let _ = self
+            .dfs_used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(bytes))
+            });
     }
 
     /// (capacity, dfs used, remaining, non-dfs used), with the reserved
@@ -259,11 +294,19 @@ mod tests {
         assert!(volume.identity().is_none());
         volume.format_or_check("CID-a", "uuid-1").expect("formats");
         volume.init_block_pool("BP-1-127.0.0.1-1", 7).expect("pool");
-        assert!(matches!(Volume::open(0, &root, 0), Err(DatanodeError::VolumeLocked(_))));
+        assert!(matches!(
+            Volume::open(0, &root, 0),
+            Err(DatanodeError::VolumeLocked(_))
+        ));
         drop(volume);
         let volume = Volume::open(0, &root, 0).expect("reopens");
-        assert_eq!(volume.identity().map(|i| i.datanode_uuid), Some("uuid-1".to_string()));
-        let err = volume.format_or_check("CID-b", "uuid-1").expect_err("other cluster");
+        assert_eq!(
+            volume.identity().map(|i| i.datanode_uuid),
+            Some("uuid-1".to_string())
+        );
+        let err = volume
+            .format_or_check("CID-b", "uuid-1")
+            .expect_err("other cluster");
         assert!(err.to_string().contains("Incompatible clusterIDs"), "{err}");
         assert!(volume.init_block_pool("BP-1-127.0.0.1-1", 8).is_err());
         assert_eq!(

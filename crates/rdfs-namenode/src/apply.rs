@@ -48,7 +48,8 @@ impl FsState {
             }
             Op::AddFile(add) => {
                 let permission = self.permission(add.permission.as_ref());
-                let replication = u16::try_from(add.replication).map_err(|_| ApplyError("replication out of range".into()))?;
+                let replication = u16::try_from(add.replication)
+                    .map_err(|_| ApplyError("replication out of range".into()))?;
                 self.namespace
                     .insert(Inode {
                         id: add.inode_id,
@@ -68,16 +69,25 @@ impl FsState {
                 self.touch(add.parent_id, add.mtime);
             }
             Op::AddBlock(add) => {
-                let block = add.block.as_ref().ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
+                let block = add
+                    .block
+                    .as_ref()
+                    .ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
                 let replication = {
                     let file = self.file_mut(add.inode_id)?;
                     file.blocks.push(block.block_id);
                     file.replication
                 };
                 if let Some(previous) = &add.previous {
-                    self.blocks.commit(previous.block_id, previous.num_bytes, &self.datanodes);
+                    self.blocks
+                        .commit(previous.block_id, previous.num_bytes, &self.datanodes);
                 }
-                self.blocks.add_under_construction(block.block_id, block.generation_stamp, add.inode_id, replication);
+                self.blocks.add_under_construction(
+                    block.block_id,
+                    block.generation_stamp,
+                    add.inode_id,
+                    replication,
+                );
             }
             Op::AbandonBlock(abandon) => {
                 let file = self.file_mut(abandon.inode_id)?;
@@ -87,15 +97,26 @@ impl FsState {
                 }
             }
             Op::CloseFile(close) => {
-                let inode = self.namespace.get_mut(close.inode_id).ok_or_else(|| missing("closed file", close.inode_id))?;
+                let inode = self
+                    .namespace
+                    .get_mut(close.inode_id)
+                    .ok_or_else(|| missing("closed file", close.inode_id))?;
                 inode.mtime = close.mtime;
                 inode.atime = close.atime;
                 let InodeKind::File(file) = &mut inode.kind else {
-                    return Err(ApplyError(format!("inode {} is not a file", close.inode_id)));
+                    return Err(ApplyError(format!(
+                        "inode {} is not a file",
+                        close.inode_id
+                    )));
                 };
                 file.writer = None;
                 let blocks = file.blocks.clone();
-                if let Some(BlockRef { block_id, num_bytes, .. }) = close.last {
+                if let Some(BlockRef {
+                    block_id,
+                    num_bytes,
+                    ..
+                }) = close.last
+                {
                     self.blocks.commit(block_id, num_bytes, &self.datanodes);
                 }
                 // A closed file's blocks are complete, whether or not any
@@ -106,24 +127,40 @@ impl FsState {
                 }
             }
             Op::Rename(rename) => {
-                let old_parent = self.namespace.get(rename.inode_id).map(|i| i.parent).ok_or_else(|| missing("renamed", rename.inode_id))?;
+                let old_parent = self
+                    .namespace
+                    .get(rename.inode_id)
+                    .map(|i| i.parent)
+                    .ok_or_else(|| missing("renamed", rename.inode_id))?;
                 self.namespace.detach(rename.inode_id).map_err(ApplyError)?;
                 self.namespace
-                    .attach(rename.inode_id, rename.new_parent_id, rename.new_name.clone().into_boxed_slice())
+                    .attach(
+                        rename.inode_id,
+                        rename.new_parent_id,
+                        rename.new_name.clone().into_boxed_slice(),
+                    )
                     .map_err(ApplyError)?;
                 self.touch(old_parent, rename.mtime);
                 self.touch(rename.new_parent_id, rename.mtime);
             }
             Op::Delete(delete) => {
-                let parent = self.namespace.get(delete.inode_id).map(|i| i.parent).ok_or_else(|| missing("deleted", delete.inode_id))?;
-                let removed = self.namespace.remove_subtree(delete.inode_id).map_err(ApplyError)?;
+                let parent = self
+                    .namespace
+                    .get(delete.inode_id)
+                    .map(|i| i.parent)
+                    .ok_or_else(|| missing("deleted", delete.inode_id))?;
+                let removed = self
+                    .namespace
+                    .remove_subtree(delete.inode_id)
+                    .map_err(ApplyError)?;
                 for block_id in removed.blocks {
                     self.blocks.remove(block_id, &mut self.datanodes);
                 }
                 self.touch(parent, delete.mtime);
             }
             Op::SetReplication(set) => {
-                let replication = u16::try_from(set.replication).map_err(|_| ApplyError("replication out of range".into()))?;
+                let replication = u16::try_from(set.replication)
+                    .map_err(|_| ApplyError("replication out of range".into()))?;
                 let file = self.file_mut(set.inode_id)?;
                 file.replication = replication;
                 let blocks = file.blocks.clone();
@@ -132,13 +169,25 @@ impl FsState {
                 }
             }
             Op::SetPermission(set) => {
-                let inode = self.namespace.get_mut(set.inode_id).ok_or_else(|| missing("chmod", set.inode_id))?;
+                let inode = self
+                    .namespace
+                    .get_mut(set.inode_id)
+                    .ok_or_else(|| missing("chmod", set.inode_id))?;
                 inode.permission.mode = (set.mode & 0o7777) as u16;
             }
             Op::SetOwner(set) => {
-                let owner = set.owner.as_deref().map(|o| self.namespace.interner.intern(o));
-                let group = set.group.as_deref().map(|g| self.namespace.interner.intern(g));
-                let inode = self.namespace.get_mut(set.inode_id).ok_or_else(|| missing("chown", set.inode_id))?;
+                let owner = set
+                    .owner
+                    .as_deref()
+                    .map(|o| self.namespace.interner.intern(o));
+                let group = set
+                    .group
+                    .as_deref()
+                    .map(|g| self.namespace.interner.intern(g));
+                let inode = self
+                    .namespace
+                    .get_mut(set.inode_id)
+                    .ok_or_else(|| missing("chown", set.inode_id))?;
                 if let Some(owner) = owner {
                     inode.permission.owner = owner;
                 }
@@ -147,7 +196,10 @@ impl FsState {
                 }
             }
             Op::SetTimes(set) => {
-                let inode = self.namespace.get_mut(set.inode_id).ok_or_else(|| missing("touch", set.inode_id))?;
+                let inode = self
+                    .namespace
+                    .get_mut(set.inode_id)
+                    .ok_or_else(|| missing("touch", set.inode_id))?;
                 if let Some(mtime) = set.mtime {
                     inode.mtime = mtime;
                 }
@@ -177,7 +229,9 @@ impl FsState {
     fn file_mut(&mut self, id: InodeId) -> Result<&mut FileInode, ApplyError> {
         match self.namespace.get_mut(id).map(|inode| &mut inode.kind) {
             Some(InodeKind::File(file)) => Ok(file),
-            Some(InodeKind::Directory(_)) => Err(ApplyError(format!("inode {id} is a directory, not a file"))),
+            Some(InodeKind::Directory(_)) => {
+                Err(ApplyError(format!("inode {id} is a directory, not a file")))
+            }
             None => Err(missing("file", id)),
         }
     }

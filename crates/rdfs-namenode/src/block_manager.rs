@@ -119,11 +119,20 @@ impl BlockManager {
     }
 
     pub fn name(&self, block_id: i64) -> BlockName {
-        BlockName { block_id, generation_stamp: self.blocks.get(&block_id).map_or(0, |b| b.generation_stamp) }
+        BlockName {
+            block_id,
+            generation_stamp: self.blocks.get(&block_id).map_or(0, |b| b.generation_stamp),
+        }
     }
 
     /// Adds a new block under construction.
-    pub fn add_under_construction(&mut self, block_id: i64, generation_stamp: u64, inode: InodeId, replication: u16) {
+    pub fn add_under_construction(
+        &mut self,
+        block_id: i64,
+        generation_stamp: u64,
+        inode: InodeId,
+        replication: u16,
+    ) {
         self.last_block_id = self.last_block_id.max(block_id);
         self.last_generation_stamp = self.last_generation_stamp.max(generation_stamp);
         self.blocks.insert(
@@ -152,7 +161,9 @@ impl BlockManager {
     /// becomes complete at once if enough replicas are already reported.
     pub fn commit(&mut self, block_id: i64, num_bytes: u64, datanodes: &DatanodeManager) {
         let min = self.min_replication;
-        let Some(info) = self.blocks.get_mut(&block_id) else { return };
+        let Some(info) = self.blocks.get_mut(&block_id) else {
+            return;
+        };
         if info.state == BlockState::Complete {
             return;
         }
@@ -163,7 +174,10 @@ impl BlockManager {
         // not a good copy.
         let lengths_agree = std::mem::take(&mut info.replica_lengths);
         for replica in info.replicas.iter_mut() {
-            let reported = lengths_agree.iter().find(|(dn, _)| *dn == replica.datanode).map(|(_, len)| *len);
+            let reported = lengths_agree
+                .iter()
+                .find(|(dn, _)| *dn == replica.datanode)
+                .map(|(_, len)| *len);
             if reported.is_some_and(|len| len != num_bytes) {
                 replica.corrupt = true;
             }
@@ -202,7 +216,9 @@ impl BlockManager {
     /// queues the deletion of every replica.
     pub fn remove(&mut self, block_id: i64, datanodes: &mut DatanodeManager) {
         self.expected.remove(&block_id);
-        let Some(info) = self.blocks.remove(&block_id) else { return };
+        let Some(info) = self.blocks.remove(&block_id) else {
+            return;
+        };
         for replica in info.replicas {
             if let Some(node) = datanodes.get_mut(replica.datanode) {
                 node.blocks.remove(&block_id);
@@ -247,7 +263,8 @@ impl BlockManager {
             return ReportOutcome::Unknown;
         };
         let length_known = info.state != BlockState::UnderConstruction;
-        let bad = generation_stamp < info.generation_stamp || (length_known && num_bytes != info.num_bytes);
+        let bad = generation_stamp < info.generation_stamp
+            || (length_known && num_bytes != info.num_bytes);
         if !length_known {
             info.replica_lengths.retain(|(dn, _)| *dn != datanode);
             info.replica_lengths.push((datanode, num_bytes));
@@ -265,8 +282,16 @@ impl BlockManager {
                 }
             }
             None => {
-                info.replicas.push(Replica { datanode, storage, corrupt: bad });
-                if bad { ReportOutcome::Corrupt } else { ReportOutcome::Added }
+                info.replicas.push(Replica {
+                    datanode,
+                    storage,
+                    corrupt: bad,
+                });
+                if bad {
+                    ReportOutcome::Corrupt
+                } else {
+                    ReportOutcome::Added
+                }
             }
         };
         if let Some(node) = datanodes.get_mut(datanode) {
@@ -281,7 +306,12 @@ impl BlockManager {
     }
 
     /// Forgets one replica (the datanode deleted it).
-    pub fn remove_replica(&mut self, block_id: i64, datanode: DatanodeIndex, datanodes: &mut DatanodeManager) {
+    pub fn remove_replica(
+        &mut self,
+        block_id: i64,
+        datanode: DatanodeIndex,
+        datanodes: &mut DatanodeManager,
+    ) {
         if let Some(info) = self.blocks.get_mut(&block_id) {
             info.replicas.retain(|r| r.datanode != datanode);
         }
@@ -301,8 +331,15 @@ impl BlockManager {
 
     /// Marks the replica on `datanode` corrupt. Returns false when the block
     /// or the replica is unknown.
-    pub fn mark_corrupt(&mut self, block_id: i64, datanode: DatanodeIndex, datanodes: &mut DatanodeManager) -> bool {
-        let Some(info) = self.blocks.get_mut(&block_id) else { return false };
+    pub fn mark_corrupt(
+        &mut self,
+        block_id: i64,
+        datanode: DatanodeIndex,
+        datanodes: &mut DatanodeManager,
+    ) -> bool {
+        let Some(info) = self.blocks.get_mut(&block_id) else {
+            return false;
+        };
         let Some(replica) = info.replicas.iter_mut().find(|r| r.datanode == datanode) else {
             return false;
         };
@@ -316,11 +353,18 @@ impl BlockManager {
     /// re-replication has made good copies.
     fn invalidate_corrupt_if_safe(&mut self, block_id: i64, datanodes: &mut DatanodeManager) {
         let counts = self.counts(block_id, datanodes);
-        let Some(info) = self.blocks.get_mut(&block_id) else { return };
+        let Some(info) = self.blocks.get_mut(&block_id) else {
+            return;
+        };
         if counts.live < u32::from(info.replication) || counts.corrupt == 0 {
             return;
         }
-        let corrupt: Vec<Replica> = info.replicas.iter().copied().filter(|r| r.corrupt).collect();
+        let corrupt: Vec<Replica> = info
+            .replicas
+            .iter()
+            .copied()
+            .filter(|r| r.corrupt)
+            .collect();
         info.replicas.retain(|r| !r.corrupt);
         for replica in corrupt {
             if let Some(node) = datanodes.get_mut(replica.datanode) {
@@ -337,7 +381,12 @@ impl BlockManager {
     /// The block with the replicas a reader should use: live, uncorrupted
     /// ones in random order, or every replica flagged corrupt when no good one
     /// is left. Blocks under construction list their pipeline.
-    pub fn located(&self, block_id: i64, offset: u64, datanodes: &DatanodeManager) -> Option<LocatedBlock> {
+    pub fn located(
+        &self,
+        block_id: i64,
+        offset: u64,
+        datanodes: &DatanodeManager,
+    ) -> Option<LocatedBlock> {
         let info = self.blocks.get(&block_id)?;
         let block = self.extended(block_id)?;
         let mut chosen: Vec<(DatanodeIndex, u16)> = Vec::new();
@@ -353,15 +402,28 @@ impl BlockManager {
             );
             if chosen.is_empty() && info.replicas.iter().any(|r| r.corrupt) {
                 corrupt = true;
-                chosen.extend(info.replicas.iter().filter(|r| datanodes.is_alive(r.datanode)).map(|r| (r.datanode, r.storage)));
+                chosen.extend(
+                    info.replicas
+                        .iter()
+                        .filter(|r| datanodes.is_alive(r.datanode))
+                        .map(|r| (r.datanode, r.storage)),
+                );
             }
         }
         chosen.shuffle(&mut rand::rng());
-        let mut located = LocatedBlock { block, offset, locations: Vec::new(), storage_ids: Vec::new(), corrupt };
+        let mut located = LocatedBlock {
+            block,
+            offset,
+            locations: Vec::new(),
+            storage_ids: Vec::new(),
+            corrupt,
+        };
         for (dn, storage) in chosen {
             if let Some(node) = datanodes.get(dn) {
                 located.locations.push(node.info());
-                located.storage_ids.push(node.storage_id_for(storage).to_string());
+                located
+                    .storage_ids
+                    .push(node.storage_id_for(storage).to_string());
             }
         }
         Some(located)
@@ -403,14 +465,29 @@ mod tests {
         bm.add_under_construction(id, gs, 16386, 3);
         bm.commit(id, 100, &dns);
         assert_eq!(bm.get(id).map(|b| b.state), Some(BlockState::Committed));
-        assert_eq!(bm.add_replica(id, gs, 100, ids[0], 0, &mut dns), ReportOutcome::Added);
+        assert_eq!(
+            bm.add_replica(id, gs, 100, ids[0], 0, &mut dns),
+            ReportOutcome::Added
+        );
         assert_eq!(bm.get(id).map(|b| b.state), Some(BlockState::Complete));
-        assert_eq!(bm.add_replica(id, gs, 99, ids[1], 0, &mut dns), ReportOutcome::Corrupt);
-        assert_eq!(bm.counts(id, &dns), ReplicaCounts { live: 1, corrupt: 1 });
+        assert_eq!(
+            bm.add_replica(id, gs, 99, ids[1], 0, &mut dns),
+            ReportOutcome::Corrupt
+        );
+        assert_eq!(
+            bm.counts(id, &dns),
+            ReplicaCounts {
+                live: 1,
+                corrupt: 1
+            }
+        );
         let located = bm.located(id, 0, &dns).expect("located");
         assert_eq!(located.locations.len(), 1, "corrupt replica hidden");
         assert!(!located.corrupt);
-        assert_eq!(bm.add_replica(id + 7, gs, 1, ids[2], 0, &mut dns), ReportOutcome::Unknown);
+        assert_eq!(
+            bm.add_replica(id + 7, gs, 1, ids[2], 0, &mut dns),
+            ReportOutcome::Unknown
+        );
     }
 
     #[test]
@@ -426,7 +503,13 @@ mod tests {
         assert!(located.corrupt, "only corrupt replicas left: flagged");
         bm.add_replica(id, gs, 10, ids[1], 0, &mut dns);
         bm.add_replica(id, gs, 10, ids[2], 0, &mut dns);
-        assert_eq!(bm.counts(id, &dns), ReplicaCounts { live: 2, corrupt: 0 });
+        assert_eq!(
+            bm.counts(id, &dns),
+            ReplicaCounts {
+                live: 2,
+                corrupt: 0
+            }
+        );
         assert_eq!(dns.take_deletions(ids[0], 10).len(), 1);
         bm.remove(id, &mut dns);
         assert_eq!(dns.take_deletions(ids[1], 10).len(), 1);

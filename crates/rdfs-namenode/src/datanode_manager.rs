@@ -74,14 +74,23 @@ impl DatanodeDescriptor {
 
     /// The storage to name for a replica on this datanode.
     pub fn storage_id_for(&self, storage: u16) -> &str {
-        self.storages.get(storage as usize).map_or("", |s| s.storage_id.as_str())
+        self.storages
+            .get(storage as usize)
+            .map_or("", |s| s.storage_id.as_str())
     }
 
     pub fn storage_index(&mut self, storage_id: &str) -> u16 {
-        if let Some(idx) = self.storages.iter().position(|s| s.storage_id == storage_id) {
+        if let Some(idx) = self
+            .storages
+            .iter()
+            .position(|s| s.storage_id == storage_id)
+        {
             return idx as u16;
         }
-        self.storages.push(StorageState { storage_id: storage_id.to_string(), ..Default::default() });
+        self.storages.push(StorageState {
+            storage_id: storage_id.to_string(),
+            ..Default::default()
+        });
         (self.storages.len() - 1) as u16
     }
 
@@ -124,7 +133,11 @@ pub struct DatanodeManager {
 
 impl DatanodeManager {
     pub fn new(liveness: Liveness) -> Self {
-        Self { nodes: Vec::new(), by_uuid: HashMap::new(), liveness }
+        Self {
+            nodes: Vec::new(),
+            by_uuid: HashMap::new(),
+            liveness,
+        }
     }
 
     pub fn get(&self, index: DatanodeIndex) -> Option<&DatanodeDescriptor> {
@@ -141,7 +154,8 @@ impl DatanodeManager {
 
     /// The datanode with this uuid if it is registered and alive.
     pub fn live_index(&self, uuid: &str) -> Option<DatanodeIndex> {
-        self.index_of(uuid).filter(|&idx| self.nodes[idx as usize].alive)
+        self.index_of(uuid)
+            .filter(|&idx| self.nodes[idx as usize].alive)
     }
 
     pub fn all(&self) -> impl Iterator<Item = &DatanodeDescriptor> {
@@ -168,7 +182,11 @@ impl DatanodeManager {
         let replaced: Vec<DatanodeIndex> = self
             .nodes
             .iter()
-            .filter(|d| d.alive && d.id.datanode_uuid != id.datanode_uuid && d.id.xfer_addr() == id.xfer_addr())
+            .filter(|d| {
+                d.alive
+                    && d.id.datanode_uuid != id.datanode_uuid
+                    && d.id.xfer_addr() == id.xfer_addr()
+            })
             .map(|d| d.index)
             .collect();
         let index = match self.by_uuid.get(&id.datanode_uuid) {
@@ -220,7 +238,11 @@ impl DatanodeManager {
         node.xceivers = xceivers;
         node.failed_volumes = failed_volumes;
         for report in storages {
-            match node.storages.iter_mut().find(|s| s.storage_id == report.storage_id) {
+            match node
+                .storages
+                .iter_mut()
+                .find(|s| s.storage_id == report.storage_id)
+            {
                 Some(existing) => *existing = report,
                 None => node.storages.push(report),
             }
@@ -230,7 +252,9 @@ impl DatanodeManager {
 
     /// Takes up to `limit` pending deletions of a datanode.
     pub fn take_deletions(&mut self, index: DatanodeIndex, limit: usize) -> Vec<PendingDeletion> {
-        let Some(node) = self.nodes.get_mut(index as usize) else { return Vec::new() };
+        let Some(node) = self.nodes.get_mut(index as usize) else {
+            return Vec::new();
+        };
         let count = limit.min(node.pending_deletions.len());
         node.pending_deletions.drain(..count).collect()
     }
@@ -247,7 +271,9 @@ impl DatanodeManager {
     /// Marks a datanode dead and returns the block ids it held; the caller
     /// removes them from the block map.
     pub fn mark_dead(&mut self, index: DatanodeIndex) -> Vec<i64> {
-        let Some(node) = self.nodes.get_mut(index as usize) else { return Vec::new() };
+        let Some(node) = self.nodes.get_mut(index as usize) else {
+            return Vec::new();
+        };
         node.alive = false;
         node.pending_deletions.clear();
         node.blocks.drain().collect()

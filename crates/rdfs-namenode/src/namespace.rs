@@ -155,7 +155,11 @@ impl Namespace {
     /// A namespace holding only `/`, owned by `owner:group` with `mode`.
     pub fn new(owner: &str, group: &str, mode: u16, mtime: u64) -> Self {
         let mut interner = Interner::default();
-        let permission = Permission { owner: interner.intern(owner), group: interner.intern(group), mode };
+        let permission = Permission {
+            owner: interner.intern(owner),
+            group: interner.intern(group),
+            mode,
+        };
         let root = Inode {
             id: ROOT_INODE_ID,
             parent: ROOT_INODE_ID,
@@ -167,7 +171,11 @@ impl Namespace {
         };
         let mut inodes = HashMap::new();
         inodes.insert(ROOT_INODE_ID, root);
-        Self { inodes, last_inode_id: ROOT_INODE_ID, interner }
+        Self {
+            inodes,
+            last_inode_id: ROOT_INODE_ID,
+            interner,
+        }
     }
 
     pub fn get(&self, id: InodeId) -> Option<&Inode> {
@@ -211,9 +219,13 @@ impl Namespace {
         inodes.push(ROOT_INODE_ID);
         let mut current = ROOT_INODE_ID;
         for (idx, component) in components.iter().enumerate() {
-            let Some(inode) = self.inodes.get(&current) else { break };
+            let Some(inode) = self.inodes.get(&current) else {
+                break;
+            };
             if !inode.is_dir() {
-                return Err(ThroughFile { path: rdfs_common::path::join_components(&components[..idx]) });
+                return Err(ThroughFile {
+                    path: rdfs_common::path::join_components(&components[..idx]),
+                });
             }
             match self.child(current, component.as_bytes()) {
                 Some(child) => {
@@ -223,14 +235,19 @@ impl Namespace {
                 None => break,
             }
         }
-        Ok(Resolved { inodes, depth: components.len() })
+        Ok(Resolved {
+            inodes,
+            depth: components.len(),
+        })
     }
 
     /// The absolute path of an inode.
     pub fn path_of(&self, mut id: InodeId) -> String {
         let mut names: Vec<&[u8]> = Vec::new();
         while id != ROOT_INODE_ID {
-            let Some(inode) = self.inodes.get(&id) else { break };
+            let Some(inode) = self.inodes.get(&id) else {
+                break;
+            };
             names.push(&inode.name);
             id = inode.parent;
         }
@@ -268,8 +285,14 @@ impl Namespace {
         let name = inode.name.clone();
         let id = inode.id;
         let position = {
-            let parent = self.inodes.get(&parent_id).ok_or_else(|| format!("parent inode {parent_id} does not exist"))?;
-            let children = &parent.as_dir().ok_or_else(|| format!("parent inode {parent_id} is not a directory"))?.children;
+            let parent = self
+                .inodes
+                .get(&parent_id)
+                .ok_or_else(|| format!("parent inode {parent_id} does not exist"))?;
+            let children = &parent
+                .as_dir()
+                .ok_or_else(|| format!("parent inode {parent_id} is not a directory"))?
+                .children;
             match self.search(children, &name) {
                 Ok(_) => return Err(format!("{} already exists", self.path_of(parent_id))),
                 Err(position) => position,
@@ -280,7 +303,9 @@ impl Namespace {
         }
         self.last_inode_id = self.last_inode_id.max(id);
         self.inodes.insert(id, inode);
-        if let Some(InodeKind::Directory(dir)) = self.inodes.get_mut(&parent_id).map(|p| &mut p.kind) {
+        if let Some(InodeKind::Directory(dir)) =
+            self.inodes.get_mut(&parent_id).map(|p| &mut p.kind)
+        {
             dir.children.insert(position, id);
         }
         Ok(())
@@ -289,23 +314,42 @@ impl Namespace {
     /// Unlinks `id` from its parent, keeping the subtree (for rename).
     pub fn detach(&mut self, id: InodeId) -> Result<(), String> {
         let (parent_id, name) = {
-            let inode = self.inodes.get(&id).ok_or_else(|| format!("inode {id} does not exist"))?;
+            let inode = self
+                .inodes
+                .get(&id)
+                .ok_or_else(|| format!("inode {id} does not exist"))?;
             (inode.parent, inode.name.clone())
         };
         let position = {
-            let parent = self.inodes.get(&parent_id).and_then(Inode::as_dir).ok_or("parent is not a directory")?;
-            self.search(&parent.children, &name).map_err(|_| format!("inode {id} is not in its parent"))?
+            let parent = self
+                .inodes
+                .get(&parent_id)
+                .and_then(Inode::as_dir)
+                .ok_or("parent is not a directory")?;
+            self.search(&parent.children, &name)
+                .map_err(|_| format!("inode {id} is not in its parent"))?
         };
-        if let Some(InodeKind::Directory(dir)) = self.inodes.get_mut(&parent_id).map(|p| &mut p.kind) {
+        if let Some(InodeKind::Directory(dir)) =
+            self.inodes.get_mut(&parent_id).map(|p| &mut p.kind)
+        {
             dir.children.remove(position);
         }
         Ok(())
     }
 
     /// Links a detached inode under `parent` as `name`.
-    pub fn attach(&mut self, id: InodeId, parent_id: InodeId, name: Box<[u8]>) -> Result<(), String> {
+    pub fn attach(
+        &mut self,
+        id: InodeId,
+        parent_id: InodeId,
+        name: Box<[u8]>,
+    ) -> Result<(), String> {
         let position = {
-            let parent = self.inodes.get(&parent_id).and_then(Inode::as_dir).ok_or("new parent is not a directory")?;
+            let parent = self
+                .inodes
+                .get(&parent_id)
+                .and_then(Inode::as_dir)
+                .ok_or("new parent is not a directory")?;
             match self.search(&parent.children, &name) {
                 Ok(_) => return Err("destination exists".to_string()),
                 Err(position) => position,
@@ -315,7 +359,9 @@ impl Namespace {
             inode.parent = parent_id;
             inode.name = name;
         }
-        if let Some(InodeKind::Directory(dir)) = self.inodes.get_mut(&parent_id).map(|p| &mut p.kind) {
+        if let Some(InodeKind::Directory(dir)) =
+            self.inodes.get_mut(&parent_id).map(|p| &mut p.kind)
+        {
             dir.children.insert(position, id);
         }
         Ok(())
@@ -331,7 +377,9 @@ impl Namespace {
         let mut removed = RemovedSubtree::default();
         let mut stack = vec![id];
         while let Some(next) = stack.pop() {
-            let Some(inode) = self.inodes.remove(&next) else { continue };
+            let Some(inode) = self.inodes.remove(&next) else {
+                continue;
+            };
             match inode.kind {
                 InodeKind::Directory(dir) => {
                     removed.directories += 1;
@@ -349,7 +397,9 @@ impl Namespace {
     /// Visits `id` and every inode below it, depth first, children in name
     /// order.
     pub fn walk(&self, id: InodeId, visit: &mut impl FnMut(&Inode)) {
-        let Some(inode) = self.inodes.get(&id) else { return };
+        let Some(inode) = self.inodes.get(&id) else {
+            return;
+        };
         visit(inode);
         if let InodeKind::Directory(dir) = &inode.kind {
             for child in &dir.children {
@@ -372,7 +422,11 @@ mod tests {
 
     fn dir(ns: &mut Namespace, parent: InodeId, name: &str) -> InodeId {
         let id = ns.next_inode_id();
-        let permission = Permission { owner: 0, group: 0, mode: 0o755 };
+        let permission = Permission {
+            owner: 0,
+            group: 0,
+            mode: 0o755,
+        };
         ns.insert(Inode {
             id,
             parent,
@@ -401,8 +455,14 @@ mod tests {
         assert_eq!(resolved.deepest(), a);
         assert_eq!(resolved.parent(), None);
         assert_eq!(ns.path_of(b), "/a/b");
-        let names: Vec<_> = ns.get(a).and_then(Inode::as_dir).expect("dir").children.iter()
-            .map(|c| String::from_utf8_lossy(&ns.get(*c).expect("child").name).into_owned()).collect();
+        let names: Vec<_> = ns
+            .get(a)
+            .and_then(Inode::as_dir)
+            .expect("dir")
+            .children
+            .iter()
+            .map(|c| String::from_utf8_lossy(&ns.get(*c).expect("child").name).into_owned())
+            .collect();
         assert_eq!(names, ["0", "b", "z"]);
         assert!(ns.is_ancestor_or_self(a, b));
         assert!(!ns.is_ancestor_or_self(b, a));

@@ -17,15 +17,17 @@ use tokio_util::sync::CancellationToken;
 
 use rdfs_common::path;
 use rdfs_common::protocol::{
-    ContentSummary, DatanodeId, DatanodeInfo, ExtendedBlock, FileStatus, FileType, FsStats, LocatedBlock,
-    LocatedBlocks, ServerDefaults,
+    ContentSummary, DatanodeId, DatanodeInfo, ExtendedBlock, FileStatus, FileType, FsStats,
+    LocatedBlock, LocatedBlocks, ServerDefaults,
 };
 use rdfs_common::time::now_ms;
 use rdfs_proto::editlog::{self as edit, BlockRef, PermissionStatus};
 
 use crate::apply::FsState;
 use crate::block_manager::{BlockManager, BlockState, ReportOutcome};
-use crate::datanode_manager::{DatanodeIndex, DatanodeManager, Liveness, PendingDeletion, StorageState};
+use crate::datanode_manager::{
+    DatanodeIndex, DatanodeManager, Liveness, PendingDeletion, StorageState,
+};
 use crate::edit_log::{EditRecord, Journal, Op, TxId};
 use crate::error::{NamenodeError, Result};
 use crate::fsck::{self, FsckReport};
@@ -56,7 +58,8 @@ impl NamesystemConfig {
             max_replication: nn.max_replication,
             default_block_size: config.dfs.block_size.0,
             bytes_per_checksum: config.dfs.bytes_per_checksum,
-            write_packet_size: u32::try_from(config.client.write_packet_size.0).unwrap_or(64 * 1024),
+            write_packet_size: u32::try_from(config.client.write_packet_size.0)
+                .unwrap_or(64 * 1024),
             listing_limit: nn.listing_limit.max(1) as usize,
             invalidate_limit: nn.invalidate_limit_per_heartbeat.max(1) as usize,
             liveness: Liveness {
@@ -136,19 +139,32 @@ pub struct Namesystem {
 }
 
 /// Replays `records` onto a fresh namespace.
-pub fn replay(info: &NamespaceInfo, config: &NamesystemConfig, records: &[EditRecord]) -> Result<FsState> {
+pub fn replay(
+    info: &NamespaceInfo,
+    config: &NamesystemConfig,
+    records: &[EditRecord],
+) -> Result<FsState> {
     let mut state = FsState {
         namespace: Namespace::new("", "", 0o755, 0),
-        blocks: BlockManager::new(info.block_pool_id.clone(), config.min_replication.min(u16::MAX.into()) as u16),
+        blocks: BlockManager::new(
+            info.block_pool_id.clone(),
+            config.min_replication.min(u16::MAX.into()) as u16,
+        ),
         datanodes: DatanodeManager::new(config.liveness),
     };
     for record in records {
         let Some(op) = &record.op else {
-            return Err(NamenodeError::Io(format!("edit log record {} holds no operation this rdfs knows", record.txid)));
+            return Err(NamenodeError::Io(format!(
+                "edit log record {} holds no operation this rdfs knows",
+                record.txid
+            )));
         };
-        state
-            .apply(op)
-            .map_err(|err| NamenodeError::Io(format!("edit log record {} cannot be replayed: {err}", record.txid)))?;
+        state.apply(op).map_err(|err| {
+            NamenodeError::Io(format!(
+                "edit log record {} cannot be replayed: {err}",
+                record.txid
+            ))
+        })?;
     }
     Ok(state)
 }
@@ -159,8 +175,19 @@ pub(crate) fn file_status(state: &FsState, inode: &Inode, name: Vec<u8>) -> File
     let (file_type, length, replication, block_size, children) = match &inode.kind {
         InodeKind::Directory(dir) => (FileType::Directory, 0, 0, 0, dir.children.len() as i32),
         InodeKind::File(file) => {
-            let length = file.blocks.iter().filter_map(|b| state.blocks.get(*b)).map(|b| b.num_bytes).sum();
-            (FileType::File, length, u32::from(file.replication), file.block_size, 0)
+            let length = file
+                .blocks
+                .iter()
+                .filter_map(|b| state.blocks.get(*b))
+                .map(|b| b.num_bytes)
+                .sum();
+            (
+                FileType::File,
+                length,
+                u32::from(file.replication),
+                file.block_size,
+                0,
+            )
         }
     };
     FileStatus {
@@ -180,11 +207,16 @@ pub(crate) fn file_status(state: &FsState, inode: &Inode, name: Vec<u8>) -> File
     }
 }
 
-fn through_file_create(resolved: std::result::Result<Resolved, crate::namespace::ThroughFile>) -> Result<Resolved> {
-    resolved.map_err(|t| NamenodeError::ParentNotDirectory(format!("{} (is not a directory)", t.path)))
+fn through_file_create(
+    resolved: std::result::Result<Resolved, crate::namespace::ThroughFile>,
+) -> Result<Resolved> {
+    resolved
+        .map_err(|t| NamenodeError::ParentNotDirectory(format!("{} (is not a directory)", t.path)))
 }
 
-fn through_file_access(resolved: std::result::Result<Resolved, crate::namespace::ThroughFile>) -> Result<Resolved> {
+fn through_file_access(
+    resolved: std::result::Result<Resolved, crate::namespace::ThroughFile>,
+) -> Result<Resolved> {
     resolved.map_err(|t| NamenodeError::AccessControl(format!("{} (is not a directory)", t.path)))
 }
 
@@ -196,7 +228,13 @@ impl Namesystem {
         journal: Arc<dyn Journal>,
         fatal: CancellationToken,
     ) -> Self {
-        Self { state: RwLock::new(state), journal, info, config, fatal }
+        Self {
+            state: RwLock::new(state),
+            journal,
+            info,
+            config,
+            fatal,
+        }
     }
 
     pub fn namespace_info(&self) -> &NamespaceInfo {
@@ -209,7 +247,9 @@ impl Namesystem {
 
     /// Applies `op` and appends it to the journal; the caller holds the lock.
     fn log(&self, state: &mut FsState, op: Op) -> Result<TxId> {
-        state.apply(&op).map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
+        state
+            .apply(&op)
+            .map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
         match self.journal.append(op) {
             Ok(txid) => Ok(txid),
             Err(err) => {
@@ -231,7 +271,10 @@ impl Namesystem {
 
     fn fail(&self, why: &str) {
         if !self.fatal.is_cancelled() {
-            tracing::error!(error = why, "edit log failed; the namenode stops rather than acknowledge non-durable changes");
+            tracing::error!(
+                error = why,
+                "edit log failed; the namenode stops rather than acknowledge non-durable changes"
+            );
             self.fatal.cancel();
         }
     }
@@ -242,7 +285,9 @@ impl Namesystem {
     pub fn get_file_info(&self, src: &str) -> Result<Option<FileStatus>> {
         let components = path::components(src)?;
         let state = self.state.read();
-        let Ok(resolved) = state.namespace.resolve(&components) else { return Ok(None) };
+        let Ok(resolved) = state.namespace.resolve(&components) else {
+            return Ok(None);
+        };
         Ok(resolved
             .last()
             .and_then(|id| state.namespace.get(id))
@@ -251,11 +296,20 @@ impl Namesystem {
 
     /// A page of the listing of `src` after `start_after`; `None` when `src`
     /// does not exist. A file lists as itself, with an empty name.
-    pub fn get_listing(&self, src: &str, start_after: &[u8], need_location: bool) -> Result<Option<DirectoryListing>> {
+    pub fn get_listing(
+        &self,
+        src: &str,
+        start_after: &[u8],
+        need_location: bool,
+    ) -> Result<Option<DirectoryListing>> {
         let components = path::components(src)?;
         let state = self.state.read();
-        let Ok(resolved) = state.namespace.resolve(&components) else { return Ok(None) };
-        let Some(inode) = resolved.last().and_then(|id| state.namespace.get(id)) else { return Ok(None) };
+        let Ok(resolved) = state.namespace.resolve(&components) else {
+            return Ok(None);
+        };
+        let Some(inode) = resolved.last().and_then(|id| state.namespace.get(id)) else {
+            return Ok(None);
+        };
         let located = |inode: &Inode, status: &mut FileStatus| {
             if need_location && let InodeKind::File(_) = inode.kind {
                 status.locations = Some(self.located_blocks(&state, inode, 0, u64::MAX));
@@ -264,14 +318,18 @@ impl Namesystem {
         let Some(dir) = inode.as_dir() else {
             let mut status = file_status(&state, inode, Vec::new());
             located(inode, &mut status);
-            return Ok(Some(DirectoryListing { entries: vec![status], remaining: 0 }));
+            return Ok(Some(DirectoryListing {
+                entries: vec![status],
+                remaining: 0,
+            }));
         };
         let start = if start_after.is_empty() {
             0
         } else {
             dir.children.partition_point(|child| {
                 state.namespace.get(*child).is_some_and(|c| {
-                    crate::namespace::compare_names(&c.name, start_after) != std::cmp::Ordering::Greater
+                    crate::namespace::compare_names(&c.name, start_after)
+                        != std::cmp::Ordering::Greater
                 })
             })
         };
@@ -284,24 +342,43 @@ impl Namesystem {
                 entries.push(status);
             }
         }
-        Ok(Some(DirectoryListing { entries, remaining: (dir.children.len() - end) as u32 }))
+        Ok(Some(DirectoryListing {
+            entries,
+            remaining: (dir.children.len() - end) as u32,
+        }))
     }
 
-    fn located_blocks(&self, state: &FsState, inode: &Inode, offset: u64, length: u64) -> LocatedBlocks {
-        let Some(file) = inode.as_file() else { return LocatedBlocks::default() };
+    fn located_blocks(
+        &self,
+        state: &FsState,
+        inode: &Inode,
+        offset: u64,
+        length: u64,
+    ) -> LocatedBlocks {
+        let Some(file) = inode.as_file() else {
+            return LocatedBlocks::default();
+        };
         let end = offset.saturating_add(length);
-        let mut located = LocatedBlocks { under_construction: file.writer.is_some(), ..Default::default() };
+        let mut located = LocatedBlocks {
+            under_construction: file.writer.is_some(),
+            ..Default::default()
+        };
         let mut position = 0u64;
         let mut complete_length = 0u64;
         for (idx, block_id) in file.blocks.iter().enumerate() {
-            let Some(info) = state.blocks.get(*block_id) else { continue };
+            let Some(info) = state.blocks.get(*block_id) else {
+                continue;
+            };
             let is_last = idx + 1 == file.blocks.len();
             let block_len = info.num_bytes;
             if info.state != BlockState::UnderConstruction {
                 complete_length += block_len;
             }
-            let overlaps = position < end && (position + block_len > offset || (block_len == 0 && position >= offset));
-            if overlaps && let Some(block) = state.blocks.located(*block_id, position, &state.datanodes) {
+            let overlaps = position < end
+                && (position + block_len > offset || (block_len == 0 && position >= offset));
+            if overlaps
+                && let Some(block) = state.blocks.located(*block_id, position, &state.datanodes)
+            {
                 located.blocks.push(block);
             }
             if is_last {
@@ -314,7 +391,12 @@ impl Namesystem {
         located
     }
 
-    pub fn get_block_locations(&self, src: &str, offset: u64, length: u64) -> Result<LocatedBlocks> {
+    pub fn get_block_locations(
+        &self,
+        src: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<LocatedBlocks> {
         let components = path::components(src)?;
         let state = self.state.read();
         let resolved = through_file_access(state.namespace.resolve(&components))?;
@@ -323,7 +405,9 @@ impl Namesystem {
             .and_then(|id| state.namespace.get(id))
             .ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
         if inode.is_dir() {
-            return Err(NamenodeError::FileNotFound(format!("Path is not a file: {src}")));
+            return Err(NamenodeError::FileNotFound(format!(
+                "Path is not a file: {src}"
+            )));
         }
         Ok(self.located_blocks(&state, inode, offset, length))
     }
@@ -332,13 +416,24 @@ impl Namesystem {
         let components = path::components(src)?;
         let state = self.state.read();
         let resolved = through_file_access(state.namespace.resolve(&components))?;
-        let id = resolved.last().ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
-        let mut summary = ContentSummary { quota: -1, space_quota: -1, ..Default::default() };
+        let id = resolved
+            .last()
+            .ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
+        let mut summary = ContentSummary {
+            quota: -1,
+            space_quota: -1,
+            ..Default::default()
+        };
         state.namespace.walk(id, &mut |inode| match &inode.kind {
             InodeKind::Directory(_) => summary.directory_count += 1,
             InodeKind::File(file) => {
                 summary.file_count += 1;
-                let length: u64 = file.blocks.iter().filter_map(|b| state.blocks.get(*b)).map(|b| b.num_bytes).sum();
+                let length: u64 = file
+                    .blocks
+                    .iter()
+                    .filter_map(|b| state.blocks.get(*b))
+                    .map(|b| b.num_bytes)
+                    .sum();
                 summary.length += length;
                 summary.space_consumed += length * u64::from(file.replication);
             }
@@ -359,7 +454,13 @@ impl Namesystem {
     // ---------------------------------------------------------------------
     // Namespace changes
 
-    pub async fn mkdirs(&self, caller: &Caller, src: &str, mode: u16, create_parent: bool) -> Result<bool> {
+    pub async fn mkdirs(
+        &self,
+        caller: &Caller,
+        src: &str,
+        mode: u16,
+        create_parent: bool,
+    ) -> Result<bool> {
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
@@ -368,7 +469,9 @@ impl Namesystem {
                 if existing.is_dir() {
                     return Ok(true);
                 }
-                return Err(NamenodeError::FileAlreadyExists(format!("Path is not a directory: {src}")));
+                return Err(NamenodeError::FileAlreadyExists(format!(
+                    "Path is not a directory: {src}"
+                )));
             }
             let missing_from = resolved.inodes.len();
             if !create_parent && missing_from < components.len() {
@@ -377,7 +480,14 @@ impl Namesystem {
                     path::parent(&path::join_components(&components))
                 )));
             }
-            self.create_directories(&mut state, caller, &components, &resolved, mode, components.len())?
+            self.create_directories(
+                &mut state,
+                caller,
+                &components,
+                &resolved,
+                mode,
+                components.len(),
+            )?
         };
         self.sync(txid).await?;
         Ok(true)
@@ -397,17 +507,30 @@ impl Namesystem {
         let mut parent = resolved.deepest();
         let mut txid = None;
         let now = now_ms();
-        for (depth, component) in components.iter().enumerate().take(upto).skip(resolved.inodes.len() - 1) {
+        for (depth, component) in components
+            .iter()
+            .enumerate()
+            .take(upto)
+            .skip(resolved.inodes.len() - 1)
+        {
             let group = self.inherited_group(state, parent);
             let id = state.namespace.next_inode_id();
-            let dir_mode = if depth + 1 == components.len() { mode } else { mode | 0o300 };
+            let dir_mode = if depth + 1 == components.len() {
+                mode
+            } else {
+                mode | 0o300
+            };
             txid = Some(self.log(
                 state,
                 Op::Mkdir(edit::Mkdir {
                     inode_id: id,
                     parent_id: parent,
                     name: component.as_bytes().to_vec(),
-                    permission: Some(PermissionStatus { owner: caller.user.clone(), group, mode: dir_mode.into() }),
+                    permission: Some(PermissionStatus {
+                        owner: caller.user.clone(),
+                        group,
+                        mode: dir_mode.into(),
+                    }),
                     mtime: now,
                 }),
             )?);
@@ -421,12 +544,20 @@ impl Namesystem {
         state
             .namespace
             .get(parent)
-            .map(|p| state.namespace.interner.name(p.permission.group).to_string())
+            .map(|p| {
+                state
+                    .namespace
+                    .interner
+                    .name(p.permission.group)
+                    .to_string()
+            })
             .unwrap_or_default()
     }
 
     fn check_replication(&self, replication: u32, src: &str, client: Option<&str>) -> Result<()> {
-        let suffix = client.map(|c| format!(", clientName={c}")).unwrap_or_default();
+        let suffix = client
+            .map(|c| format!(", clientName={c}"))
+            .unwrap_or_default();
         if replication > self.config.max_replication {
             return Err(NamenodeError::IllegalArgument(format!(
                 "Requested replication factor of {replication} exceeds maximum of {} for {src}{suffix}",
@@ -456,7 +587,9 @@ impl Namesystem {
     ) -> Result<FileStatus> {
         let components = path::components(src)?;
         if components.is_empty() {
-            return Err(NamenodeError::FileAlreadyExists(format!("{src} already exists as a directory")));
+            return Err(NamenodeError::FileAlreadyExists(format!(
+                "{src} already exists as a directory"
+            )));
         }
         self.check_replication(replication, src, Some(client))?;
         let bpc = u64::from(self.config.bytes_per_checksum);
@@ -471,7 +604,9 @@ impl Namesystem {
             // Every edit below is covered by the sync of the last one, AddFile.
             if let Some(existing) = resolved.last().and_then(|id| state.namespace.get(id)) {
                 let Some(file) = existing.as_file() else {
-                    return Err(NamenodeError::FileAlreadyExists(format!("{src} already exists as a directory")));
+                    return Err(NamenodeError::FileAlreadyExists(format!(
+                        "{src} already exists as a directory"
+                    )));
                 };
                 if let Some(writer) = &file.writer {
                     return Err(NamenodeError::AlreadyBeingCreated(format!(
@@ -486,9 +621,18 @@ impl Namesystem {
                     )));
                 }
                 let id = existing.id;
-                self.log(&mut state, Op::Delete(edit::Delete { inode_id: id, mtime: now_ms() }))?;
+                self.log(
+                    &mut state,
+                    Op::Delete(edit::Delete {
+                        inode_id: id,
+                        mtime: now_ms(),
+                    }),
+                )?;
             }
-            let resolved = state.namespace.resolve(&components).map_err(|t| NamenodeError::Io(t.path))?;
+            let resolved = state
+                .namespace
+                .resolve(&components)
+                .map_err(|t| NamenodeError::Io(t.path))?;
             let parent_missing = resolved.inodes.len() < components.len();
             if parent_missing && !create_parent {
                 return Err(NamenodeError::FileNotFound(format!(
@@ -497,9 +641,19 @@ impl Namesystem {
                 )));
             }
             if parent_missing {
-                self.create_directories(&mut state, caller, &components, &resolved, 0o777 & !0o022, components.len() - 1)?;
+                self.create_directories(
+                    &mut state,
+                    caller,
+                    &components,
+                    &resolved,
+                    0o777 & !0o022,
+                    components.len() - 1,
+                )?;
             }
-            let resolved = state.namespace.resolve(&components).map_err(|t| NamenodeError::Io(t.path))?;
+            let resolved = state
+                .namespace
+                .resolve(&components)
+                .map_err(|t| NamenodeError::Io(t.path))?;
             let parent = resolved.deepest();
             let id = state.namespace.next_inode_id();
             let group = self.inherited_group(&state, parent);
@@ -510,14 +664,21 @@ impl Namesystem {
                     inode_id: id,
                     parent_id: parent,
                     name: name.as_bytes().to_vec(),
-                    permission: Some(PermissionStatus { owner: caller.user.clone(), group, mode: mode.into() }),
+                    permission: Some(PermissionStatus {
+                        owner: caller.user.clone(),
+                        group,
+                        mode: mode.into(),
+                    }),
                     mtime: now_ms(),
                     replication,
                     block_size,
                     client_name: client.to_string(),
                 }),
             )?);
-            let inode = state.namespace.get(id).ok_or_else(|| NamenodeError::Io("created file vanished".into()))?;
+            let inode = state
+                .namespace
+                .get(id)
+                .ok_or_else(|| NamenodeError::Io("created file vanished".into()))?;
             (txid, file_status(&state, inode, Vec::new()))
         };
         self.sync(txid).await?;
@@ -526,7 +687,13 @@ impl Namesystem {
 
     /// The file under construction that `client` writes, by id when given
     /// (an open file may have been renamed), else by path.
-    fn writable_file(&self, state: &FsState, src: &str, file_id: u64, client: &str) -> Result<InodeId> {
+    fn writable_file(
+        &self,
+        state: &FsState,
+        src: &str,
+        file_id: u64,
+        client: &str,
+    ) -> Result<InodeId> {
         let not_open = || {
             NamenodeError::FileNotFound(format!(
                 "File does not exist: {src} (inode {file_id}) Holder {client} does not have any open files."
@@ -536,12 +703,14 @@ impl Namesystem {
             file_id
         } else {
             let components = path::components(src)?;
-            through_file_access(state.namespace.resolve(&components))?.last().ok_or_else(not_open)?
+            through_file_access(state.namespace.resolve(&components))?
+                .last()
+                .ok_or_else(not_open)?
         };
         let inode = state.namespace.get(id).ok_or_else(not_open)?;
-        let file = inode
-            .as_file()
-            .ok_or_else(|| NamenodeError::LeaseExpired(format!("INode is not a regular file: {src} (inode {id})")))?;
+        let file = inode.as_file().ok_or_else(|| {
+            NamenodeError::LeaseExpired(format!("INode is not a regular file: {src} (inode {id})"))
+        })?;
         match &file.writer {
             None => Err(NamenodeError::LeaseExpired(format!(
                 "File is not open for writing: {src} (inode {id}) Holder {client} does not have any open files."
@@ -564,10 +733,11 @@ impl Namesystem {
         let (txid, located) = {
             let mut state = self.state.write();
             let id = self.writable_file(&state, src, file_id, client)?;
-            let (blocks, replication, block_size) = match state.namespace.get(id).and_then(Inode::as_file) {
-                Some(file) => (file.blocks.clone(), file.replication, file.block_size),
-                None => return Err(NamenodeError::Io("file vanished".into())),
-            };
+            let (blocks, replication, block_size) =
+                match state.namespace.get(id).and_then(Inode::as_file) {
+                    Some(file) => (file.blocks.clone(), file.replication, file.block_size),
+                    None => return Err(NamenodeError::Io("file vanished".into())),
+                };
             let last = blocks.last().copied();
             match (previous, last) {
                 (None, None) => {}
@@ -587,7 +757,9 @@ impl Namesystem {
                     let penultimate = blocks.len().checked_sub(2).map(|i| blocks[i]);
                     let last_info = state.blocks.get(last);
                     if prev.map(|p| p.block_id) == penultimate
-                        && last_info.is_some_and(|b| b.state == BlockState::UnderConstruction && b.num_bytes == 0)
+                        && last_info.is_some_and(|b| {
+                            b.state == BlockState::UnderConstruction && b.num_bytes == 0
+                        })
                     {
                         let offset = self.offset_of(&state, &blocks, blocks.len() - 1);
                         return state
@@ -598,7 +770,10 @@ impl Namesystem {
                     return Err(NamenodeError::Io(format!(
                         "Cannot allocate block in {src}: passed 'previous' block {} does not match actual last block in file {}",
                         prev.map_or("null".to_string(), |p| p.to_string()),
-                        state.blocks.extended(last).map_or_else(String::new, |b| b.to_string())
+                        state
+                            .blocks
+                            .extended(last)
+                            .map_or_else(String::new, |b| b.to_string())
                     )));
                 }
                 (Some(prev), None) => {
@@ -609,12 +784,20 @@ impl Namesystem {
             }
             if blocks.len() >= 2 {
                 let before_previous = blocks[blocks.len() - 2];
-                if state.blocks.get(before_previous).is_some_and(|b| b.state != BlockState::Complete) {
-                    return Err(NamenodeError::NotReplicatedYet(format!("Not replicated yet: {src}")));
+                if state
+                    .blocks
+                    .get(before_previous)
+                    .is_some_and(|b| b.state != BlockState::Complete)
+                {
+                    return Err(NamenodeError::NotReplicatedYet(format!(
+                        "Not replicated yet: {src}"
+                    )));
                 }
             }
-            let excluded: HashSet<DatanodeIndex> =
-                exclude.iter().filter_map(|uuid| state.datanodes.index_of(uuid)).collect();
+            let excluded: HashSet<DatanodeIndex> = exclude
+                .iter()
+                .filter_map(|uuid| state.datanodes.index_of(uuid))
+                .collect();
             let targets = placement::choose_targets(
                 &state.datanodes,
                 usize::from(replication),
@@ -623,7 +806,11 @@ impl Namesystem {
                 Instant::now(),
             );
             if targets.len() < self.config.min_replication as usize {
-                let excluded_text = if excluded.is_empty() { "no".to_string() } else { excluded.len().to_string() };
+                let excluded_text = if excluded.is_empty() {
+                    "no".to_string()
+                } else {
+                    excluded.len().to_string()
+                };
                 return Err(NamenodeError::NotEnoughReplicas(format!(
                     "File {src} could only be written to {} of the {} minReplication nodes. There are {} datanode(s) running and {excluded_text} node(s) are excluded in this operation.",
                     targets.len(),
@@ -632,8 +819,12 @@ impl Namesystem {
                 )));
             }
             if targets.len() < usize::from(replication) {
-                tracing::info!(src, wanted = replication, got = targets.len(),
-                    "fewer live datanodes than the file's replication; the block starts under-replicated");
+                tracing::info!(
+                    src,
+                    wanted = replication,
+                    got = targets.len(),
+                    "fewer live datanodes than the file's replication; the block starts under-replicated"
+                );
             }
             let (block_id, generation_stamp) = state.blocks.next_block();
             let previous_ref = previous.map(|p| BlockRef {
@@ -646,7 +837,11 @@ impl Namesystem {
                 Op::AddBlock(edit::AddBlock {
                     inode_id: id,
                     previous: previous_ref,
-                    block: Some(BlockRef { block_id, generation_stamp, num_bytes: 0 }),
+                    block: Some(BlockRef {
+                        block_id,
+                        generation_stamp,
+                        num_bytes: 0,
+                    }),
                 }),
             )?;
             state.blocks.set_expected_locations(block_id, targets);
@@ -662,10 +857,20 @@ impl Namesystem {
     }
 
     fn offset_of(&self, state: &FsState, blocks: &[i64], index: usize) -> u64 {
-        blocks[..index].iter().filter_map(|b| state.blocks.get(*b)).map(|b| b.num_bytes).sum()
+        blocks[..index]
+            .iter()
+            .filter_map(|b| state.blocks.get(*b))
+            .map(|b| b.num_bytes)
+            .sum()
     }
 
-    pub async fn abandon_block(&self, block: &ExtendedBlock, src: &str, client: &str, file_id: u64) -> Result<()> {
+    pub async fn abandon_block(
+        &self,
+        block: &ExtendedBlock,
+        src: &str,
+        client: &str,
+        file_id: u64,
+    ) -> Result<()> {
         let txid = {
             let mut state = self.state.write();
             let id = self.writable_file(&state, src, file_id, client)?;
@@ -678,14 +883,26 @@ impl Namesystem {
                 return Ok(());
             }
             tracing::info!(block = %block, src, "block abandoned by its writer");
-            Some(self.log(&mut state, Op::AbandonBlock(edit::AbandonBlock { inode_id: id, block_id: block.block_id }))?)
+            Some(self.log(
+                &mut state,
+                Op::AbandonBlock(edit::AbandonBlock {
+                    inode_id: id,
+                    block_id: block.block_id,
+                }),
+            )?)
         };
         self.sync(txid).await
     }
 
     /// Closes the file once every block has its minimum replicas reported;
     /// `false` until then (the client retries).
-    pub async fn complete(&self, src: &str, client: &str, last: Option<&ExtendedBlock>, file_id: u64) -> Result<bool> {
+    pub async fn complete(
+        &self,
+        src: &str,
+        client: &str,
+        last: Option<&ExtendedBlock>,
+        file_id: u64,
+    ) -> Result<bool> {
         let txid = {
             let mut state = self.state.write();
             let id = match self.writable_file(&state, src, file_id, client) {
@@ -696,7 +913,10 @@ impl Namesystem {
                         .namespace
                         .get(file_id)
                         .and_then(Inode::as_file)
-                        .is_some_and(|f| f.writer.is_none() && f.blocks.last().copied() == last.map(|b| b.block_id));
+                        .is_some_and(|f| {
+                            f.writer.is_none()
+                                && f.blocks.last().copied() == last.map(|b| b.block_id)
+                        });
                     if file_id != 0 && closed_with_same_last {
                         return Ok(true);
                     }
@@ -704,10 +924,19 @@ impl Namesystem {
                 }
                 Err(err) => return Err(err),
             };
-            let blocks = state.namespace.get(id).and_then(Inode::as_file).map(|f| f.blocks.clone()).unwrap_or_default();
+            let blocks = state
+                .namespace
+                .get(id)
+                .and_then(Inode::as_file)
+                .map(|f| f.blocks.clone())
+                .unwrap_or_default();
             match (last, blocks.last()) {
                 (Some(last), Some(&stored)) if last.block_id == stored => {
-                    let FsState { blocks: bm, datanodes, .. } = &mut *state;
+                    let FsState {
+                        blocks: bm,
+                        datanodes,
+                        ..
+                    } = &mut *state;
                     bm.commit(stored, last.num_bytes, datanodes);
                 }
                 (None, None) => {}
@@ -719,19 +948,35 @@ impl Namesystem {
                     )));
                 }
             }
-            if let Some(waiting) = blocks.iter().find(|b| state.blocks.get(**b).is_some_and(|i| i.state != BlockState::Complete)) {
+            if let Some(waiting) = blocks.iter().find(|b| {
+                state
+                    .blocks
+                    .get(**b)
+                    .is_some_and(|i| i.state != BlockState::Complete)
+            }) {
                 let counts = state.blocks.counts(*waiting, &state.datanodes);
                 tracing::debug!(src, block = %state.blocks.name(*waiting), live = counts.live,
                     min = self.config.min_replication, "file cannot close yet: block lacks its minimum replicas");
                 return Ok(false);
             }
             let now = now_ms();
-            let last_ref = blocks.last().and_then(|b| state.blocks.get(*b).map(|info| (b, info))).map(|(b, info)| BlockRef {
-                block_id: *b,
-                generation_stamp: info.generation_stamp,
-                num_bytes: info.num_bytes,
-            });
-            Some(self.log(&mut state, Op::CloseFile(edit::CloseFile { inode_id: id, last: last_ref, mtime: now, atime: now }))?)
+            let last_ref = blocks
+                .last()
+                .and_then(|b| state.blocks.get(*b).map(|info| (b, info)))
+                .map(|(b, info)| BlockRef {
+                    block_id: *b,
+                    generation_stamp: info.generation_stamp,
+                    num_bytes: info.num_bytes,
+                });
+            Some(self.log(
+                &mut state,
+                Op::CloseFile(edit::CloseFile {
+                    inode_id: id,
+                    last: last_ref,
+                    mtime: now,
+                    atime: now,
+                }),
+            )?)
         };
         self.sync(txid).await?;
         Ok(true)
@@ -758,34 +1003,52 @@ impl Namesystem {
                 return Ok(true);
             }
             let src_name = src_components[src_components.len() - 1];
-            let (new_parent, new_name) = match dst_resolved.last().and_then(|id| state.namespace.get(id)) {
-                Some(existing) if existing.is_dir() => {
-                    if existing.id == src_id || state.namespace.get(src_id).is_some_and(|s| s.parent == existing.id) {
-                        // Moving into the directory it is already in.
-                        return Ok(existing.id != src_id);
+            let (new_parent, new_name) =
+                match dst_resolved.last().and_then(|id| state.namespace.get(id)) {
+                    Some(existing) if existing.is_dir() => {
+                        if existing.id == src_id
+                            || state
+                                .namespace
+                                .get(src_id)
+                                .is_some_and(|s| s.parent == existing.id)
+                        {
+                            // Moving into the directory it is already in.
+                            return Ok(existing.id != src_id);
+                        }
+                        if state
+                            .namespace
+                            .child(existing.id, src_name.as_bytes())
+                            .is_some()
+                        {
+                            tracing::warn!(src, dst, "rename failed: destination exists");
+                            return Ok(false);
+                        }
+                        (existing.id, src_name)
                     }
-                    if state.namespace.child(existing.id, src_name.as_bytes()).is_some() {
+                    Some(_) => {
                         tracing::warn!(src, dst, "rename failed: destination exists");
                         return Ok(false);
                     }
-                    (existing.id, src_name)
-                }
-                Some(_) => {
-                    tracing::warn!(src, dst, "rename failed: destination exists");
-                    return Ok(false);
-                }
-                None => match dst_resolved.parent() {
-                    Some(parent) if state.namespace.get(parent).is_some_and(Inode::is_dir) => {
-                        (parent, dst_components[dst_components.len() - 1])
-                    }
-                    _ => {
-                        tracing::warn!(src, dst, "rename failed: destination's parent does not exist");
-                        return Ok(false);
-                    }
-                },
-            };
+                    None => match dst_resolved.parent() {
+                        Some(parent) if state.namespace.get(parent).is_some_and(Inode::is_dir) => {
+                            (parent, dst_components[dst_components.len() - 1])
+                        }
+                        _ => {
+                            tracing::warn!(
+                                src,
+                                dst,
+                                "rename failed: destination's parent does not exist"
+                            );
+                            return Ok(false);
+                        }
+                    },
+                };
             if state.namespace.is_ancestor_or_self(src_id, new_parent) {
-                tracing::warn!(src, dst, "rename failed: destination is a directory or file under the source");
+                tracing::warn!(
+                    src,
+                    dst,
+                    "rename failed: destination is a directory or file under the source"
+                );
                 return Ok(false);
             }
             Some(self.log(
@@ -812,14 +1075,22 @@ impl Namesystem {
             };
             let non_empty = inode.as_dir().is_some_and(|d| !d.children.is_empty());
             if non_empty && !recursive {
-                return Err(NamenodeError::NotEmptyDirectory(format!("{src} is non empty")));
+                return Err(NamenodeError::NotEmptyDirectory(format!(
+                    "{src} is non empty"
+                )));
             }
             if components.is_empty() {
                 tracing::warn!("failed to remove / because the root is not allowed to be deleted");
                 return Ok(false);
             }
             let id = inode.id;
-            Some(self.log(&mut state, Op::Delete(edit::Delete { inode_id: id, mtime: now_ms() }))?)
+            Some(self.log(
+                &mut state,
+                Op::Delete(edit::Delete {
+                    inode_id: id,
+                    mtime: now_ms(),
+                }),
+            )?)
         };
         self.sync(txid).await?;
         Ok(true)
@@ -833,12 +1104,20 @@ impl Namesystem {
         let txid = {
             let mut state = self.state.write();
             let resolved = through_file_access(state.namespace.resolve(&components))?;
-            let Some(inode) = resolved.last().and_then(|id| state.namespace.get(id)) else { return Ok(false) };
+            let Some(inode) = resolved.last().and_then(|id| state.namespace.get(id)) else {
+                return Ok(false);
+            };
             if inode.is_dir() {
                 return Ok(false);
             }
             let id = inode.id;
-            Some(self.log(&mut state, Op::SetReplication(edit::SetReplication { inode_id: id, replication }))?)
+            Some(self.log(
+                &mut state,
+                Op::SetReplication(edit::SetReplication {
+                    inode_id: id,
+                    replication,
+                }),
+            )?)
         };
         self.sync(txid).await?;
         Ok(true)
@@ -855,14 +1134,27 @@ impl Namesystem {
         let txid = {
             let mut state = self.state.write();
             let id = self.existing(&state, src)?;
-            self.log(&mut state, Op::SetPermission(edit::SetPermission { inode_id: id, mode: u32::from(mode & 0o7777) }))?
+            self.log(
+                &mut state,
+                Op::SetPermission(edit::SetPermission {
+                    inode_id: id,
+                    mode: u32::from(mode & 0o7777),
+                }),
+            )?
         };
         self.sync(Some(txid)).await
     }
 
-    pub async fn set_owner(&self, src: &str, owner: Option<&str>, group: Option<&str>) -> Result<()> {
+    pub async fn set_owner(
+        &self,
+        src: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<()> {
         if owner.is_none() && group.is_none() {
-            return Err(NamenodeError::IllegalArgument(format!("setOwner {src}: username and groupname are both empty")));
+            return Err(NamenodeError::IllegalArgument(format!(
+                "setOwner {src}: username and groupname are both empty"
+            )));
         }
         let txid = {
             let mut state = self.state.write();
@@ -883,7 +1175,14 @@ impl Namesystem {
         let txid = {
             let mut state = self.state.write();
             let id = self.existing(&state, src)?;
-            self.log(&mut state, Op::SetTimes(edit::SetTimes { inode_id: id, mtime, atime }))?
+            self.log(
+                &mut state,
+                Op::SetTimes(edit::SetTimes {
+                    inode_id: id,
+                    mtime,
+                    atime,
+                }),
+            )?
         };
         self.sync(Some(txid)).await
     }
@@ -894,7 +1193,11 @@ impl Namesystem {
     /// A client found replicas whose data does not match their checksums.
     pub fn report_bad_blocks(&self, blocks: &[LocatedBlock], reporter: &str) -> Result<()> {
         let mut state = self.state.write();
-        let FsState { blocks: bm, datanodes, .. } = &mut *state;
+        let FsState {
+            blocks: bm,
+            datanodes,
+            ..
+        } = &mut *state;
         for located in blocks {
             for location in &located.locations {
                 let uuid = &location.id.datanode_uuid;
@@ -955,11 +1258,13 @@ impl Namesystem {
                 stats.under_replicated += 1;
             }
         }
-        state.namespace.walk(rdfs_common::ids::ROOT_INODE_ID, &mut |inode| {
-            if !inode.is_dir() {
-                stats.total_files += 1;
-            }
-        });
+        state
+            .namespace
+            .walk(rdfs_common::ids::ROOT_INODE_ID, &mut |inode| {
+                if !inode.is_dir() {
+                    stats.total_files += 1;
+                }
+            });
         stats
     }
 
@@ -967,8 +1272,15 @@ impl Namesystem {
         let components = path::components(src)?;
         let state = self.state.read();
         let resolved = through_file_access(state.namespace.resolve(&components))?;
-        let id = resolved.last().ok_or_else(|| NamenodeError::FileNotFound(format!("{src} does not exist")))?;
-        Ok(fsck::collect(&state, id, self.config.default_replication))
+        let id = resolved
+            .last()
+            .ok_or_else(|| NamenodeError::FileNotFound(format!("{src} does not exist")))?;
+        Ok(fsck::collect(
+            &state,
+            id,
+            self.config.default_replication,
+            self.config.min_replication,
+        ))
     }
 
     // ---------------------------------------------------------------------
@@ -994,12 +1306,17 @@ impl Namesystem {
             )));
         }
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut *state;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut *state;
         let (index, replaced) = datanodes.register(registration.id.clone());
         for old in replaced {
             let held = datanodes.mark_dead(old);
             blocks.remove_datanode_replicas(old, &held);
-            tracing::info!(old = old, "a datanode re-registered at the address of another; the old one is declared dead");
+            tracing::info!(
+                old = old,
+                "a datanode re-registered at the address of another; the old one is declared dead"
+            );
         }
         if let Some(node) = datanodes.get_mut(index) {
             for storage_id in &registration.storage_ids {
@@ -1019,22 +1336,33 @@ impl Namesystem {
         failed_volumes: u32,
     ) -> Vec<DatanodeCommand> {
         let mut state = self.state.write();
-        let Some(index) = state.datanodes.heartbeat(uuid, storages, xceivers, failed_volumes) else {
+        let Some(index) = state
+            .datanodes
+            .heartbeat(uuid, storages, xceivers, failed_volumes)
+        else {
             return vec![DatanodeCommand::Reregister];
         };
-        let deletions = state.datanodes.take_deletions(index, self.config.invalidate_limit);
+        let deletions = state
+            .datanodes
+            .take_deletions(index, self.config.invalidate_limit);
         if deletions.is_empty() {
             return Vec::new();
         }
         let pool_id = &self.info.block_pool_id;
         let blocks = deletions
             .into_iter()
-            .map(|PendingDeletion { block_id, generation_stamp, num_bytes }| ExtendedBlock {
-                pool_id: pool_id.clone(),
-                block_id,
-                generation_stamp,
-                num_bytes,
-            })
+            .map(
+                |PendingDeletion {
+                     block_id,
+                     generation_stamp,
+                     num_bytes,
+                 }| ExtendedBlock {
+                    pool_id: pool_id.clone(),
+                    block_id,
+                    generation_stamp,
+                    num_bytes,
+                },
+            )
             .collect();
         vec![DatanodeCommand::Invalidate(blocks)]
     }
@@ -1052,20 +1380,36 @@ impl Namesystem {
     /// A full report of one datanode's replicas, per storage: replicas the
     /// namenode did not know are added, those no file owns are scheduled for
     /// deletion, those it thought the datanode had are forgotten.
-    pub fn block_report(&self, uuid: &str, pool_id: &str, storages: &[(String, Vec<ReportedReplica>)]) -> Result<()> {
+    pub fn block_report(
+        &self,
+        uuid: &str,
+        pool_id: &str,
+        storages: &[(String, Vec<ReportedReplica>)],
+    ) -> Result<()> {
         self.check_pool(pool_id)?;
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut *state;
-        let index = datanodes
-            .live_index(uuid)
-            .ok_or_else(|| NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered")))?;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut *state;
+        let index = datanodes.live_index(uuid).ok_or_else(|| {
+            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+        })?;
         let mut reported = HashSet::new();
         let (mut added, mut unknown, mut corrupt) = (0u64, 0u64, 0u64);
         for (storage_id, replicas) in storages {
-            let storage = datanodes.get_mut(index).map_or(0, |n| n.storage_index(storage_id));
+            let storage = datanodes
+                .get_mut(index)
+                .map_or(0, |n| n.storage_index(storage_id));
             for replica in replicas.iter().filter(|r| r.finalized) {
                 reported.insert(replica.block_id);
-                match blocks.add_replica(replica.block_id, replica.generation_stamp, replica.num_bytes, index, storage, datanodes) {
+                match blocks.add_replica(
+                    replica.block_id,
+                    replica.generation_stamp,
+                    replica.num_bytes,
+                    index,
+                    storage,
+                    datanodes,
+                ) {
                     ReportOutcome::Added => added += 1,
                     ReportOutcome::AlreadyKnown => {}
                     ReportOutcome::Corrupt => corrupt += 1,
@@ -1084,7 +1428,13 @@ impl Namesystem {
         }
         let gone: Vec<i64> = datanodes
             .get(index)
-            .map(|n| n.blocks.iter().copied().filter(|b| !reported.contains(b)).collect())
+            .map(|n| {
+                n.blocks
+                    .iter()
+                    .copied()
+                    .filter(|b| !reported.contains(b))
+                    .collect()
+            })
             .unwrap_or_default();
         for block_id in &gone {
             blocks.remove_replica(*block_id, index, datanodes);
@@ -1092,7 +1442,14 @@ impl Namesystem {
         if let Some(node) = datanodes.get_mut(index) {
             node.last_block_report_ms = now_ms();
         }
-        tracing::info!(datanode = uuid, added, unknown, corrupt, removed = gone.len(), "processed full block report");
+        tracing::info!(
+            datanode = uuid,
+            added,
+            unknown,
+            corrupt,
+            removed = gone.len(),
+            "processed full block report"
+        );
         Ok(())
     }
 
@@ -1104,17 +1461,27 @@ impl Namesystem {
     ) -> Result<()> {
         self.check_pool(pool_id)?;
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut *state;
-        let index = datanodes
-            .live_index(uuid)
-            .ok_or_else(|| NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered")))?;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut *state;
+        let index = datanodes.live_index(uuid).ok_or_else(|| {
+            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+        })?;
         for (block, storage_id, event) in events {
             match event {
                 ReplicaEvent::Receiving => {}
                 ReplicaEvent::Received => {
-                    let storage = datanodes.get_mut(index).map_or(0, |n| n.storage_index(storage_id));
-                    let outcome =
-                        blocks.add_replica(block.block_id, block.generation_stamp, block.num_bytes, index, storage, datanodes);
+                    let storage = datanodes
+                        .get_mut(index)
+                        .map_or(0, |n| n.storage_index(storage_id));
+                    let outcome = blocks.add_replica(
+                        block.block_id,
+                        block.generation_stamp,
+                        block.num_bytes,
+                        index,
+                        storage,
+                        datanodes,
+                    );
                     if outcome == ReportOutcome::Unknown
                         && let Some(node) = datanodes.get_mut(index)
                     {
@@ -1136,12 +1503,21 @@ impl Namesystem {
     }
 
     /// A datanode found replicas it holds to be damaged.
-    pub fn datanode_bad_blocks(&self, uuid: &str, blocks: &[ExtendedBlock], reason: &str) -> Result<()> {
+    pub fn datanode_bad_blocks(
+        &self,
+        uuid: &str,
+        blocks: &[ExtendedBlock],
+        reason: &str,
+    ) -> Result<()> {
         let mut state = self.state.write();
-        let FsState { blocks: bm, datanodes, .. } = &mut *state;
-        let index = datanodes
-            .live_index(uuid)
-            .ok_or_else(|| NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered")))?;
+        let FsState {
+            blocks: bm,
+            datanodes,
+            ..
+        } = &mut *state;
+        let index = datanodes.live_index(uuid).ok_or_else(|| {
+            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+        })?;
         for block in blocks {
             if bm.mark_corrupt(block.block_id, index, datanodes) {
                 tracing::warn!(block = %block, datanode = uuid, reason, "replica marked corrupt: its datanode reported it");
@@ -1157,9 +1533,14 @@ impl Namesystem {
             return;
         }
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut *state;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut *state;
         for index in datanodes.newly_dead(now) {
-            let addr = datanodes.get(index).map(|d| d.id.xfer_addr()).unwrap_or_default();
+            let addr = datanodes
+                .get(index)
+                .map(|d| d.id.xfer_addr())
+                .unwrap_or_default();
             let held = datanodes.mark_dead(index);
             blocks.remove_datanode_replicas(index, &held);
             tracing::warn!(datanode = %addr, replicas = held.len(), "datanode declared dead: no heartbeat within the dead interval");

@@ -55,14 +55,33 @@ mod tests {
         });
         for i in 0..4u16 {
             let uuid = format!("dn-{i}");
-            dns.register(DatanodeId { ip_addr: "127.0.0.1".into(), datanode_uuid: uuid.clone(), xfer_port: 9000 + i, ..Default::default() });
+            dns.register(DatanodeId {
+                ip_addr: "127.0.0.1".into(),
+                datanode_uuid: uuid.clone(),
+                xfer_port: 9000 + i,
+                ..Default::default()
+            });
             let remaining = if i == 3 { 10 } else { 1 << 30 };
-            dns.heartbeat(&uuid, vec![StorageState { storage_id: format!("DS-{i}"), capacity: 1 << 31, remaining, ..Default::default() }], 0, 0);
+            dns.heartbeat(
+                &uuid,
+                vec![StorageState {
+                    storage_id: format!("DS-{i}"),
+                    capacity: 1 << 31,
+                    remaining,
+                    ..Default::default()
+                }],
+                0,
+                0,
+            );
         }
         let excluded: HashSet<_> = [0].into_iter().collect();
         let chosen = choose_targets(&dns, 3, &excluded, 1 << 20, Instant::now());
         let mut sorted = chosen.clone();
         sorted.sort_unstable();
-        assert_eq!(sorted, vec![1, 2], "excluded and full nodes are skipped, fewer than wanted is fine");
+        assert_eq!(
+            sorted,
+            vec![1, 2],
+            "excluded and full nodes are skipped, fewer than wanted is fine"
+        );
     }
 }

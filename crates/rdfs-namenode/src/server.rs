@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 
 use rdfs_common::config::{Config, ConfigError};
 use rdfs_common::grpc::MAX_MESSAGE_SIZE;
-use rdfs_common::ids::{NAMENODE_LAYOUT_VERSION, new_block_pool_id, new_cluster_id, new_namespace_id};
+use rdfs_common::ids::{
+    NAMENODE_LAYOUT_VERSION, new_block_pool_id, new_cluster_id, new_namespace_id,
+};
 use rdfs_common::time::now_ms;
 use rdfs_proto::client_namenode_server::ClientNamenodeServer;
 use rdfs_proto::datanode_protocol_server::DatanodeProtocolServer;
@@ -38,9 +40,15 @@ pub enum ServerError {
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("cannot write {path}: {source}")]
-    AddressFile { path: PathBuf, source: std::io::Error },
+    AddressFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("RPC server failed: {0}")]
     Serve(#[from] tonic::transport::Error),
     #[error("the namenode stopped because its edit log failed; see the log above")]
@@ -48,10 +56,18 @@ pub enum ServerError {
 }
 
 /// Formats the configured name dirs with a new namespace owned by `superuser`.
-pub fn format(config: &Config, force: bool, cluster_id: Option<String>, superuser: &str) -> Result<NamespaceInfo, ServerError> {
+pub fn format(
+    config: &Config,
+    force: bool,
+    cluster_id: Option<String>,
+    superuser: &str,
+) -> Result<NamespaceInfo, ServerError> {
     let rpc = config.namenode_rpc_address()?;
     let host = rpc.rsplit_once(':').map_or(rpc.as_str(), |(h, _)| h);
-    let ip = host.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| "127.0.0.1".to_string());
+    let ip = host
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|_| "127.0.0.1".to_string());
     let now = now_ms();
     let info = NamespaceInfo {
         cluster_id: cluster_id.unwrap_or_else(new_cluster_id),
@@ -60,7 +76,13 @@ pub fn format(config: &Config, force: bool, cluster_id: Option<String>, superuse
         layout_version: NAMENODE_LAYOUT_VERSION,
         ctime: now,
     };
-    storage::format(&config.namenode.name_dirs, force, &info, superuser, &config.namenode.supergroup)?;
+    storage::format(
+        &config.namenode.name_dirs,
+        force,
+        &info,
+        superuser,
+        &config.namenode.supergroup,
+    )?;
     tracing::info!(cluster_id = %info.cluster_id, block_pool_id = %info.block_pool_id,
         dirs = ?config.namenode.name_dirs, "formatted a new namespace");
     Ok(info)
@@ -86,8 +108,14 @@ impl Namenode {
         let started = std::time::Instant::now();
         let state = replay(&storage.info, &ns_config, &records).map_err(ServerError::Replay)?;
         let last_txid = records.last().map_or(0, |r| r.txid);
-        tracing::info!(edits = records.len(), last_txid, inodes = state.namespace.inode_count(),
-            blocks = state.blocks.len(), elapsed_ms = started.elapsed().as_millis() as u64, "namespace loaded");
+        tracing::info!(
+            edits = records.len(),
+            last_txid,
+            inodes = state.namespace.inode_count(),
+            blocks = state.blocks.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "namespace loaded"
+        );
         let journal = Arc::new(FileJournal::open(&storage.current_dirs, last_txid + 1)?);
         let fatal = CancellationToken::new();
         let namesystem = Arc::new(Namesystem::new(
@@ -100,11 +128,25 @@ impl Namenode {
         let addr = config.namenode_rpc_address()?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
-        let address = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
         write_address_file(&config.namenode.name_dirs[0], address)?;
-        let liveness_check = (ns_config.liveness.dead_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(30));
-        Ok(Self { namesystem, journal, storage, listener, address, fatal, liveness_check })
+        let liveness_check = (ns_config.liveness.dead_after / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(30));
+        Ok(Self {
+            namesystem,
+            journal,
+            storage,
+            listener,
+            address,
+            fatal,
+            liveness_check,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -118,7 +160,15 @@ impl Namenode {
     /// Serves until `shutdown` resolves (or the edit log fails), then closes
     /// the edit log cleanly.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let Self { namesystem, journal, storage, listener, address, fatal, liveness_check } = self;
+        let Self {
+            namesystem,
+            journal,
+            storage,
+            listener,
+            address,
+            fatal,
+            liveness_check,
+        } = self;
         let stop = CancellationToken::new();
         let monitor = {
             let namesystem = Arc::clone(&namesystem);
@@ -160,7 +210,10 @@ impl Namenode {
         }
         result?;
         journal.close().await?;
-        tracing::info!(last_txid = namesystem.last_txid(), "namenode stopped; edit log finalized");
+        tracing::info!(
+            last_txid = namesystem.last_txid(),
+            "namenode stopped; edit log finalized"
+        );
         drop(storage);
         Ok(())
     }

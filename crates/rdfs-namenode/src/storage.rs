@@ -32,12 +32,17 @@ pub struct NamespaceInfo {
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "name directory {0} is not empty; formatting would destroy the namespace in it. Pass -force to format it anyway"
     )]
     NotEmpty(PathBuf),
-    #[error("the namenode is not formatted: {0} has no current/VERSION. Run `rdfs namenode -format` first")]
+    #[error(
+        "the namenode is not formatted: {0} has no current/VERSION. Run `rdfs namenode -format` first"
+    )]
     NotFormatted(PathBuf),
     #[error("cannot lock name directory {0}: another namenode is using it")]
     Locked(PathBuf),
@@ -50,7 +55,10 @@ pub enum StorageError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io { path: path.to_path_buf(), source }
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Creates a fresh namespace in every directory. The root directory belongs
@@ -64,7 +72,10 @@ pub fn format(
 ) -> Result<(), StorageError> {
     for dir in dirs {
         if dir.exists() {
-            let non_empty = std::fs::read_dir(dir).map_err(io_err(dir))?.next().is_some();
+            let non_empty = std::fs::read_dir(dir)
+                .map_err(io_err(dir))?
+                .next()
+                .is_some();
             if non_empty && !force {
                 return Err(StorageError::NotEmpty(dir.clone()));
             }
@@ -126,18 +137,28 @@ fn render_version(info: &NamespaceInfo) -> String {
 }
 
 fn parse_version(dir: &Path, text: &str) -> Result<NamespaceInfo, StorageError> {
-    let bad = |reason: String| StorageError::BadVersion { path: dir.to_path_buf(), reason };
+    let bad = |reason: String| StorageError::BadVersion {
+        path: dir.to_path_buf(),
+        reason,
+    };
     let fields: BTreeMap<&str, &str> = text
         .lines()
         .filter(|line| !line.trim_start().starts_with('#'))
         .filter_map(|line| line.split_once('='))
         .map(|(k, v)| (k.trim(), v.trim()))
         .collect();
-    let get = |key: &str| fields.get(key).copied().ok_or_else(|| bad(format!("missing {key}")));
+    let get = |key: &str| {
+        fields
+            .get(key)
+            .copied()
+            .ok_or_else(|| bad(format!("missing {key}")))
+    };
     if get("storageType")? != "NAME_NODE" {
         return Err(bad("storageType is not NAME_NODE".into()));
     }
-    let layout_version: i32 = get("layoutVersion")?.parse().map_err(|_| bad("layoutVersion is not a number".into()))?;
+    let layout_version: i32 = get("layoutVersion")?
+        .parse()
+        .map_err(|_| bad("layoutVersion is not a number".into()))?;
     if layout_version != NAMENODE_LAYOUT_VERSION {
         return Err(bad(format!(
             "layoutVersion {layout_version} is not supported by this rdfs (it writes {NAMENODE_LAYOUT_VERSION})"
@@ -146,9 +167,13 @@ fn parse_version(dir: &Path, text: &str) -> Result<NamespaceInfo, StorageError> 
     Ok(NamespaceInfo {
         cluster_id: get("clusterID")?.to_string(),
         block_pool_id: get("blockpoolID")?.to_string(),
-        namespace_id: get("namespaceID")?.parse().map_err(|_| bad("namespaceID is not a number".into()))?,
+        namespace_id: get("namespaceID")?
+            .parse()
+            .map_err(|_| bad("namespaceID is not a number".into()))?,
         layout_version,
-        ctime: get("cTime")?.parse().map_err(|_| bad("cTime is not a number".into()))?,
+        ctime: get("cTime")?
+            .parse()
+            .map_err(|_| bad("cTime is not a number".into()))?,
     })
 }
 
@@ -174,7 +199,12 @@ impl NameStorage {
                 return Err(StorageError::NotFormatted(dir.clone()));
             }
             let lock_path = dir.join("in_use.lock");
-            let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+            let lock = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&lock_path)
+                .map_err(io_err(&lock_path))?;
             if lock.try_lock().is_err() {
                 return Err(StorageError::Locked(dir.clone()));
             }
@@ -198,8 +228,13 @@ impl NameStorage {
             }
             current_dirs.push(dir.join("current"));
         }
-        let (_, info) = info.ok_or_else(|| StorageError::Mismatch("no name directories configured".into()))?;
-        Ok(Self { info, current_dirs, _locks: locks })
+        let (_, info) =
+            info.ok_or_else(|| StorageError::Mismatch("no name directories configured".into()))?;
+        Ok(Self {
+            info,
+            current_dirs,
+            _locks: locks,
+        })
     }
 
     /// Reads the edit log of every directory, truncating a torn last record
@@ -209,7 +244,9 @@ impl NameStorage {
         let mut best: Option<Vec<EditRecord>> = None;
         for dir in &self.current_dirs {
             let records = recover_dir(dir)?;
-            let better = best.as_ref().is_none_or(|b| last_txid(&records) > last_txid(b));
+            let better = best
+                .as_ref()
+                .is_none_or(|b| last_txid(&records) > last_txid(b));
             if let Some(existing) = &best
                 && last_txid(existing) != last_txid(&records)
             {
@@ -234,15 +271,25 @@ fn recover_dir(dir: &Path) -> Result<Vec<EditRecord>, StorageError> {
         let mut contents = segment::read_segment(&seg.path)?;
         if let Some(why) = contents.torn_tail.take() {
             if seg.last.is_some() {
-                return Err(JournalError::Corrupt { path: seg.path.clone(), offset: contents.valid_len, reason: why }.into());
+                return Err(JournalError::Corrupt {
+                    path: seg.path.clone(),
+                    offset: contents.valid_len,
+                    reason: why,
+                }
+                .into());
             }
             tracing::warn!(segment = %seg.path.display(), valid_bytes = contents.valid_len, reason = %why,
                 "edit log ends in a torn record (an interrupted write); truncating it");
-            let file = OpenOptions::new().write(true).open(&seg.path).map_err(io_err(&seg.path))?;
+            let file = OpenOptions::new()
+                .write(true)
+                .open(&seg.path)
+                .map_err(io_err(&seg.path))?;
             let keep = contents.valid_len.max(segment::HEADER_LEN as u64);
             if contents.valid_len < segment::HEADER_LEN as u64 {
                 file.set_len(0).map_err(io_err(&seg.path))?;
-                (&file).write_all(&segment::header()).map_err(io_err(&seg.path))?;
+                (&file)
+                    .write_all(&segment::header())
+                    .map_err(io_err(&seg.path))?;
             } else {
                 file.set_len(keep).map_err(io_err(&seg.path))?;
             }
@@ -250,12 +297,22 @@ fn recover_dir(dir: &Path) -> Result<Vec<EditRecord>, StorageError> {
         }
         let mut expected = last_txid(&records) + 1;
         if seg.first != expected && !(records.is_empty() && seg.first >= 1) {
-            return Err(JournalError::Gap { path: seg.path.clone(), expected, found: seg.first }.into());
+            return Err(JournalError::Gap {
+                path: seg.path.clone(),
+                expected,
+                found: seg.first,
+            }
+            .into());
         }
         expected = seg.first;
         for record in contents.records {
             if record.txid != expected {
-                return Err(JournalError::Gap { path: seg.path.clone(), expected, found: record.txid }.into());
+                return Err(JournalError::Gap {
+                    path: seg.path.clone(),
+                    expected,
+                    found: record.txid,
+                }
+                .into());
             }
             expected += 1;
             records.push(record);
@@ -273,7 +330,11 @@ fn recover_dir(dir: &Path) -> Result<Vec<EditRecord>, StorageError> {
             return Err(JournalError::Corrupt {
                 path: seg.path.clone(),
                 offset: 0,
-                reason: format!("segment named to end at txid {:?} ends at {}", seg.last, expected - 1),
+                reason: format!(
+                    "segment named to end at txid {:?} ends at {}",
+                    seg.last,
+                    expected - 1
+                ),
             }
             .into());
         }
@@ -299,30 +360,66 @@ mod tests {
     fn format_open_and_refusals() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("name");
-        assert!(matches!(NameStorage::open(std::slice::from_ref(&dir)), Err(StorageError::NotFormatted(_))));
-        format(std::slice::from_ref(&dir), false, &info(), "me", "supergroup").expect("formats");
         assert!(matches!(
-            format(std::slice::from_ref(&dir), false, &info(), "me", "supergroup"),
+            NameStorage::open(std::slice::from_ref(&dir)),
+            Err(StorageError::NotFormatted(_))
+        ));
+        format(
+            std::slice::from_ref(&dir),
+            false,
+            &info(),
+            "me",
+            "supergroup",
+        )
+        .expect("formats");
+        assert!(matches!(
+            format(
+                std::slice::from_ref(&dir),
+                false,
+                &info(),
+                "me",
+                "supergroup"
+            ),
             Err(StorageError::NotEmpty(_))
         ));
         let storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         assert_eq!(storage.info, info());
-        assert!(matches!(NameStorage::open(std::slice::from_ref(&dir)), Err(StorageError::Locked(_))));
+        assert!(matches!(
+            NameStorage::open(std::slice::from_ref(&dir)),
+            Err(StorageError::Locked(_))
+        ));
         let records = storage.recover_edits().expect("recovers");
         assert_eq!(records.len(), 2);
         drop(storage);
-        format(std::slice::from_ref(&dir), true, &info(), "me", "supergroup").expect("-force formats");
+        format(
+            std::slice::from_ref(&dir),
+            true,
+            &info(),
+            "me",
+            "supergroup",
+        )
+        .expect("-force formats");
     }
 
     #[test]
     fn torn_tail_is_truncated_and_segment_finalized() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("name");
-        format(std::slice::from_ref(&dir), false, &info(), "me", "supergroup").expect("formats");
+        format(
+            std::slice::from_ref(&dir),
+            false,
+            &info(),
+            "me",
+            "supergroup",
+        )
+        .expect("formats");
         let current = dir.join("current");
         let mut bytes = segment::header().to_vec();
         for txid in 3..=5 {
-            let op = Op::SetPermission(rdfs_proto::editlog::SetPermission { inode_id: 16385, mode: 0o700 });
+            let op = Op::SetPermission(rdfs_proto::editlog::SetPermission {
+                inode_id: 16385,
+                mode: 0o700,
+            });
             encode_record(&EditRecord { txid, op: Some(op) }, &mut bytes);
         }
         bytes.truncate(bytes.len() - 3);

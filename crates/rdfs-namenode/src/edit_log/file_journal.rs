@@ -54,17 +54,38 @@ impl FileJournal {
         let mut segments = Vec::new();
         for dir in dirs {
             let path = dir.join(segment::in_progress_name(first_txid));
-            let io = |source| JournalError::Io { path: path.clone(), source };
-            let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io)?;
+            let io = |source| JournalError::Io {
+                path: path.clone(),
+                source,
+            };
+            let mut file = OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .write(true)
+                .open(&path)
+                .map_err(io)?;
             file.write_all(&segment::header()).map_err(io)?;
             file.sync_all().map_err(io)?;
-            sync_dir(dir).map_err(|source| JournalError::Io { path: dir.clone(), source })?;
-            segments.push(OpenSegment { dir: dir.clone(), path, first: first_txid, file });
+            sync_dir(dir).map_err(|source| JournalError::Io {
+                path: dir.clone(),
+                source,
+            })?;
+            segments.push(OpenSegment {
+                dir: dir.clone(),
+                path,
+                first: first_txid,
+                file,
+            });
         }
         let last = first_txid.saturating_sub(1);
         Ok(Self {
             inner: Arc::new(Inner {
-                state: Mutex::new(State { pending: Vec::new(), last_appended: last, syncing: false, failed: None }),
+                state: Mutex::new(State {
+                    pending: Vec::new(),
+                    last_appended: last,
+                    syncing: false,
+                    failed: None,
+                }),
                 synced: AtomicU64::new(last),
                 sync_done: Notify::new(),
                 segments: std::sync::Mutex::new(segments),
@@ -77,7 +98,13 @@ impl FileJournal {
     pub async fn close(&self) -> Result<(), JournalError> {
         let last = self.last_txid();
         self.sync(last).await?;
-        let segments = std::mem::take(&mut *self.inner.segments.lock().unwrap_or_else(|e| e.into_inner()));
+        let segments = std::mem::take(
+            &mut *self
+                .inner
+                .segments
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
         for open in segments {
             drop(open.file);
             if last < open.first {
@@ -86,8 +113,10 @@ impl FileJournal {
                 continue;
             }
             let finalized = open.dir.join(segment::finalized_name(open.first, last));
-            std::fs::rename(&open.path, &finalized)
-                .map_err(|source| JournalError::Io { path: open.path.clone(), source })?;
+            std::fs::rename(&open.path, &finalized).map_err(|source| JournalError::Io {
+                path: open.path.clone(),
+                source,
+            })?;
             let _ = sync_dir(&open.dir);
         }
         Ok(())
@@ -184,7 +213,11 @@ impl Inner {
         }
         let mut last_error = String::from("no name directories configured");
         segments.retain_mut(|open| {
-            match open.file.write_all(batch).and_then(|()| open.file.sync_data()) {
+            match open
+                .file
+                .write_all(batch)
+                .and_then(|()| open.file.sync_data())
+            {
                 Ok(()) => true,
                 Err(err) => {
                     last_error = format!("{}: {err}", open.path.display());
@@ -194,7 +227,13 @@ impl Inner {
                 }
             }
         });
-        if segments.is_empty() { Err(format!("no name directory is left to write the edit log to; last error: {last_error}")) } else { Ok(()) }
+        if segments.is_empty() {
+            Err(format!(
+                "no name directory is left to write the edit log to; last error: {last_error}"
+            ))
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -210,12 +249,18 @@ mod tests {
     use rdfs_proto::editlog::SetPermission;
 
     fn op(mode: u32) -> Op {
-        Op::SetPermission(SetPermission { inode_id: 16385, mode })
+        Op::SetPermission(SetPermission {
+            inode_id: 16385,
+            mode,
+        })
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_syncs_share_batches_and_everything_lands() {
-        let dirs = [tempfile::tempdir().expect("tmp"), tempfile::tempdir().expect("tmp")];
+        let dirs = [
+            tempfile::tempdir().expect("tmp"),
+            tempfile::tempdir().expect("tmp"),
+        ];
         let paths: Vec<PathBuf> = dirs.iter().map(|d| d.path().to_path_buf()).collect();
         let journal = Arc::new(FileJournal::open(&paths, 1).expect("opens"));
         let mut tasks = Vec::new();

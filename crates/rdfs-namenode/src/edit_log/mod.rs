@@ -25,15 +25,26 @@ pub type TxId = u64;
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
     #[error("edit log I/O on {path}: {source}")]
-    Io { path: std::path::PathBuf, source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("no name directory is left to write the edit log to; last error: {0}")]
     NoDirsLeft(String),
     #[error("the edit log failed earlier and accepts no more edits: {0}")]
     Failed(String),
     #[error("edit log segment {path} is corrupt at offset {offset}: {reason}")]
-    Corrupt { path: std::path::PathBuf, offset: u64, reason: String },
+    Corrupt {
+        path: std::path::PathBuf,
+        offset: u64,
+        reason: String,
+    },
     #[error("edit log has a gap: expected txid {expected}, found {found} in {path}")]
-    Gap { path: std::path::PathBuf, expected: TxId, found: TxId },
+    Gap {
+        path: std::path::PathBuf,
+        expected: TxId,
+        found: TxId,
+    },
 }
 
 pub trait Journal: Send + Sync {

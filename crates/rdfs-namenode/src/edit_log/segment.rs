@@ -61,7 +61,10 @@ pub struct SegmentFile {
 
 /// The segments in `dir`, ordered by first txid.
 pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, JournalError> {
-    let io = |source| JournalError::Io { path: dir.to_path_buf(), source };
+    let io = |source| JournalError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
         let entry = entry.map_err(io)?;
@@ -69,13 +72,21 @@ pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, JournalError> {
         let Some(name) = name.to_str() else { continue };
         if let Some(first) = name.strip_prefix("edits_inprogress_") {
             if let Ok(first) = first.parse() {
-                out.push(SegmentFile { path: entry.path(), first, last: None });
+                out.push(SegmentFile {
+                    path: entry.path(),
+                    first,
+                    last: None,
+                });
             }
         } else if let Some(range) = name.strip_prefix("edits_")
             && let Some((first, last)) = range.split_once('-')
             && let (Ok(first), Ok(last)) = (first.parse(), last.parse())
         {
-            out.push(SegmentFile { path: entry.path(), first, last: Some(last) });
+            out.push(SegmentFile {
+                path: entry.path(),
+                first,
+                last: Some(last),
+            });
         }
     }
     out.sort_by_key(|s| (s.first, s.last.is_none()));
@@ -99,7 +110,10 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents, JournalError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(|source| JournalError::Io { path: path.to_path_buf(), source })?;
+        .map_err(|source| JournalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
     decode_segment(path, &bytes)
 }
 
@@ -108,18 +122,27 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
         return Ok(SegmentContents {
             records: Vec::new(),
             valid_len: 0,
-            torn_tail: Some(format!("header is {} bytes, shorter than {HEADER_LEN}", bytes.len())),
+            torn_tail: Some(format!(
+                "header is {} bytes, shorter than {HEADER_LEN}",
+                bytes.len()
+            )),
         });
     }
     if &bytes[..8] != MAGIC {
-        return Err(JournalError::Corrupt { path: path.to_path_buf(), offset: 0, reason: "not an rdfs edit log segment".into() });
+        return Err(JournalError::Corrupt {
+            path: path.to_path_buf(),
+            offset: 0,
+            reason: "not an rdfs edit log segment".into(),
+        });
     }
     let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != LAYOUT_VERSION {
         return Err(JournalError::Corrupt {
             path: path.to_path_buf(),
             offset: 8,
-            reason: format!("layout version {version} is not supported (expected {LAYOUT_VERSION})"),
+            reason: format!(
+                "layout version {version} is not supported (expected {LAYOUT_VERSION})"
+            ),
         });
     }
     let mut records = Vec::new();
@@ -135,10 +158,15 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
         let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
         let crc = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
         if len > MAX_RECORD_LEN {
-            break Some(format!("record length {len} at offset {offset} is impossible"));
+            break Some(format!(
+                "record length {len} at offset {offset} is impossible"
+            ));
         }
         let Some(payload) = rest.get(8..8 + len as usize) else {
-            break Some(format!("record at offset {offset} is cut short ({} of {len} bytes)", rest.len() - 8));
+            break Some(format!(
+                "record at offset {offset} is cut short ({} of {len} bytes)",
+                rest.len() - 8
+            ));
         };
         if crc32c::crc32c(payload) != crc {
             break Some(format!("record at offset {offset} fails its checksum"));
@@ -149,7 +177,11 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
         }
         offset += 8 + len as usize;
     };
-    Ok(SegmentContents { records, valid_len: offset as u64, torn_tail })
+    Ok(SegmentContents {
+        records,
+        valid_len: offset as u64,
+        torn_tail,
+    })
 }
 
 #[cfg(test)]
@@ -160,7 +192,13 @@ mod tests {
     use rdfs_proto::editlog::SetReplication;
 
     fn record(txid: TxId) -> EditRecord {
-        EditRecord { txid, op: Some(Op::SetReplication(SetReplication { inode_id: 16386, replication: 2 })) }
+        EditRecord {
+            txid,
+            op: Some(Op::SetReplication(SetReplication {
+                inode_id: 16386,
+                replication: 2,
+            })),
+        }
     }
 
     #[test]
@@ -190,7 +228,10 @@ mod tests {
     #[test]
     fn names_follow_hdfs() {
         assert_eq!(in_progress_name(1), "edits_inprogress_0000000000000000001");
-        assert_eq!(finalized_name(1, 42), "edits_0000000000000000001-0000000000000000042");
+        assert_eq!(
+            finalized_name(1, 42),
+            "edits_0000000000000000001-0000000000000000042"
+        );
     }
 
     proptest! {

@@ -28,14 +28,24 @@ type FsckStream = Pin<Box<dyn Stream<Item = Result<pb::FsckResponse, Status>> + 
 
 #[tonic::async_trait]
 impl ClientNamenode for ClientService {
-    async fn get_file_info(&self, request: Request<pb::GetFileInfoRequest>) -> Result<Response<pb::GetFileInfoResponse>, Status> {
+    async fn get_file_info(
+        &self,
+        request: Request<pb::GetFileInfoRequest>,
+    ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
         let status = self.namesystem.get_file_info(&request.get_ref().src)?;
-        Ok(Response::new(pb::GetFileInfoResponse { fs: status.as_ref().map(Into::into) }))
+        Ok(Response::new(pb::GetFileInfoResponse {
+            fs: status.as_ref().map(Into::into),
+        }))
     }
 
-    async fn get_listing(&self, request: Request<pb::GetListingRequest>) -> Result<Response<pb::GetListingResponse>, Status> {
+    async fn get_listing(
+        &self,
+        request: Request<pb::GetListingRequest>,
+    ) -> Result<Response<pb::GetListingResponse>, Status> {
         let req = request.get_ref();
-        let listing = self.namesystem.get_listing(&req.src, &req.start_after, req.need_location)?;
+        let listing = self
+            .namesystem
+            .get_listing(&req.src, &req.start_after, req.need_location)?;
         Ok(Response::new(pb::GetListingResponse {
             dir_list: listing.map(|l| pb::DirectoryListing {
                 partial_listing: l.entries.iter().map(Into::into).collect(),
@@ -48,8 +58,12 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
-        let summary = self.namesystem.get_content_summary(&request.get_ref().path)?;
-        Ok(Response::new(pb::GetContentSummaryResponse { summary: Some((&summary).into()) }))
+        let summary = self
+            .namesystem
+            .get_content_summary(&request.get_ref().path)?;
+        Ok(Response::new(pb::GetContentSummaryResponse {
+            summary: Some((&summary).into()),
+        }))
     }
 
     async fn get_block_locations(
@@ -57,8 +71,12 @@ impl ClientNamenode for ClientService {
         request: Request<pb::GetBlockLocationsRequest>,
     ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
         let req = request.get_ref();
-        let located = self.namesystem.get_block_locations(&req.src, req.offset, req.length)?;
-        Ok(Response::new(pb::GetBlockLocationsResponse { locations: Some((&located).into()) }))
+        let located = self
+            .namesystem
+            .get_block_locations(&req.src, req.offset, req.length)?;
+        Ok(Response::new(pb::GetBlockLocationsResponse {
+            locations: Some((&located).into()),
+        }))
     }
 
     async fn get_server_defaults(
@@ -66,17 +84,28 @@ impl ClientNamenode for ClientService {
         _request: Request<pb::GetServerDefaultsRequest>,
     ) -> Result<Response<pb::GetServerDefaultsResponse>, Status> {
         let defaults = self.namesystem.server_defaults();
-        Ok(Response::new(pb::GetServerDefaultsResponse { server_defaults: Some((&defaults).into()) }))
+        Ok(Response::new(pb::GetServerDefaultsResponse {
+            server_defaults: Some((&defaults).into()),
+        }))
     }
 
-    async fn mkdirs(&self, request: Request<pb::MkdirsRequest>) -> Result<Response<pb::MkdirsResponse>, Status> {
+    async fn mkdirs(
+        &self,
+        request: Request<pb::MkdirsRequest>,
+    ) -> Result<Response<pb::MkdirsResponse>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
-        let result = self.namesystem.mkdirs(&caller, &req.src, mode(req.permission)?, req.create_parent).await?;
+        let result = self
+            .namesystem
+            .mkdirs(&caller, &req.src, mode(req.permission)?, req.create_parent)
+            .await?;
         Ok(Response::new(pb::MkdirsResponse { result }))
     }
 
-    async fn create(&self, request: Request<pb::CreateRequest>) -> Result<Response<pb::CreateResponse>, Status> {
+    async fn create(
+        &self,
+        request: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::CreateResponse>, Status> {
         let caller = caller(&request);
         let req = request.into_inner();
         let status = self
@@ -92,40 +121,70 @@ impl ClientNamenode for ClientService {
                 req.block_size,
             )
             .await?;
-        Ok(Response::new(pb::CreateResponse { fs: Some((&status).into()) }))
+        Ok(Response::new(pb::CreateResponse {
+            fs: Some((&status).into()),
+        }))
     }
 
-    async fn add_block(&self, request: Request<pb::AddBlockRequest>) -> Result<Response<pb::AddBlockResponse>, Status> {
+    async fn add_block(
+        &self,
+        request: Request<pb::AddBlockRequest>,
+    ) -> Result<Response<pb::AddBlockResponse>, Status> {
         let req = request.into_inner();
         let previous = req.previous.map(ExtendedBlock::from);
         let located = self
             .namesystem
-            .add_block(&req.src, &req.client_name, previous.as_ref(), &req.exclude_nodes, req.file_id)
+            .add_block(
+                &req.src,
+                &req.client_name,
+                previous.as_ref(),
+                &req.exclude_nodes,
+                req.file_id,
+            )
             .await?;
-        Ok(Response::new(pb::AddBlockResponse { block: Some((&located).into()) }))
+        Ok(Response::new(pb::AddBlockResponse {
+            block: Some((&located).into()),
+        }))
     }
 
-    async fn abandon_block(&self, request: Request<pb::AbandonBlockRequest>) -> Result<Response<pb::AbandonBlockResponse>, Status> {
+    async fn abandon_block(
+        &self,
+        request: Request<pb::AbandonBlockRequest>,
+    ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(required(req.block, "block")?);
-        self.namesystem.abandon_block(&block, &req.src, &req.holder, req.file_id).await?;
+        self.namesystem
+            .abandon_block(&block, &req.src, &req.holder, req.file_id)
+            .await?;
         Ok(Response::new(pb::AbandonBlockResponse {}))
     }
 
-    async fn complete(&self, request: Request<pb::CompleteRequest>) -> Result<Response<pb::CompleteResponse>, Status> {
+    async fn complete(
+        &self,
+        request: Request<pb::CompleteRequest>,
+    ) -> Result<Response<pb::CompleteResponse>, Status> {
         let req = request.into_inner();
         let last = req.last.map(ExtendedBlock::from);
-        let result = self.namesystem.complete(&req.src, &req.client_name, last.as_ref(), req.file_id).await?;
+        let result = self
+            .namesystem
+            .complete(&req.src, &req.client_name, last.as_ref(), req.file_id)
+            .await?;
         Ok(Response::new(pb::CompleteResponse { result }))
     }
 
-    async fn rename(&self, request: Request<pb::RenameRequest>) -> Result<Response<pb::RenameResponse>, Status> {
+    async fn rename(
+        &self,
+        request: Request<pb::RenameRequest>,
+    ) -> Result<Response<pb::RenameResponse>, Status> {
         let req = request.get_ref();
         let result = self.namesystem.rename(&req.src, &req.dst).await?;
         Ok(Response::new(pb::RenameResponse { result }))
     }
 
-    async fn delete(&self, request: Request<pb::DeleteRequest>) -> Result<Response<pb::DeleteResponse>, Status> {
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = request.get_ref();
         let result = self.namesystem.delete(&req.src, req.recursive).await?;
         Ok(Response::new(pb::DeleteResponse { result }))
@@ -136,7 +195,10 @@ impl ClientNamenode for ClientService {
         request: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         let req = request.get_ref();
-        let result = self.namesystem.set_replication(&req.src, req.replication).await?;
+        let result = self
+            .namesystem
+            .set_replication(&req.src, req.replication)
+            .await?;
         Ok(Response::new(pb::SetReplicationResponse { result }))
     }
 
@@ -145,11 +207,16 @@ impl ClientNamenode for ClientService {
         request: Request<pb::SetPermissionRequest>,
     ) -> Result<Response<pb::SetPermissionResponse>, Status> {
         let req = request.get_ref();
-        self.namesystem.set_permission(&req.src, mode(req.permission)?).await?;
+        self.namesystem
+            .set_permission(&req.src, mode(req.permission)?)
+            .await?;
         Ok(Response::new(pb::SetPermissionResponse {}))
     }
 
-    async fn set_owner(&self, request: Request<pb::SetOwnerRequest>) -> Result<Response<pb::SetOwnerResponse>, Status> {
+    async fn set_owner(
+        &self,
+        request: Request<pb::SetOwnerRequest>,
+    ) -> Result<Response<pb::SetOwnerResponse>, Status> {
         let req = request.get_ref();
         let owner = Some(req.username.as_str()).filter(|s| !s.is_empty());
         let group = Some(req.groupname.as_str()).filter(|s| !s.is_empty());
@@ -157,10 +224,15 @@ impl ClientNamenode for ClientService {
         Ok(Response::new(pb::SetOwnerResponse {}))
     }
 
-    async fn set_times(&self, request: Request<pb::SetTimesRequest>) -> Result<Response<pb::SetTimesResponse>, Status> {
+    async fn set_times(
+        &self,
+        request: Request<pb::SetTimesRequest>,
+    ) -> Result<Response<pb::SetTimesResponse>, Status> {
         let req = request.get_ref();
         let time = |t: i64| u64::try_from(t).ok();
-        self.namesystem.set_times(&req.src, time(req.mtime), time(req.atime)).await?;
+        self.namesystem
+            .set_times(&req.src, time(req.mtime), time(req.atime))
+            .await?;
         Ok(Response::new(pb::SetTimesResponse {}))
     }
 
@@ -169,7 +241,12 @@ impl ClientNamenode for ClientService {
         request: Request<pb::ReportBadBlocksRequest>,
     ) -> Result<Response<pb::ReportBadBlocksResponse>, Status> {
         let reporter = caller(&request).machine;
-        let blocks: Vec<LocatedBlock> = request.into_inner().blocks.into_iter().map(Into::into).collect();
+        let blocks: Vec<LocatedBlock> = request
+            .into_inner()
+            .blocks
+            .into_iter()
+            .map(Into::into)
+            .collect();
         self.namesystem.report_bad_blocks(&blocks, &reporter)?;
         Ok(Response::new(pb::ReportBadBlocksResponse {}))
     }
@@ -181,26 +258,42 @@ impl ClientNamenode for ClientService {
         let kind = match pb::DatanodeReportType::try_from(request.get_ref().r#type) {
             Ok(pb::DatanodeReportType::DatanodeReportLive) => DatanodeReportType::Live,
             Ok(pb::DatanodeReportType::DatanodeReportDead) => DatanodeReportType::Dead,
-            Ok(pb::DatanodeReportType::DatanodeReportDecommissioning) => DatanodeReportType::Decommissioning,
+            Ok(pb::DatanodeReportType::DatanodeReportDecommissioning) => {
+                DatanodeReportType::Decommissioning
+            }
             _ => DatanodeReportType::All,
         };
-        let datanodes = self.namesystem.datanode_report(kind).iter().map(Into::into).collect();
+        let datanodes = self
+            .namesystem
+            .datanode_report(kind)
+            .iter()
+            .map(Into::into)
+            .collect();
         Ok(Response::new(pb::GetDatanodeReportResponse { datanodes }))
     }
 
-    async fn get_fs_stats(&self, _request: Request<pb::GetFsStatsRequest>) -> Result<Response<pb::GetFsStatsResponse>, Status> {
+    async fn get_fs_stats(
+        &self,
+        _request: Request<pb::GetFsStatsRequest>,
+    ) -> Result<Response<pb::GetFsStatsResponse>, Status> {
         Ok(Response::new((&self.namesystem.fs_stats()).into()))
     }
 
     type FsckStream = FsckStream;
 
-    async fn fsck(&self, request: Request<pb::FsckRequest>) -> Result<Response<Self::FsckStream>, Status> {
+    async fn fsck(
+        &self,
+        request: Request<pb::FsckRequest>,
+    ) -> Result<Response<Self::FsckStream>, Status> {
+        let remote_address = caller(&request).machine;
         let report = self.namesystem.fsck(&request.get_ref().path)?;
         let summary = pb::FsckResponse {
             entry: Some(pb::fsck_response::Entry::Summary(pb::FsckSummary {
                 live_datanodes: report.live_datanodes,
                 racks: report.racks,
                 default_replication: report.default_replication,
+                remote_address,
+                min_replication: report.min_replication,
             })),
         };
         let entries = report.entries.into_iter().map(|entry| {
@@ -232,7 +325,11 @@ impl ClientNamenode for ClientService {
             };
             Ok(pb::FsckResponse { entry: Some(entry) })
         });
-        let stream = tokio_stream::iter(entries.chain(std::iter::once(Ok(summary))).collect::<Vec<_>>());
+        let stream = tokio_stream::iter(
+            entries
+                .chain(std::iter::once(Ok(summary)))
+                .collect::<Vec<_>>(),
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }

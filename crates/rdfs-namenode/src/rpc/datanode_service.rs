@@ -28,11 +28,15 @@ fn commands(commands: Vec<DatanodeCommand>, pool_id: &str) -> Vec<pb::DatanodeCo
         .into_iter()
         .map(|command| pb::DatanodeCommand {
             command: Some(match command {
-                DatanodeCommand::Invalidate(blocks) => pb::datanode_command::Command::Invalidate(pb::BlockList {
-                    pool_id: pool_id.to_string(),
-                    blocks: blocks.iter().map(Into::into).collect(),
-                }),
-                DatanodeCommand::Reregister => pb::datanode_command::Command::Reregister(pb::Reregister {}),
+                DatanodeCommand::Invalidate(blocks) => {
+                    pb::datanode_command::Command::Invalidate(pb::BlockList {
+                        pool_id: pool_id.to_string(),
+                        blocks: blocks.iter().map(Into::into).collect(),
+                    })
+                }
+                DatanodeCommand::Reregister => {
+                    pb::datanode_command::Command::Reregister(pb::Reregister {})
+                }
             }),
         })
         .collect()
@@ -64,18 +68,28 @@ impl DatanodeProtocol for DatanodeService {
         let registration = required(request.into_inner().registration, "registration")?;
         let id: DatanodeId = required(registration.id.clone(), "datanode id")?.into();
         if id.datanode_uuid.is_empty() {
-            return Err(rdfs_common::ExceptionKind::IllegalArgument.status("registration has an empty datanode uuid"));
+            return Err(rdfs_common::ExceptionKind::IllegalArgument
+                .status("registration has an empty datanode uuid"));
         }
         self.namesystem.register_datanode(Registration {
             id,
             cluster_id: registration.cluster_id.clone(),
             block_pool_id: registration.block_pool_id.clone(),
-            storage_ids: registration.storages.iter().map(|s| s.storage_id.clone()).collect(),
+            storage_ids: registration
+                .storages
+                .iter()
+                .map(|s| s.storage_id.clone())
+                .collect(),
         })?;
-        Ok(Response::new(pb::RegisterDatanodeResponse { registration: Some(registration) }))
+        Ok(Response::new(pb::RegisterDatanodeResponse {
+            registration: Some(registration),
+        }))
     }
 
-    async fn send_heartbeat(&self, request: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+    async fn send_heartbeat(
+        &self,
+        request: Request<pb::HeartbeatRequest>,
+    ) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let req = request.into_inner();
         let storages = req
             .reports
@@ -89,12 +103,22 @@ impl DatanodeProtocol for DatanodeService {
                 non_dfs_used: r.non_dfs_used,
             })
             .collect();
-        let result = self.namesystem.heartbeat(&req.datanode_uuid, storages, req.xceiver_count, req.failed_volumes);
+        let result = self.namesystem.heartbeat(
+            &req.datanode_uuid,
+            storages,
+            req.xceiver_count,
+            req.failed_volumes,
+        );
         let pool_id = &self.namesystem.namespace_info().block_pool_id;
-        Ok(Response::new(pb::HeartbeatResponse { commands: commands(result, pool_id) }))
+        Ok(Response::new(pb::HeartbeatResponse {
+            commands: commands(result, pool_id),
+        }))
     }
 
-    async fn block_report(&self, request: Request<pb::BlockReportRequest>) -> Result<Response<pb::BlockReportResponse>, Status> {
+    async fn block_report(
+        &self,
+        request: Request<pb::BlockReportRequest>,
+    ) -> Result<Response<pb::BlockReportResponse>, Status> {
         let req = request.into_inner();
         let storages: Vec<(String, Vec<ReportedReplica>)> = req
             .reports
@@ -113,8 +137,11 @@ impl DatanodeProtocol for DatanodeService {
                 (report.storage_id, replicas)
             })
             .collect();
-        self.namesystem.block_report(&req.datanode_uuid, &req.pool_id, &storages)?;
-        Ok(Response::new(pb::BlockReportResponse { commands: Vec::new() }))
+        self.namesystem
+            .block_report(&req.datanode_uuid, &req.pool_id, &storages)?;
+        Ok(Response::new(pb::BlockReportResponse {
+            commands: Vec::new(),
+        }))
     }
 
     async fn block_received_and_deleted(
@@ -136,7 +163,8 @@ impl DatanodeProtocol for DatanodeService {
             };
             events.push((block, item.storage_id, event));
         }
-        self.namesystem.block_received_and_deleted(&req.datanode_uuid, &req.pool_id, &events)?;
+        self.namesystem
+            .block_received_and_deleted(&req.datanode_uuid, &req.pool_id, &events)?;
         Ok(Response::new(pb::BlockReceivedAndDeletedResponse {}))
     }
 
@@ -146,7 +174,8 @@ impl DatanodeProtocol for DatanodeService {
     ) -> Result<Response<pb::DatanodeReportBadBlocksResponse>, Status> {
         let req = request.into_inner();
         let blocks: Vec<ExtendedBlock> = req.blocks.into_iter().map(Into::into).collect();
-        self.namesystem.datanode_bad_blocks(&req.datanode_uuid, &blocks, &req.reason)?;
+        self.namesystem
+            .datanode_bad_blocks(&req.datanode_uuid, &blocks, &req.reason)?;
         Ok(Response::new(pb::DatanodeReportBadBlocksResponse {}))
     }
 }

@@ -18,18 +18,23 @@ pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Caller {
         .filter(|u| !u.is_empty())
         .unwrap_or("dr.who")
         .to_string();
-    let machine = request.remote_addr().map_or_else(|| "unknown".to_string(), |addr| addr.ip().to_string());
+    let machine = request
+        .remote_addr()
+        .map_or_else(|| "unknown".to_string(), |addr| addr.ip().to_string());
     Caller { user, machine }
 }
 
 pub(crate) fn required<T>(field: Option<T>, name: &str) -> Result<T, tonic::Status> {
-    field.ok_or_else(|| rdfs_common::ExceptionKind::IllegalArgument.status(format!("request has no {name}")))
+    field.ok_or_else(|| {
+        rdfs_common::ExceptionKind::IllegalArgument.status(format!("request has no {name}"))
+    })
 }
 
 /// Permission bits from the wire, rejecting values outside 0..=0o7777.
 pub(crate) fn mode(value: u32) -> Result<u16, tonic::Status> {
     if value > 0o7777 {
-        return Err(rdfs_common::ExceptionKind::IllegalArgument.status(format!("permission {value:o} is out of range")));
+        return Err(rdfs_common::ExceptionKind::IllegalArgument
+            .status(format!("permission {value:o} is out of range")));
     }
     Ok(value as u16)
 }

@@ -1,0 +1,623 @@
+//! Copies: `-put`/`-copyFromLocal` (local or stdin to rdfs), `-get`/
+//! `-copyToLocal` (rdfs to local) and `-cp` (within rdfs). As in Hadoop,
+//! each file is written to `<target>._COPYING_` and renamed into place only
+//! once complete, so a failed copy never leaves a partial file under the
+//! target's name; directories are copied recursively.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use rdfs_client::{CreateOptions, DfsInputStream};
+use rdfs_common::protocol::FileStatus;
+
+use super::path::PathArg;
+use super::progress;
+use super::shell::{CommandResult, Shell, UsageError, first_line, parse_flags};
+
+const COPYING_SUFFIX: &str = "._COPYING_";
+const LOCAL_READ_SIZE: usize = 1024 * 1024;
+
+/// Where bytes come from.
+enum Source {
+    Local(tokio::fs::File),
+    Stdin(tokio::io::Stdin),
+    Remote(DfsInputStream),
+}
+
+impl Source {
+    async fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Bytes>, String> {
+        let reader: &mut (dyn AsyncRead + Unpin + Send) = match self {
+            Source::Remote(input) => return input.read_chunk().await.map_err(|e| e.to_string()),
+            Source::Local(file) => file,
+            Source::Stdin(stdin) => stdin,
+        };
+        buf.resize(LOCAL_READ_SIZE, 0);
+        let mut filled = 0;
+        // Fill whole buffers so packets stay full even from slow pipes.
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]).await {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(err) => return Err(err.to_string()),
+            }
+        }
+        if filled == 0 {
+            Ok(None)
+        } else {
+            Ok(Some(Bytes::copy_from_slice(&buf[..filled])))
+        }
+    }
+}
+
+struct CopyOptions {
+    overwrite: bool,
+    preserve: bool,
+    direct: bool,
+}
+
+/// Streams `source` into a new rdfs file at `target`.
+async fn write_remote(
+    shell: &mut Shell,
+    mut source: Source,
+    size: Option<u64>,
+    target: &PathArg,
+    options: &CopyOptions,
+    preserve: Option<&FileStatus>,
+) {
+    let client = match shell.client(&target.authority) {
+        Ok(c) => c,
+        Err(e) => return shell.fail(e),
+    };
+    match client.get_file_info(&target.path).await {
+        Ok(Some(existing)) if existing.is_dir() || !options.overwrite => {
+            return shell.fail_path(&target.display(), "File exists");
+        }
+        Ok(_) => {}
+        Err(err) => return shell.fail(err),
+    }
+    let temp = if options.direct {
+        target.path.clone()
+    } else {
+        format!("{}{COPYING_SUFFIX}", target.path)
+    };
+    let bar = progress::transfer(&target.display(), size);
+    let result: Result<(), String> = async {
+        let create = CreateOptions {
+            overwrite: true,
+            create_parent: true,
+            ..Default::default()
+        };
+        let mut out = client
+            .create(&temp, create)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        while let Some(chunk) = source.next(&mut buf).await? {
+            out.write(&chunk).await.map_err(|e| e.to_string())?;
+            bar.inc(chunk.len() as u64);
+        }
+        out.close().await.map_err(|e| e.to_string())?;
+        if !options.direct {
+            if client
+                .get_file_info(&target.path)
+                .await
+                .map_err(|e| e.to_string())?
+                .is_some()
+            {
+                client
+                    .delete(&target.path, false)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            if !client
+                .rename(&temp, &target.path)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                return Err(format!("`{}': Input/output error", target.display()));
+            }
+        }
+        if let Some(status) = preserve {
+            client
+                .set_times(
+                    &target.path,
+                    Some(status.modification_time),
+                    Some(status.access_time),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            client
+                .set_permission(&target.path, status.permission)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+    .await;
+    bar.finish_and_clear();
+    if let Err(err) = result {
+        if !options.direct {
+            let _ = client.delete(&temp, false).await;
+        }
+        shell.fail(err);
+    }
+}
+
+/// Streams `source` into a new local file at `target`.
+async fn write_local(
+    shell: &mut Shell,
+    mut source: Source,
+    size: Option<u64>,
+    target: &Path,
+    shown: &str,
+    overwrite: bool,
+) {
+    if let Ok(meta) = tokio::fs::metadata(target).await
+        && (meta.is_dir() || !overwrite)
+    {
+        return shell.fail_path(shown, "File exists");
+    }
+    let mut temp = target.as_os_str().to_owned();
+    temp.push(COPYING_SUFFIX);
+    let temp = PathBuf::from(temp);
+    let bar = progress::transfer(shown, size);
+    let result: Result<(), String> = async {
+        let mut file = tokio::fs::File::create(&temp)
+            .await
+            .map_err(|e| format!("`{}': {e}", temp.display()))?;
+        let mut buf = Vec::new();
+        while let Some(chunk) = source.next(&mut buf).await? {
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| format!("`{}': {e}", temp.display()))?;
+            bar.inc(chunk.len() as u64);
+        }
+        file.flush().await.map_err(|e| e.to_string())?;
+        file.sync_all().await.map_err(|e| e.to_string())?;
+        tokio::fs::rename(&temp, target)
+            .await
+            .map_err(|e| format!("`{shown}': {e}"))?;
+        Ok(())
+    }
+    .await;
+    bar.finish_and_clear();
+    if let Err(err) = result {
+        let _ = tokio::fs::remove_file(&temp).await;
+        shell.fail(err);
+    }
+}
+
+/// Splits `<src> ... <dst>`; one argument means the destination `.`.
+fn sources_and_destination(mut args: Vec<String>) -> (Vec<String>, String) {
+    if args.len() == 1 {
+        return (args, ".".to_string());
+    }
+    let dst = args.pop().unwrap_or_else(|| ".".to_string());
+    (args, dst)
+}
+
+/// Resolves the rdfs destination of a copy and checks it as Hadoop's
+/// `CommandWithDestination` does. `None` when the copy cannot proceed.
+pub(super) async fn remote_destination(
+    shell: &mut Shell,
+    dst: &str,
+    sources: usize,
+) -> Option<(PathArg, Option<FileStatus>)> {
+    let matches = shell.expand(&[dst.to_string()]).await;
+    let dst = match matches.len() {
+        0 => return None,
+        1 => matches.into_iter().next()?,
+        _ => {
+            shell.fail_path(dst, "Too many matches");
+            return None;
+        }
+    };
+    let status = shell.stat(&dst).await.ok()?;
+    if sources > 1 {
+        match &status {
+            None => {
+                shell.not_found(&dst);
+                return None;
+            }
+            Some(s) if !s.is_dir() => {
+                shell.fail_path(&dst.display(), "Is not a directory");
+                return None;
+            }
+            Some(_) => {}
+        }
+    } else if status.is_none() {
+        let parent = dst.parent();
+        match shell.stat(&parent).await.ok()? {
+            Some(p) if p.is_dir() => {}
+            _ => {
+                let qualified = dst.qualified();
+                let qualified = qualified.trim_end_matches('/');
+                shell.fail(format!(
+                    "`{}': No such file or directory: `{qualified}'",
+                    dst.typed
+                ));
+                return None;
+            }
+        }
+    }
+    Some((dst, status))
+}
+
+/// The file a source lands in: inside the destination when that is a
+/// directory (or written like one), else the destination itself.
+pub(super) fn remote_target(dst: &PathArg, dst_status: Option<&FileStatus>, name: &str) -> PathArg {
+    if dst_status.is_some_and(FileStatus::is_dir) || dst.looks_like_dir() {
+        dst.child(name)
+    } else {
+        dst.clone()
+    }
+}
+
+pub async fn put(shell: &mut Shell, args: Vec<String>) -> CommandResult {
+    let parsed = parse_flags(args, &["f", "p", "d", "l"], 1, usize::MAX)?;
+    let options = CopyOptions {
+        overwrite: parsed.has("f"),
+        preserve: parsed.has("p"),
+        direct: parsed.has("d"),
+    };
+    let (sources, dst) = sources_and_destination(parsed.args);
+    if sources.len() == 1 && sources[0] == "-" {
+        // Hadoop skips the destination checks for stdin and creates parents.
+        let Ok(dst) = shell.parse_path(&dst).map_err(|e| shell.fail(e)) else {
+            return Ok(());
+        };
+        let Ok(status) = shell.stat(&dst).await else {
+            return Ok(());
+        };
+        let target = remote_target(&dst, status.as_ref(), "-");
+        write_remote(
+            shell,
+            Source::Stdin(tokio::io::stdin()),
+            None,
+            &target,
+            &options,
+            None,
+        )
+        .await;
+        return Ok(());
+    }
+    if sources.iter().any(|s| s == "-") {
+        return Err(UsageError(
+            "stdin (-) must be the sole input argument when present".into(),
+        ));
+    }
+    let Some((dst, dst_status)) = remote_destination(shell, &dst, sources.len()).await else {
+        return Ok(());
+    };
+    for source in sources {
+        let local = PathBuf::from(&source);
+        let Ok(meta) = tokio::fs::metadata(&local).await else {
+            shell.fail_path(&source, "No such file or directory");
+            continue;
+        };
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| source.clone());
+        let target = remote_target(&dst, dst_status.as_ref(), &name);
+        put_path(shell, &local, &source, meta, &target, &options).await;
+    }
+    Ok(())
+}
+
+async fn put_path(
+    shell: &mut Shell,
+    local: &Path,
+    shown: &str,
+    meta: std::fs::Metadata,
+    target: &PathArg,
+    options: &CopyOptions,
+) {
+    if meta.is_dir() {
+        let Ok(client) = shell.client(&target.authority).map_err(|e| shell.fail(e)) else {
+            return;
+        };
+        match client.get_file_info(&target.path).await {
+            Ok(Some(existing)) if !existing.is_dir() => {
+                return shell.fail_path(&target.display(), "File exists");
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if let Err(err) = client.mkdirs(&target.path, 0o777, true).await {
+                    return shell.fail(err);
+                }
+            }
+            Err(err) => return shell.fail(err),
+        }
+        let mut entries = match tokio::fs::read_dir(local).await {
+            Ok(entries) => entries,
+            Err(err) => return shell.fail(format!("`{shown}': {err}")),
+        };
+        let mut children = Vec::new();
+        while let Ok(Some(entry)) = entries.next_entry().await {
+            children.push(entry.path());
+        }
+        children.sort();
+        for child in children {
+            let name = child
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let child_shown = format!("{shown}/{name}");
+            match tokio::fs::metadata(&child).await {
+                Ok(meta) => {
+                    Box::pin(put_path(
+                        shell,
+                        &child,
+                        &child_shown,
+                        meta,
+                        &target.child(&name),
+                        options,
+                    ))
+                    .await
+                }
+                Err(err) => shell.fail(format!("`{child_shown}': {err}")),
+            }
+        }
+        return;
+    }
+    let file = match tokio::fs::File::open(local).await {
+        Ok(file) => file,
+        Err(err) => return shell.fail(format!("`{shown}': {}", first_line(&err))),
+    };
+    let preserve = options.preserve.then(|| local_status(&meta));
+    write_remote(
+        shell,
+        Source::Local(file),
+        Some(meta.len()),
+        target,
+        options,
+        preserve.as_ref(),
+    )
+    .await;
+}
+
+/// The times and mode of a local file, for `-p`.
+fn local_status(meta: &std::fs::Metadata) -> FileStatus {
+    use std::os::unix::fs::MetadataExt;
+    FileStatus {
+        file_type: rdfs_common::protocol::FileType::File,
+        name: Vec::new(),
+        length: meta.len(),
+        permission: (meta.mode() & 0o7777) as u16,
+        owner: String::new(),
+        group: String::new(),
+        modification_time: (meta.mtime().max(0) as u64) * 1000,
+        access_time: (meta.atime().max(0) as u64) * 1000,
+        replication: 0,
+        block_size: 0,
+        file_id: 0,
+        children_num: 0,
+        locations: None,
+    }
+}
+
+pub async fn get(shell: &mut Shell, args: Vec<String>) -> CommandResult {
+    let parsed = parse_flags(args, &["f", "p", "crc", "ignoreCrc"], 1, usize::MAX)?;
+    let overwrite = parsed.has("f");
+    let (sources, dst) = sources_and_destination(parsed.args);
+    let dst_path = PathBuf::from(&dst);
+    let dst_meta = tokio::fs::metadata(&dst_path).await.ok();
+    if sources.len() > 1 {
+        match &dst_meta {
+            None => {
+                shell.fail_path(&dst, "No such file or directory");
+                return Ok(());
+            }
+            Some(meta) if !meta.is_dir() => {
+                shell.fail_path(&dst, "Is not a directory");
+                return Ok(());
+            }
+            Some(_) => {}
+        }
+    } else if let Some(meta) = &dst_meta {
+        if !meta.is_dir() && !overwrite {
+            shell.fail_path(&dst, "File exists");
+            return Ok(());
+        }
+    } else {
+        let parent = dst_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            let absolute = std::path::absolute(&dst_path).unwrap_or(dst_path.clone());
+            shell.fail(format!(
+                "`{dst}': No such file or directory: `file://{}'",
+                absolute.display()
+            ));
+            return Ok(());
+        }
+    }
+    let dst_is_dir = dst_meta.as_ref().is_some_and(|m| m.is_dir())
+        || dst.ends_with('/')
+        || dst == "."
+        || dst == "..";
+    for source in shell.expand(&sources).await {
+        let Ok(status) = shell.stat(&source).await else {
+            continue;
+        };
+        let Some(status) = status else {
+            shell.not_found(&source);
+            continue;
+        };
+        let (target, shown) = if dst_is_dir {
+            let name = source.name().to_string();
+            let shown = if dst == "." {
+                name.clone()
+            } else {
+                format!("{}/{name}", dst.trim_end_matches('/'))
+            };
+            (dst_path.join(&name), shown)
+        } else {
+            (dst_path.clone(), dst.clone())
+        };
+        get_path(shell, &source, &status, &target, &shown, overwrite).await;
+    }
+    Ok(())
+}
+
+async fn get_path(
+    shell: &mut Shell,
+    source: &PathArg,
+    status: &FileStatus,
+    target: &Path,
+    shown: &str,
+    overwrite: bool,
+) {
+    let Ok(client) = shell.client(&source.authority).map_err(|e| shell.fail(e)) else {
+        return;
+    };
+    if status.is_dir() {
+        if let Err(err) = tokio::fs::create_dir_all(target).await {
+            return shell.fail(format!("`{shown}': {err}"));
+        }
+        let entries = match client.list(&source.path).await {
+            Ok(entries) => entries.unwrap_or_default(),
+            Err(err) => return shell.fail(err),
+        };
+        for entry in entries {
+            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            Box::pin(get_path(
+                shell,
+                &source.child(&name),
+                &entry,
+                &target.join(&name),
+                &format!("{shown}/{name}"),
+                overwrite,
+            ))
+            .await;
+        }
+        return;
+    }
+    match client.open(&source.path).await {
+        Ok(input) => {
+            let size = input.len();
+            write_local(
+                shell,
+                Source::Remote(input),
+                Some(size),
+                target,
+                shown,
+                overwrite,
+            )
+            .await;
+        }
+        Err(err) => shell.fail(err),
+    }
+}
+
+pub async fn cp(shell: &mut Shell, args: Vec<String>) -> CommandResult {
+    let parsed = parse_flags(args, &["f", "p", "d"], 2, usize::MAX)?;
+    let options = CopyOptions {
+        overwrite: parsed.has("f"),
+        preserve: parsed.has("p"),
+        direct: parsed.has("d"),
+    };
+    let (sources, dst) = sources_and_destination(parsed.args);
+    let sources = shell.expand(&sources).await;
+    if sources.is_empty() {
+        return Ok(());
+    }
+    let Some((dst, dst_status)) = remote_destination(shell, &dst, sources.len()).await else {
+        return Ok(());
+    };
+    for source in sources {
+        let Ok(status) = shell.stat(&source).await else {
+            continue;
+        };
+        let Some(status) = status else {
+            shell.not_found(&source);
+            continue;
+        };
+        let target = remote_target(&dst, dst_status.as_ref(), source.name());
+        if status.is_dir() && source.authority == target.authority {
+            if target.path == source.path {
+                shell.fail(format!(
+                    "`{}' to `{}': are identical",
+                    source.display(),
+                    target.qualified()
+                ));
+                continue;
+            }
+            if rdfs_common::path::is_ancestor_or_self(&source.path, &target.path) {
+                shell.fail(format!(
+                    "`{}' to `{}': is a subdirectory of itself",
+                    source.display(),
+                    target.display()
+                ));
+                continue;
+            }
+        }
+        cp_path(shell, &source, &status, &target, &options).await;
+    }
+    Ok(())
+}
+
+async fn cp_path(
+    shell: &mut Shell,
+    source: &PathArg,
+    status: &FileStatus,
+    target: &PathArg,
+    options: &CopyOptions,
+) {
+    let Ok(client) = shell.client(&source.authority).map_err(|e| shell.fail(e)) else {
+        return;
+    };
+    if status.is_dir() {
+        let Ok(target_client) = shell.client(&target.authority).map_err(|e| shell.fail(e)) else {
+            return;
+        };
+        match target_client.get_file_info(&target.path).await {
+            Ok(Some(existing)) if !existing.is_dir() => {
+                return shell.fail_path(&target.display(), "File exists");
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                if let Err(err) = target_client.mkdirs(&target.path, 0o777, true).await {
+                    return shell.fail(err);
+                }
+            }
+            Err(err) => return shell.fail(err),
+        }
+        let entries = match client.list(&source.path).await {
+            Ok(entries) => entries.unwrap_or_default(),
+            Err(err) => return shell.fail(err),
+        };
+        for entry in entries {
+            let name = String::from_utf8_lossy(&entry.name).into_owned();
+            Box::pin(cp_path(
+                shell,
+                &source.child(&name),
+                &entry,
+                &target.child(&name),
+                options,
+            ))
+            .await;
+        }
+        return;
+    }
+    match client.open(&source.path).await {
+        Ok(input) => {
+            let size = input.len();
+            let preserve = options.preserve.then_some(status);
+            write_remote(
+                shell,
+                Source::Remote(input),
+                Some(size),
+                target,
+                options,
+                preserve,
+            )
+            .await;
+        }
+        Err(err) => shell.fail(err),
+    }
+}

@@ -1,0 +1,151 @@
+//! `rdfs dfsadmin -report [-live] [-dead]`: cluster capacity, block health
+//! and one section per datanode, in HDFS's layout.
+
+use std::fmt::Write as _;
+
+use anyhow::{Result, anyhow, bail};
+
+use rdfs_client::{ClientSettings, DfsClient};
+use rdfs_common::config::default_fs_authority;
+use rdfs_common::protocol::DatanodeInfo;
+use rdfs_proto as pb;
+
+use crate::generic::{GenericOptions, client_user, runtime};
+use crate::report::{bytes_with_desc, java_date, percent};
+
+const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead]]";
+
+pub fn main(args: Vec<String>) -> u8 {
+    rdfs_common::logging::init("warn");
+    match run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("dfsadmin: {err:#}");
+            255
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<u8> {
+    let (generic, rest) = GenericOptions::parse_anywhere(args)?;
+    let Some(command) = rest.first() else {
+        eprintln!("{USAGE}");
+        return Ok(255);
+    };
+    if command != "-report" {
+        bail!("{command}: Unknown command\n{USAGE}");
+    }
+    let mut live_only = false;
+    let mut dead_only = false;
+    for option in &rest[1..] {
+        match option.as_str() {
+            "-live" => live_only = true,
+            "-dead" => dead_only = true,
+            other => bail!("Illegal option {other}\n{USAGE}"),
+        }
+    }
+    let config = generic.load()?;
+    let authority = default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
+        anyhow!(
+            "fs.default_fs = '{}' is not an hdfs:// URI",
+            config.fs.default_fs
+        )
+    })?;
+    let user = client_user(&config);
+    runtime()?.block_on(async {
+        let client = DfsClient::new(&authority, &user, ClientSettings::from_config(&config))?;
+        let stats = client.fs_stats().await?;
+        let live = client
+            .datanode_report(pb::DatanodeReportType::DatanodeReportLive)
+            .await?;
+        let dead = client
+            .datanode_report(pb::DatanodeReportType::DatanodeReportDead)
+            .await?;
+        let mut out = String::new();
+        let present = stats.used + stats.remaining;
+        let _ = writeln!(
+            out,
+            "Configured Capacity: {}",
+            bytes_with_desc(stats.capacity)
+        );
+        let _ = writeln!(out, "Present Capacity: {}", bytes_with_desc(present));
+        let _ = writeln!(out, "DFS Remaining: {}", bytes_with_desc(stats.remaining));
+        let _ = writeln!(out, "DFS Used: {}", bytes_with_desc(stats.used));
+        let used_percent = if present == 0 {
+            0.0
+        } else {
+            stats.used as f64 * 100.0 / present as f64
+        };
+        let _ = writeln!(out, "DFS Used%: {}", percent(used_percent));
+        let _ = writeln!(out, "Replicated Blocks:");
+        let _ = writeln!(out, "\tUnder replicated blocks: {}", stats.under_replicated);
+        let _ = writeln!(
+            out,
+            "\tBlocks with corrupt replicas: {}",
+            stats.corrupt_blocks
+        );
+        let _ = writeln!(out, "\tMissing blocks: {}", stats.missing_blocks);
+        let _ = writeln!(out, "\tMissing blocks (with replication factor 1): 0");
+        let _ = writeln!(out, "\tPending deletion blocks: 0");
+        let _ = writeln!(out, "\n-------------------------------------------------");
+        let sections = [
+            ("Live", &live, live_only || !dead_only),
+            ("Dead", &dead, dead_only || !live_only),
+        ];
+        for (name, nodes, wanted) in sections {
+            if !wanted || (nodes.is_empty() && !(live_only || dead_only)) {
+                continue;
+            }
+            let _ = writeln!(out, "{name} datanodes ({}):\n", nodes.len());
+            for node in nodes.iter() {
+                out.push_str(&datanode_report(node));
+                out.push_str("\n\n");
+            }
+        }
+        print!("{out}");
+        Ok(0)
+    })
+}
+
+fn datanode_report(node: &DatanodeInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Name: {} ({})", node.id.xfer_addr(), node.id.hostname);
+    let _ = writeln!(out, "Hostname: {}", node.id.hostname);
+    if node.network_location != "/default-rack" && !node.network_location.is_empty() {
+        let _ = writeln!(out, "Rack: {}", node.network_location);
+    }
+    let _ = writeln!(out, "Decommission Status : Normal");
+    let _ = writeln!(
+        out,
+        "Configured Capacity: {}",
+        bytes_with_desc(node.capacity)
+    );
+    let _ = writeln!(out, "DFS Used: {}", bytes_with_desc(node.dfs_used));
+    let _ = writeln!(out, "Non DFS Used: {}", bytes_with_desc(node.non_dfs_used));
+    let _ = writeln!(out, "DFS Remaining: {}", bytes_with_desc(node.remaining));
+    let (used, remaining) = if node.capacity == 0 {
+        (100.0, 0.0)
+    } else {
+        (
+            node.dfs_used as f64 * 100.0 / node.capacity as f64,
+            node.remaining as f64 * 100.0 / node.capacity as f64,
+        )
+    };
+    let _ = writeln!(out, "DFS Used%: {}", percent(used));
+    let _ = writeln!(out, "DFS Remaining%: {}", percent(remaining));
+    let _ = writeln!(out, "Configured Cache Capacity: 0 (0 B)");
+    let _ = writeln!(out, "Cache Used: 0 (0 B)");
+    let _ = writeln!(out, "Cache Remaining: 0 (0 B)");
+    let _ = writeln!(out, "Cache Used%: 100.00%");
+    let _ = writeln!(out, "Cache Remaining%: 0.00%");
+    let _ = writeln!(out, "Xceivers: {}", node.xceiver_count);
+    let _ = writeln!(out, "Last contact: {}", java_date(node.last_update_ms));
+    let last_report = if node.last_block_report_ms == 0 {
+        "Never".to_string()
+    } else {
+        java_date(node.last_block_report_ms)
+    };
+    let _ = writeln!(out, "Last Block Report: {last_report}");
+    let _ = write!(out, "Num of Blocks: {}", node.num_blocks);
+    out
+}

@@ -1,0 +1,149 @@
+//! Hadoop's generic options, accepted by every command before its own
+//! arguments: `-D key=value` (or `-Dkey=value`), `-fs URI`, `-conf FILE`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+
+use rdfs_common::config::{Config, parse_override};
+
+#[derive(Debug, Default)]
+pub struct GenericOptions {
+    pub conf: Option<PathBuf>,
+    pub overrides: Vec<(String, String)>,
+}
+
+impl GenericOptions {
+    /// Takes the generic options from the front of `args`, leaving the rest.
+    pub fn parse(args: Vec<String>) -> Result<(Self, Vec<String>)> {
+        let mut options = GenericOptions::default();
+        let mut iter = args.into_iter().peekable();
+        let mut rest = Vec::new();
+        while let Some(arg) = iter.next() {
+            match arg.as_str() {
+                "-D" => {
+                    let value = iter.next().context("-D needs key=value")?;
+                    options.overrides.push(parse_override(&value)?);
+                }
+                "-fs" => {
+                    let value = iter
+                        .next()
+                        .context("-fs needs a filesystem URI, e.g. hdfs://namenode:8020")?;
+                    options.overrides.push(("fs.default_fs".into(), value));
+                }
+                "-conf" => {
+                    let value = iter.next().context("-conf needs a configuration file")?;
+                    options.conf = Some(PathBuf::from(value));
+                }
+                _ if arg.starts_with("-D") && arg.len() > 2 => {
+                    options.overrides.push(parse_override(&arg[2..])?);
+                }
+                _ => {
+                    rest.push(arg);
+                    rest.extend(iter);
+                    break;
+                }
+            }
+        }
+        Ok((options, rest))
+    }
+
+    /// Takes generic options from anywhere in `args` (daemons and admin
+    /// tools, whose own options never clash with them).
+    pub fn parse_anywhere(args: Vec<String>) -> Result<(Self, Vec<String>)> {
+        let mut options = GenericOptions::default();
+        let mut rest = Vec::new();
+        let mut iter = args.into_iter();
+        while let Some(arg) = iter.next() {
+            if matches!(arg.as_str(), "-D" | "-fs" | "-conf")
+                || (arg.starts_with("-D") && arg.len() > 2)
+            {
+                let mut pair = vec![arg.clone()];
+                if !(arg.starts_with("-D") && arg.len() > 2) {
+                    pair.push(
+                        iter.next()
+                            .with_context(|| format!("{arg} needs a value"))?,
+                    );
+                }
+                let (parsed, leftover) = Self::parse(pair)?;
+                debug_assert!(leftover.is_empty());
+                options.conf = parsed.conf.or(options.conf);
+                options.overrides.extend(parsed.overrides);
+            } else {
+                rest.push(arg);
+            }
+        }
+        Ok((options, rest))
+    }
+
+    /// Loads the configuration: `-conf`, else `$RDFS_CONF`, else the
+    /// defaults; then the `-D` overrides. Warnings go to the log.
+    pub fn load(&self) -> Result<Config> {
+        let file = self
+            .conf
+            .clone()
+            .or_else(|| std::env::var_os("RDFS_CONF").map(PathBuf::from));
+        if let Some(file) = &file
+            && !file.exists()
+        {
+            bail!("configuration file {} not found", file.display());
+        }
+        let loaded = Config::load(file.as_deref(), &self.overrides)?;
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok(loaded.config)
+    }
+}
+
+/// The user the client acts as: `client.user`, `$HADOOP_USER_NAME`, or the
+/// login user, as Hadoop's simple authentication decides.
+pub fn client_user(config: &Config) -> String {
+    if !config.client.user.is_empty() {
+        return config.client.user.clone();
+    }
+    std::env::var("HADOOP_USER_NAME")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(rdfs_common::config::login_user)
+}
+
+/// A runtime for a command-line tool.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn generic_options_come_first() {
+        let (options, rest) = GenericOptions::parse(args(&[
+            "-D",
+            "dfs.replication=2",
+            "-Ddfs.blocksize=1m",
+            "-fs",
+            "hdfs://h:1",
+            "-ls",
+            "-D",
+            "x",
+        ]))
+        .expect("parses");
+        assert_eq!(rest, args(&["-ls", "-D", "x"]));
+        assert_eq!(options.overrides.len(), 3);
+        assert_eq!(
+            options.overrides[2],
+            ("fs.default_fs".to_string(), "hdfs://h:1".to_string())
+        );
+        assert!(GenericOptions::parse(args(&["-D"])).is_err());
+    }
+}

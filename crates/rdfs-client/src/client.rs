@@ -1,0 +1,490 @@
+//! [`DfsClient`]: one connection to a namenode plus the settings and
+//! identity of this client; namespace calls live here, data goes through
+//! [`crate::DfsOutputStream`] and [`crate::DfsInputStream`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::metadata::MetadataValue;
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+
+use rdfs_common::config::Config;
+use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE, USER_METADATA_KEY};
+use rdfs_common::protocol::{
+    ContentSummary, DatanodeInfo, ExtendedBlock, FileStatus, FsStats, LocatedBlock, LocatedBlocks,
+    ServerDefaults,
+};
+use rdfs_proto as pb;
+use rdfs_proto::client_namenode_client::ClientNamenodeClient;
+
+use crate::error::{ClientError, Result};
+use crate::input::DfsInputStream;
+use crate::output::DfsOutputStream;
+
+/// HDFS's default `fs.permissions.umask-mode`.
+pub const DEFAULT_UMASK: u16 = 0o022;
+
+/// Settings the client library works with.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub block_size: u64,
+    pub replication: u32,
+    pub bytes_per_checksum: u32,
+    pub write_packet_size: usize,
+    pub max_packets_in_flight: usize,
+    pub connect_timeout: Duration,
+    pub socket_timeout: Duration,
+    pub block_write_retries: u32,
+    pub complete_retries: u32,
+    pub umask: u16,
+}
+
+impl ClientSettings {
+    pub fn from_config(config: &Config) -> Self {
+        let bpc = config.dfs.bytes_per_checksum.max(1);
+        // Packets carry whole chunks.
+        let packet =
+            (config.client.write_packet_size.0 as usize / bpc as usize).max(1) * bpc as usize;
+        Self {
+            block_size: config.dfs.block_size.0,
+            replication: config.dfs.replication,
+            bytes_per_checksum: bpc,
+            write_packet_size: packet,
+            max_packets_in_flight: config.client.max_packets_in_flight.max(1) as usize,
+            connect_timeout: Duration::from_millis(config.client.connect_timeout_ms),
+            socket_timeout: Duration::from_millis(config.client.socket_timeout_ms),
+            block_write_retries: config.client.block_write_retries.max(1),
+            complete_retries: config.client.complete_retries.max(1),
+            umask: DEFAULT_UMASK,
+        }
+    }
+}
+
+/// Adds the caller's user name to every namenode request.
+#[derive(Clone)]
+pub struct UserInterceptor {
+    user: MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Interceptor for UserInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
+        request
+            .metadata_mut()
+            .insert(USER_METADATA_KEY, self.user.clone());
+        Ok(request)
+    }
+}
+
+pub(crate) type NamenodeClient = ClientNamenodeClient<InterceptedService<Channel, UserInterceptor>>;
+
+/// Options of a new file.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub overwrite: bool,
+    pub create_parent: bool,
+    pub replication: Option<u32>,
+    pub block_size: Option<u64>,
+    /// Permission before the umask; 0o666 by default.
+    pub permission: u16,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            overwrite: false,
+            create_parent: true,
+            replication: None,
+            block_size: None,
+            permission: 0o666,
+        }
+    }
+}
+
+pub(crate) struct Inner {
+    pub namenode: NamenodeClient,
+    pub namenode_addr: String,
+    pub settings: ClientSettings,
+    pub user: String,
+    pub client_name: String,
+    pub datanodes: ChannelCache,
+}
+
+/// A client of one rdfs namespace. Cheap to clone.
+#[derive(Clone)]
+pub struct DfsClient {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// An entry of an fsck report, as the namenode sends it.
+pub use rdfs_proto::fsck_response::Entry as FsckEntry;
+
+impl DfsClient {
+    /// A client of the namenode at `namenode_addr` (`host:port`), acting as
+    /// `user`.
+    pub fn new(namenode_addr: &str, user: &str, settings: ClientSettings) -> Result<Self> {
+        let channel = rdfs_common::grpc::endpoint(namenode_addr, settings.connect_timeout)
+            .map_err(|e| {
+                ClientError::InvalidArgument(format!("bad namenode address '{namenode_addr}': {e}"))
+            })?
+            .timeout(settings.socket_timeout)
+            .connect_lazy();
+        let user_value = MetadataValue::try_from(user).map_err(|_| {
+            ClientError::InvalidArgument(format!("user name '{user}' is not valid ASCII"))
+        })?;
+        let namenode =
+            ClientNamenodeClient::with_interceptor(channel, UserInterceptor { user: user_value })
+                .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let client_name = format!(
+            "DFSClient_NONMAPREDUCE_{}_1",
+            rand::random::<u32>() & 0x7fff_ffff
+        );
+        Ok(Self {
+            inner: Arc::new(Inner {
+                namenode,
+                namenode_addr: namenode_addr.to_string(),
+                datanodes: ChannelCache::new(settings.connect_timeout),
+                settings,
+                user: user.to_string(),
+                client_name,
+            }),
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.inner.user
+    }
+
+    pub fn settings(&self) -> &ClientSettings {
+        &self.inner.settings
+    }
+
+    pub fn namenode_addr(&self) -> &str {
+        &self.inner.namenode_addr
+    }
+
+    /// `/user/<name>`, where relative paths start.
+    pub fn home_directory(&self) -> String {
+        format!("/user/{}", self.inner.user)
+    }
+
+    pub(crate) fn nn(&self) -> NamenodeClient {
+        self.inner.namenode.clone()
+    }
+
+    pub(crate) fn remote(&self, status: tonic::Status) -> ClientError {
+        ClientError::from_status(status, &self.inner.namenode_addr)
+    }
+
+    pub async fn get_file_info(&self, path: &str) -> Result<Option<FileStatus>> {
+        let response = self
+            .nn()
+            .get_file_info(pb::GetFileInfoRequest {
+                src: path.to_string(),
+            })
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response.into_inner().fs.map(Into::into))
+    }
+
+    /// Every entry of a directory (one entry for a file), paging through the
+    /// namenode's listing; `None` when the path does not exist.
+    pub async fn list(&self, path: &str) -> Result<Option<Vec<FileStatus>>> {
+        let mut entries = Vec::new();
+        let mut start_after = Vec::new();
+        loop {
+            let request = pb::GetListingRequest {
+                src: path.to_string(),
+                start_after: start_after.clone(),
+                need_location: false,
+            };
+            let response = self
+                .nn()
+                .get_listing(request)
+                .await
+                .map_err(|s| self.remote(s))?;
+            let Some(page) = response.into_inner().dir_list else {
+                return Ok(if entries.is_empty() {
+                    None
+                } else {
+                    Some(entries)
+                });
+            };
+            let remaining = page.remaining_entries;
+            let count = page.partial_listing.len();
+            entries.extend(page.partial_listing.into_iter().map(FileStatus::from));
+            if remaining == 0 || count == 0 {
+                return Ok(Some(entries));
+            }
+            start_after = entries.last().map(|e| e.name.clone()).unwrap_or_default();
+        }
+    }
+
+    pub async fn mkdirs(&self, path: &str, permission: u16, create_parent: bool) -> Result<bool> {
+        let request = pb::MkdirsRequest {
+            src: path.to_string(),
+            permission: u32::from(permission & !self.inner.settings.umask),
+            create_parent,
+        };
+        let response = self
+            .nn()
+            .mkdirs(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response.into_inner().result)
+    }
+
+    /// Creates a file and returns the stream that writes it.
+    pub async fn create(&self, path: &str, options: CreateOptions) -> Result<DfsOutputStream> {
+        let settings = &self.inner.settings;
+        let replication = options.replication.unwrap_or(settings.replication);
+        let block_size = options.block_size.unwrap_or(settings.block_size);
+        let request = pb::CreateRequest {
+            src: path.to_string(),
+            permission: u32::from(options.permission & !settings.umask),
+            client_name: self.inner.client_name.clone(),
+            overwrite: options.overwrite,
+            create_parent: options.create_parent,
+            replication,
+            block_size,
+        };
+        let response = self
+            .nn()
+            .create(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        let status: FileStatus = response
+            .into_inner()
+            .fs
+            .map(Into::into)
+            .ok_or_else(|| ClientError::Transport("create returned no file status".into()))?;
+        Ok(DfsOutputStream::new(
+            self.clone(),
+            path.to_string(),
+            status.file_id,
+            block_size,
+            replication,
+        ))
+    }
+
+    /// Opens a file for reading.
+    pub async fn open(&self, path: &str) -> Result<DfsInputStream> {
+        let located = self.get_block_locations(path, 0, u64::MAX).await?;
+        Ok(DfsInputStream::new(self.clone(), path.to_string(), located))
+    }
+
+    pub async fn get_block_locations(
+        &self,
+        path: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<LocatedBlocks> {
+        let request = pb::GetBlockLocationsRequest {
+            src: path.to_string(),
+            offset,
+            length,
+        };
+        let response = self
+            .nn()
+            .get_block_locations(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response
+            .into_inner()
+            .locations
+            .map(Into::into)
+            .unwrap_or_default())
+    }
+
+    pub async fn rename(&self, src: &str, dst: &str) -> Result<bool> {
+        let request = pb::RenameRequest {
+            src: src.to_string(),
+            dst: dst.to_string(),
+        };
+        Ok(self
+            .nn()
+            .rename(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner()
+            .result)
+    }
+
+    pub async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
+        let request = pb::DeleteRequest {
+            src: path.to_string(),
+            recursive,
+        };
+        Ok(self
+            .nn()
+            .delete(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner()
+            .result)
+    }
+
+    pub async fn set_replication(&self, path: &str, replication: u32) -> Result<bool> {
+        let request = pb::SetReplicationRequest {
+            src: path.to_string(),
+            replication,
+        };
+        Ok(self
+            .nn()
+            .set_replication(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner()
+            .result)
+    }
+
+    pub async fn set_permission(&self, path: &str, permission: u16) -> Result<()> {
+        let request = pb::SetPermissionRequest {
+            src: path.to_string(),
+            permission: u32::from(permission),
+        };
+        self.nn()
+            .set_permission(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+
+    pub async fn set_owner(
+        &self,
+        path: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<()> {
+        let request = pb::SetOwnerRequest {
+            src: path.to_string(),
+            username: owner.unwrap_or_default().to_string(),
+            groupname: group.unwrap_or_default().to_string(),
+        };
+        self.nn()
+            .set_owner(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+
+    pub async fn set_times(
+        &self,
+        path: &str,
+        mtime: Option<u64>,
+        atime: Option<u64>,
+    ) -> Result<()> {
+        let time = |t: Option<u64>| t.and_then(|t| i64::try_from(t).ok()).unwrap_or(-1);
+        let request = pb::SetTimesRequest {
+            src: path.to_string(),
+            mtime: time(mtime),
+            atime: time(atime),
+        };
+        self.nn()
+            .set_times(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+
+    pub async fn content_summary(&self, path: &str) -> Result<ContentSummary> {
+        let request = pb::GetContentSummaryRequest {
+            path: path.to_string(),
+        };
+        let response = self
+            .nn()
+            .get_content_summary(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response
+            .into_inner()
+            .summary
+            .map(Into::into)
+            .unwrap_or_default())
+    }
+
+    pub async fn server_defaults(&self) -> Result<ServerDefaults> {
+        let response = self
+            .nn()
+            .get_server_defaults(pb::GetServerDefaultsRequest {})
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response
+            .into_inner()
+            .server_defaults
+            .map(Into::into)
+            .unwrap_or_default())
+    }
+
+    pub async fn datanode_report(&self, kind: pb::DatanodeReportType) -> Result<Vec<DatanodeInfo>> {
+        let request = pb::GetDatanodeReportRequest {
+            r#type: kind as i32,
+        };
+        let response = self
+            .nn()
+            .get_datanode_report(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response
+            .into_inner()
+            .datanodes
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    pub async fn fs_stats(&self) -> Result<FsStats> {
+        let response = self
+            .nn()
+            .get_fs_stats(pb::GetFsStatsRequest {})
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response.into_inner().into())
+    }
+
+    /// The namenode's fsck facts for everything under `path`.
+    pub async fn fsck(&self, path: &str) -> Result<Vec<FsckEntry>> {
+        let response = self
+            .nn()
+            .fsck(pb::FsckRequest {
+                path: path.to_string(),
+            })
+            .await
+            .map_err(|s| self.remote(s))?;
+        let mut stream = response.into_inner();
+        let mut entries = Vec::new();
+        while let Some(item) = stream.message().await.map_err(|s| self.remote(s))? {
+            if let Some(entry) = item.entry {
+                entries.push(entry);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Tells the namenode that `datanode` holds a corrupt replica of `block`.
+    pub async fn report_bad_block(
+        &self,
+        block: &ExtendedBlock,
+        datanode: &DatanodeInfo,
+    ) -> Result<()> {
+        let located = LocatedBlock {
+            block: block.clone(),
+            offset: 0,
+            locations: vec![datanode.clone()],
+            storage_ids: Vec::new(),
+            corrupt: false,
+        };
+        let request = pb::ReportBadBlocksRequest {
+            blocks: vec![(&located).into()],
+        };
+        self.nn()
+            .report_bad_blocks(request)
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# A local rdfs cluster: one namenode and three datanodes (two data dirs each)
+# as background processes on 127.0.0.1.
+#
+#   deploy/local-cluster.sh start    build if needed, format on first start, start, wait for datanodes
+#   deploy/local-cluster.sh stop     stop every daemon (SIGTERM, then SIGKILL after 10 s)
+#   deploy/local-cluster.sh status   show what runs and where its log is
+#
+# State, logs and pid files live under $RDFS_HOME (default: rdfs-home/ in the
+# checkout, git-ignored). The namenode listens on 127.0.0.1:8020, the default
+# `rdfs dfs` talks to, so no configuration is needed.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export RDFS_HOME=${RDFS_HOME:-$here/rdfs-home}
+NN_PORT=${RDFS_NN_PORT:-8020}
+DATANODES=${RDFS_DATANODES:-3}
+PROFILE=${RDFS_PROFILE:-release}
+logs=$RDFS_HOME/logs
+pids=$RDFS_HOME/pids
+
+rdfs_bin() {
+  if [ -n "${RDFS_BIN:-}" ]; then echo "$RDFS_BIN"; return; fi
+  echo "$here/target/$PROFILE/rdfs"
+}
+
+build() {
+  if [ -n "${RDFS_BIN:-}" ]; then return; fi
+  local flag=()
+  [ "$PROFILE" = release ] && flag=(--release)
+  echo "building rdfs ($PROFILE)..."
+  (cd "$here" && cargo build -q "${flag[@]}" -p rdfs-cli)
+}
+
+alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+start_daemon() { # name, then the rdfs arguments
+  local name=$1; shift
+  if alive "$pids/$name.pid"; then echo "$name already running (pid $(cat "$pids/$name.pid"))"; return; fi
+  nohup "$(rdfs_bin)" "$@" >>"$logs/$name.log" 2>&1 &
+  echo $! >"$pids/$name.pid"
+}
+
+start() {
+  build
+  mkdir -p "$logs" "$pids"
+  local common=(-D "fs.default_fs=hdfs://127.0.0.1:$NN_PORT")
+  if [ ! -f "$RDFS_HOME/namenode/current/VERSION" ]; then
+    if ! "$(rdfs_bin)" namenode -format "${common[@]}" -D "namenode.name_dirs=$RDFS_HOME/namenode" >>"$logs/namenode.log" 2>&1; then
+      echo "formatting the namenode failed:" >&2
+      tail -n 5 "$logs/namenode.log" >&2
+      exit 1
+    fi
+    echo "formatted a new namespace in $RDFS_HOME/namenode"
+  fi
+  start_daemon namenode namenode "${common[@]}" -D "namenode.name_dirs=$RDFS_HOME/namenode"
+  for i in $(seq 1 "$DATANODES"); do
+    local d=$RDFS_HOME/datanode$i
+    start_daemon "datanode$i" datanode "${common[@]}" -D "datanode.data_dirs=$d/data1,$d/data2" \
+      -D "datanode.xfer_address=127.0.0.1:0"
+  done
+  printf 'waiting for %s datanodes to register' "$DATANODES"
+  local live=0
+  for _ in $(seq 1 150); do
+    live=$("$(rdfs_bin)" dfsadmin "${common[@]}" -report -live 2>/dev/null | sed -n 's/^Live datanodes (\([0-9]*\)):$/\1/p' || true)
+    if [ "${live:-0}" -ge "$DATANODES" ]; then break; fi
+    printf '.'; sleep 0.2
+  done
+  echo
+  if [ "${live:-0}" -lt "$DATANODES" ]; then
+    echo "only ${live:-0} of $DATANODES datanodes registered; see $logs/" >&2
+    status >&2
+    exit 1
+  fi
+  cat <<EOT
+rdfs is up: namenode hdfs://127.0.0.1:$NN_PORT, $DATANODES datanodes; logs in $logs/
+Try:
+  $(rdfs_bin) dfs -put README.md /readme.md
+  $(rdfs_bin) dfs -ls /
+  $(rdfs_bin) fsck / -files -blocks -locations
+  $(rdfs_bin) dfsadmin -report
+Stop with: deploy/local-cluster.sh stop
+EOT
+}
+
+stop() {
+  [ -d "$pids" ] || { echo "nothing running"; return; }
+  for f in "$pids"/*.pid; do
+    [ -e "$f" ] || continue
+    if alive "$f"; then kill -TERM "$(cat "$f")" 2>/dev/null || true; fi
+  done
+  for _ in $(seq 1 100); do
+    local any=0
+    for f in "$pids"/*.pid; do [ -e "$f" ] && alive "$f" && any=1; done
+    [ "$any" = 0 ] && break
+    sleep 0.1
+  done
+  for f in "$pids"/*.pid; do
+    [ -e "$f" ] || continue
+    if alive "$f"; then echo "$(basename "$f" .pid) did not stop in time; killing"; kill -KILL "$(cat "$f")" 2>/dev/null || true; fi
+    rm -f "$f"
+  done
+  echo "stopped"
+}
+
+status() {
+  for name in namenode $(seq -f 'datanode%g' 1 "$DATANODES"); do
+    if alive "$pids/$name.pid"; then
+      echo "$name: running (pid $(cat "$pids/$name.pid")), log $logs/$name.log"
+    else
+      echo "$name: stopped"
+    fi
+  done
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
