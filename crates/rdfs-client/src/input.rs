@@ -113,7 +113,7 @@ impl DfsInputStream {
                 }
                 Err(ReplicaFailure::Corrupt(why)) => {
                     let (block, node) = (current.block.block.clone(), current.node.clone());
-                    tracing::warn!(block = %block, datanode = %node.id.xfer_addr(), reason = %why,
+                    tracing::info!(block = %block, datanode = %node.id.xfer_addr(), reason = %why,
                         "corrupt replica; reporting it and reading another");
                     if let Err(err) = self.client.report_bad_block(&block, &node).await {
                         tracing::warn!(error = %err, "could not report the corrupt replica");

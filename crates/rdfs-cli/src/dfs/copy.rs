@@ -230,8 +230,9 @@ pub(super) async fn remote_destination(
     } else if status.is_none() {
         let parent = dst.parent();
         match shell.stat(&parent).await.ok()? {
-            Some(p) if p.is_dir() => {}
-            _ => {
+            // A file as parent: the namenode's refusal says it best.
+            Some(_) => {}
+            None => {
                 let qualified = dst.qualified();
                 let qualified = qualified.trim_end_matches('/');
                 shell.fail(format!(

@@ -1,0 +1,515 @@
+//! A multi-process mini-cluster: the real `rdfs` binary started as a
+//! namenode and datanodes on 127.0.0.1 with ephemeral ports and temporary
+//! directories, killed when dropped.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use rdfs_client::{ClientSettings, DfsClient};
+use rdfs_common::config::Config;
+use rdfs_proto as pb;
+
+/// The binary under test.
+pub fn rdfs_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rdfs"))
+}
+
+/// A running daemon process; SIGKILLed and reaped when dropped.
+pub struct Daemon {
+    pub name: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// SIGKILL, then wait for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Waits for the process to exit by itself; its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The result of running a command.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    fn from(output: Output) -> Self {
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: output.stdout,
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            0,
+            "command failed\nstdout: {}\nstderr: {}",
+            self.stdout(),
+            self.stderr
+        );
+        self
+    }
+}
+
+pub struct Builder {
+    datanodes: usize,
+    block_size: u64,
+    replication: u32,
+    extra: Vec<String>,
+}
+
+impl Builder {
+    pub fn datanodes(mut self, n: usize) -> Self {
+        self.datanodes = n;
+        self
+    }
+
+    pub fn block_size(mut self, bytes: u64) -> Self {
+        self.block_size = bytes;
+        self
+    }
+
+    pub fn replication(mut self, n: u32) -> Self {
+        self.replication = n;
+        self
+    }
+
+    /// Another `-D key=value` for every process.
+    pub fn conf(mut self, key: &str, value: &str) -> Self {
+        self.extra.push(format!("{key}={value}"));
+        self
+    }
+
+    pub fn start(self) -> MiniCluster {
+        let dir = tempfile::Builder::new()
+            .prefix("rdfs-mini-")
+            .tempdir()
+            .expect("temp dir");
+        let mut conf = vec![
+            format!("dfs.block_size={}", self.block_size),
+            format!("dfs.replication={}", self.replication),
+            "dfs.heartbeat_interval_ms=300".to_string(),
+            "namenode.stale_interval_ms=3000".to_string(),
+            "namenode.dead_interval_ms=6000".to_string(),
+            "client.socket_timeout_ms=10000".to_string(),
+            "client.connect_timeout_ms=3000".to_string(),
+            "datanode.socket_timeout_ms=10000".to_string(),
+            // Tests share one disk; durability of every replica is not what they check.
+            "datanode.sync_on_close=false".to_string(),
+        ];
+        conf.extend(self.extra);
+        let mut cluster = MiniCluster {
+            runtime: tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime"),
+            dir,
+            conf,
+            namenode: None,
+            nn_addr: String::new(),
+            datanodes: Vec::new(),
+        };
+        cluster.format_namenode();
+        cluster.start_namenode();
+        for _ in 0..self.datanodes {
+            cluster.add_datanode();
+        }
+        cluster.wait_live_datanodes(self.datanodes);
+        cluster
+    }
+}
+
+pub struct MiniCluster {
+    runtime: tokio::runtime::Runtime,
+    pub dir: tempfile::TempDir,
+    conf: Vec<String>,
+    pub namenode: Option<Daemon>,
+    pub nn_addr: String,
+    pub datanodes: Vec<Option<Daemon>>,
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl MiniCluster {
+    pub fn builder() -> Builder {
+        Builder {
+            datanodes: 3,
+            block_size: 1024 * 1024,
+            replication: 3,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    pub fn name_dir(&self) -> PathBuf {
+        self.path("namenode")
+    }
+
+    pub fn data_dirs(&self, index: usize) -> Vec<PathBuf> {
+        vec![
+            self.path(&format!("datanode{index}/data1")),
+            self.path(&format!("datanode{index}/data2")),
+        ]
+    }
+
+    fn conf_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        for kv in &self.conf {
+            args.push("-D".to_string());
+            args.push(kv.clone());
+        }
+        if !self.nn_addr.is_empty() {
+            args.push("-D".to_string());
+            args.push(format!("fs.default_fs=hdfs://{}", self.nn_addr));
+        }
+        args
+    }
+
+    fn spawn(&self, name: &str, args: &[String]) -> Daemon {
+        let log = self.path(&format!("{name}.log"));
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        let child = Command::new(rdfs_bin())
+            .args(args)
+            .env("RDFS_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("log"))
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn rdfs");
+        Daemon {
+            name: name.to_string(),
+            child,
+            log,
+        }
+    }
+
+    fn format_namenode(&self) {
+        let mut args = vec!["namenode".to_string(), "-format".to_string()];
+        args.extend(self.conf_args());
+        args.extend([
+            "-D".to_string(),
+            format!("namenode.name_dirs={}", self.name_dir().display()),
+        ]);
+        args.extend([
+            "-D".to_string(),
+            "namenode.rpc_address=127.0.0.1:0".to_string(),
+        ]);
+        let output = Command::new(rdfs_bin())
+            .args(&args)
+            .output()
+            .expect("format");
+        assert!(
+            output.status.success(),
+            "format failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    pub fn start_namenode(&mut self) {
+        let address_file = self.name_dir().join("namenode.addresses");
+        let _ = std::fs::remove_file(&address_file);
+        // Reuse the port of an earlier run so datanodes find the namenode again.
+        let rpc = if self.nn_addr.is_empty() {
+            "127.0.0.1:0".to_string()
+        } else {
+            self.nn_addr.clone()
+        };
+        let mut args = vec!["namenode".to_string()];
+        args.extend(self.conf_args());
+        args.extend([
+            "-D".to_string(),
+            format!("namenode.name_dirs={}", self.name_dir().display()),
+        ]);
+        args.extend(["-D".to_string(), format!("namenode.rpc_address={rpc}")]);
+        let daemon = self.spawn("namenode", &args);
+        let addr = wait_for(
+            "the namenode's address file",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&address_file)
+                    .ok()
+                    .and_then(|text| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix("rpc=").map(str::to_string))
+                    })
+            },
+        );
+        self.nn_addr = addr;
+        self.namenode = Some(daemon);
+    }
+
+    pub fn stop_namenode(&mut self) {
+        if let Some(namenode) = self.namenode.take() {
+            namenode.kill();
+        }
+    }
+
+    /// Starts one more datanode; returns its index.
+    pub fn add_datanode(&mut self) -> usize {
+        let index = self.datanodes.len();
+        self.datanodes.push(None);
+        self.start_datanode(index);
+        index
+    }
+
+    pub fn start_datanode(&mut self, index: usize) {
+        let daemon = self.spawn_datanode(index);
+        self.datanodes[index] = Some(daemon);
+    }
+
+    /// Starts datanode `index` without waiting for it (for tests that
+    /// expect it to fail).
+    pub fn spawn_datanode(&self, index: usize) -> Daemon {
+        let dirs: Vec<String> = self
+            .data_dirs(index)
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        let mut args = vec!["datanode".to_string()];
+        args.extend(self.conf_args());
+        args.extend([
+            "-D".to_string(),
+            format!("datanode.data_dirs={}", dirs.join(",")),
+        ]);
+        args.extend([
+            "-D".to_string(),
+            "datanode.xfer_address=127.0.0.1:0".to_string(),
+        ]);
+        self.spawn(&format!("datanode{index}"), &args)
+    }
+
+    /// SIGKILLs a datanode.
+    pub fn kill_datanode(&mut self, index: usize) {
+        if let Some(daemon) = self.datanodes[index].take() {
+            daemon.kill();
+        }
+    }
+
+    pub fn datanode(&self, index: usize) -> &Daemon {
+        self.datanodes[index].as_ref().expect("datanode running")
+    }
+
+    pub fn client(&self) -> DfsClient {
+        let mut config = Config::default();
+        config.client.socket_timeout_ms = 10_000;
+        config.client.connect_timeout_ms = 3_000;
+        let _context = self.runtime.enter();
+        DfsClient::new(
+            &self.nn_addr,
+            "tester",
+            ClientSettings::from_config(&config),
+        )
+        .expect("client")
+    }
+
+    pub fn block_on<T>(&self, future: impl std::future::Future<Output = T>) -> T {
+        self.runtime.block_on(future)
+    }
+
+    pub fn live_datanodes(&self) -> usize {
+        let client = self.client();
+        self.block_on(client.datanode_report(pb::DatanodeReportType::DatanodeReportLive))
+            .map(|d| d.len())
+            .unwrap_or(0)
+    }
+
+    pub fn wait_live_datanodes(&self, n: usize) {
+        wait_for(
+            &format!("{n} live datanodes"),
+            Duration::from_secs(30),
+            || (self.live_datanodes() == n).then_some(()),
+        );
+    }
+
+    /// Runs `rdfs <args>` against this cluster (generic options after the
+    /// command name, as Hadoop expects them).
+    pub fn rdfs(&self, command: &str, args: &[&str]) -> Run {
+        self.rdfs_with_stdin(command, args, None)
+    }
+
+    pub fn rdfs_with_stdin(&self, command: &str, args: &[&str], stdin: Option<&[u8]>) -> Run {
+        let mut cmd = Command::new(rdfs_bin());
+        cmd.arg(command)
+            .args(self.conf_args())
+            .args(args)
+            .env("HADOOP_USER_NAME", "tester");
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn rdfs");
+        if let Some(input) = stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin");
+            pipe.write_all(input).expect("write stdin");
+        }
+        Run::from(child.wait_with_output().expect("rdfs output"))
+    }
+
+    pub fn dfs(&self, args: &[&str]) -> Run {
+        self.rdfs("dfs", args)
+    }
+
+    /// Every replica file of `block_id` on disk: (datanode index, block
+    /// file, meta file).
+    pub fn replica_files(&self, block_id: i64) -> Vec<(usize, PathBuf, PathBuf)> {
+        let mut found = Vec::new();
+        for index in 0..self.datanodes.len() {
+            for dir in self.data_dirs(index) {
+                for path in walk(&dir) {
+                    if path.file_name().and_then(|n| n.to_str()) == Some(&format!("blk_{block_id}"))
+                        && path.to_string_lossy().contains("finalized")
+                    {
+                        let meta = std::fs::read_dir(path.parent().expect("parent"))
+                            .expect("dir")
+                            .filter_map(Result::ok)
+                            .map(|e| e.path())
+                            .find(|p| {
+                                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                                name.starts_with(&format!("blk_{block_id}_"))
+                                    && name.ends_with(".meta")
+                            })
+                            .expect("meta file");
+                        found.push((index, path.clone(), meta));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The block ids of a file, in order.
+    pub fn block_ids(&self, path: &str) -> Vec<i64> {
+        let client = self.client();
+        let located = self
+            .block_on(client.get_block_locations(path, 0, u64::MAX))
+            .expect("locations");
+        located.blocks.iter().map(|b| b.block.block_id).collect()
+    }
+
+    /// The figure of one line of `dfsadmin -report` (e.g. "Blocks with corrupt replicas").
+    pub fn report_value(&self, label: &str) -> u64 {
+        let run = self.rdfs("dfsadmin", &["-report"]);
+        run.stdout()
+            .lines()
+            .find_map(|line| {
+                line.trim()
+                    .strip_prefix(&format!("{label}: "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or_else(|| panic!("no '{label}' in dfsadmin -report:\n{}", run.stdout()))
+    }
+
+    pub fn wait_until(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+        wait_for(what, timeout, || condition().then_some(()));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// Deterministic pseudo-random bytes, so failures are reproducible.
+pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+pub fn write_local(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).expect("write local file");
+    path
+}

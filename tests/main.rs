@@ -1,0 +1,9 @@
+//! End-to-end tests: the real `rdfs` binary as separate namenode and
+//! datanode processes on 127.0.0.1 (see `harness`).
+
+mod harness;
+
+mod bad_input;
+mod data_path;
+mod dfs_commands;
+mod faults;
