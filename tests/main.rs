@@ -5,5 +5,6 @@ mod harness;
 
 mod bad_input;
 mod data_path;
+mod daemons;
 mod dfs_commands;
 mod faults;

@@ -200,12 +200,10 @@ fn render(
     );
     let mut totals = Totals::default();
     let mut dirs = 0u64;
-    let mut checked = 0u64;
-    for entry in entries {
+    for (checked, entry) in entries.iter().enumerate() {
         if checked.is_multiple_of(1000) {
             out.push('\n');
         }
-        checked += 1;
         let file = match entry {
             FsckEntry::Directory(dir) => {
                 if files {
@@ -224,7 +222,7 @@ fn render(
         let validated: Vec<&pb::FsckBlock> = file
             .blocks
             .iter()
-            .filter(|b| !(file.under_construction && !b.complete))
+            .filter(|b| !file.under_construction || b.complete)
             .collect();
         if file.under_construction {
             totals.open_files += 1;
@@ -372,8 +370,8 @@ fn render(
         );
     }
     let _ = write!(out, "\n Total blocks (validated):\t{}", totals.blocks);
-    if totals.blocks > 0 {
-        let _ = write!(out, " (avg. block size {} B)", totals.size / totals.blocks);
+    if let Some(average) = totals.size.checked_div(totals.blocks) {
+        let _ = write!(out, " (avg. block size {average} B)");
     }
     if totals.open_blocks != 0 {
         let _ = write!(

@@ -506,7 +506,7 @@ impl Config {
             ));
         }
         let block = self.dfs.block_size.0;
-        if block == 0 || block % bpc as u64 != 0 {
+        if block == 0 || !block.is_multiple_of(u64::from(bpc)) {
             return invalid(format!(
                 "dfs.block_size = {block} must be a positive multiple of dfs.bytes_per_checksum ({bpc})"
             ));

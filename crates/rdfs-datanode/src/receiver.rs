@@ -105,7 +105,7 @@ impl BlockReceiver {
         }
         let bpc = self.bytes_per_checksum;
         if !packet.data.is_empty() {
-            if self.received % u64::from(bpc) != 0 {
+            if !self.received.is_multiple_of(u64::from(bpc)) {
                 return Err(PacketError::AfterPartialChunk { seqno });
             }
             let expected = checksum::checksums_len(packet.data.len(), bpc);

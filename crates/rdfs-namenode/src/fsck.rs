@@ -21,7 +21,7 @@ pub struct FsckReport {
 #[derive(Debug, Clone)]
 pub enum FsckEntry {
     Directory(String),
-    File(FsckFile),
+    File(Box<FsckFile>),
 }
 
 #[derive(Debug, Clone)]
@@ -85,12 +85,12 @@ pub(crate) fn collect(
                         })
                     })
                     .collect();
-                entries.push(FsckEntry::File(FsckFile {
+                entries.push(FsckEntry::File(Box::new(FsckFile {
                     path,
                     status: file_status(state, inode, Vec::new()),
                     blocks,
                     under_construction: file.writer.is_some(),
-                }));
+                })));
             }
         }
     });

@@ -593,7 +593,7 @@ impl Namesystem {
         }
         self.check_replication(replication, src, Some(client))?;
         let bpc = u64::from(self.config.bytes_per_checksum);
-        if block_size == 0 || block_size % bpc != 0 {
+        if block_size == 0 || !block_size.is_multiple_of(bpc) {
             return Err(NamenodeError::IllegalArgument(format!(
                 "Invalid values: dfs.bytes-per-checksum (={bpc}) must divide block size (={block_size})."
             )));
@@ -1230,7 +1230,7 @@ impl Namesystem {
             })
             .map(|d| d.info())
             .collect();
-        nodes.sort_by(|a, b| a.id.xfer_addr().cmp(&b.id.xfer_addr()));
+        nodes.sort_by_key(|n| n.id.xfer_addr());
         nodes
     }
 

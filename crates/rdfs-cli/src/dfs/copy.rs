@@ -23,7 +23,7 @@ const LOCAL_READ_SIZE: usize = 1024 * 1024;
 enum Source {
     Local(tokio::fs::File),
     Stdin(tokio::io::Stdin),
-    Remote(DfsInputStream),
+    Remote(Box<DfsInputStream>),
 }
 
 impl Source {
@@ -503,7 +503,7 @@ async fn get_path(
             let size = input.len();
             write_local(
                 shell,
-                Source::Remote(input),
+                Source::Remote(Box::new(input)),
                 Some(size),
                 target,
                 shown,
@@ -611,7 +611,7 @@ async fn cp_path(
             let preserve = options.preserve.then_some(status);
             write_remote(
                 shell,
-                Source::Remote(input),
+                Source::Remote(Box::new(input)),
                 Some(size),
                 target,
                 options,

@@ -29,10 +29,7 @@ async fn pipe_to_stdout(shell: &mut Shell, input: &mut DfsInputStream) -> bool {
             }
         }
     }
-    match out.flush() {
-        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => false,
-        _ => true,
-    }
+    !matches!(out.flush(), Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe)
 }
 
 pub async fn cat(shell: &mut Shell, args: Vec<String>) -> CommandResult {
