@@ -4,7 +4,7 @@
 mod harness;
 
 mod bad_input;
-mod data_path;
 mod daemons;
+mod data_path;
 mod dfs_commands;
 mod faults;

@@ -9,7 +9,9 @@ use rdfs_common::ExceptionKind;
 use rdfs_common::protocol::{DatanodeId, ExtendedBlock};
 use rdfs_namenode::datanode_manager::{Liveness, StorageState};
 use rdfs_namenode::edit_log::{Journal, MemoryJournal};
-use rdfs_namenode::namesystem::{Caller, Namesystem, NamesystemConfig, Registration, ReplicaEvent, replay};
+use rdfs_namenode::namesystem::{
+    Caller, Namesystem, NamesystemConfig, Registration, ReplicaEvent, replay,
+};
 use rdfs_namenode::storage::NamespaceInfo;
 use tokio_util::sync::CancellationToken;
 
@@ -33,7 +35,10 @@ fn config() -> NamesystemConfig {
         write_packet_size: 65536,
         listing_limit: 2,
         invalidate_limit: 100,
-        liveness: Liveness { stale_after: Duration::from_secs(30), dead_after: Duration::from_secs(600) },
+        liveness: Liveness {
+            stale_after: Duration::from_secs(30),
+            dead_after: Duration::from_secs(600),
+        },
     }
 }
 
@@ -43,7 +48,10 @@ fn namesystem(journal: Arc<MemoryJournal>) -> Namesystem {
 }
 
 fn caller() -> Caller {
-    Caller { user: "alice".into(), machine: "10.0.0.1".into() }
+    Caller {
+        user: "alice".into(),
+        machine: "10.0.0.1".into(),
+    }
 }
 
 fn kind<T: std::fmt::Debug>(result: rdfs_namenode::error::Result<T>) -> ExceptionKind {
@@ -65,7 +73,12 @@ fn register(ns: &Namesystem, n: usize) {
             storage_ids: vec![format!("DS-{i}")],
         })
         .expect("register");
-        let storage = StorageState { storage_id: format!("DS-{i}"), capacity: 1 << 40, remaining: 1 << 40, ..Default::default() };
+        let storage = StorageState {
+            storage_id: format!("DS-{i}"),
+            capacity: 1 << 40,
+            remaining: 1 << 40,
+            ..Default::default()
+        };
         ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0);
     }
 }
@@ -75,52 +88,142 @@ async fn mkdirs_create_and_their_refusals() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
     let c = caller();
     assert!(ns.mkdirs(&c, "/a/b", 0o755, true).await.expect("mkdirs -p"));
-    assert!(ns.mkdirs(&c, "/a/b", 0o755, false).await.expect("existing dir is fine"));
-    assert_eq!(kind(ns.mkdirs(&c, "/x/y", 0o755, false).await), ExceptionKind::FileNotFound);
-    ns.create(&c, "/a/f", 0o644, "client-1", false, false, 3, 1 << 20).await.expect("create");
-    assert_eq!(kind(ns.mkdirs(&c, "/a/f", 0o755, true).await), ExceptionKind::FileAlreadyExists);
-    let err = ns.mkdirs(&c, "/a/f/g", 0o755, true).await.expect_err("through a file");
+    assert!(
+        ns.mkdirs(&c, "/a/b", 0o755, false)
+            .await
+            .expect("existing dir is fine")
+    );
+    assert_eq!(
+        kind(ns.mkdirs(&c, "/x/y", 0o755, false).await),
+        ExceptionKind::FileNotFound
+    );
+    ns.create(&c, "/a/f", 0o644, "client-1", false, false, 3, 1 << 20)
+        .await
+        .expect("create");
+    assert_eq!(
+        kind(ns.mkdirs(&c, "/a/f", 0o755, true).await),
+        ExceptionKind::FileAlreadyExists
+    );
+    let err = ns
+        .mkdirs(&c, "/a/f/g", 0o755, true)
+        .await
+        .expect_err("through a file");
     assert_eq!(err.kind(), ExceptionKind::ParentNotDirectory);
     assert_eq!(err.to_string(), "/a/f (is not a directory)");
-    assert_eq!(kind(ns.mkdirs(&c, "relative", 0o755, true).await), ExceptionKind::InvalidPath);
-    assert_eq!(kind(ns.mkdirs(&c, "/a/../b", 0o755, true).await), ExceptionKind::InvalidPath);
+    assert_eq!(
+        kind(ns.mkdirs(&c, "relative", 0o755, true).await),
+        ExceptionKind::InvalidPath
+    );
+    assert_eq!(
+        kind(ns.mkdirs(&c, "/a/../b", 0o755, true).await),
+        ExceptionKind::InvalidPath
+    );
 
     // A second writer of an open file, and overwriting without overwrite.
-    let err = ns.create(&c, "/a/f", 0o644, "client-2", true, false, 3, 1 << 20).await.expect_err("open by another");
+    let err = ns
+        .create(&c, "/a/f", 0o644, "client-2", true, false, 3, 1 << 20)
+        .await
+        .expect_err("open by another");
     assert_eq!(err.kind(), ExceptionKind::AlreadyBeingCreated);
-    assert!(err.to_string().contains("currently owned by client-1"), "{err}");
-    assert!(ns.complete("/a/f", "client-1", None, 0).await.expect("complete empty file"));
-    let err = ns.create(&c, "/a/f", 0o644, "client-2", false, false, 3, 1 << 20).await.expect_err("exists");
+    assert!(
+        err.to_string().contains("currently owned by client-1"),
+        "{err}"
+    );
+    assert!(
+        ns.complete("/a/f", "client-1", None, 0)
+            .await
+            .expect("complete empty file")
+    );
+    let err = ns
+        .create(&c, "/a/f", 0o644, "client-2", false, false, 3, 1 << 20)
+        .await
+        .expect_err("exists");
     assert_eq!(err.to_string(), "/a/f for client 10.0.0.1 already exists");
-    ns.create(&c, "/a/f", 0o644, "client-2", true, false, 3, 1 << 20).await.expect("overwrite");
-    assert_eq!(kind(ns.create(&c, "/a", 0o644, "c", true, false, 3, 1 << 20).await), ExceptionKind::FileAlreadyExists);
-    assert_eq!(kind(ns.create(&c, "/new/f", 0o644, "c", false, false, 3, 1 << 20).await), ExceptionKind::FileNotFound);
-    assert_eq!(kind(ns.create(&c, "/g", 0o644, "c", false, false, 600, 1 << 20).await), ExceptionKind::IllegalArgument);
-    assert_eq!(kind(ns.create(&c, "/g", 0o644, "c", false, false, 3, 1000).await), ExceptionKind::IllegalArgument);
+    ns.create(&c, "/a/f", 0o644, "client-2", true, false, 3, 1 << 20)
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        kind(
+            ns.create(&c, "/a", 0o644, "c", true, false, 3, 1 << 20)
+                .await
+        ),
+        ExceptionKind::FileAlreadyExists
+    );
+    assert_eq!(
+        kind(
+            ns.create(&c, "/new/f", 0o644, "c", false, false, 3, 1 << 20)
+                .await
+        ),
+        ExceptionKind::FileNotFound
+    );
+    assert_eq!(
+        kind(
+            ns.create(&c, "/g", 0o644, "c", false, false, 600, 1 << 20)
+                .await
+        ),
+        ExceptionKind::IllegalArgument
+    );
+    assert_eq!(
+        kind(ns.create(&c, "/g", 0o644, "c", false, false, 3, 1000).await),
+        ExceptionKind::IllegalArgument
+    );
 
     let status = ns.get_file_info("/a/f").expect("info").expect("exists");
-    assert_eq!((status.owner.as_str(), status.group.as_str(), status.permission), ("alice", "", 0o644));
-    assert!(ns.get_file_info("/a/f/g").expect("through a file").is_none());
+    assert_eq!(
+        (
+            status.owner.as_str(),
+            status.group.as_str(),
+            status.permission
+        ),
+        ("alice", "", 0o644)
+    );
+    assert!(
+        ns.get_file_info("/a/f/g")
+            .expect("through a file")
+            .is_none()
+    );
 }
 
 #[tokio::test]
 async fn rename_and_delete_follow_the_old_hdfs_api() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
     let c = caller();
-    ns.mkdirs(&c, "/src/inner", 0o755, true).await.expect("mkdirs");
+    ns.mkdirs(&c, "/src/inner", 0o755, true)
+        .await
+        .expect("mkdirs");
     ns.mkdirs(&c, "/dst", 0o755, true).await.expect("mkdirs");
-    ns.create(&c, "/file", 0o644, "c", false, false, 3, 1 << 20).await.expect("create");
+    ns.create(&c, "/file", 0o644, "c", false, false, 3, 1 << 20)
+        .await
+        .expect("create");
     assert!(ns.complete("/file", "c", None, 0).await.expect("complete"));
 
     assert!(!ns.rename("/missing", "/x").await.expect("missing source"));
-    assert!(!ns.rename("/src", "/src/inner/x").await.expect("into own subtree"));
+    assert!(
+        !ns.rename("/src", "/src/inner/x")
+            .await
+            .expect("into own subtree")
+    );
     assert!(!ns.rename("/src", "/file").await.expect("onto a file"));
-    assert!(!ns.rename("/src", "/nope/x").await.expect("missing destination parent"));
+    assert!(
+        !ns.rename("/src", "/nope/x")
+            .await
+            .expect("missing destination parent")
+    );
     assert!(ns.rename("/src", "/dst").await.expect("into a directory"));
     assert!(ns.get_file_info("/dst/src/inner").expect("info").is_some());
-    assert!(ns.rename("/dst/src", "/moved").await.expect("to a new name"));
-    assert_eq!(kind(ns.rename("/file/x", "/y").await), ExceptionKind::AccessControl);
-    assert_eq!(kind(ns.rename("/moved", "/file/y").await), ExceptionKind::ParentNotDirectory);
+    assert!(
+        ns.rename("/dst/src", "/moved")
+            .await
+            .expect("to a new name")
+    );
+    assert_eq!(
+        kind(ns.rename("/file/x", "/y").await),
+        ExceptionKind::AccessControl
+    );
+    assert_eq!(
+        kind(ns.rename("/moved", "/file/y").await),
+        ExceptionKind::ParentNotDirectory
+    );
 
     let err = ns.delete("/moved", false).await.expect_err("non-empty");
     assert_eq!(err.to_string(), "/moved is non empty");
@@ -129,8 +232,15 @@ async fn rename_and_delete_follow_the_old_hdfs_api() {
     assert!(ns.delete("/moved", true).await.expect("recursive"));
     assert!(ns.get_file_info("/moved/inner").expect("info").is_none());
 
-    let listing = ns.get_listing("/", b"", false).expect("list").expect("exists");
-    let names: Vec<String> = listing.entries.iter().map(|e| String::from_utf8_lossy(&e.name).into_owned()).collect();
+    let listing = ns
+        .get_listing("/", b"", false)
+        .expect("list")
+        .expect("exists");
+    let names: Vec<String> = listing
+        .entries
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.name).into_owned())
+        .collect();
     assert_eq!(names, ["dst", "file"]);
     assert_eq!(listing.remaining, 0);
     assert!(!ns.set_replication("/dst", 2).await.expect("directory"));
@@ -143,37 +253,89 @@ async fn blocks_commit_complete_and_survive_replay() {
     let ns = namesystem(Arc::clone(&journal));
     register(&ns, 3);
     let c = caller();
-    let status = ns.create(&c, "/f", 0o644, "w", false, true, 3, 1 << 20).await.expect("create");
-    let first = ns.add_block("/f", "w", None, &[], status.file_id).await.expect("first block");
+    let status = ns
+        .create(&c, "/f", 0o644, "w", false, true, 3, 1 << 20)
+        .await
+        .expect("create");
+    let first = ns
+        .add_block("/f", "w", None, &[], status.file_id)
+        .await
+        .expect("first block");
     assert_eq!(first.block.block_id, 1073741825);
     assert_eq!(first.block.generation_stamp, 1001);
     assert_eq!(first.locations.len(), 3);
-    let mut uuids: Vec<&str> = first.locations.iter().map(|d| d.id.datanode_uuid.as_str()).collect();
+    let mut uuids: Vec<&str> = first
+        .locations
+        .iter()
+        .map(|d| d.id.datanode_uuid.as_str())
+        .collect();
     uuids.sort_unstable();
     uuids.dedup();
     assert_eq!(uuids.len(), 3, "three distinct datanodes");
     // Excluding a datanode leaves it out.
-    let excluded = ns.add_block("/f", "w", None, &["dn-0".to_string()], status.file_id).await.expect("retry of first");
-    assert_eq!(excluded.block.block_id, first.block.block_id, "a retried addBlock returns the same empty block");
+    let excluded = ns
+        .add_block("/f", "w", None, &["dn-0".to_string()], status.file_id)
+        .await
+        .expect("retry of first");
+    assert_eq!(
+        excluded.block.block_id, first.block.block_id,
+        "a retried addBlock returns the same empty block"
+    );
 
-    let written = ExtendedBlock { num_bytes: 1 << 20, ..first.block.clone() };
-    let second = ns.add_block("/f", "w", Some(&written), &[], status.file_id).await.expect("second block");
+    let written = ExtendedBlock {
+        num_bytes: 1 << 20,
+        ..first.block.clone()
+    };
+    let second = ns
+        .add_block("/f", "w", Some(&written), &[], status.file_id)
+        .await
+        .expect("second block");
     assert_eq!(second.offset, 1 << 20);
     // The first block has no finalized replica yet: a third block must wait.
-    let second_written = ExtendedBlock { num_bytes: 5, ..second.block.clone() };
+    let second_written = ExtendedBlock {
+        num_bytes: 5,
+        ..second.block.clone()
+    };
     assert_eq!(
-        kind(ns.add_block("/f", "w", Some(&second_written), &[], status.file_id).await),
+        kind(
+            ns.add_block("/f", "w", Some(&second_written), &[], status.file_id)
+                .await
+        ),
         ExceptionKind::NotReplicatedYet
     );
-    assert!(!ns.complete("/f", "w", Some(&second_written), status.file_id).await.expect("not yet"));
+    assert!(
+        !ns.complete("/f", "w", Some(&second_written), status.file_id)
+            .await
+            .expect("not yet")
+    );
     for (block, len) in [(&written, 1u64 << 20), (&second_written, 5)] {
-        let received = ExtendedBlock { num_bytes: len, ..block.clone() };
-        ns.block_received_and_deleted("dn-1", "BP-1-127.0.0.1-1", &[(received, "DS-1".into(), ReplicaEvent::Received)])
-            .expect("ibr");
+        let received = ExtendedBlock {
+            num_bytes: len,
+            ..block.clone()
+        };
+        ns.block_received_and_deleted(
+            "dn-1",
+            "BP-1-127.0.0.1-1",
+            &[(received, "DS-1".into(), ReplicaEvent::Received)],
+        )
+        .expect("ibr");
     }
-    assert!(ns.complete("/f", "w", Some(&second_written), status.file_id).await.expect("complete"));
-    assert_eq!(ns.get_file_info("/f").expect("info").expect("exists").length, (1 << 20) + 5);
-    assert_eq!(kind(ns.add_block("/f", "w", None, &[], status.file_id).await), ExceptionKind::LeaseExpired);
+    assert!(
+        ns.complete("/f", "w", Some(&second_written), status.file_id)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        ns.get_file_info("/f")
+            .expect("info")
+            .expect("exists")
+            .length,
+        (1 << 20) + 5
+    );
+    assert_eq!(
+        kind(ns.add_block("/f", "w", None, &[], status.file_id).await),
+        ExceptionKind::LeaseExpired
+    );
 
     // Replaying the journal rebuilds the same namespace.
     let replayed = namesystem(Arc::clone(&journal));
@@ -186,8 +348,14 @@ async fn blocks_commit_complete_and_survive_replay() {
 #[tokio::test]
 async fn no_datanodes_means_a_clear_refusal() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
-    let status = ns.create(&caller(), "/f", 0o644, "w", false, true, 3, 1 << 20).await.expect("create");
-    let err = ns.add_block("/f", "w", None, &[], status.file_id).await.expect_err("no datanodes");
+    let status = ns
+        .create(&caller(), "/f", 0o644, "w", false, true, 3, 1 << 20)
+        .await
+        .expect("create");
+    let err = ns
+        .add_block("/f", "w", None, &[], status.file_id)
+        .await
+        .expect_err("no datanodes");
     assert_eq!(
         err.to_string(),
         "File /f could only be written to 0 of the 1 minReplication nodes. There are 0 datanode(s) running and no node(s) are excluded in this operation."
@@ -199,7 +367,10 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
     let err = ns
         .register_datanode(Registration {
-            id: DatanodeId { datanode_uuid: "x".into(), ..Default::default() },
+            id: DatanodeId {
+                datanode_uuid: "x".into(),
+                ..Default::default()
+            },
             cluster_id: "CID-other".into(),
             block_pool_id: "BP-1-127.0.0.1-1".into(),
             storage_ids: Vec::new(),
@@ -208,5 +379,8 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
     assert_eq!(err.kind(), ExceptionKind::IncorrectVersion);
     assert!(err.to_string().contains("CID-other"), "{err}");
     let commands = ns.heartbeat("stranger", Vec::new(), 0, 0);
-    assert_eq!(commands, vec![rdfs_namenode::namesystem::DatanodeCommand::Reregister]);
+    assert_eq!(
+        commands,
+        vec![rdfs_namenode::namesystem::DatanodeCommand::Reregister]
+    );
 }
