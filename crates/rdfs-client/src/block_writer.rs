@@ -289,19 +289,18 @@ async fn read_acks(
 ) -> Result<(), ClientError> {
     let first = located.locations.first().map(addr_of).unwrap_or_default();
     let result = loop {
-        let waiting = !queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
-        let next = if waiting {
-            match timeout(socket_timeout, replies.message()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    break Err(ClientError::Pipeline(format!(
-                        "no ack from the pipeline of {} (first datanode {first}) within {socket_timeout:?}",
-                        located.block
-                    )));
-                }
+        // Every wait is bounded: silence with packets outstanding is a dead
+        // or stalled pipeline; silence with none outstanding is just a slow
+        // writer, so keep waiting.
+        let next = match timeout(socket_timeout, replies.message()).await {
+            Ok(next) => next,
+            Err(_) if queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty() => continue,
+            Err(_) => {
+                break Err(ClientError::Pipeline(format!(
+                    "no ack from the pipeline of {} (first datanode {first}) within {socket_timeout:?}",
+                    located.block
+                )));
             }
-        } else {
-            replies.message().await
         };
         let ack = match next {
             Ok(Some(pb::WriteBlockReply {

@@ -30,6 +30,11 @@ struct BlockRead {
     stream: Streaming<pb::ReadPacket>,
     /// End of the range being read, as a file offset.
     end: u64,
+    /// Offset in the block the read was asked to start at.
+    requested_offset: u64,
+    /// Offset in the block where the next packet must start, once the
+    /// first packet has told the replica's chunk size.
+    expected_offset: Option<u64>,
 }
 
 pub struct DfsInputStream {
@@ -38,8 +43,11 @@ pub struct DfsInputStream {
     located: LocatedBlocks,
     position: u64,
     current: Option<BlockRead>,
+    /// Verified bytes at `position` not handed out yet.
+    pending: Bytes,
     /// Datanodes that failed this stream (by uuid), tried only as a last resort.
     dead: HashSet<String>,
+    /// Location refetches for the block being read.
     refetches: u32,
 }
 
@@ -59,6 +67,7 @@ impl DfsInputStream {
             located,
             position: 0,
             current: None,
+            pending: Bytes::new(),
             dead: HashSet::new(),
             refetches: 0,
         }
@@ -81,17 +90,24 @@ impl DfsInputStream {
         if position != self.position {
             self.position = position;
             self.current = None;
+            self.pending = Bytes::new();
         }
     }
 
     /// The next verified bytes from the current position; `None` at the end.
     pub async fn read_chunk(&mut self) -> Result<Option<Bytes>> {
+        if !self.pending.is_empty() {
+            let chunk = std::mem::take(&mut self.pending);
+            self.position += chunk.len() as u64;
+            return Ok(Some(chunk));
+        }
         loop {
             if self.position >= self.len() {
                 return Ok(None);
             }
             if self.current.as_ref().is_none_or(|c| self.position >= c.end) {
-                self.current = Some(self.open_block().await?);
+                let moving_on = self.current.is_some();
+                self.current = Some(self.open_block(moving_on).await?);
             }
             let Some(current) = self.current.as_mut() else {
                 continue;
@@ -132,16 +148,16 @@ impl DfsInputStream {
     pub async fn read(&mut self, buf: &mut [u8]) -> Result<usize> {
         let mut filled = 0;
         while filled < buf.len() {
-            let before = self.position;
             let Some(chunk) = self.read_chunk().await? else {
                 break;
             };
             let take = chunk.len().min(buf.len() - filled);
             buf[filled..filled + take].copy_from_slice(&chunk[..take]);
             filled += take;
-            // Give back what did not fit.
             if take < chunk.len() {
-                self.seek(before + take as u64);
+                // Keep what did not fit for the next call.
+                self.position -= (chunk.len() - take) as u64;
+                self.pending = chunk.slice(take..);
             }
         }
         Ok(filled)
@@ -164,7 +180,10 @@ impl DfsInputStream {
 
     /// Opens a read of the block holding the current position on the first
     /// replica that answers.
-    async fn open_block(&mut self) -> Result<BlockRead> {
+    async fn open_block(&mut self, next_block: bool) -> Result<BlockRead> {
+        if next_block {
+            self.refetches = 0;
+        }
         loop {
             let block = self.block_at(self.position).ok_or_else(|| {
                 ClientError::Transport(format!(
@@ -240,6 +259,8 @@ impl DfsInputStream {
                 node: node.clone(),
                 stream: response.into_inner(),
                 end: block.offset + block.block.num_bytes,
+                requested_offset: offset_in_block,
+                expected_offset: None,
             }),
             Ok(Err(status)) => {
                 let kind = ExceptionKind::of_status(&status);
@@ -296,7 +317,25 @@ async fn next_verified(
             packet.data.len()
         )));
     }
+    // Checksums do not cover offsets: a packet out of place is refused, as
+    // is one running past the block.
+    let block_len = read.block.block.num_bytes;
+    let expected = read
+        .expected_offset
+        .unwrap_or(read.requested_offset - read.requested_offset % u64::from(bpc));
+    if packet.offset_in_block != expected
+        || packet.offset_in_block + packet.data.len() as u64 > block_len
+    {
+        return Err(ReplicaFailure::Unavailable(format!(
+            "{addr} sent {} bytes at offset {} of {}, expected offset {}",
+            packet.data.len(),
+            packet.offset_in_block,
+            read.block.block,
+            expected
+        )));
+    }
     checksum::verify(&packet.data, &packet.checksums, bpc, packet.offset_in_block)
         .map_err(|mismatch| ReplicaFailure::Corrupt(format!("{} from {addr}", mismatch)))?;
+    read.expected_offset = Some(expected + packet.data.len() as u64);
     Ok(Some((packet.offset_in_block, packet.data)))
 }

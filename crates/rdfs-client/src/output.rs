@@ -29,6 +29,9 @@ pub struct DfsOutputStream {
     block: Option<BlockWriter>,
     previous: Option<ExtendedBlock>,
     written: u64,
+    /// Set by the first failure: a stream that lost data must never close
+    /// as if it had not (HDFS's `lastException`).
+    failed: Option<String>,
 }
 
 impl DfsOutputStream {
@@ -50,7 +53,28 @@ impl DfsOutputStream {
             block: None,
             previous: None,
             written: 0,
+            failed: None,
         }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        match &self.failed {
+            Some(why) => Err(ClientError::Pipeline(format!(
+                "{} cannot be written any more: {why}",
+                self.src
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure, after which every call fails.
+    fn sticky<T>(&mut self, result: Result<T>) -> Result<T> {
+        if let Err(err) = &result
+            && self.failed.is_none()
+        {
+            self.failed = Some(err.to_string());
+        }
+        result
     }
 
     pub fn path(&self) -> &str {
@@ -70,7 +94,13 @@ impl DfsOutputStream {
         self.block.as_ref().map_or(0, BlockWriter::bytes) + self.packet.len() as u64
     }
 
-    pub async fn write(&mut self, mut data: &[u8]) -> Result<()> {
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.check_open()?;
+        let result = self.write_inner(data).await;
+        self.sticky(result)
+    }
+
+    async fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
         let packet_size = self.client.settings().write_packet_size;
         while !data.is_empty() {
             let block_room = (self.block_size - self.bytes_in_block()) as usize;
@@ -202,8 +232,13 @@ impl DfsOutputStream {
 
     /// Writes what is buffered, finishes the last block and closes the file.
     pub async fn close(mut self) -> Result<()> {
-        self.send_packet().await?;
-        self.end_block().await?;
+        self.check_open()?;
+        let flushed = async {
+            self.send_packet().await?;
+            self.end_block().await
+        }
+        .await;
+        self.sticky(flushed)?;
         let settings = self.client.settings().clone();
         let mut delay = Duration::from_millis(20);
         for _ in 0..=settings.complete_retries {

@@ -4,6 +4,7 @@
 
 pub mod checksum;
 pub mod config;
+pub mod durable;
 pub mod exception;
 pub mod grpc;
 pub mod ids;

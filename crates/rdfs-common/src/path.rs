@@ -3,6 +3,10 @@
 
 /// HDFS's default `dfs.namenode.fs-limits.max-component-length`.
 pub const MAX_COMPONENT_LENGTH: usize = 255;
+/// HDFS's limits on a whole path (`NameNodeRpcServer`'s MAX_PATH_LENGTH and
+/// MAX_PATH_DEPTH).
+pub const MAX_PATH_LENGTH: usize = 8000;
+pub const MAX_PATH_DEPTH: usize = 1000;
 
 /// Why a path is not acceptable to the namenode.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -13,6 +17,8 @@ pub enum PathError {
     BadComponent { path: String, component: String },
     #[error("Invalid path name {0}: empty path component")]
     EmptyComponent(String),
+    #[error("Pathname too long.  Limit {MAX_PATH_LENGTH} characters, {MAX_PATH_DEPTH} levels.")]
+    TooLong,
     #[error(
         "The maximum path component name limit of {component} in directory {parent} is exceeded: limit={MAX_COMPONENT_LENGTH} length={length}"
     )]
@@ -29,6 +35,9 @@ pub fn components(path: &str) -> Result<Vec<&str>, PathError> {
     let Some(rest) = path.strip_prefix('/') else {
         return Err(PathError::NotAbsolute(path.to_string()));
     };
+    if path.len() > MAX_PATH_LENGTH || path.matches('/').count() > MAX_PATH_DEPTH {
+        return Err(PathError::TooLong);
+    }
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.is_empty() {
         return Ok(Vec::new());
@@ -155,6 +164,7 @@ mod tests {
             components("/a:b"),
             Err(PathError::BadComponent { .. })
         ));
+        assert_eq!(components(&"/a".repeat(1001)), Err(PathError::TooLong));
         let long = format!("/d/{}", "x".repeat(256));
         assert!(matches!(
             components(&long),

@@ -79,7 +79,6 @@ impl BpService {
             if !self.register(&info, &shutdown).await? {
                 return Ok(());
             }
-            self.ctx.reports.clear_changes();
             let mut heartbeat = tokio::time::interval(self.heartbeat_interval);
             heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut block_report = tokio::time::interval(self.block_report_interval);
@@ -186,6 +185,9 @@ impl BpService {
         }
         tracing::info!(namenode = %self.namenode_addr, uuid = %self.id.datanode_uuid, xfer = %self.id.xfer_addr(), "registered with namenode");
         self.heartbeat().await;
+        // The full report covers every change made before it is taken;
+        // changes after it stay queued.
+        self.ctx.reports.clear_changes();
         let _ = self.send_block_report(&info.block_pool_id).await;
         let _ = self.send_reports(&info.block_pool_id).await;
         Ok(true)

@@ -440,15 +440,22 @@ fn scan_volume(
 }
 
 fn check_meta(meta_path: &Path, block_len: u64) -> Result<(), String> {
-    let bytes = std::fs::read(meta_path)
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(meta_path)
+        .map_err(|e| format!("cannot open {}: {e}", meta_path.display()))?;
+    let mut header = [0u8; META_HEADER_LEN];
+    let read = file
+        .read_at(&mut header, 0)
         .map_err(|e| format!("cannot read {}: {e}", meta_path.display()))?;
-    let header = MetaHeader::decode(&bytes[..bytes.len().min(META_HEADER_LEN)])
-        .map_err(|e| e.to_string())?;
+    let header = MetaHeader::decode(&header[..read]).map_err(|e| e.to_string())?;
+    let actual = file
+        .metadata()
+        .map_err(|e| format!("cannot stat {}: {e}", meta_path.display()))?
+        .len();
     let expected = header.meta_file_len(block_len);
-    if bytes.len() as u64 != expected {
+    if actual != expected {
         return Err(format!(
-            "meta file has {} bytes; {expected} expected for a {block_len}-byte block",
-            bytes.len()
+            "meta file has {actual} bytes; {expected} expected for a {block_len}-byte block"
         ));
     }
     Ok(())

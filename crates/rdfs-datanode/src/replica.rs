@@ -149,10 +149,12 @@ impl ReplicaWriter {
         std::fs::rename(&self.meta_path, &meta_dest).map_err(io_err(&self.meta_path))?;
         std::fs::rename(&self.block_path, &block_dest).map_err(io_err(&self.block_path))?;
         if sync {
-            for dir in [
-                finalized_dir,
-                self.block_path.parent().unwrap_or(finalized_dir),
-            ] {
+            // The entries moved out of rbw/ and into finalized/, and the
+            // subdir<N> entries that may just have been created.
+            let rbw = self.block_path.parent().unwrap_or(finalized_dir);
+            let mut dirs = vec![rbw, finalized_dir];
+            dirs.extend(finalized_dir.ancestors().skip(1).take(2));
+            for dir in dirs {
                 File::open(dir)
                     .and_then(|d| d.sync_all())
                     .map_err(io_err(dir))?;

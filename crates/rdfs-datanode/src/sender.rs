@@ -39,6 +39,8 @@ impl BlockSender {
             })?;
         let bpc = u64::from(reader.bytes_per_checksum);
         let position = offset - offset % bpc;
+        // Whole chunks only: a stored checksum covers its whole chunk.
+        let end = end.div_ceil(bpc).saturating_mul(bpc).min(reader.length);
         let packet_size = (READ_PACKET_SIZE / reader.bytes_per_checksum as usize).max(1)
             * reader.bytes_per_checksum as usize;
         Ok(Self {

@@ -12,7 +12,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -59,19 +58,8 @@ fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, DatanodeErro
         .collect())
 }
 
-/// Writes a file through a temp file, a sync and a rename.
-pub(crate) fn write_durably(path: &Path, text: &str) -> Result<(), DatanodeError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(text.as_bytes()).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(dir))?;
-    }
-    Ok(())
+fn write_durably(path: &Path, text: &str) -> Result<(), DatanodeError> {
+    rdfs_common::durable::write_file(path, text.as_bytes()).map_err(io_err(path))
 }
 
 impl Volume {

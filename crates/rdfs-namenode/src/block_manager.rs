@@ -219,17 +219,13 @@ impl BlockManager {
         let Some(info) = self.blocks.remove(&block_id) else {
             return;
         };
+        let deletion = PendingDeletion {
+            block_id,
+            generation_stamp: info.generation_stamp,
+            num_bytes: info.num_bytes,
+        };
         for replica in info.replicas {
-            if let Some(node) = datanodes.get_mut(replica.datanode) {
-                node.blocks.remove(&block_id);
-                if node.alive {
-                    node.pending_deletions.push_back(PendingDeletion {
-                        block_id,
-                        generation_stamp: info.generation_stamp,
-                        num_bytes: info.num_bytes,
-                    });
-                }
-            }
+            datanodes.forget_and_delete(replica.datanode, deletion);
         }
     }
 
@@ -366,15 +362,13 @@ impl BlockManager {
             .filter(|r| r.corrupt)
             .collect();
         info.replicas.retain(|r| !r.corrupt);
+        let deletion = PendingDeletion {
+            block_id,
+            generation_stamp: info.generation_stamp,
+            num_bytes: info.num_bytes,
+        };
         for replica in corrupt {
-            if let Some(node) = datanodes.get_mut(replica.datanode) {
-                node.blocks.remove(&block_id);
-                node.pending_deletions.push_back(PendingDeletion {
-                    block_id,
-                    generation_stamp: info.generation_stamp,
-                    num_bytes: info.num_bytes,
-                });
-            }
+            datanodes.forget_and_delete(replica.datanode, deletion);
         }
     }
 

@@ -250,6 +250,23 @@ impl DatanodeManager {
         Some(index)
     }
 
+    /// Asks a datanode to delete a replica at its next heartbeat.
+    pub fn queue_deletion(&mut self, index: DatanodeIndex, deletion: PendingDeletion) {
+        if let Some(node) = self.nodes.get_mut(index as usize)
+            && node.alive
+        {
+            node.pending_deletions.push_back(deletion);
+        }
+    }
+
+    /// Forgets that a datanode holds a replica and asks it to delete it.
+    pub fn forget_and_delete(&mut self, index: DatanodeIndex, deletion: PendingDeletion) {
+        if let Some(node) = self.nodes.get_mut(index as usize) {
+            node.blocks.remove(&deletion.block_id);
+        }
+        self.queue_deletion(index, deletion);
+    }
+
     /// Takes up to `limit` pending deletions of a datanode.
     pub fn take_deletions(&mut self, index: DatanodeIndex, limit: usize) -> Vec<PendingDeletion> {
         let Some(node) = self.nodes.get_mut(index as usize) else {

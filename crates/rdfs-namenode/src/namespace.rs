@@ -395,15 +395,16 @@ impl Namespace {
     }
 
     /// Visits `id` and every inode below it, depth first, children in name
-    /// order.
+    /// order. Iterative: no tree is too deep for it.
     pub fn walk(&self, id: InodeId, visit: &mut impl FnMut(&Inode)) {
-        let Some(inode) = self.inodes.get(&id) else {
-            return;
-        };
-        visit(inode);
-        if let InodeKind::Directory(dir) = &inode.kind {
-            for child in &dir.children {
-                self.walk(*child, visit);
+        let mut stack = vec![id];
+        while let Some(next) = stack.pop() {
+            let Some(inode) = self.inodes.get(&next) else {
+                continue;
+            };
+            visit(inode);
+            if let InodeKind::Directory(dir) = &inode.kind {
+                stack.extend(dir.children.iter().rev());
             }
         }
     }

@@ -466,28 +466,30 @@ impl Namesystem {
             let mut state = self.state.write();
             let resolved = through_file_create(state.namespace.resolve(&components))?;
             if let Some(existing) = resolved.last().and_then(|id| state.namespace.get(id)) {
-                if existing.is_dir() {
-                    return Ok(true);
+                if !existing.is_dir() {
+                    return Err(NamenodeError::FileAlreadyExists(format!(
+                        "Path is not a directory: {src}"
+                    )));
                 }
-                return Err(NamenodeError::FileAlreadyExists(format!(
-                    "Path is not a directory: {src}"
-                )));
+                // Another call may have created it and still be syncing.
+                Some(self.journal.last_txid())
+            } else {
+                let missing_from = resolved.inodes.len();
+                if !create_parent && missing_from < components.len() {
+                    return Err(NamenodeError::FileNotFound(format!(
+                        "Parent directory doesn't exist: {}",
+                        path::parent(&path::join_components(&components))
+                    )));
+                }
+                self.create_directories(
+                    &mut state,
+                    caller,
+                    &components,
+                    &resolved,
+                    mode,
+                    components.len(),
+                )?
             }
-            let missing_from = resolved.inodes.len();
-            if !create_parent && missing_from < components.len() {
-                return Err(NamenodeError::FileNotFound(format!(
-                    "Parent directory doesn't exist: {}",
-                    path::parent(&path::join_components(&components))
-                )));
-            }
-            self.create_directories(
-                &mut state,
-                caller,
-                &components,
-                &resolved,
-                mode,
-                components.len(),
-            )?
         };
         self.sync(txid).await?;
         Ok(true)
@@ -730,7 +732,7 @@ impl Namesystem {
         exclude: &[String],
         file_id: u64,
     ) -> Result<LocatedBlock> {
-        let (txid, located) = {
+        let (txid, located) = 'allocate: {
             let mut state = self.state.write();
             let id = self.writable_file(&state, src, file_id, client)?;
             let (blocks, replication, block_size) =
@@ -741,6 +743,12 @@ impl Namesystem {
             let last = blocks.last().copied();
             match (previous, last) {
                 (None, None) => {}
+                (Some(prev), Some(_)) if prev.num_bytes > block_size => {
+                    return Err(NamenodeError::IllegalArgument(format!(
+                        "block {prev} of {src} claims {} bytes, more than the file's block size {block_size}",
+                        prev.num_bytes
+                    )));
+                }
                 (Some(prev), Some(last)) if prev.block_id == last => {
                     let stored_gs = state.blocks.get(last).map_or(0, |b| b.generation_stamp);
                     if prev.generation_stamp != stored_gs {
@@ -762,10 +770,12 @@ impl Namesystem {
                         })
                     {
                         let offset = self.offset_of(&state, &blocks, blocks.len() - 1);
-                        return state
+                        let located = state
                             .blocks
                             .located(last, offset, &state.datanodes)
-                            .ok_or_else(|| NamenodeError::Io("block vanished".into()));
+                            .ok_or_else(|| NamenodeError::Io("block vanished".into()))?;
+                        // The original call may still be syncing its edit.
+                        break 'allocate (self.journal.last_txid(), located);
                     }
                     return Err(NamenodeError::Io(format!(
                         "Cannot allocate block in {src}: passed 'previous' block {} does not match actual last block in file {}",
@@ -903,7 +913,7 @@ impl Namesystem {
         last: Option<&ExtendedBlock>,
         file_id: u64,
     ) -> Result<bool> {
-        let txid = {
+        let txid = 'close: {
             let mut state = self.state.write();
             let id = match self.writable_file(&state, src, file_id, client) {
                 Ok(id) => id,
@@ -918,7 +928,8 @@ impl Namesystem {
                                 && f.blocks.last().copied() == last.map(|b| b.block_id)
                         });
                     if file_id != 0 && closed_with_same_last {
-                        return Ok(true);
+                        // The original call may still be syncing its edit.
+                        break 'close Some(self.journal.last_txid());
                     }
                     return Err(NamenodeError::LeaseExpired(msg));
                 }
@@ -932,6 +943,25 @@ impl Namesystem {
                 .unwrap_or_default();
             match (last, blocks.last()) {
                 (Some(last), Some(&stored)) if last.block_id == stored => {
+                    let stored_gs = state.blocks.get(stored).map_or(0, |b| b.generation_stamp);
+                    let block_size = state
+                        .namespace
+                        .get(id)
+                        .and_then(Inode::as_file)
+                        .map_or(0, |f| f.block_size);
+                    if last.generation_stamp != stored_gs {
+                        return Err(NamenodeError::Io(format!(
+                            "Commit block with mismatching GS. NN has {}, client submits {}",
+                            state.blocks.name(stored),
+                            last.name()
+                        )));
+                    }
+                    if last.num_bytes > block_size {
+                        return Err(NamenodeError::IllegalArgument(format!(
+                            "block {last} of {src} claims {} bytes, more than the file's block size {block_size}",
+                            last.num_bytes
+                        )));
+                    }
                     let FsState {
                         blocks: bm,
                         datanodes,
@@ -1415,13 +1445,14 @@ impl Namesystem {
                     ReportOutcome::Corrupt => corrupt += 1,
                     ReportOutcome::Unknown => {
                         unknown += 1;
-                        if let Some(node) = datanodes.get_mut(index) {
-                            node.pending_deletions.push_back(PendingDeletion {
+                        datanodes.queue_deletion(
+                            index,
+                            PendingDeletion {
                                 block_id: replica.block_id,
                                 generation_stamp: replica.generation_stamp,
                                 num_bytes: replica.num_bytes,
-                            });
-                        }
+                            },
+                        );
                     }
                 }
             }
@@ -1482,15 +1513,16 @@ impl Namesystem {
                         storage,
                         datanodes,
                     );
-                    if outcome == ReportOutcome::Unknown
-                        && let Some(node) = datanodes.get_mut(index)
-                    {
+                    if outcome == ReportOutcome::Unknown {
                         // The file was deleted or the block abandoned meanwhile.
-                        node.pending_deletions.push_back(PendingDeletion {
-                            block_id: block.block_id,
-                            generation_stamp: block.generation_stamp,
-                            num_bytes: block.num_bytes,
-                        });
+                        datanodes.queue_deletion(
+                            index,
+                            PendingDeletion {
+                                block_id: block.block_id,
+                                generation_stamp: block.generation_stamp,
+                                num_bytes: block.num_bytes,
+                            },
+                        );
                     }
                     if outcome == ReportOutcome::Corrupt {
                         tracing::warn!(block = %block, datanode = uuid, "received replica does not match the block: marked corrupt");

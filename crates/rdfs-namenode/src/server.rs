@@ -102,7 +102,7 @@ pub struct Namenode {
 impl Namenode {
     /// Locks the name dirs, replays the edit log and binds the RPC address.
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
-        let storage = NameStorage::open(&config.namenode.name_dirs)?;
+        let mut storage = NameStorage::open(&config.namenode.name_dirs)?;
         let records = storage.recover_edits()?;
         let ns_config = NamesystemConfig::from_config(config);
         let started = std::time::Instant::now();

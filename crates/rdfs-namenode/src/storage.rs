@@ -113,19 +113,13 @@ pub fn format(
         }
         write_durably(&current.join(segment::finalized_name(1, count)), &bytes)?;
         write_durably(&current.join("VERSION"), render_version(info).as_bytes())?;
-        crate::edit_log::file_journal_sync_dir(&current).map_err(io_err(&current))?;
+        rdfs_common::durable::sync_dir(&current).map_err(io_err(&current))?;
     }
     Ok(())
 }
 
-/// Writes `bytes` to a temp file, syncs it and renames it into place.
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    Ok(())
+    rdfs_common::durable::write_file(path, bytes).map_err(io_err(path))
 }
 
 fn render_version(info: &NamespaceInfo) -> String {
@@ -239,25 +233,41 @@ impl NameStorage {
 
     /// Reads the edit log of every directory, truncating a torn last record
     /// of an in-progress segment and finalizing it, and returns the longest
-    /// history found.
-    pub fn recover_edits(&self) -> Result<Vec<EditRecord>, StorageError> {
-        let mut best: Option<Vec<EditRecord>> = None;
+    /// history found. A directory that cannot be read, or holds a shorter
+    /// history than another, is left out of service (and logged), so new
+    /// edits never land after a gap; at least one complete copy is required.
+    pub fn recover_edits(&mut self) -> Result<Vec<EditRecord>, StorageError> {
+        let mut readable: Vec<(PathBuf, Vec<EditRecord>)> = Vec::new();
+        let mut first_error = None;
         for dir in &self.current_dirs {
-            let records = recover_dir(dir)?;
-            let better = best
-                .as_ref()
-                .is_none_or(|b| last_txid(&records) > last_txid(b));
-            if let Some(existing) = &best
-                && last_txid(existing) != last_txid(&records)
-            {
-                tracing::warn!(dir = %dir.display(), last_txid = last_txid(&records), best = last_txid(existing),
-                    "name directories hold edit logs of different lengths; using the longest");
-            }
-            if better {
-                best = Some(records);
+            match recover_dir(dir) {
+                Ok(records) => readable.push((dir.clone(), records)),
+                Err(err) => {
+                    tracing::error!(dir = %dir.display(), error = %err,
+                        "this name directory's edit log cannot be read; the directory is left out of service");
+                    first_error.get_or_insert(err);
+                }
             }
         }
-        Ok(best.unwrap_or_default())
+        let Some(best) = readable.iter().map(|(_, records)| last_txid(records)).max() else {
+            return Err(first_error.unwrap_or_else(|| {
+                StorageError::Mismatch("no name directories configured".into())
+            }));
+        };
+        let mut in_service = Vec::new();
+        let mut history = None;
+        for (dir, records) in readable {
+            let last = last_txid(&records);
+            if last == best {
+                in_service.push(dir);
+                history.get_or_insert(records);
+            } else {
+                tracing::error!(dir = %dir.display(), last_txid = last, best,
+                    "this name directory holds a shorter edit log than another; it is left out of service until repaired");
+            }
+        }
+        self.current_dirs = in_service;
+        Ok(history.unwrap_or_default())
     }
 }
 
@@ -325,7 +335,7 @@ fn recover_dir(dir: &Path) -> Result<Vec<EditRecord>, StorageError> {
                 let finalized = dir.join(segment::finalized_name(seg.first, last));
                 std::fs::rename(&seg.path, &finalized).map_err(io_err(&seg.path))?;
             }
-            crate::edit_log::file_journal_sync_dir(dir).map_err(io_err(dir))?;
+            rdfs_common::durable::sync_dir(dir).map_err(io_err(dir))?;
         } else if seg.last != Some(expected - 1) {
             return Err(JournalError::Corrupt {
                 path: seg.path.clone(),
@@ -382,7 +392,7 @@ mod tests {
             ),
             Err(StorageError::NotEmpty(_))
         ));
-        let storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
+        let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         assert_eq!(storage.info, info());
         assert!(matches!(
             NameStorage::open(std::slice::from_ref(&dir)),
@@ -390,6 +400,39 @@ mod tests {
         ));
         let records = storage.recover_edits().expect("recovers");
         assert_eq!(records.len(), 2);
+        drop(storage);
+
+        // A second directory that lags behind is left out of service.
+        let lagging = tmp.path().join("lagging");
+        format(
+            &[dir.clone(), lagging.clone()],
+            true,
+            &info(),
+            "me",
+            "supergroup",
+        )
+        .expect("formats two");
+        let mut bytes = segment::header().to_vec();
+        let op = Op::SetPermission(rdfs_proto::editlog::SetPermission {
+            inode_id: 16385,
+            mode: 0o700,
+        });
+        encode_record(
+            &EditRecord {
+                txid: 3,
+                op: Some(op),
+            },
+            &mut bytes,
+        );
+        std::fs::write(
+            dir.join("current").join(segment::finalized_name(3, 3)),
+            &bytes,
+        )
+        .expect("writes");
+        let mut storage = NameStorage::open(&[dir.clone(), lagging.clone()]).expect("opens");
+        let records = storage.recover_edits().expect("recovers");
+        assert_eq!(records.last().map(|r| r.txid), Some(3));
+        assert_eq!(storage.current_dirs, vec![dir.join("current")]);
         drop(storage);
         format(
             std::slice::from_ref(&dir),
@@ -424,7 +467,7 @@ mod tests {
         }
         bytes.truncate(bytes.len() - 3);
         std::fs::write(current.join(segment::in_progress_name(3)), &bytes).expect("writes");
-        let storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
+        let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         let records = storage.recover_edits().expect("recovers");
         assert_eq!(records.last().map(|r| r.txid), Some(4));
         assert!(current.join(segment::finalized_name(3, 4)).exists());

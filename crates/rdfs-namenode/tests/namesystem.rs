@@ -384,3 +384,65 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
         vec![rdfs_namenode::namesystem::DatanodeCommand::Reregister]
     );
 }
+
+#[tokio::test]
+async fn commits_must_match_the_block_and_paths_have_limits() {
+    let ns = namesystem(Arc::new(MemoryJournal::new()));
+    register(&ns, 1);
+    let status = ns
+        .create(&caller(), "/f", 0o644, "w", false, true, 1, 1 << 20)
+        .await
+        .expect("create");
+    let block = ns
+        .add_block("/f", "w", None, &[], status.file_id)
+        .await
+        .expect("block")
+        .block;
+    let stale = ExtendedBlock {
+        generation_stamp: block.generation_stamp - 1,
+        num_bytes: 10,
+        ..block.clone()
+    };
+    let err = ns
+        .complete("/f", "w", Some(&stale), status.file_id)
+        .await
+        .expect_err("stale genstamp");
+    assert!(err.to_string().contains("mismatching GS"), "{err}");
+    let huge = ExtendedBlock {
+        num_bytes: u64::MAX,
+        ..block.clone()
+    };
+    assert_eq!(
+        kind(ns.complete("/f", "w", Some(&huge), status.file_id).await),
+        ExceptionKind::IllegalArgument
+    );
+    assert_eq!(
+        kind(
+            ns.add_block("/f", "w", Some(&huge), &[], status.file_id)
+                .await
+        ),
+        ExceptionKind::IllegalArgument
+    );
+
+    let deep = "/d".repeat(1001);
+    let err = ns
+        .mkdirs(&caller(), &deep, 0o755, true)
+        .await
+        .expect_err("too deep");
+    assert_eq!(
+        err.to_string(),
+        "Pathname too long.  Limit 8000 characters, 1000 levels."
+    );
+    let deep_ok = "/d".repeat(999);
+    assert!(
+        ns.mkdirs(&caller(), &deep_ok, 0o755, true)
+            .await
+            .expect("999 levels")
+    );
+    assert_eq!(
+        ns.get_content_summary("/")
+            .expect("summary")
+            .directory_count,
+        1000
+    );
+}

@@ -189,6 +189,30 @@ async fn write_local(
     }
 }
 
+/// Makes sure `target` is a directory, creating it if missing; false (with
+/// the error reported) when it is a file or cannot be created.
+async fn ensure_remote_dir(shell: &mut Shell, target: &PathArg) -> bool {
+    let Ok(client) = shell.client(&target.authority).map_err(|e| shell.fail(e)) else {
+        return false;
+    };
+    match client.get_file_info(&target.path).await {
+        Ok(Some(existing)) if !existing.is_dir() => {
+            shell.fail_path(&target.display(), "File exists");
+            false
+        }
+        Ok(Some(_)) => true,
+        Ok(None) => client
+            .mkdirs(&target.path, 0o777, true)
+            .await
+            .map_err(|err| shell.fail(err))
+            .is_ok(),
+        Err(err) => {
+            shell.fail(err);
+            false
+        }
+    }
+}
+
 /// Splits `<src> ... <dst>`; one argument means the destination `.`.
 fn sources_and_destination(mut args: Vec<String>) -> (Vec<String>, String) {
     if args.len() == 1 {
@@ -317,20 +341,8 @@ async fn put_path(
     options: &CopyOptions,
 ) {
     if meta.is_dir() {
-        let Ok(client) = shell.client(&target.authority).map_err(|e| shell.fail(e)) else {
+        if !ensure_remote_dir(shell, target).await {
             return;
-        };
-        match client.get_file_info(&target.path).await {
-            Ok(Some(existing)) if !existing.is_dir() => {
-                return shell.fail_path(&target.display(), "File exists");
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if let Err(err) = client.mkdirs(&target.path, 0o777, true).await {
-                    return shell.fail(err);
-                }
-            }
-            Err(err) => return shell.fail(err),
         }
         let mut entries = match tokio::fs::read_dir(local).await {
             Ok(entries) => entries,
@@ -442,11 +454,7 @@ pub async fn get(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         || dst == "."
         || dst == "..";
     for source in shell.expand(&sources).await {
-        let Ok(status) = shell.stat(&source).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&source);
+        let Some(status) = shell.existing(&source).await else {
             continue;
         };
         let (target, shown) = if dst_is_dir {
@@ -531,11 +539,7 @@ pub async fn cp(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         return Ok(());
     };
     for source in sources {
-        let Ok(status) = shell.stat(&source).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&source);
+        let Some(status) = shell.existing(&source).await else {
             continue;
         };
         let target = remote_target(&dst, dst_status.as_ref(), source.name());
@@ -573,20 +577,8 @@ async fn cp_path(
         return;
     };
     if status.is_dir() {
-        let Ok(target_client) = shell.client(&target.authority).map_err(|e| shell.fail(e)) else {
+        if !ensure_remote_dir(shell, target).await {
             return;
-        };
-        match target_client.get_file_info(&target.path).await {
-            Ok(Some(existing)) if !existing.is_dir() => {
-                return shell.fail_path(&target.display(), "File exists");
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                if let Err(err) = target_client.mkdirs(&target.path, 0o777, true).await {
-                    return shell.fail(err);
-                }
-            }
-            Err(err) => return shell.fail(err),
         }
         let entries = match client.list(&source.path).await {
             Ok(entries) => entries.unwrap_or_default(),

@@ -62,11 +62,7 @@ pub async fn ls(shell: &mut Shell, args: Vec<String>) -> CommandResult {
     };
     let mut out = std::io::stdout().lock();
     for item in items {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         if status.is_dir() && !options.directory {
@@ -215,11 +211,7 @@ pub async fn stat(shell: &mut Shell, mut args: Vec<String>) -> CommandResult {
     let items = shell.expand(&parsed.args).await;
     let mut out = std::io::stdout().lock();
     for item in items {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         let _ = writeln!(out, "{}", render_stat(&format, &item, &status));
@@ -305,11 +297,7 @@ pub async fn du(shell: &mut Shell, args: Vec<String>) -> CommandResult {
     };
     let mut rows: Vec<[String; 3]> = Vec::new();
     for item in items {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         let client = match shell.client(&item.authority) {

@@ -64,11 +64,7 @@ pub async fn mv(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         return Ok(());
     };
     for source in sources {
-        let Ok(status) = shell.stat(&source).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&source);
+        let Some(status) = shell.existing(&source).await else {
             continue;
         };
         if source.authority != dst.authority {
@@ -159,11 +155,7 @@ pub async fn rmdir(shell: &mut Shell, args: Vec<String>) -> CommandResult {
     let parsed = parse_flags(args, &["-ignore-fail-on-non-empty"], 1, usize::MAX)?;
     let ignore_non_empty = parsed.has("-ignore-fail-on-non-empty");
     for item in shell.expand(&parsed.args).await {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         if !status.is_dir() {
@@ -374,11 +366,7 @@ pub async fn chmod(shell: &mut Shell, mut args: Vec<String>) -> CommandResult {
         )));
     };
     for item in shell.expand(&args).await {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         for (path, status) in walk(shell, item, status, recursive).await {
@@ -449,11 +437,7 @@ pub async fn chown(shell: &mut Shell, mut args: Vec<String>, group_only: bool) -
         "changing ownership of"
     };
     for item in shell.expand(&args).await {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         for (path, status) in walk(shell, item, status, recursive).await {
@@ -489,11 +473,7 @@ pub async fn setrep(shell: &mut Shell, args: Vec<String>) -> CommandResult {
     }
     let mut out = std::io::stdout().lock();
     for item in shell.expand(&args).await {
-        let Ok(status) = shell.stat(&item).await else {
-            continue;
-        };
-        let Some(status) = status else {
-            shell.not_found(&item);
+        let Some(status) = shell.existing(&item).await else {
             continue;
         };
         for (path, status) in walk(shell, item, status, true).await {

@@ -188,6 +188,19 @@ impl Shell {
             .map_err(|e| self.fail(e))
     }
 
+    /// The status of a path that must exist; a missing one is reported with
+    /// Hadoop's "No such file or directory".
+    pub async fn existing(&mut self, path: &PathArg) -> Option<FileStatus> {
+        match self.stat(path).await {
+            Ok(Some(status)) => Some(status),
+            Ok(None) => {
+                self.not_found(path);
+                None
+            }
+            Err(()) => None,
+        }
+    }
+
     /// Parses every argument and expands globs, reporting patterns that
     /// match nothing and arguments that cannot be parsed first, as Hadoop
     /// does. Missing plain paths are kept: the command reports them.

@@ -9,7 +9,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -66,7 +66,7 @@ impl FileJournal {
                 .map_err(io)?;
             file.write_all(&segment::header()).map_err(io)?;
             file.sync_all().map_err(io)?;
-            sync_dir(dir).map_err(|source| JournalError::Io {
+            rdfs_common::durable::sync_dir(dir).map_err(|source| JournalError::Io {
                 path: dir.clone(),
                 source,
             })?;
@@ -117,7 +117,7 @@ impl FileJournal {
                 path: open.path.clone(),
                 source,
             })?;
-            let _ = sync_dir(&open.dir);
+            let _ = rdfs_common::durable::sync_dir(&open.dir);
         }
         Ok(())
     }
@@ -235,11 +235,6 @@ impl Inner {
             Ok(())
         }
     }
-}
-
-/// Makes a directory entry change (create, rename) durable.
-pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -14,7 +14,6 @@ pub mod segment;
 use futures::future::BoxFuture;
 
 pub use file_journal::FileJournal;
-pub(crate) use file_journal::sync_dir as file_journal_sync_dir;
 pub use memory_journal::MemoryJournal;
 pub use rdfs_proto::editlog::EditRecord;
 pub use rdfs_proto::editlog::edit_record::Op;
