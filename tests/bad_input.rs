@@ -263,55 +263,40 @@ fn unreachable_namenode_and_bad_config_are_named() {
     );
 }
 
+/// Runs `rdfs namenode <args>` to completion: (exit code, stderr).
+fn namenode(args: &[&str]) -> (Option<i32>, String) {
+    let run = std::process::Command::new(crate::harness::rdfs_bin())
+        .arg("namenode")
+        .args(args)
+        .output()
+        .expect("run");
+    (
+        run.status.code(),
+        String::from_utf8_lossy(&run.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn namenode_refuses_to_start_unformatted_or_twice_and_to_reformat() {
     let cluster = MiniCluster::builder().datanodes(0).start();
-    let bin = crate::harness::rdfs_bin();
     let empty = tempfile::tempdir().expect("tmp");
-    let run = std::process::Command::new(&bin)
-        .args([
-            "namenode",
-            "-D",
-            &format!("namenode.name_dirs={}", empty.path().display()),
-            "-D",
-            "namenode.rpc_address=127.0.0.1:0",
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(run.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let empty_dirs = format!("namenode.name_dirs={}", empty.path().display());
+    let (code, stderr) = namenode(&["-D", &empty_dirs, "-D", "namenode.rpc_address=127.0.0.1:0"]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("not formatted") && stderr.contains("rdfs namenode -format"),
         "{stderr}"
     );
 
-    let run = std::process::Command::new(&bin)
-        .args([
-            "namenode",
-            "-format",
-            "-D",
-            &format!("namenode.name_dirs={}", cluster.name_dir().display()),
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(run.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let live_dirs = format!("namenode.name_dirs={}", cluster.name_dir().display());
+    let (code, stderr) = namenode(&["-format", "-D", &live_dirs]);
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("is not empty") && stderr.contains("-force"),
         "{stderr}"
     );
 
-    let run = std::process::Command::new(&bin)
-        .args([
-            "namenode",
-            "-D",
-            &format!("namenode.name_dirs={}", cluster.name_dir().display()),
-            "-D",
-            "namenode.rpc_address=127.0.0.1:0",
-        ])
-        .output()
-        .expect("run");
-    assert_eq!(run.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&run.stderr);
+    let (code, stderr) = namenode(&["-D", &live_dirs, "-D", "namenode.rpc_address=127.0.0.1:0"]);
+    assert_eq!(code, Some(1));
     assert!(stderr.contains("another namenode is using it"), "{stderr}");
 }

@@ -13,5 +13,6 @@ pub mod path;
 pub mod protocol;
 pub mod shutdown;
 pub mod time;
+pub mod version_file;
 
 pub use exception::ExceptionKind;

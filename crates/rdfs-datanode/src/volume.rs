@@ -47,15 +47,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatanodeError + '_ {
     }
 }
 
-/// Reads a `key=value` file (HDFS's VERSION format).
 fn read_properties(path: &Path) -> Result<BTreeMap<String, String>, DatanodeError> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    Ok(text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect())
+    Ok(rdfs_common::version_file::parse(&text))
 }
 
 fn write_durably(path: &Path, text: &str) -> Result<(), DatanodeError> {

@@ -9,7 +9,6 @@
 //! <name_dir>/current/edits_inprogress_<first>
 //! ```
 
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -135,16 +134,11 @@ fn parse_version(dir: &Path, text: &str) -> Result<NamespaceInfo, StorageError> 
         path: dir.to_path_buf(),
         reason,
     };
-    let fields: BTreeMap<&str, &str> = text
-        .lines()
-        .filter(|line| !line.trim_start().starts_with('#'))
-        .filter_map(|line| line.split_once('='))
-        .map(|(k, v)| (k.trim(), v.trim()))
-        .collect();
+    let fields = rdfs_common::version_file::parse(text);
     let get = |key: &str| {
         fields
             .get(key)
-            .copied()
+            .map(String::as_str)
             .ok_or_else(|| bad(format!("missing {key}")))
     };
     if get("storageType")? != "NAME_NODE" {

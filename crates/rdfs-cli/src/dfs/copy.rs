@@ -213,6 +213,28 @@ async fn ensure_remote_dir(shell: &mut Shell, target: &PathArg) -> bool {
     }
 }
 
+/// Refuses to copy or move a directory onto or into itself, with Hadoop's
+/// words for each case.
+pub(super) fn into_itself(shell: &mut Shell, source: &PathArg, target: &PathArg) -> bool {
+    if target.path == source.path {
+        shell.fail(format!(
+            "`{}' to `{}': are identical",
+            source.display(),
+            target.qualified()
+        ));
+        return true;
+    }
+    if rdfs_common::path::is_ancestor_or_self(&source.path, &target.path) {
+        shell.fail(format!(
+            "`{}' to `{}': is a subdirectory of itself",
+            source.display(),
+            target.display()
+        ));
+        return true;
+    }
+    false
+}
+
 /// Splits `<src> ... <dst>`; one argument means the destination `.`.
 fn sources_and_destination(mut args: Vec<String>) -> (Vec<String>, String) {
     if args.len() == 1 {
@@ -544,20 +566,7 @@ pub async fn cp(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         };
         let target = remote_target(&dst, dst_status.as_ref(), source.name());
         if status.is_dir() && source.authority == target.authority {
-            if target.path == source.path {
-                shell.fail(format!(
-                    "`{}' to `{}': are identical",
-                    source.display(),
-                    target.qualified()
-                ));
-                continue;
-            }
-            if rdfs_common::path::is_ancestor_or_self(&source.path, &target.path) {
-                shell.fail(format!(
-                    "`{}' to `{}': is a subdirectory of itself",
-                    source.display(),
-                    target.display()
-                ));
+            if into_itself(shell, &source, &target) {
                 continue;
             }
         }

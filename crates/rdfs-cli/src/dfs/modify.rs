@@ -6,7 +6,7 @@ use std::io::Write;
 use rdfs_client::CreateOptions;
 use rdfs_common::protocol::FileStatus;
 
-use super::copy::{remote_destination, remote_target};
+use super::copy::{into_itself, remote_destination, remote_target};
 use super::path::PathArg;
 use super::shell::{CommandResult, Shell, UsageError, parse_flags};
 
@@ -73,20 +73,7 @@ pub async fn mv(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         }
         let target = remote_target(&dst, dst_status.as_ref(), source.name());
         if status.is_dir() {
-            if target.path == source.path {
-                shell.fail(format!(
-                    "`{}' to `{}': are identical",
-                    source.display(),
-                    target.qualified()
-                ));
-                continue;
-            }
-            if rdfs_common::path::is_ancestor_or_self(&source.path, &target.path) {
-                shell.fail(format!(
-                    "`{}' to `{}': is a subdirectory of itself",
-                    source.display(),
-                    target.display()
-                ));
+            if into_itself(shell, &source, &target) {
                 continue;
             }
         }
