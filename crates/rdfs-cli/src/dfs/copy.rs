@@ -565,10 +565,11 @@ pub async fn cp(shell: &mut Shell, args: Vec<String>) -> CommandResult {
             continue;
         };
         let target = remote_target(&dst, dst_status.as_ref(), source.name());
-        if status.is_dir() && source.authority == target.authority {
-            if into_itself(shell, &source, &target) {
-                continue;
-            }
+        if status.is_dir()
+            && source.authority == target.authority
+            && into_itself(shell, &source, &target)
+        {
+            continue;
         }
         cp_path(shell, &source, &status, &target, &options).await;
     }

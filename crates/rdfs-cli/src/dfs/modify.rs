@@ -72,10 +72,8 @@ pub async fn mv(shell: &mut Shell, args: Vec<String>) -> CommandResult {
             continue;
         }
         let target = remote_target(&dst, dst_status.as_ref(), source.name());
-        if status.is_dir() {
-            if into_itself(shell, &source, &target) {
-                continue;
-            }
+        if status.is_dir() && into_itself(shell, &source, &target) {
+            continue;
         }
         if target.path != source.path {
             match shell.stat(&target).await {
