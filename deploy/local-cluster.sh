@@ -44,7 +44,9 @@ start_daemon() { # name, then the rdfs arguments
 start() {
   build
   mkdir -p "$logs" "$pids"
-  local common=(-D "fs.default_fs=hdfs://127.0.0.1:$NN_PORT")
+  # A short safe-mode extension: a restarted local cluster is writable
+  # within seconds of its datanodes reporting (HDFS's default is 30 s).
+  local common=(-D "fs.default_fs=hdfs://127.0.0.1:$NN_PORT" -D "namenode.safemode_extension_ms=2000")
   if [ ! -f "$RDFS_HOME/namenode/current/VERSION" ]; then
     if ! "$(rdfs_bin)" namenode -format "${common[@]}" -D "namenode.name_dirs=$RDFS_HOME/namenode" >>"$logs/namenode.log" 2>&1; then
       echo "formatting the namenode failed:" >&2
@@ -71,6 +73,9 @@ start() {
     echo "only ${live:-0} of $DATANODES datanodes registered; see $logs/" >&2
     status >&2
     exit 1
+  fi
+  if ! timeout 60 "$(rdfs_bin)" dfsadmin "${common[@]}" -safemode wait >/dev/null 2>&1; then
+    echo "the namenode is still in safe mode; see $logs/namenode.log" >&2
   fi
   cat <<EOT
 rdfs is up: namenode hdfs://127.0.0.1:$NN_PORT, $DATANODES datanodes; logs in $logs/

@@ -140,6 +140,7 @@ impl Builder {
             "dfs.heartbeat_interval_ms=300".to_string(),
             "namenode.stale_interval_ms=3000".to_string(),
             "namenode.dead_interval_ms=6000".to_string(),
+            "namenode.safemode_extension_ms=0".to_string(),
             "client.socket_timeout_ms=10000".to_string(),
             "client.connect_timeout_ms=3000".to_string(),
             "datanode.socket_timeout_ms=10000".to_string(),

@@ -13,7 +13,7 @@ use rdfs_proto as pb;
 use crate::generic::{GenericOptions, client_user, runtime};
 use crate::report::{bytes_with_desc, java_date, percent};
 
-const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead]]";
+const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead]]\n\t[-safemode <enter | leave | get | wait>]\n\t[-saveNamespace]\n\t[-rollEdits]";
 
 pub fn main(args: Vec<String>) -> u8 {
     rdfs_common::logging::init("warn");
@@ -28,83 +28,107 @@ pub fn main(args: Vec<String>) -> u8 {
 
 fn run(args: Vec<String>) -> Result<u8> {
     let (generic, rest) = GenericOptions::parse_anywhere(args)?;
-    let Some(command) = rest.first() else {
+    let Some(command) = rest.first().cloned() else {
         eprintln!("{USAGE}");
         return Ok(255);
     };
-    if command != "-report" {
-        bail!("{command}: Unknown command\n{USAGE}");
+    let options = &rest[1..];
+    let config = generic.load()?;
+    let authority = default_fs_authority(&config.fs.default_fs)
+        .ok_or_else(|| anyhow!("fs.default_fs = '{}' is not an hdfs:// URI", config.fs.default_fs))?;
+    let user = client_user(&config);
+    let settings = ClientSettings::from_config(&config);
+    runtime()?.block_on(async {
+        let client = DfsClient::new(&authority, &user, settings)?;
+        match command.as_str() {
+            "-report" => report(&client, options).await,
+            "-safemode" => safe_mode(&client, options).await,
+            "-saveNamespace" => {
+                no_options(&command, options)?;
+                client.save_namespace().await?;
+                println!("Save namespace successful");
+                Ok(0)
+            }
+            "-rollEdits" => {
+                no_options(&command, options)?;
+                let txid = client.roll_edits().await?;
+                println!("Successfully rolled edit logs.\nNew segment starts at txid {txid}");
+                Ok(0)
+            }
+            other => bail!("{other}: Unknown command\n{USAGE}"),
+        }
+    })
+}
+
+fn no_options(command: &str, options: &[String]) -> Result<()> {
+    if let Some(extra) = options.first() {
+        bail!("{command}: unexpected argument {extra}\n{USAGE}");
     }
+    Ok(())
+}
+
+async fn safe_mode(client: &DfsClient, options: &[String]) -> Result<u8> {
+    let action = match options.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+        ["get"] | ["wait"] => pb::SafeModeAction::Get,
+        ["enter"] => pb::SafeModeAction::Enter,
+        ["leave"] => pb::SafeModeAction::Leave,
+        _ => bail!("-safemode needs one of enter, leave, get, wait\n{USAGE}"),
+    };
+    let (mut on, _) = client.safe_mode(action).await?;
+    if options[0] == "wait" {
+        while on {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            on = client.safe_mode(pb::SafeModeAction::Get).await?.0;
+        }
+    }
+    println!("Safe mode is {}", if on { "ON" } else { "OFF" });
+    Ok(0)
+}
+
+async fn report(client: &DfsClient, options: &[String]) -> Result<u8> {
     let mut live_only = false;
     let mut dead_only = false;
-    for option in &rest[1..] {
+    for option in options {
         match option.as_str() {
             "-live" => live_only = true,
             "-dead" => dead_only = true,
             other => bail!("Illegal option {other}\n{USAGE}"),
         }
     }
-    let config = generic.load()?;
-    let authority = default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
-        anyhow!(
-            "fs.default_fs = '{}' is not an hdfs:// URI",
-            config.fs.default_fs
-        )
-    })?;
-    let user = client_user(&config);
-    runtime()?.block_on(async {
-        let client = DfsClient::new(&authority, &user, ClientSettings::from_config(&config))?;
-        let stats = client.fs_stats().await?;
-        let live = client
-            .datanode_report(pb::DatanodeReportType::DatanodeReportLive)
-            .await?;
-        let dead = client
-            .datanode_report(pb::DatanodeReportType::DatanodeReportDead)
-            .await?;
-        let mut out = String::new();
-        let present = stats.used + stats.remaining;
-        let _ = writeln!(
-            out,
-            "Configured Capacity: {}",
-            bytes_with_desc(stats.capacity)
-        );
-        let _ = writeln!(out, "Present Capacity: {}", bytes_with_desc(present));
-        let _ = writeln!(out, "DFS Remaining: {}", bytes_with_desc(stats.remaining));
-        let _ = writeln!(out, "DFS Used: {}", bytes_with_desc(stats.used));
-        let used_percent = if present == 0 {
-            0.0
-        } else {
-            stats.used as f64 * 100.0 / present as f64
-        };
-        let _ = writeln!(out, "DFS Used%: {}", percent(used_percent));
-        let _ = writeln!(out, "Replicated Blocks:");
-        let _ = writeln!(out, "\tUnder replicated blocks: {}", stats.under_replicated);
-        let _ = writeln!(
-            out,
-            "\tBlocks with corrupt replicas: {}",
-            stats.corrupt_blocks
-        );
-        let _ = writeln!(out, "\tMissing blocks: {}", stats.missing_blocks);
-        let _ = writeln!(out, "\tMissing blocks (with replication factor 1): 0");
-        let _ = writeln!(out, "\tPending deletion blocks: 0");
-        let _ = writeln!(out, "\n-------------------------------------------------");
-        let sections = [
-            ("Live", &live, live_only || !dead_only),
-            ("Dead", &dead, dead_only || !live_only),
-        ];
-        for (name, nodes, wanted) in sections {
-            if !wanted || (nodes.is_empty() && !(live_only || dead_only)) {
-                continue;
-            }
-            let _ = writeln!(out, "{name} datanodes ({}):\n", nodes.len());
-            for node in nodes.iter() {
-                out.push_str(&datanode_report(node));
-                out.push_str("\n\n");
-            }
+    let stats = client.fs_stats().await?;
+    let live = client.datanode_report(pb::DatanodeReportType::DatanodeReportLive).await?;
+    let dead = client.datanode_report(pb::DatanodeReportType::DatanodeReportDead).await?;
+    let mut out = String::new();
+    if stats.in_safe_mode {
+        let _ = writeln!(out, "Safe mode is ON");
+    }
+    let present = stats.used + stats.remaining;
+    let _ = writeln!(out, "Configured Capacity: {}", bytes_with_desc(stats.capacity));
+    let _ = writeln!(out, "Present Capacity: {}", bytes_with_desc(present));
+    let _ = writeln!(out, "DFS Remaining: {}", bytes_with_desc(stats.remaining));
+    let _ = writeln!(out, "DFS Used: {}", bytes_with_desc(stats.used));
+    let used_percent = if present == 0 { 0.0 } else { stats.used as f64 * 100.0 / present as f64 };
+    let _ = writeln!(out, "DFS Used%: {}", percent(used_percent));
+    let _ = writeln!(out, "Replicated Blocks:");
+    let _ = writeln!(out, "\tUnder replicated blocks: {}", stats.under_replicated);
+    let _ = writeln!(out, "\tBlocks with corrupt replicas: {}", stats.corrupt_blocks);
+    let _ = writeln!(out, "\tMissing blocks: {}", stats.missing_blocks);
+    let _ = writeln!(out, "\tMissing blocks (with replication factor 1): 0");
+    let _ = writeln!(out, "\tPending deletion blocks: 0");
+    let _ = writeln!(out, "\n-------------------------------------------------");
+    let sections = [("Live", &live, live_only || !dead_only), ("Dead", &dead, dead_only || !live_only)];
+    for (name, nodes, wanted) in sections {
+        if !wanted || (nodes.is_empty() && !(live_only || dead_only)) {
+            continue;
         }
-        print!("{out}");
-        Ok(0)
-    })
+        let _ = writeln!(out, "{name} datanodes ({}):\n", nodes.len());
+        for node in nodes.iter() {
+            out.push_str(&datanode_report(node));
+            out.push_str("\n\n");
+        }
+    }
+    print!("{out}");
+    Ok(0)
 }
 
 fn datanode_report(node: &DatanodeInfo) -> String {

@@ -146,6 +146,27 @@ pub struct NamenodeConfig {
     /// Group whose members bypass permission checks
     /// (`dfs.permissions.superusergroup`).
     pub supergroup: String,
+    /// Share of complete blocks that must have a reported replica before the
+    /// namenode leaves start-up safe mode (`dfs.namenode.safemode.threshold-pct`).
+    pub safemode_threshold: f64,
+    /// Live datanodes needed to leave start-up safe mode
+    /// (`dfs.namenode.safemode.min.datanodes`).
+    pub safemode_min_datanodes: u32,
+    /// How long to stay in safe mode once its thresholds are met
+    /// (`dfs.namenode.safemode.extension`).
+    pub safemode_extension_ms: u64,
+    /// Checkpoint once this many edits follow the newest fsimage
+    /// (`dfs.namenode.checkpoint.txns`).
+    pub checkpoint_txns: u64,
+    /// Checkpoint once the newest fsimage is this old
+    /// (`dfs.namenode.checkpoint.period`, here in milliseconds).
+    pub checkpoint_period_ms: u64,
+    /// How often the two conditions above are checked
+    /// (`dfs.namenode.checkpoint.check.period`, here in milliseconds).
+    pub checkpoint_check_ms: u64,
+    /// Fsimages kept, with the edits needed to replay from the oldest
+    /// (`dfs.namenode.num.checkpoints.retained`).
+    pub retained_images: u32,
 }
 
 impl Default for NamenodeConfig {
@@ -160,6 +181,13 @@ impl Default for NamenodeConfig {
             invalidate_limit_per_heartbeat: 1000,
             listing_limit: 1000,
             supergroup: "supergroup".to_string(),
+            safemode_threshold: 0.999,
+            safemode_min_datanodes: 0,
+            safemode_extension_ms: 30_000,
+            checkpoint_txns: 1_000_000,
+            checkpoint_period_ms: 3_600_000,
+            checkpoint_check_ms: 60_000,
+            retained_images: 2,
         }
     }
 }
@@ -528,6 +556,15 @@ impl Config {
         }
         if self.datanode.data_dirs.is_empty() {
             return invalid("datanode.data_dirs must name at least one directory".to_string());
+        }
+        if !(0.0..=1.0).contains(&self.namenode.safemode_threshold) {
+            return invalid(format!(
+                "namenode.safemode_threshold = {} must be between 0 and 1",
+                self.namenode.safemode_threshold
+            ));
+        }
+        if self.namenode.retained_images == 0 {
+            return invalid("namenode.retained_images must be at least 1".to_string());
         }
         if self.dfs.heartbeat_interval_ms == 0 {
             return invalid("dfs.heartbeat_interval_ms must be positive".to_string());

@@ -8,7 +8,7 @@ use rdfs_proto::editlog::{BlockRef, PermissionStatus};
 use crate::block_manager::BlockManager;
 use crate::datanode_manager::DatanodeManager;
 use crate::edit_log::Op;
-use crate::namespace::{Directory, FileInode, Inode, InodeId, InodeKind, Namespace, Permission};
+use crate::namespace::{InodeId, Namespace, NewKind, Permission};
 
 /// Everything the namesystem lock protects.
 #[derive(Debug)]
@@ -24,8 +24,10 @@ pub struct FsState {
 #[error("cannot apply edit: {0}")]
 pub struct ApplyError(pub String);
 
-fn missing(what: &str, id: InodeId) -> ApplyError {
-    ApplyError(format!("{what} inode {id} does not exist"))
+impl From<String> for ApplyError {
+    fn from(message: String) -> Self {
+        ApplyError(message)
+    }
 }
 
 impl FsState {
@@ -33,179 +35,102 @@ impl FsState {
         match op {
             Op::Mkdir(mkdir) => {
                 let permission = self.permission(mkdir.permission.as_ref());
-                self.namespace
-                    .insert(Inode {
-                        id: mkdir.inode_id,
-                        parent: mkdir.parent_id,
-                        name: mkdir.name.clone().into_boxed_slice(),
-                        mtime: mkdir.mtime,
-                        atime: 0,
-                        permission,
-                        kind: InodeKind::Directory(Directory::default()),
-                    })
-                    .map_err(ApplyError)?;
-                self.touch(mkdir.parent_id, mkdir.mtime);
+                self.namespace.insert(
+                    mkdir.inode_id,
+                    mkdir.parent_id,
+                    &mkdir.name,
+                    permission,
+                    mkdir.mtime,
+                    0,
+                    NewKind::Directory,
+                )?;
+                self.namespace.set_times(mkdir.parent_id, Some(mkdir.mtime), None)?;
             }
             Op::AddFile(add) => {
                 let permission = self.permission(add.permission.as_ref());
-                let replication = u16::try_from(add.replication)
-                    .map_err(|_| ApplyError("replication out of range".into()))?;
-                self.namespace
-                    .insert(Inode {
-                        id: add.inode_id,
-                        parent: add.parent_id,
-                        name: add.name.clone().into_boxed_slice(),
-                        mtime: add.mtime,
-                        atime: add.mtime,
-                        permission,
-                        kind: InodeKind::File(FileInode {
-                            replication,
-                            block_size: add.block_size,
-                            blocks: Vec::new(),
-                            writer: Some(add.client_name.as_str().into()),
-                        }),
-                    })
-                    .map_err(ApplyError)?;
-                self.touch(add.parent_id, add.mtime);
+                let replication = u16::try_from(add.replication).map_err(|_| ApplyError("replication out of range".into()))?;
+                let kind = NewKind::File {
+                    replication,
+                    block_size: add.block_size,
+                    writer: Some(add.client_name.clone()),
+                };
+                self.namespace.insert(add.inode_id, add.parent_id, &add.name, permission, add.mtime, add.mtime, kind)?;
+                self.namespace.set_times(add.parent_id, Some(add.mtime), None)?;
             }
             Op::AddBlock(add) => {
-                let block = add
-                    .block
-                    .as_ref()
-                    .ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
-                let replication = {
-                    let file = self.file_mut(add.inode_id)?;
-                    file.blocks.push(block.block_id);
-                    file.replication
-                };
+                let block = add.block.as_ref().ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
+                let (inode_slot, replication) = self.file(add.inode_id)?;
                 if let Some(previous) = &add.previous {
-                    self.blocks
-                        .commit(previous.block_id, previous.num_bytes, &self.datanodes);
+                    let slot = self.block_slot(previous.block_id)?;
+                    self.blocks.commit(slot, previous.num_bytes, &self.datanodes);
                 }
-                self.blocks.add_under_construction(
-                    block.block_id,
-                    block.generation_stamp,
-                    add.inode_id,
-                    replication,
-                );
+                let slot = self.blocks.add_under_construction(block.block_id, block.generation_stamp, inode_slot, replication)?;
+                self.namespace.push_block(add.inode_id, slot)?;
             }
             Op::AbandonBlock(abandon) => {
-                let file = self.file_mut(abandon.inode_id)?;
-                if file.blocks.last() == Some(&abandon.block_id) {
-                    file.blocks.pop();
-                    self.blocks.remove(abandon.block_id, &mut self.datanodes);
+                self.file(abandon.inode_id)?;
+                if let Some(slot) = self.blocks.slot_of(abandon.block_id)
+                    && self.namespace.pop_block(abandon.inode_id, slot)?
+                {
+                    self.blocks.remove(slot, &mut self.datanodes);
                 }
             }
             Op::CloseFile(close) => {
-                let inode = self
-                    .namespace
-                    .get_mut(close.inode_id)
-                    .ok_or_else(|| missing("closed file", close.inode_id))?;
-                inode.mtime = close.mtime;
-                inode.atime = close.atime;
-                let InodeKind::File(file) = &mut inode.kind else {
-                    return Err(ApplyError(format!(
-                        "inode {} is not a file",
-                        close.inode_id
-                    )));
-                };
-                file.writer = None;
-                let blocks = file.blocks.clone();
-                if let Some(BlockRef {
-                    block_id,
-                    num_bytes,
-                    ..
-                }) = close.last
-                {
-                    self.blocks.commit(block_id, num_bytes, &self.datanodes);
+                self.file(close.inode_id)?;
+                self.namespace.set_times(close.inode_id, Some(close.mtime), Some(close.atime))?;
+                self.namespace.clear_writer(close.inode_id)?;
+                if let Some(BlockRef { block_id, num_bytes, .. }) = close.last {
+                    let slot = self.block_slot(block_id)?;
+                    self.blocks.commit(slot, num_bytes, &self.datanodes);
                 }
                 // A closed file's blocks are complete, whether or not any
                 // datanode has reported them yet (replay).
-                for block_id in blocks {
-                    let length = self.blocks.get(block_id).map_or(0, |b| b.num_bytes);
-                    self.blocks.force_complete(block_id, length);
+                let slots = self.namespace.get(close.inode_id).map(|f| f.block_slots().to_vec()).unwrap_or_default();
+                for slot in slots {
+                    let length = self.blocks.info(slot).num_bytes;
+                    self.blocks.force_complete(slot, length);
                 }
             }
             Op::Rename(rename) => {
-                let old_parent = self
-                    .namespace
-                    .get(rename.inode_id)
-                    .map(|i| i.parent)
-                    .ok_or_else(|| missing("renamed", rename.inode_id))?;
-                self.namespace.detach(rename.inode_id).map_err(ApplyError)?;
-                self.namespace
-                    .attach(
-                        rename.inode_id,
-                        rename.new_parent_id,
-                        rename.new_name.clone().into_boxed_slice(),
-                    )
-                    .map_err(ApplyError)?;
-                self.touch(old_parent, rename.mtime);
-                self.touch(rename.new_parent_id, rename.mtime);
+                let old_parent = self.inode(rename.inode_id)?;
+                self.namespace.detach(rename.inode_id)?;
+                self.namespace.attach(rename.inode_id, rename.new_parent_id, &rename.new_name)?;
+                self.namespace.set_times(old_parent, Some(rename.mtime), None)?;
+                self.namespace.set_times(rename.new_parent_id, Some(rename.mtime), None)?;
             }
             Op::Delete(delete) => {
-                let parent = self
-                    .namespace
-                    .get(delete.inode_id)
-                    .map(|i| i.parent)
-                    .ok_or_else(|| missing("deleted", delete.inode_id))?;
-                let removed = self
-                    .namespace
-                    .remove_subtree(delete.inode_id)
-                    .map_err(ApplyError)?;
-                for block_id in removed.blocks {
-                    self.blocks.remove(block_id, &mut self.datanodes);
+                let parent = self.inode(delete.inode_id)?;
+                let removed = self.namespace.remove_subtree(delete.inode_id)?;
+                for slot in removed.block_slots {
+                    self.blocks.remove(slot, &mut self.datanodes);
                 }
-                self.touch(parent, delete.mtime);
+                self.namespace.set_times(parent, Some(delete.mtime), None)?;
             }
             Op::SetReplication(set) => {
-                let replication = u16::try_from(set.replication)
-                    .map_err(|_| ApplyError("replication out of range".into()))?;
-                let file = self.file_mut(set.inode_id)?;
-                file.replication = replication;
-                let blocks = file.blocks.clone();
-                for block_id in blocks {
-                    self.blocks.set_replication(block_id, replication);
+                let replication = u16::try_from(set.replication).map_err(|_| ApplyError("replication out of range".into()))?;
+                self.namespace.set_replication(set.inode_id, replication)?;
+                let slots = self.namespace.get(set.inode_id).map(|f| f.block_slots().to_vec()).unwrap_or_default();
+                for slot in slots {
+                    self.blocks.set_replication(slot, replication);
                 }
             }
             Op::SetPermission(set) => {
-                let inode = self
-                    .namespace
-                    .get_mut(set.inode_id)
-                    .ok_or_else(|| missing("chmod", set.inode_id))?;
-                inode.permission.mode = (set.mode & 0o7777) as u16;
+                let mut permission = self.namespace.get(set.inode_id).ok_or_else(|| missing("chmod", set.inode_id))?.permission();
+                permission.mode = (set.mode & 0o7777) as u16;
+                self.namespace.set_permission(set.inode_id, permission)?;
             }
             Op::SetOwner(set) => {
-                let owner = set
-                    .owner
-                    .as_deref()
-                    .map(|o| self.namespace.interner.intern(o));
-                let group = set
-                    .group
-                    .as_deref()
-                    .map(|g| self.namespace.interner.intern(g));
-                let inode = self
-                    .namespace
-                    .get_mut(set.inode_id)
-                    .ok_or_else(|| missing("chown", set.inode_id))?;
-                if let Some(owner) = owner {
-                    inode.permission.owner = owner;
+                let mut permission = self.namespace.get(set.inode_id).ok_or_else(|| missing("chown", set.inode_id))?.permission();
+                if let Some(owner) = set.owner.as_deref() {
+                    permission.owner = self.namespace.interner.intern(owner);
                 }
-                if let Some(group) = group {
-                    inode.permission.group = group;
+                if let Some(group) = set.group.as_deref() {
+                    permission.group = self.namespace.interner.intern(group);
                 }
+                self.namespace.set_permission(set.inode_id, permission)?;
             }
             Op::SetTimes(set) => {
-                let inode = self
-                    .namespace
-                    .get_mut(set.inode_id)
-                    .ok_or_else(|| missing("touch", set.inode_id))?;
-                if let Some(mtime) = set.mtime {
-                    inode.mtime = mtime;
-                }
-                if let Some(atime) = set.atime {
-                    inode.atime = atime;
-                }
+                self.namespace.set_times(set.inode_id, set.mtime, set.atime)?;
             }
         }
         Ok(())
@@ -220,19 +145,25 @@ impl FsState {
         }
     }
 
-    fn touch(&mut self, id: InodeId, mtime: u64) {
-        if let Some(inode) = self.namespace.get_mut(id) {
-            inode.mtime = mtime;
-        }
+    /// An inode's parent, checking that it exists.
+    fn inode(&self, id: InodeId) -> Result<InodeId, ApplyError> {
+        Ok(self.namespace.get(id).ok_or_else(|| missing("the", id))?.parent())
     }
 
-    fn file_mut(&mut self, id: InodeId) -> Result<&mut FileInode, ApplyError> {
-        match self.namespace.get_mut(id).map(|inode| &mut inode.kind) {
-            Some(InodeKind::File(file)) => Ok(file),
-            Some(InodeKind::Directory(_)) => {
-                Err(ApplyError(format!("inode {id} is a directory, not a file")))
-            }
-            None => Err(missing("file", id)),
+    /// A file's slot and replication.
+    fn file(&self, id: InodeId) -> Result<(u32, u16), ApplyError> {
+        let inode = self.namespace.get(id).ok_or_else(|| missing("file", id))?;
+        if inode.is_dir() {
+            return Err(ApplyError(format!("inode {id} is a directory, not a file")));
         }
+        Ok((inode.slot(), inode.replication()))
     }
+
+    fn block_slot(&self, block_id: i64) -> Result<u32, ApplyError> {
+        self.blocks.slot_of(block_id).ok_or_else(|| ApplyError(format!("block {block_id} does not exist")))
+    }
+}
+
+fn missing(what: &str, id: InodeId) -> ApplyError {
+    ApplyError(format!("{what} inode {id} does not exist"))
 }

@@ -5,14 +5,18 @@
 //! A datanode is its uuid: many may share an ip address (local clusters,
 //! tests), so nothing here keys on addresses.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use rdfs_common::protocol::{AdminState, DatanodeId, DatanodeInfo};
 use rdfs_common::time::now_ms;
+use roaring::RoaringBitmap;
 
 /// Index of a datanode in the manager; stable for the namenode's lifetime.
 pub type DatanodeIndex = u32;
+
+/// Replica records hold a datanode index in 16 bits.
+pub const MAX_DATANODES: usize = 1 << 16;
 
 /// One volume of a datanode as its last heartbeat described it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -46,8 +50,9 @@ pub struct DatanodeDescriptor {
     pub xceivers: u32,
     pub failed_volumes: u32,
     pub network_location: String,
-    /// Block ids of the replicas this datanode holds.
-    pub blocks: HashSet<i64>,
+    /// Block slots of the replicas this datanode holds: a compressed bitmap,
+    /// about two bytes a replica.
+    pub blocks: RoaringBitmap,
     pub pending_deletions: VecDeque<PendingDeletion>,
 }
 
@@ -109,7 +114,7 @@ impl DatanodeDescriptor {
             xceiver_count: self.xceivers,
             network_location: self.network_location.clone(),
             admin_state: AdminState::Normal,
-            num_blocks: self.blocks.len() as u64,
+            num_blocks: self.blocks.len(),
             dead: !self.alive,
             last_block_report_ms: self.last_block_report_ms,
             failed_volumes: self.failed_volumes,
@@ -146,6 +151,11 @@ impl DatanodeManager {
 
     pub fn get_mut(&mut self, index: DatanodeIndex) -> Option<&mut DatanodeDescriptor> {
         self.nodes.get_mut(index as usize)
+    }
+
+    /// Datanodes ever registered.
+    pub fn count(&self) -> usize {
+        self.nodes.len()
     }
 
     pub fn index_of(&self, uuid: &str) -> Option<DatanodeIndex> {
@@ -213,7 +223,7 @@ impl DatanodeManager {
                     xceivers: 0,
                     failed_volumes: 0,
                     network_location: "/default-rack".to_string(),
-                    blocks: HashSet::new(),
+                    blocks: RoaringBitmap::new(),
                     pending_deletions: VecDeque::new(),
                 });
                 index
@@ -259,10 +269,11 @@ impl DatanodeManager {
         }
     }
 
-    /// Forgets that a datanode holds a replica and asks it to delete it.
-    pub fn forget_and_delete(&mut self, index: DatanodeIndex, deletion: PendingDeletion) {
+    /// Forgets that a datanode holds the replica in block slot `slot` and
+    /// asks it to delete it.
+    pub fn forget_and_delete(&mut self, index: DatanodeIndex, slot: u32, deletion: PendingDeletion) {
         if let Some(node) = self.nodes.get_mut(index as usize) {
-            node.blocks.remove(&deletion.block_id);
+            node.blocks.remove(slot);
         }
         self.queue_deletion(index, deletion);
     }
@@ -285,14 +296,21 @@ impl DatanodeManager {
             .collect()
     }
 
-    /// Marks a datanode dead and returns the block ids it held; the caller
+    /// Marks a datanode dead and returns the block slots it held; the caller
     /// removes them from the block map.
-    pub fn mark_dead(&mut self, index: DatanodeIndex) -> Vec<i64> {
+    pub fn mark_dead(&mut self, index: DatanodeIndex) -> Vec<u32> {
         let Some(node) = self.nodes.get_mut(index as usize) else {
             return Vec::new();
         };
         node.alive = false;
         node.pending_deletions.clear();
-        node.blocks.drain().collect()
+        let held = node.blocks.iter().collect();
+        node.blocks.clear();
+        held
+    }
+
+    /// Bytes the per-datanode replica sets hold.
+    pub fn replica_set_bytes(&self) -> usize {
+        self.nodes.iter().map(|n| n.blocks.serialized_size()).sum()
     }
 }

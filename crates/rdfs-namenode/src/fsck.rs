@@ -6,7 +6,7 @@ use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, FileStatus};
 
 use crate::apply::FsState;
 use crate::block_manager::BlockState;
-use crate::namespace::{InodeId, InodeKind};
+use crate::namespace::InodeId;
 use crate::namesystem::file_status;
 
 #[derive(Debug, Clone)]
@@ -48,68 +48,51 @@ pub struct FsckReplica {
     pub corrupt: bool,
 }
 
-pub(crate) fn collect(
-    state: &FsState,
-    root: InodeId,
-    default_replication: u32,
-    min_replication: u32,
-) -> FsckReport {
+pub(crate) fn collect(state: &FsState, root: InodeId, default_replication: u32, min_replication: u32) -> FsckReport {
     let mut entries = Vec::new();
     state.namespace.walk(root, &mut |inode| {
-        let path = state.namespace.path_of(inode.id);
-        match &inode.kind {
-            InodeKind::Directory(_) => entries.push(FsckEntry::Directory(path)),
-            InodeKind::File(file) => {
-                let blocks = file
+        let path = state.namespace.path_of(inode.id());
+        if inode.is_dir() {
+            entries.push(FsckEntry::Directory(path));
+            return;
+        }
+        let blocks = inode
+            .block_slots()
+            .iter()
+            .map(|&slot| {
+                let replicas = state
                     .blocks
-                    .iter()
-                    .filter_map(|block_id| {
-                        let info = state.blocks.get(*block_id)?;
-                        let replicas = info
-                            .replicas
-                            .iter()
-                            .filter_map(|r| {
-                                let node = state.datanodes.get(r.datanode)?;
-                                node.alive.then(|| FsckReplica {
-                                    datanode: node.info(),
-                                    storage_id: node.storage_id_for(r.storage).to_string(),
-                                    corrupt: r.corrupt,
-                                })
-                            })
-                            .collect();
-                        Some(FsckBlock {
-                            block: state.blocks.extended(*block_id)?,
-                            replicas,
-                            live_replicas: state.blocks.counts(*block_id, &state.datanodes).live,
-                            complete: info.state == BlockState::Complete,
+                    .replicas(slot)
+                    .filter_map(|r| {
+                        let node = state.datanodes.get(r.datanode)?;
+                        node.alive.then(|| FsckReplica {
+                            datanode: node.info(),
+                            storage_id: node.storage_id_for(r.storage).to_string(),
+                            corrupt: r.corrupt,
                         })
                     })
                     .collect();
-                entries.push(FsckEntry::File(Box::new(FsckFile {
-                    path,
-                    status: file_status(state, inode, Vec::new()),
-                    blocks,
-                    under_construction: file.writer.is_some(),
-                })));
-            }
-        }
+                FsckBlock {
+                    block: state.blocks.extended(slot),
+                    replicas,
+                    live_replicas: state.blocks.counts(slot, &state.datanodes).live,
+                    complete: state.blocks.info(slot).state == BlockState::Complete,
+                }
+            })
+            .collect();
+        entries.push(FsckEntry::File(Box::new(FsckFile {
+            path,
+            status: file_status(state, inode, Vec::new()),
+            blocks,
+            under_construction: inode.writer().is_some(),
+        })));
     });
     let live_datanodes = state.datanodes.live_count() as u32;
     let racks = {
-        let mut racks: Vec<&str> = state
-            .datanodes
-            .live()
-            .map(|d| d.network_location.as_str())
-            .collect();
+        let mut racks: Vec<&str> = state.datanodes.live().map(|d| d.network_location.as_str()).collect();
         racks.sort_unstable();
         racks.dedup();
         racks.len() as u32
     };
-    FsckReport {
-        entries,
-        live_datanodes,
-        racks,
-        default_replication,
-        min_replication,
-    }
+    FsckReport { entries, live_datanodes, racks, default_replication, min_replication }
 }

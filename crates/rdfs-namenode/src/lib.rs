@@ -6,15 +6,20 @@
 
 pub mod apply;
 pub mod block_manager;
+pub mod checkpoint;
 pub mod datanode_manager;
 pub mod edit_log;
 pub mod error;
 pub mod fsck;
+pub mod fsimage;
+pub mod names;
 pub mod namespace;
 pub mod namesystem;
 pub mod placement;
+pub mod safe_mode;
 pub mod rpc;
 pub mod server;
+pub mod slab;
 pub mod storage;
 
 pub use error::NamenodeError;

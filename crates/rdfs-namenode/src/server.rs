@@ -19,8 +19,8 @@ use rdfs_proto::client_namenode_server::ClientNamenodeServer;
 use rdfs_proto::datanode_protocol_server::DatanodeProtocolServer;
 
 use crate::edit_log::{FileJournal, Journal, JournalError};
-use crate::error::NamenodeError;
-use crate::namesystem::{Namesystem, NamesystemConfig, replay};
+use crate::checkpoint::{CheckpointPolicy, Checkpointer};
+use crate::namesystem::{Namesystem, NamesystemConfig, empty_state};
 use crate::rpc::client_service::ClientService;
 use crate::rpc::datanode_service::DatanodeService;
 use crate::storage::{self, NameStorage, NamespaceInfo, StorageError};
@@ -35,8 +35,6 @@ pub enum ServerError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("cannot rebuild the namespace from the edit log: {0}")]
-    Replay(NamenodeError),
     #[error(transparent)]
     Journal(#[from] JournalError),
     #[error("cannot listen on {addr}: {source}")]
@@ -55,19 +53,12 @@ pub enum ServerError {
     EditLogFailed,
 }
 
-/// Formats the configured name dirs with a new namespace owned by `superuser`.
-pub fn format(
-    config: &Config,
-    force: bool,
-    cluster_id: Option<String>,
-    superuser: &str,
-) -> Result<NamespaceInfo, ServerError> {
+/// Formats the configured name dirs with a new namespace whose root belongs
+/// to `superuser` and the supergroup.
+pub fn format(config: &Config, force: bool, cluster_id: Option<String>, superuser: &str) -> Result<NamespaceInfo, ServerError> {
     let rpc = config.namenode_rpc_address()?;
     let host = rpc.rsplit_once(':').map_or(rpc.as_str(), |(h, _)| h);
-    let ip = host
-        .parse::<std::net::IpAddr>()
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|_| "127.0.0.1".to_string());
+    let ip = host.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| "127.0.0.1".to_string());
     let now = now_ms();
     let info = NamespaceInfo {
         cluster_id: cluster_id.unwrap_or_else(new_cluster_id),
@@ -76,13 +67,10 @@ pub fn format(
         layout_version: NAMENODE_LAYOUT_VERSION,
         ctime: now,
     };
-    storage::format(
-        &config.namenode.name_dirs,
-        force,
-        &info,
-        superuser,
-        &config.namenode.supergroup,
-    )?;
+    let ns_config = NamesystemConfig::from_config(config);
+    let empty = empty_state(&info, &ns_config, superuser, &config.namenode.supergroup, now);
+    let image = crate::fsimage::encode(&empty, 0, &info);
+    storage::format(&config.namenode.name_dirs, force, &info, &image)?;
     tracing::info!(cluster_id = %info.cluster_id, block_pool_id = %info.block_pool_id,
         dirs = ?config.namenode.name_dirs, "formatted a new namespace");
     Ok(info)
@@ -92,61 +80,56 @@ pub fn format(
 pub struct Namenode {
     namesystem: Arc<Namesystem>,
     journal: Arc<FileJournal>,
+    checkpointer: Arc<Checkpointer>,
     storage: NameStorage,
     listener: tokio::net::TcpListener,
     address: SocketAddr,
     fatal: CancellationToken,
-    liveness_check: Duration,
+    tick: Duration,
 }
 
 impl Namenode {
-    /// Locks the name dirs, replays the edit log and binds the RPC address.
+    /// Locks the name dirs, loads the newest fsimage and the edits after it,
+    /// and binds the RPC address. The namenode starts in safe mode.
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
         let mut storage = NameStorage::open(&config.namenode.name_dirs)?;
-        let records = storage.recover_edits()?;
         let ns_config = NamesystemConfig::from_config(config);
         let started = std::time::Instant::now();
-        let state = replay(&storage.info, &ns_config, &records).map_err(ServerError::Replay)?;
-        let last_txid = records.last().map_or(0, |r| r.txid);
+        let loaded = storage.load(&ns_config)?;
         tracing::info!(
-            edits = records.len(),
-            last_txid,
-            inodes = state.namespace.inode_count(),
-            blocks = state.blocks.len(),
+            image_txid = loaded.image_txid,
+            last_txid = loaded.last_txid,
+            inodes = loaded.state.namespace.inode_count(),
+            blocks = loaded.state.blocks.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "namespace loaded"
         );
-        let journal = Arc::new(FileJournal::open(&storage.current_dirs, last_txid + 1)?);
+        let journal = Arc::new(FileJournal::open(&storage.current_dirs, loaded.last_txid + 1)?);
         let fatal = CancellationToken::new();
         let namesystem = Arc::new(Namesystem::new(
             storage.info.clone(),
             ns_config.clone(),
-            state,
+            loaded.state,
             Arc::clone(&journal) as Arc<dyn Journal>,
             fatal.clone(),
+            true,
         ));
+        let nn = &config.namenode;
+        let policy = CheckpointPolicy {
+            txns: nn.checkpoint_txns.max(1),
+            period: Duration::from_millis(nn.checkpoint_period_ms.max(1)),
+            check: Duration::from_millis(nn.checkpoint_check_ms.max(10)),
+            retained_images: nn.retained_images.max(1) as usize,
+        };
+        let checkpointer = Arc::new(Checkpointer::new(Arc::clone(&namesystem), Arc::clone(&journal), loaded.image_txid, policy));
         let addr = config.namenode_rpc_address()?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|source| ServerError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
+        let address = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
         write_address_file(&config.namenode.name_dirs[0], address)?;
-        let liveness_check = (ns_config.liveness.dead_after / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(30));
-        Ok(Self {
-            namesystem,
-            journal,
-            storage,
-            listener,
-            address,
-            fatal,
-            liveness_check,
-        })
+        let tick = (ns_config.liveness.dead_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        Ok(Self { namesystem, journal, checkpointer, storage, listener, address, fatal, tick })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -160,36 +143,29 @@ impl Namenode {
     /// Serves until `shutdown` resolves (or the edit log fails), then closes
     /// the edit log cleanly.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let Self {
-            namesystem,
-            journal,
-            storage,
-            listener,
-            address,
-            fatal,
-            liveness_check,
-        } = self;
+        let Self { namesystem, journal, checkpointer, storage, listener, address, fatal, tick } = self;
         let stop = CancellationToken::new();
-        let monitor = {
+        let ticker = {
             let namesystem = Arc::clone(&namesystem);
             let stop = stop.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(liveness_check);
+                let mut interval = tokio::time::interval(tick);
                 loop {
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = tick.tick() => namesystem.check_liveness(),
+                        _ = interval.tick() => namesystem.tick(),
                     }
                 }
             })
         };
+        let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop.clone()));
         tracing::info!(rpc = %address, cluster_id = %storage.info.cluster_id,
-            block_pool_id = %storage.info.block_pool_id, "namenode serving");
+            block_pool_id = %storage.info.block_pool_id, "namenode serving (in safe mode until enough blocks are reported)");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let fatal_signal = fatal.clone();
         let result = rdfs_common::grpc::server()
             .add_service(
-                ClientNamenodeServer::new(ClientService::new(Arc::clone(&namesystem)))
+                ClientNamenodeServer::new(ClientService::new(Arc::clone(&namesystem), checkpointer))
                     .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
@@ -204,16 +180,14 @@ impl Namenode {
             })
             .await;
         stop.cancel();
-        let _ = monitor.await;
+        let _ = ticker.await;
+        let _ = checkpoints.await;
         if fatal.is_cancelled() {
             return Err(ServerError::EditLogFailed);
         }
         result?;
         journal.close().await?;
-        tracing::info!(
-            last_txid = namesystem.last_txid(),
-            "namenode stopped; edit log finalized"
-        );
+        tracing::info!(last_txid = namesystem.last_txid(), "namenode stopped; edit log finalized");
         drop(storage);
         Ok(())
     }

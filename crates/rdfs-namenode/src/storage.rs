@@ -15,8 +15,10 @@ use std::path::{Path, PathBuf};
 
 use rdfs_common::ids::NAMENODE_LAYOUT_VERSION;
 
-use crate::edit_log::segment::{self, encode_record};
-use crate::edit_log::{EditRecord, JournalError, Op, TxId};
+use crate::apply::FsState;
+use crate::edit_log::segment;
+use crate::edit_log::{EditRecord, JournalError, TxId};
+use crate::namesystem::NamesystemConfig;
 
 /// What a namespace is; fixed at format time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +51,8 @@ pub enum StorageError {
     BadVersion { path: PathBuf, reason: String },
     #[error("name directories disagree: {0}")]
     Mismatch(String),
+    #[error("the namenode refuses to start with a partial namespace: {0}")]
+    NothingValid(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -62,13 +66,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
 
 /// Creates a fresh namespace in every directory. The root directory belongs
 /// to `superuser:supergroup`, as in HDFS.
-pub fn format(
-    dirs: &[PathBuf],
-    force: bool,
-    info: &NamespaceInfo,
-    superuser: &str,
-    supergroup: &str,
-) -> Result<(), StorageError> {
+/// Creates a fresh namespace in every directory: a VERSION file and
+/// `fsimage_0`, the empty namespace `image` encodes.
+pub fn format(dirs: &[PathBuf], force: bool, info: &NamespaceInfo, image: &[u8]) -> Result<(), StorageError> {
     for dir in dirs {
         if dir.exists() {
             let non_empty = std::fs::read_dir(dir)
@@ -93,24 +93,7 @@ pub fn format(
         }
         let current = dir.join("current");
         std::fs::create_dir_all(&current).map_err(io_err(&current))?;
-        // The root's ownership is the first edit, so replay alone rebuilds it.
-        let mut bytes = segment::header().to_vec();
-        let ops = [
-            Op::SetOwner(rdfs_proto::editlog::SetOwner {
-                inode_id: rdfs_common::ids::ROOT_INODE_ID,
-                owner: Some(superuser.to_string()),
-                group: Some(supergroup.to_string()),
-            }),
-            Op::SetPermission(rdfs_proto::editlog::SetPermission {
-                inode_id: rdfs_common::ids::ROOT_INODE_ID,
-                mode: 0o755,
-            }),
-        ];
-        let count = ops.len() as TxId;
-        for (txid, op) in (1..).zip(ops) {
-            encode_record(&EditRecord { txid, op: Some(op) }, &mut bytes);
-        }
-        write_durably(&current.join(segment::finalized_name(1, count)), &bytes)?;
+        write_durably(&current.join(crate::fsimage::file_name(0)), image)?;
         write_durably(&current.join("VERSION"), render_version(info).as_bytes())?;
         rdfs_common::durable::sync_dir(&current).map_err(io_err(&current))?;
     }
@@ -163,6 +146,15 @@ fn parse_version(dir: &Path, text: &str) -> Result<NamespaceInfo, StorageError> 
             .parse()
             .map_err(|_| bad("cTime is not a number".into()))?,
     })
+}
+
+/// A namespace read back from the name directories.
+pub struct Loaded {
+    pub state: FsState,
+    /// The txid of the fsimage it started from.
+    pub image_txid: TxId,
+    /// The txid of the last edit replayed.
+    pub last_txid: TxId,
 }
 
 /// The name directories of a running namenode, locked for its lifetime.
@@ -225,17 +217,27 @@ impl NameStorage {
         })
     }
 
-    /// Reads the edit log of every directory, truncating a torn last record
-    /// of an in-progress segment and finalizing it, and returns the longest
-    /// history found. A directory that cannot be read, or holds a shorter
-    /// history than another, is left out of service (and logged), so new
-    /// edits never land after a gap; at least one complete copy is required.
-    pub fn recover_edits(&mut self) -> Result<Vec<EditRecord>, StorageError> {
+    /// Loads the namespace: the newest fsimage that reads back whole (a
+    /// damaged one is renamed `*.corrupt`, reported, and an older one tried),
+    /// then every edit after it. A directory whose edit log cannot be read,
+    /// or is shorter than another's, is left out of service (and reported),
+    /// so new edits never land after a gap. Nothing valid left is an error:
+    /// the namenode never starts with a partial namespace.
+    pub fn load(&mut self, config: &NamesystemConfig) -> Result<Loaded, StorageError> {
+        let (image_txid, mut state) = self.load_image(config)?;
         let mut readable: Vec<(PathBuf, Vec<EditRecord>)> = Vec::new();
         let mut first_error = None;
         for dir in &self.current_dirs {
             match recover_dir(dir) {
-                Ok(records) => readable.push((dir.clone(), records)),
+                Ok(records) => {
+                    let after: Vec<EditRecord> = records.into_iter().filter(|r| r.txid > image_txid).collect();
+                    if after.first().is_some_and(|r| r.txid != image_txid + 1) {
+                        tracing::error!(dir = %dir.display(), image_txid, first = after[0].txid,
+                            "this name directory lacks the edits right after the fsimage; it is left out of service");
+                        continue;
+                    }
+                    readable.push((dir.clone(), after));
+                }
                 Err(err) => {
                     tracing::error!(dir = %dir.display(), error = %err,
                         "this name directory's edit log cannot be read; the directory is left out of service");
@@ -243,15 +245,15 @@ impl NameStorage {
                 }
             }
         }
-        let Some(best) = readable.iter().map(|(_, records)| last_txid(records)).max() else {
-            return Err(first_error.unwrap_or_else(|| {
-                StorageError::Mismatch("no name directories configured".into())
-            }));
+        let Some(best) = readable.iter().map(|(_, records)| last_txid(records).max(image_txid)).max() else {
+            return Err(first_error.unwrap_or(StorageError::NothingValid(format!(
+                "no name directory holds the edits after fsimage {image_txid}"
+            ))));
         };
         let mut in_service = Vec::new();
         let mut history = None;
         for (dir, records) in readable {
-            let last = last_txid(&records);
+            let last = last_txid(&records).max(image_txid);
             if last == best {
                 in_service.push(dir);
                 history.get_or_insert(records);
@@ -261,7 +263,86 @@ impl NameStorage {
             }
         }
         self.current_dirs = in_service;
-        Ok(history.unwrap_or_default())
+        let history = history.unwrap_or_default();
+        crate::namesystem::replay(&mut state, &history).map_err(|e| StorageError::NothingValid(e.to_string()))?;
+        tracing::info!(image_txid, edits = history.len(), last_txid = best, "namespace loaded from fsimage and edits");
+        Ok(Loaded { state, image_txid, last_txid: best })
+    }
+
+    /// The newest fsimage any directory holds that reads back whole.
+    fn load_image(&self, config: &NamesystemConfig) -> Result<(TxId, FsState), StorageError> {
+        let mut candidates: Vec<(TxId, PathBuf)> = Vec::new();
+        for dir in &self.current_dirs {
+            match crate::fsimage::list(dir) {
+                Ok(images) => candidates.extend(images),
+                Err(err) => tracing::error!(dir = %dir.display(), error = %err, "cannot list the fsimages of this name directory"),
+            }
+            // A checkpoint cut short leaves a temp file: never an image.
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    let name = entry.file_name();
+                    if name.to_string_lossy().starts_with("fsimage_") && name.to_string_lossy().ends_with(".tmp") {
+                        let _ = std::fs::remove_file(entry.path());
+                    }
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        let mut reasons = Vec::new();
+        for (txid, path) in candidates {
+            let bytes = match std::fs::read(&path) {
+                Ok(bytes) => bytes,
+                Err(err) => {
+                    tracing::error!(image = %path.display(), error = %err, "cannot read fsimage; trying an older one");
+                    reasons.push(format!("{}: {err}", path.display()));
+                    continue;
+                }
+            };
+            match crate::fsimage::decode(&path, &bytes, &self.info, config) {
+                Ok(image) => {
+                    tracing::info!(image = %path.display(), txid, inodes = image.state.namespace.inode_count(),
+                        blocks = image.state.blocks.len(), "fsimage loaded");
+                    return Ok((image.txid, image.state));
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "fsimage is damaged; it is set aside as *.corrupt and an older one is tried");
+                    let aside = path.with_extension("corrupt");
+                    if let Err(rename) = std::fs::rename(&path, &aside) {
+                        tracing::warn!(image = %path.display(), error = %rename, "cannot set the damaged fsimage aside");
+                    }
+                    reasons.push(err.to_string());
+                }
+            }
+        }
+        Err(StorageError::NothingValid(if reasons.is_empty() {
+            "no fsimage in any name directory".to_string()
+        } else {
+            format!("no valid fsimage in any name directory: {}", reasons.join("; "))
+        }))
+    }
+
+    /// Deletes fsimages beyond the newest `retained`, and the edit segments
+    /// no retained image needs.
+    pub fn purge(dirs: &[PathBuf], retained: usize) {
+        for dir in dirs {
+            let Ok(images) = crate::fsimage::list(dir) else { continue };
+            let Some(oldest_kept) = images.iter().take(retained).map(|(txid, _)| *txid).min() else { continue };
+            for (txid, path) in images.iter().skip(retained) {
+                match std::fs::remove_file(path) {
+                    Ok(()) => tracing::info!(image = %path.display(), txid, "old fsimage purged"),
+                    Err(err) => tracing::warn!(image = %path.display(), error = %err, "cannot purge old fsimage"),
+                }
+            }
+            let Ok(segments) = segment::list_segments(dir) else { continue };
+            for seg in segments {
+                if seg.last.is_some_and(|last| last <= oldest_kept) {
+                    match std::fs::remove_file(&seg.path) {
+                        Ok(()) => tracing::debug!(segment = %seg.path.display(), "old edit segment purged"),
+                        Err(err) => tracing::warn!(segment = %seg.path.display(), error = %err, "cannot purge edit segment"),
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -349,6 +430,8 @@ fn recover_dir(dir: &Path) -> Result<Vec<EditRecord>, StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::edit_log::Op;
+    use crate::edit_log::segment::encode_record;
 
     fn info() -> NamespaceInfo {
         NamespaceInfo {
@@ -360,110 +443,92 @@ mod tests {
         }
     }
 
+    fn config() -> NamesystemConfig {
+        NamesystemConfig::from_config(&rdfs_common::config::Config::default())
+    }
+
+    fn empty_image() -> Vec<u8> {
+        let state = crate::namesystem::empty_state(&info(), &config(), "me", "supergroup", 1);
+        crate::fsimage::encode(&state, 0, &info())
+    }
+
+    fn format_dirs(dirs: &[PathBuf], force: bool) -> Result<(), StorageError> {
+        format(dirs, force, &info(), &empty_image())
+    }
+
+    /// A segment of `SetPermission` edits `first..=last`, optionally cut short.
+    fn segment_bytes(first: TxId, last: TxId, cut: usize) -> Vec<u8> {
+        let mut bytes = segment::header().to_vec();
+        for txid in first..=last {
+            let op = Op::SetPermission(rdfs_proto::editlog::SetPermission { inode_id: 16385, mode: 0o700 + txid as u32 % 8 });
+            encode_record(&EditRecord { txid, op: Some(op) }, &mut bytes);
+        }
+        bytes.truncate(bytes.len() - cut);
+        bytes
+    }
+
     #[test]
     fn format_open_and_refusals() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("name");
-        assert!(matches!(
-            NameStorage::open(std::slice::from_ref(&dir)),
-            Err(StorageError::NotFormatted(_))
-        ));
-        format(
-            std::slice::from_ref(&dir),
-            false,
-            &info(),
-            "me",
-            "supergroup",
-        )
-        .expect("formats");
-        assert!(matches!(
-            format(
-                std::slice::from_ref(&dir),
-                false,
-                &info(),
-                "me",
-                "supergroup"
-            ),
-            Err(StorageError::NotEmpty(_))
-        ));
+        assert!(matches!(NameStorage::open(std::slice::from_ref(&dir)), Err(StorageError::NotFormatted(_))));
+        format_dirs(std::slice::from_ref(&dir), false).expect("formats");
+        assert!(matches!(format_dirs(std::slice::from_ref(&dir), false), Err(StorageError::NotEmpty(_))));
         let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         assert_eq!(storage.info, info());
-        assert!(matches!(
-            NameStorage::open(std::slice::from_ref(&dir)),
-            Err(StorageError::Locked(_))
-        ));
-        let records = storage.recover_edits().expect("recovers");
-        assert_eq!(records.len(), 2);
+        assert!(matches!(NameStorage::open(std::slice::from_ref(&dir)), Err(StorageError::Locked(_))));
+        let loaded = storage.load(&config()).expect("loads");
+        assert_eq!(loaded.last_txid, 0);
+        assert_eq!(loaded.state.namespace.get(16385).map(|root| root.owner().to_string()), Some("me".into()));
         drop(storage);
-
-        // A second directory that lags behind is left out of service.
-        let lagging = tmp.path().join("lagging");
-        format(
-            &[dir.clone(), lagging.clone()],
-            true,
-            &info(),
-            "me",
-            "supergroup",
-        )
-        .expect("formats two");
-        let mut bytes = segment::header().to_vec();
-        let op = Op::SetPermission(rdfs_proto::editlog::SetPermission {
-            inode_id: 16385,
-            mode: 0o700,
-        });
-        encode_record(
-            &EditRecord {
-                txid: 3,
-                op: Some(op),
-            },
-            &mut bytes,
-        );
-        std::fs::write(
-            dir.join("current").join(segment::finalized_name(3, 3)),
-            &bytes,
-        )
-        .expect("writes");
-        let mut storage = NameStorage::open(&[dir.clone(), lagging.clone()]).expect("opens");
-        let records = storage.recover_edits().expect("recovers");
-        assert_eq!(records.last().map(|r| r.txid), Some(3));
-        assert_eq!(storage.current_dirs, vec![dir.join("current")]);
-        drop(storage);
-        format(
-            std::slice::from_ref(&dir),
-            true,
-            &info(),
-            "me",
-            "supergroup",
-        )
-        .expect("-force formats");
+        format_dirs(std::slice::from_ref(&dir), true).expect("-force formats");
     }
 
     #[test]
     fn torn_tail_is_truncated_and_segment_finalized() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("name");
-        format(
-            std::slice::from_ref(&dir),
-            false,
-            &info(),
-            "me",
-            "supergroup",
-        )
-        .expect("formats");
+        format_dirs(std::slice::from_ref(&dir), false).expect("formats");
         let current = dir.join("current");
-        let mut bytes = segment::header().to_vec();
-        for txid in 3..=5 {
-            let op = Op::SetPermission(rdfs_proto::editlog::SetPermission {
-                inode_id: 16385,
-                mode: 0o700,
-            });
-            encode_record(&EditRecord { txid, op: Some(op) }, &mut bytes);
-        }
-        bytes.truncate(bytes.len() - 3);
-        std::fs::write(current.join(segment::in_progress_name(3)), &bytes).expect("writes");
+        std::fs::write(current.join(segment::in_progress_name(1)), segment_bytes(1, 3, 3)).expect("writes");
         let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
-        let records = storage.recover_edits().expect("recovers");
-        assert_eq!(records.last().map(|r| r.txid), Some(4));
-        assert!(current.join(segment::finalized_name(3, 4)).exists());
+        assert_eq!(storage.load(&config()).expect("loads").last_txid, 2);
+        assert!(current.join(segment::finalized_name(1, 2)).exists());
+    }
+
+    #[test]
+    fn lagging_directory_is_left_out_of_service() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        format_dirs(&[a.clone(), b.clone()], false).expect("formats two");
+        std::fs::write(a.join("current").join(segment::finalized_name(1, 3)), segment_bytes(1, 3, 0)).expect("writes");
+        std::fs::write(b.join("current").join(segment::finalized_name(1, 2)), segment_bytes(1, 2, 0)).expect("writes");
+        let mut storage = NameStorage::open(&[a.clone(), b.clone()]).expect("opens");
+        assert_eq!(storage.load(&config()).expect("loads").last_txid, 3);
+        assert_eq!(storage.current_dirs, vec![a.join("current")]);
+    }
+
+    #[test]
+    fn damaged_image_falls_back_to_an_older_one_and_longer_replay() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("name");
+        format_dirs(std::slice::from_ref(&dir), false).expect("formats");
+        let current = dir.join("current");
+        std::fs::write(current.join(segment::finalized_name(1, 4)), segment_bytes(1, 4, 0)).expect("writes");
+        // A newer image at txid 4, then zeroed as a bad disk might leave it.
+        let image = current.join(crate::fsimage::file_name(4));
+        std::fs::write(&image, vec![0u8; 100]).expect("writes");
+        let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
+        let loaded = storage.load(&config()).expect("falls back");
+        assert_eq!((loaded.image_txid, loaded.last_txid), (0, 4));
+        assert_eq!(loaded.state.namespace.get(16385).map(|r| r.permission().mode), Some(0o700 + 4));
+        assert!(!image.exists());
+        assert!(image.with_extension("corrupt").exists(), "the damaged image is set aside");
+        drop(storage);
+        // With every image damaged, the namenode refuses to start.
+        std::fs::write(current.join(crate::fsimage::file_name(0)), b"garbage").expect("writes");
+        let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
+        let err = storage.load(&config()).err().expect("refuses");
+        assert!(err.to_string().contains("no valid fsimage"), "{err}");
     }
 }

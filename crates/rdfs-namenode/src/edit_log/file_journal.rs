@@ -123,6 +123,54 @@ impl FileJournal {
     }
 }
 
+impl FileJournal {
+    /// Waits for the syncer's turn. `Ok(true)`: the caller holds it and must
+    /// flush. `Ok(false)`: every edit up to `until` is already durable.
+    async fn take_turn(&self, until: Option<TxId>) -> Result<bool, JournalError> {
+        loop {
+            let wait = {
+                let mut state = self.inner.state.lock();
+                if let Some(failed) = &state.failed {
+                    return Err(JournalError::Failed(failed.clone()));
+                }
+                if until.is_some_and(|txid| self.inner.synced.load(Ordering::Acquire) >= txid) {
+                    return Ok(false);
+                }
+                if state.syncing {
+                    // Created under the lock, so the syncer's notify (which
+                    // takes the lock first) cannot be missed.
+                    Some(self.inner.sync_done.notified())
+                } else {
+                    state.syncing = true;
+                    None
+                }
+            };
+            match wait {
+                Some(notified) => notified.await,
+                None => return Ok(true),
+            }
+        }
+    }
+
+    /// Flushes (and rolls) in a separate task: a cancelled caller must not
+    /// strand the turn. The new segment's first txid when rolled.
+    async fn run_flush(&self, roll: bool) -> Option<TxId> {
+        let inner = Arc::clone(&self.inner);
+        match tokio::spawn(async move { inner.flush(roll).await }).await {
+            Ok(first) => first,
+            Err(err) => {
+                tracing::error!(error = %err, "edit log sync task failed");
+                None
+            }
+        }
+    }
+
+    /// The directories still written to.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.inner.segments.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.dir.clone()).collect()
+    }
+}
+
 impl Journal for FileJournal {
     fn append(&self, op: Op) -> Result<TxId, JournalError> {
         let mut state = self.inner.state.lock();
@@ -137,38 +185,21 @@ impl Journal for FileJournal {
 
     fn sync(&self, txid: TxId) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
-            loop {
-                if self.inner.synced.load(Ordering::Acquire) >= txid {
-                    return Ok(());
-                }
-                let wait = {
-                    let mut state = self.inner.state.lock();
-                    if let Some(failed) = &state.failed {
-                        return Err(JournalError::Failed(failed.clone()));
-                    }
-                    if self.inner.synced.load(Ordering::Acquire) >= txid {
-                        return Ok(());
-                    }
-                    if state.syncing {
-                        // Created under the lock, so the syncer's notify (which
-                        // takes the lock first) cannot be missed.
-                        Some(self.inner.sync_done.notified())
-                    } else {
-                        state.syncing = true;
-                        None
-                    }
-                };
-                match wait {
-                    Some(notified) => notified.await,
-                    None => {
-                        let inner = Arc::clone(&self.inner);
-                        // A separate task: a cancelled caller must not strand the sync.
-                        let task = tokio::spawn(async move { inner.flush().await });
-                        if let Err(err) = task.await {
-                            tracing::error!(error = %err, "edit log sync task failed");
-                        }
-                    }
-                }
+            while self.take_turn(Some(txid)).await? {
+                self.run_flush(false).await;
+            }
+            Ok(())
+        })
+    }
+
+    fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>> {
+        Box::pin(async move {
+            self.take_turn(None).await?;
+            match self.run_flush(true).await {
+                Some(first) => Ok(first),
+                None => Err(JournalError::Failed(
+                    self.inner.state.lock().failed.clone().unwrap_or_else(|| "roll failed".into()),
+                )),
             }
         })
     }
@@ -179,28 +210,81 @@ impl Journal for FileJournal {
 }
 
 impl Inner {
-    /// Writes and syncs everything pending; the caller set `syncing`.
-    async fn flush(self: Arc<Self>) {
+    /// Writes and syncs everything pending, then (when `roll`) finalizes the
+    /// segments and opens the next; the caller holds the turn. Returns the
+    /// first txid of the open segment when it rolled.
+    async fn flush(self: Arc<Self>, roll: bool) -> Option<TxId> {
         let (batch, upto) = {
             let mut state = self.state.lock();
             (std::mem::take(&mut state.pending), state.last_appended)
         };
         let this = Arc::clone(&self);
-        let result = tokio::task::spawn_blocking(move || this.write_batch(&batch))
-            .await
-            .unwrap_or_else(|err| Err(format!("edit log writer panicked: {err}")));
-        {
+        let result = tokio::task::spawn_blocking(move || {
+            this.write_batch(&batch)?;
+            if roll { this.roll_segments(upto).map(Some) } else { Ok(None) }
+        })
+        .await
+        .unwrap_or_else(|err| Err(format!("edit log writer panicked: {err}")));
+        let rolled = {
             let mut state = self.state.lock();
             state.syncing = false;
             match result {
-                Ok(()) => self.synced.store(upto, Ordering::Release),
+                Ok(rolled) => {
+                    self.synced.store(upto, Ordering::Release);
+                    rolled
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "edit log can no longer be written; no further edits are accepted");
                     state.failed = Some(err);
+                    None
+                }
+            }
+        };
+        self.sync_done.notify_waiters();
+        rolled
+    }
+
+    /// Finalizes each open segment at `last` and opens the next one. A
+    /// segment with no edits yet is left open.
+    fn roll_segments(&self, last: TxId) -> Result<TxId, String> {
+        let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
+        let mut failure = String::new();
+        let mut rolled = Vec::new();
+        for mut open in segments.drain(..) {
+            if last < open.first {
+                rolled.push(open);
+                continue;
+            }
+            let finalized = open.dir.join(segment::finalized_name(open.first, last));
+            let next_path = open.dir.join(segment::in_progress_name(last + 1));
+            let result = (|| -> std::io::Result<File> {
+                std::fs::rename(&open.path, &finalized)?;
+                let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&next_path)?;
+                file.write_all(&segment::header())?;
+                file.sync_all()?;
+                rdfs_common::durable::sync_dir(&open.dir)?;
+                Ok(file)
+            })();
+            match result {
+                Ok(file) => {
+                    open.file = file;
+                    open.path = next_path;
+                    open.first = last + 1;
+                    rolled.push(open);
+                }
+                Err(err) => {
+                    failure = format!("{}: {err}", open.dir.display());
+                    tracing::error!(dir = %open.dir.display(), error = %err,
+                        "cannot roll the edit log in this name directory; it is dropped from service");
                 }
             }
         }
-        self.sync_done.notify_waiters();
+        *segments = rolled;
+        if segments.is_empty() {
+            return Err(format!("no name directory is left to write the edit log to; last error: {failure}"));
+        }
+        tracing::info!(finalized_at = last, next = last + 1, "edit log rolled");
+        Ok(last + 1)
     }
 
     /// Appends `batch` to every healthy segment and syncs it. A directory

@@ -36,4 +36,8 @@ impl Journal for MemoryJournal {
     fn last_txid(&self) -> TxId {
         self.records.lock().len() as TxId
     }
+
+    fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>> {
+        Box::pin(async move { Ok(self.last_txid() + 1) })
+    }
 }

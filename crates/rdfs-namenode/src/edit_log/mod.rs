@@ -55,4 +55,8 @@ pub trait Journal: Send + Sync {
 
     /// The txid of the last appended edit (0 when none).
     fn last_txid(&self) -> TxId;
+
+    /// Makes everything appended durable, finalizes the current segment and
+    /// starts a new one; returns the first txid the new segment will hold.
+    fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>>;
 }

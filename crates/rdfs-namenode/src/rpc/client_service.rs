@@ -11,16 +11,18 @@ use rdfs_proto as pb;
 use rdfs_proto::client_namenode_server::ClientNamenode;
 
 use super::{caller, mode, required};
+use crate::checkpoint::Checkpointer;
 use crate::fsck::FsckEntry;
-use crate::namesystem::{DatanodeReportType, Namesystem};
+use crate::namesystem::{DatanodeReportType, Namesystem, SafeModeAction};
 
 pub struct ClientService {
     namesystem: Arc<Namesystem>,
+    checkpointer: Arc<Checkpointer>,
 }
 
 impl ClientService {
-    pub fn new(namesystem: Arc<Namesystem>) -> Self {
-        Self { namesystem }
+    pub fn new(namesystem: Arc<Namesystem>, checkpointer: Arc<Checkpointer>) -> Self {
+        Self { namesystem, checkpointer }
     }
 }
 
@@ -331,5 +333,26 @@ impl ClientNamenode for ClientService {
                 .collect::<Vec<_>>(),
         );
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn set_safe_mode(&self, request: Request<pb::SetSafeModeRequest>) -> Result<Response<pb::SetSafeModeResponse>, Status> {
+        let action = match pb::SafeModeAction::try_from(request.get_ref().action) {
+            Ok(pb::SafeModeAction::Enter) => SafeModeAction::Enter,
+            Ok(pb::SafeModeAction::Leave) => SafeModeAction::Leave,
+            _ => SafeModeAction::Get,
+        };
+        let on = self.namesystem.safe_mode(action);
+        let tip = self.namesystem.safe_mode_tip().unwrap_or_default();
+        Ok(Response::new(pb::SetSafeModeResponse { on, tip }))
+    }
+
+    async fn save_namespace(&self, _request: Request<pb::SaveNamespaceRequest>) -> Result<Response<pb::SaveNamespaceResponse>, Status> {
+        let txid = self.checkpointer.save().await.map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
+        Ok(Response::new(pb::SaveNamespaceResponse { txid }))
+    }
+
+    async fn roll_edits(&self, _request: Request<pb::RollEditsRequest>) -> Result<Response<pb::RollEditsResponse>, Status> {
+        let first = self.checkpointer.roll_edits().await.map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
+        Ok(Response::new(pb::RollEditsResponse { new_segment_txid: first }))
     }
 }

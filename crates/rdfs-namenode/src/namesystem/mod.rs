@@ -1,0 +1,227 @@
+//! The namenode's operations as a plain Rust API: what a client or datanode
+//! may ask, with HDFS's semantics and error texts. Transports (gRPC now,
+//! Hadoop IPC later) are thin adapters over this.
+//!
+//! Locking: one reader-writer lock over the namespace, block map, datanode
+//! table and safe mode, never held across I/O. A change is validated and
+//! applied under the write lock and its edit appended to the journal there
+//! (so txids follow the order of changes); the lock is released before
+//! waiting for the edit to be durable, which lets concurrent changes share
+//! one sync.
+
+mod admin;
+mod datanodes;
+mod read;
+mod write;
+
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use tokio_util::sync::CancellationToken;
+
+use rdfs_common::protocol::{FileStatus, FileType};
+
+use crate::apply::FsState;
+use crate::block_manager::BlockManager;
+use crate::datanode_manager::{DatanodeManager, Liveness};
+use crate::edit_log::{EditRecord, Journal, Op, TxId};
+use crate::error::{NamenodeError, Result};
+use crate::namespace::{Inode, Namespace, Resolved, ThroughFile};
+use crate::safe_mode::{SafeMode, SafeModeConfig};
+use crate::storage::NamespaceInfo;
+
+pub use admin::{DatanodeReportType, SafeModeAction};
+pub use datanodes::{DatanodeCommand, Registration, ReplicaEvent, ReportedReplica};
+pub use read::DirectoryListing;
+
+/// Settings the namesystem enforces.
+#[derive(Debug, Clone)]
+pub struct NamesystemConfig {
+    pub default_replication: u32,
+    pub min_replication: u32,
+    pub max_replication: u32,
+    pub default_block_size: u64,
+    pub bytes_per_checksum: u32,
+    pub write_packet_size: u32,
+    pub listing_limit: usize,
+    pub invalidate_limit: usize,
+    pub liveness: Liveness,
+    pub safe_mode: SafeModeConfig,
+}
+
+impl NamesystemConfig {
+    pub fn from_config(config: &rdfs_common::config::Config) -> Self {
+        let nn = &config.namenode;
+        Self {
+            default_replication: config.dfs.replication,
+            min_replication: nn.min_replication,
+            max_replication: nn.max_replication,
+            default_block_size: config.dfs.block_size.0,
+            bytes_per_checksum: config.dfs.bytes_per_checksum,
+            write_packet_size: u32::try_from(config.client.write_packet_size.0).unwrap_or(64 * 1024),
+            listing_limit: nn.listing_limit.max(1) as usize,
+            invalidate_limit: nn.invalidate_limit_per_heartbeat.max(1) as usize,
+            liveness: Liveness {
+                stale_after: std::time::Duration::from_millis(nn.stale_interval_ms),
+                dead_after: std::time::Duration::from_millis(nn.dead_interval_ms),
+            },
+            safe_mode: SafeModeConfig {
+                threshold: nn.safemode_threshold,
+                min_datanodes: nn.safemode_min_datanodes as usize,
+                extension: std::time::Duration::from_millis(nn.safemode_extension_ms),
+            },
+        }
+    }
+}
+
+/// Who is asking: the user name the client sent and its address.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user: String,
+    pub machine: String,
+}
+
+/// Everything the namesystem lock protects.
+#[derive(Debug)]
+pub(crate) struct Locked {
+    pub(crate) fs: FsState,
+    pub(crate) safe_mode: SafeMode,
+}
+
+pub struct Namesystem {
+    state: RwLock<Locked>,
+    journal: Arc<dyn Journal>,
+    info: NamespaceInfo,
+    config: NamesystemConfig,
+    /// Cancelled when the edit log fails: the namenode must stop, since its
+    /// memory may hold changes that are not durable.
+    fatal: CancellationToken,
+}
+
+/// An empty namespace of this cluster (what `-format` saves as fsimage 0).
+pub fn empty_state(info: &NamespaceInfo, config: &NamesystemConfig, owner: &str, group: &str, now: u64) -> FsState {
+    FsState {
+        namespace: Namespace::new(owner, group, 0o755, now),
+        blocks: BlockManager::new(info.block_pool_id.clone(), config.min_replication.min(u16::MAX.into()) as u16),
+        datanodes: DatanodeManager::new(config.liveness),
+    }
+}
+
+/// Replays `records` onto `state`, in order.
+pub fn replay(state: &mut FsState, records: &[EditRecord]) -> Result<()> {
+    for record in records {
+        let Some(op) = &record.op else {
+            return Err(NamenodeError::Io(format!("edit log record {} holds no operation this rdfs knows", record.txid)));
+        };
+        state
+            .apply(op)
+            .map_err(|err| NamenodeError::Io(format!("edit log record {} cannot be replayed: {err}", record.txid)))?;
+    }
+    Ok(())
+}
+
+/// The status of an inode as clients see it (HDFS's `HdfsFileStatus`).
+pub(crate) fn file_status(fs: &FsState, inode: Inode<'_>, name: Vec<u8>) -> FileStatus {
+    let (file_type, length, children) = if inode.is_dir() {
+        (FileType::Directory, 0, inode.children().len() as i32)
+    } else {
+        let length = inode.block_slots().iter().map(|slot| fs.blocks.info(*slot).num_bytes).sum();
+        (FileType::File, length, 0)
+    };
+    FileStatus {
+        file_type,
+        name,
+        length,
+        permission: inode.permission().mode,
+        owner: inode.owner().to_string(),
+        group: inode.group().to_string(),
+        modification_time: inode.mtime(),
+        access_time: inode.atime(),
+        replication: u32::from(inode.replication()),
+        block_size: inode.block_size(),
+        file_id: inode.id(),
+        children_num: children,
+        locations: None,
+    }
+}
+
+impl Namesystem {
+    /// A namesystem over `fs`, in safe mode when `safe_mode` (a namenode
+    /// starting up) and out of it otherwise (tests, benchmarks).
+    pub fn new(
+        info: NamespaceInfo,
+        config: NamesystemConfig,
+        fs: FsState,
+        journal: Arc<dyn Journal>,
+        fatal: CancellationToken,
+        safe_mode: bool,
+    ) -> Self {
+        let safe_mode = if safe_mode { SafeMode::startup(config.safe_mode) } else { SafeMode::off(config.safe_mode) };
+        Self { state: RwLock::new(Locked { fs, safe_mode }), journal, info, config, fatal }
+    }
+
+    pub fn namespace_info(&self) -> &NamespaceInfo {
+        &self.info
+    }
+
+    pub fn config(&self) -> &NamesystemConfig {
+        &self.config
+    }
+
+    pub fn last_txid(&self) -> TxId {
+        self.journal.last_txid()
+    }
+
+    /// Refuses a change while in safe mode: "<operation>. Name node is in
+    /// safe mode." and why, as HDFS words it.
+    fn check_writable(locked: &Locked, operation: impl FnOnce() -> String) -> Result<()> {
+        if locked.safe_mode.is_on() {
+            return Err(NamenodeError::SafeMode(format!(
+                "{}. Name node is in safe mode.\n{}",
+                operation(),
+                locked.safe_mode.tip()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Applies `op` and appends it to the journal; the caller holds the lock.
+    fn log(&self, fs: &mut FsState, op: Op) -> Result<TxId> {
+        fs.apply(&op).map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
+        match self.journal.append(op) {
+            Ok(txid) => Ok(txid),
+            Err(err) => {
+                self.fail(&err.to_string());
+                Err(err.into())
+            }
+        }
+    }
+
+    /// Waits until the edit `txid` is durable.
+    async fn sync(&self, txid: Option<TxId>) -> Result<()> {
+        let Some(txid) = txid else { return Ok(()) };
+        if let Err(err) = self.journal.sync(txid).await {
+            self.fail(&err.to_string());
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    fn fail(&self, why: &str) {
+        if !self.fatal.is_cancelled() {
+            tracing::error!(error = why, "edit log failed; the namenode stops rather than acknowledge non-durable changes");
+            self.fatal.cancel();
+        }
+    }
+}
+
+/// A path through a file, for operations that create: HDFS's
+/// ParentNotDirectoryException.
+fn through_file_create(resolved: std::result::Result<Resolved, ThroughFile>) -> Result<Resolved> {
+    resolved.map_err(|t| NamenodeError::ParentNotDirectory(format!("{} (is not a directory)", t.path)))
+}
+
+/// A path through a file, for other operations: HDFS's AccessControlException.
+fn through_file_access(resolved: std::result::Result<Resolved, ThroughFile>) -> Result<Resolved> {
+    resolved.map_err(|t| NamenodeError::AccessControl(format!("{} (is not a directory)", t.path)))
+}
