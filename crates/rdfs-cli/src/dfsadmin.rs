@@ -34,8 +34,12 @@ fn run(args: Vec<String>) -> Result<u8> {
     };
     let options = &rest[1..];
     let config = generic.load()?;
-    let authority = default_fs_authority(&config.fs.default_fs)
-        .ok_or_else(|| anyhow!("fs.default_fs = '{}' is not an hdfs:// URI", config.fs.default_fs))?;
+    let authority = default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
+        anyhow!(
+            "fs.default_fs = '{}' is not an hdfs:// URI",
+            config.fs.default_fs
+        )
+    })?;
     let user = client_user(&config);
     let settings = ClientSettings::from_config(&config);
     runtime()?.block_on(async {
@@ -68,7 +72,12 @@ fn no_options(command: &str, options: &[String]) -> Result<()> {
 }
 
 async fn safe_mode(client: &DfsClient, options: &[String]) -> Result<u8> {
-    let action = match options.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let action = match options
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["get"] | ["wait"] => pb::SafeModeAction::Get,
         ["enter"] => pb::SafeModeAction::Enter,
         ["leave"] => pb::SafeModeAction::Leave,
@@ -96,27 +105,46 @@ async fn report(client: &DfsClient, options: &[String]) -> Result<u8> {
         }
     }
     let stats = client.fs_stats().await?;
-    let live = client.datanode_report(pb::DatanodeReportType::DatanodeReportLive).await?;
-    let dead = client.datanode_report(pb::DatanodeReportType::DatanodeReportDead).await?;
+    let live = client
+        .datanode_report(pb::DatanodeReportType::DatanodeReportLive)
+        .await?;
+    let dead = client
+        .datanode_report(pb::DatanodeReportType::DatanodeReportDead)
+        .await?;
     let mut out = String::new();
     if stats.in_safe_mode {
         let _ = writeln!(out, "Safe mode is ON");
     }
     let present = stats.used + stats.remaining;
-    let _ = writeln!(out, "Configured Capacity: {}", bytes_with_desc(stats.capacity));
+    let _ = writeln!(
+        out,
+        "Configured Capacity: {}",
+        bytes_with_desc(stats.capacity)
+    );
     let _ = writeln!(out, "Present Capacity: {}", bytes_with_desc(present));
     let _ = writeln!(out, "DFS Remaining: {}", bytes_with_desc(stats.remaining));
     let _ = writeln!(out, "DFS Used: {}", bytes_with_desc(stats.used));
-    let used_percent = if present == 0 { 0.0 } else { stats.used as f64 * 100.0 / present as f64 };
+    let used_percent = if present == 0 {
+        0.0
+    } else {
+        stats.used as f64 * 100.0 / present as f64
+    };
     let _ = writeln!(out, "DFS Used%: {}", percent(used_percent));
     let _ = writeln!(out, "Replicated Blocks:");
     let _ = writeln!(out, "\tUnder replicated blocks: {}", stats.under_replicated);
-    let _ = writeln!(out, "\tBlocks with corrupt replicas: {}", stats.corrupt_blocks);
+    let _ = writeln!(
+        out,
+        "\tBlocks with corrupt replicas: {}",
+        stats.corrupt_blocks
+    );
     let _ = writeln!(out, "\tMissing blocks: {}", stats.missing_blocks);
     let _ = writeln!(out, "\tMissing blocks (with replication factor 1): 0");
     let _ = writeln!(out, "\tPending deletion blocks: 0");
     let _ = writeln!(out, "\n-------------------------------------------------");
-    let sections = [("Live", &live, live_only || !dead_only), ("Dead", &dead, dead_only || !live_only)];
+    let sections = [
+        ("Live", &live, live_only || !dead_only),
+        ("Dead", &dead, dead_only || !live_only),
+    ];
     for (name, nodes, wanted) in sections {
         if !wanted || (nodes.is_empty() && !(live_only || dead_only)) {
             continue;

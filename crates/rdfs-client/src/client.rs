@@ -448,20 +448,35 @@ impl DfsClient {
 
     /// Safe mode after `action`, and why it is on when it is.
     pub async fn safe_mode(&self, action: pb::SafeModeAction) -> Result<(bool, String)> {
-        let request = pb::SetSafeModeRequest { action: action as i32 };
-        let response = self.nn().set_safe_mode(request).await.map_err(|s| self.remote(s))?.into_inner();
+        let request = pb::SetSafeModeRequest {
+            action: action as i32,
+        };
+        let response = self
+            .nn()
+            .set_safe_mode(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner();
         Ok((response.on, response.tip))
     }
 
     /// Saves a new fsimage; its txid.
     pub async fn save_namespace(&self) -> Result<u64> {
-        let response = self.nn().save_namespace(pb::SaveNamespaceRequest {}).await.map_err(|s| self.remote(s))?;
+        let response = self
+            .nn()
+            .save_namespace(pb::SaveNamespaceRequest {})
+            .await
+            .map_err(|s| self.remote(s))?;
         Ok(response.into_inner().txid)
     }
 
     /// Rolls the edit log; the first txid of the new segment.
     pub async fn roll_edits(&self) -> Result<u64> {
-        let response = self.nn().roll_edits(pb::RollEditsRequest {}).await.map_err(|s| self.remote(s))?;
+        let response = self
+            .nn()
+            .roll_edits(pb::RollEditsRequest {})
+            .await
+            .map_err(|s| self.remote(s))?;
         Ok(response.into_inner().new_segment_txid)
     }
 

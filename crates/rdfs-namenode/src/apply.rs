@@ -44,27 +44,47 @@ impl FsState {
                     0,
                     NewKind::Directory,
                 )?;
-                self.namespace.set_times(mkdir.parent_id, Some(mkdir.mtime), None)?;
+                self.namespace
+                    .set_times(mkdir.parent_id, Some(mkdir.mtime), None)?;
             }
             Op::AddFile(add) => {
                 let permission = self.permission(add.permission.as_ref());
-                let replication = u16::try_from(add.replication).map_err(|_| ApplyError("replication out of range".into()))?;
+                let replication = u16::try_from(add.replication)
+                    .map_err(|_| ApplyError("replication out of range".into()))?;
                 let kind = NewKind::File {
                     replication,
                     block_size: add.block_size,
                     writer: Some(add.client_name.clone()),
                 };
-                self.namespace.insert(add.inode_id, add.parent_id, &add.name, permission, add.mtime, add.mtime, kind)?;
-                self.namespace.set_times(add.parent_id, Some(add.mtime), None)?;
+                self.namespace.insert(
+                    add.inode_id,
+                    add.parent_id,
+                    &add.name,
+                    permission,
+                    add.mtime,
+                    add.mtime,
+                    kind,
+                )?;
+                self.namespace
+                    .set_times(add.parent_id, Some(add.mtime), None)?;
             }
             Op::AddBlock(add) => {
-                let block = add.block.as_ref().ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
+                let block = add
+                    .block
+                    .as_ref()
+                    .ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
                 let (inode_slot, replication) = self.file(add.inode_id)?;
                 if let Some(previous) = &add.previous {
                     let slot = self.block_slot(previous.block_id)?;
-                    self.blocks.commit(slot, previous.num_bytes, &self.datanodes);
+                    self.blocks
+                        .commit(slot, previous.num_bytes, &self.datanodes);
                 }
-                let slot = self.blocks.add_under_construction(block.block_id, block.generation_stamp, inode_slot, replication)?;
+                let slot = self.blocks.add_under_construction(
+                    block.block_id,
+                    block.generation_stamp,
+                    inode_slot,
+                    replication,
+                )?;
                 self.namespace.push_block(add.inode_id, slot)?;
             }
             Op::AbandonBlock(abandon) => {
@@ -77,15 +97,25 @@ impl FsState {
             }
             Op::CloseFile(close) => {
                 self.file(close.inode_id)?;
-                self.namespace.set_times(close.inode_id, Some(close.mtime), Some(close.atime))?;
+                self.namespace
+                    .set_times(close.inode_id, Some(close.mtime), Some(close.atime))?;
                 self.namespace.clear_writer(close.inode_id)?;
-                if let Some(BlockRef { block_id, num_bytes, .. }) = close.last {
+                if let Some(BlockRef {
+                    block_id,
+                    num_bytes,
+                    ..
+                }) = close.last
+                {
                     let slot = self.block_slot(block_id)?;
                     self.blocks.commit(slot, num_bytes, &self.datanodes);
                 }
                 // A closed file's blocks are complete, whether or not any
                 // datanode has reported them yet (replay).
-                let slots = self.namespace.get(close.inode_id).map(|f| f.block_slots().to_vec()).unwrap_or_default();
+                let slots = self
+                    .namespace
+                    .get(close.inode_id)
+                    .map(|f| f.block_slots().to_vec())
+                    .unwrap_or_default();
                 for slot in slots {
                     let length = self.blocks.info(slot).num_bytes;
                     self.blocks.force_complete(slot, length);
@@ -94,9 +124,12 @@ impl FsState {
             Op::Rename(rename) => {
                 let old_parent = self.inode(rename.inode_id)?;
                 self.namespace.detach(rename.inode_id)?;
-                self.namespace.attach(rename.inode_id, rename.new_parent_id, &rename.new_name)?;
-                self.namespace.set_times(old_parent, Some(rename.mtime), None)?;
-                self.namespace.set_times(rename.new_parent_id, Some(rename.mtime), None)?;
+                self.namespace
+                    .attach(rename.inode_id, rename.new_parent_id, &rename.new_name)?;
+                self.namespace
+                    .set_times(old_parent, Some(rename.mtime), None)?;
+                self.namespace
+                    .set_times(rename.new_parent_id, Some(rename.mtime), None)?;
             }
             Op::Delete(delete) => {
                 let parent = self.inode(delete.inode_id)?;
@@ -107,20 +140,33 @@ impl FsState {
                 self.namespace.set_times(parent, Some(delete.mtime), None)?;
             }
             Op::SetReplication(set) => {
-                let replication = u16::try_from(set.replication).map_err(|_| ApplyError("replication out of range".into()))?;
+                let replication = u16::try_from(set.replication)
+                    .map_err(|_| ApplyError("replication out of range".into()))?;
                 self.namespace.set_replication(set.inode_id, replication)?;
-                let slots = self.namespace.get(set.inode_id).map(|f| f.block_slots().to_vec()).unwrap_or_default();
+                let slots = self
+                    .namespace
+                    .get(set.inode_id)
+                    .map(|f| f.block_slots().to_vec())
+                    .unwrap_or_default();
                 for slot in slots {
                     self.blocks.set_replication(slot, replication);
                 }
             }
             Op::SetPermission(set) => {
-                let mut permission = self.namespace.get(set.inode_id).ok_or_else(|| missing("chmod", set.inode_id))?.permission();
+                let mut permission = self
+                    .namespace
+                    .get(set.inode_id)
+                    .ok_or_else(|| missing("chmod", set.inode_id))?
+                    .permission();
                 permission.mode = (set.mode & 0o7777) as u16;
                 self.namespace.set_permission(set.inode_id, permission)?;
             }
             Op::SetOwner(set) => {
-                let mut permission = self.namespace.get(set.inode_id).ok_or_else(|| missing("chown", set.inode_id))?.permission();
+                let mut permission = self
+                    .namespace
+                    .get(set.inode_id)
+                    .ok_or_else(|| missing("chown", set.inode_id))?
+                    .permission();
                 if let Some(owner) = set.owner.as_deref() {
                     permission.owner = self.namespace.interner.intern(owner);
                 }
@@ -130,7 +176,8 @@ impl FsState {
                 self.namespace.set_permission(set.inode_id, permission)?;
             }
             Op::SetTimes(set) => {
-                self.namespace.set_times(set.inode_id, set.mtime, set.atime)?;
+                self.namespace
+                    .set_times(set.inode_id, set.mtime, set.atime)?;
             }
         }
         Ok(())
@@ -147,7 +194,11 @@ impl FsState {
 
     /// An inode's parent, checking that it exists.
     fn inode(&self, id: InodeId) -> Result<InodeId, ApplyError> {
-        Ok(self.namespace.get(id).ok_or_else(|| missing("the", id))?.parent())
+        Ok(self
+            .namespace
+            .get(id)
+            .ok_or_else(|| missing("the", id))?
+            .parent())
     }
 
     /// A file's slot and replication.
@@ -160,7 +211,9 @@ impl FsState {
     }
 
     fn block_slot(&self, block_id: i64) -> Result<u32, ApplyError> {
-        self.blocks.slot_of(block_id).ok_or_else(|| ApplyError(format!("block {block_id} does not exist")))
+        self.blocks
+            .slot_of(block_id)
+            .ok_or_else(|| ApplyError(format!("block {block_id} does not exist")))
     }
 }
 

@@ -73,7 +73,13 @@ pub(crate) struct BlockRecord {
 }
 
 impl BlockRecord {
-    pub(crate) fn new(inode: Slot, generation_stamp: u64, num_bytes: u64, state: BlockState, replication: u16) -> Self {
+    pub(crate) fn new(
+        inode: Slot,
+        generation_stamp: u64,
+        num_bytes: u64,
+        state: BlockState,
+        replication: u16,
+    ) -> Self {
         Self {
             inode,
             replicas: [0; 3],
@@ -98,7 +104,17 @@ impl BlockRecord {
 
     fn set(&mut self, num_bytes: u64, state: BlockState) {
         let replication = self.replication();
-        *self = Self { packed: BlockRecord::new(self.inode, self.generation_stamp, num_bytes, state, replication).packed, ..*self };
+        *self = Self {
+            packed: BlockRecord::new(
+                self.inode,
+                self.generation_stamp,
+                num_bytes,
+                state,
+                replication,
+            )
+            .packed,
+            ..*self
+        };
     }
 }
 
@@ -241,7 +257,10 @@ impl BlockManager {
     }
 
     pub fn name(&self, slot: BlockSlot) -> BlockName {
-        BlockName { block_id: self.id_of(slot), generation_stamp: self.blocks.get(slot).generation_stamp }
+        BlockName {
+            block_id: self.id_of(slot),
+            generation_stamp: self.blocks.get(slot).generation_stamp,
+        }
     }
 
     /// Adds a new block under construction for the file in `inode`.
@@ -252,8 +271,17 @@ impl BlockManager {
         inode: Slot,
         replication: u16,
     ) -> Result<BlockSlot, String> {
-        let record = BlockRecord::new(inode, generation_stamp, 0, BlockState::UnderConstruction, replication);
-        let slot = self.blocks.insert(block_id as u64, record).map_err(|e| format!("block {block_id}: {e}"))?;
+        let record = BlockRecord::new(
+            inode,
+            generation_stamp,
+            0,
+            BlockState::UnderConstruction,
+            replication,
+        );
+        let slot = self
+            .blocks
+            .insert(block_id as u64, record)
+            .map_err(|e| format!("block {block_id}: {e}"))?;
         self.last_generation_stamp = self.last_generation_stamp.max(generation_stamp);
         Ok(slot)
     }
@@ -269,12 +297,18 @@ impl BlockManager {
     /// The replicas of a block, inline ones first.
     pub fn replicas(&self, slot: BlockSlot) -> impl Iterator<Item = Replica> + '_ {
         let inline = self.blocks.get(slot).replicas.into_iter();
-        let extra = self.extra_replicas.get(&slot).into_iter().flatten().copied();
+        let extra = self
+            .extra_replicas
+            .get(&slot)
+            .into_iter()
+            .flatten()
+            .copied();
         inline.chain(extra).filter_map(Replica::unpack)
     }
 
     fn find_replica_mut(&mut self, slot: BlockSlot, datanode: DatanodeIndex) -> Option<&mut u32> {
-        let matches = |packed: &&mut u32| Replica::unpack(**packed).is_some_and(|r| r.datanode == datanode);
+        let matches =
+            |packed: &&mut u32| Replica::unpack(**packed).is_some_and(|r| r.datanode == datanode);
         if let Some(found) = self.blocks.get_mut(slot).replicas.iter_mut().find(matches) {
             return Some(found);
         }
@@ -283,7 +317,13 @@ impl BlockManager {
 
     fn push_replica(&mut self, slot: BlockSlot, replica: Replica) {
         let packed = replica.pack();
-        if let Some(free) = self.blocks.get_mut(slot).replicas.iter_mut().find(|r| **r & REPLICA_PRESENT == 0) {
+        if let Some(free) = self
+            .blocks
+            .get_mut(slot)
+            .replicas
+            .iter_mut()
+            .find(|r| **r & REPLICA_PRESENT == 0)
+        {
             *free = packed;
         } else {
             self.extra_replicas.entry(slot).or_default().push(packed);
@@ -310,7 +350,9 @@ impl BlockManager {
         if self.blocks.get(slot).state() == BlockState::Complete {
             return;
         }
-        self.blocks.get_mut(slot).set(num_bytes, BlockState::Committed);
+        self.blocks
+            .get_mut(slot)
+            .set(num_bytes, BlockState::Committed);
         // Replicas finalized before the writer committed were reported with
         // their own length; one that disagrees is not a good copy.
         if let Some(early) = self.early_lengths.remove(&slot) {
@@ -327,8 +369,12 @@ impl BlockManager {
 
     fn try_complete(&mut self, slot: BlockSlot, datanodes: &DatanodeManager) {
         let record = *self.blocks.get(slot);
-        if record.state() == BlockState::Committed && self.counts(slot, datanodes).live >= u32::from(self.min_replication) {
-            self.blocks.get_mut(slot).set(record.num_bytes(), BlockState::Complete);
+        if record.state() == BlockState::Committed
+            && self.counts(slot, datanodes).live >= u32::from(self.min_replication)
+        {
+            self.blocks
+                .get_mut(slot)
+                .set(record.num_bytes(), BlockState::Complete);
             self.expected.remove(&slot);
         }
     }
@@ -336,7 +382,9 @@ impl BlockManager {
     /// Marks a block complete regardless of replicas: its file was closed
     /// (used when replaying the edit log, before any datanode reported).
     pub fn force_complete(&mut self, slot: BlockSlot, num_bytes: u64) {
-        self.blocks.get_mut(slot).set(num_bytes, BlockState::Complete);
+        self.blocks
+            .get_mut(slot)
+            .set(num_bytes, BlockState::Complete);
         self.expected.remove(&slot);
         self.early_lengths.remove(&slot);
     }
@@ -351,7 +399,11 @@ impl BlockManager {
     /// queues the deletion of every replica.
     pub fn remove(&mut self, slot: BlockSlot, datanodes: &mut DatanodeManager) {
         let info = self.info(slot);
-        let deletion = PendingDeletion { block_id: info.block_id, generation_stamp: info.generation_stamp, num_bytes: info.num_bytes };
+        let deletion = PendingDeletion {
+            block_id: info.block_id,
+            generation_stamp: info.generation_stamp,
+            num_bytes: info.num_bytes,
+        };
         let replicas: Vec<Replica> = self.replicas(slot).collect();
         for replica in replicas {
             datanodes.forget_and_delete(replica.datanode, slot, deletion);
@@ -390,7 +442,8 @@ impl BlockManager {
         };
         let record = *self.blocks.get(slot);
         let length_known = record.state() != BlockState::UnderConstruction;
-        let bad = generation_stamp < record.generation_stamp || (length_known && num_bytes != record.num_bytes());
+        let bad = generation_stamp < record.generation_stamp
+            || (length_known && num_bytes != record.num_bytes());
         if !length_known {
             let early = self.early_lengths.entry(slot).or_default();
             early.retain(|(dn, _)| *dn != datanode);
@@ -399,12 +452,32 @@ impl BlockManager {
         let outcome = match self.find_replica_mut(slot, datanode) {
             Some(packed) => {
                 let was_corrupt = *packed & REPLICA_CORRUPT != 0;
-                *packed = Replica { datanode, storage, corrupt: was_corrupt || bad }.pack();
-                if bad || was_corrupt { ReportOutcome::Corrupt } else { ReportOutcome::AlreadyKnown }
+                *packed = Replica {
+                    datanode,
+                    storage,
+                    corrupt: was_corrupt || bad,
+                }
+                .pack();
+                if bad || was_corrupt {
+                    ReportOutcome::Corrupt
+                } else {
+                    ReportOutcome::AlreadyKnown
+                }
             }
             None => {
-                self.push_replica(slot, Replica { datanode, storage, corrupt: bad });
-                if bad { ReportOutcome::Corrupt } else { ReportOutcome::Added }
+                self.push_replica(
+                    slot,
+                    Replica {
+                        datanode,
+                        storage,
+                        corrupt: bad,
+                    },
+                );
+                if bad {
+                    ReportOutcome::Corrupt
+                } else {
+                    ReportOutcome::Added
+                }
             }
         };
         if let Some(node) = datanodes.get_mut(datanode) {
@@ -419,8 +492,15 @@ impl BlockManager {
     }
 
     /// Forgets one replica (the datanode deleted it).
-    pub fn remove_replica(&mut self, block_id: i64, datanode: DatanodeIndex, datanodes: &mut DatanodeManager) {
-        let Some(slot) = self.slot_of(block_id) else { return };
+    pub fn remove_replica(
+        &mut self,
+        block_id: i64,
+        datanode: DatanodeIndex,
+        datanodes: &mut DatanodeManager,
+    ) {
+        let Some(slot) = self.slot_of(block_id) else {
+            return;
+        };
         self.retain_replicas(slot, |r| r.datanode != datanode);
         if let Some(node) = datanodes.get_mut(datanode) {
             node.blocks.remove(slot);
@@ -439,9 +519,18 @@ impl BlockManager {
 
     /// Marks the replica on `datanode` corrupt. Returns false when the block
     /// or the replica is unknown.
-    pub fn mark_corrupt(&mut self, block_id: i64, datanode: DatanodeIndex, datanodes: &mut DatanodeManager) -> bool {
-        let Some(slot) = self.slot_of(block_id) else { return false };
-        let Some(packed) = self.find_replica_mut(slot, datanode) else { return false };
+    pub fn mark_corrupt(
+        &mut self,
+        block_id: i64,
+        datanode: DatanodeIndex,
+        datanodes: &mut DatanodeManager,
+    ) -> bool {
+        let Some(slot) = self.slot_of(block_id) else {
+            return false;
+        };
+        let Some(packed) = self.find_replica_mut(slot, datanode) else {
+            return false;
+        };
         *packed |= REPLICA_CORRUPT;
         self.invalidate_corrupt_if_safe(slot, datanodes);
         true
@@ -456,7 +545,11 @@ impl BlockManager {
             return;
         }
         let info = self.info(slot);
-        let deletion = PendingDeletion { block_id: info.block_id, generation_stamp: info.generation_stamp, num_bytes: info.num_bytes };
+        let deletion = PendingDeletion {
+            block_id: info.block_id,
+            generation_stamp: info.generation_stamp,
+            num_bytes: info.num_bytes,
+        };
         let corrupt: Vec<Replica> = self.replicas(slot).filter(|r| r.corrupt).collect();
         self.retain_replicas(slot, |r| !r.corrupt);
         for replica in corrupt {
@@ -467,7 +560,12 @@ impl BlockManager {
     /// The block with the replicas a reader should use: live, uncorrupted
     /// ones in random order, or every replica flagged corrupt when no good one
     /// is left. Blocks under construction list their pipeline.
-    pub fn located(&self, slot: BlockSlot, offset: u64, datanodes: &DatanodeManager) -> LocatedBlock {
+    pub fn located(
+        &self,
+        slot: BlockSlot,
+        offset: u64,
+        datanodes: &DatanodeManager,
+    ) -> LocatedBlock {
         let info = self.info(slot);
         let mut chosen: Vec<(DatanodeIndex, u16)> = Vec::new();
         let mut corrupt = false;
@@ -475,18 +573,36 @@ impl BlockManager {
         if info.state == BlockState::UnderConstruction && replicas.is_empty() {
             chosen.extend(self.expected_locations(slot).iter().map(|&dn| (dn, 0)));
         } else {
-            chosen.extend(replicas.iter().filter(|r| !r.corrupt && datanodes.is_alive(r.datanode)).map(|r| (r.datanode, r.storage)));
+            chosen.extend(
+                replicas
+                    .iter()
+                    .filter(|r| !r.corrupt && datanodes.is_alive(r.datanode))
+                    .map(|r| (r.datanode, r.storage)),
+            );
             if chosen.is_empty() && replicas.iter().any(|r| r.corrupt) {
                 corrupt = true;
-                chosen.extend(replicas.iter().filter(|r| datanodes.is_alive(r.datanode)).map(|r| (r.datanode, r.storage)));
+                chosen.extend(
+                    replicas
+                        .iter()
+                        .filter(|r| datanodes.is_alive(r.datanode))
+                        .map(|r| (r.datanode, r.storage)),
+                );
             }
         }
         chosen.shuffle(&mut rand::rng());
-        let mut located = LocatedBlock { block: self.extended(slot), offset, locations: Vec::new(), storage_ids: Vec::new(), corrupt };
+        let mut located = LocatedBlock {
+            block: self.extended(slot),
+            offset,
+            locations: Vec::new(),
+            storage_ids: Vec::new(),
+            corrupt,
+        };
         for (dn, storage) in chosen {
             if let Some(node) = datanodes.get(dn) {
                 located.locations.push(node.info());
-                located.storage_ids.push(node.storage_id_for(storage).to_string());
+                located
+                    .storage_ids
+                    .push(node.storage_id_for(storage).to_string());
             }
         }
         located
@@ -508,7 +624,10 @@ mod tests {
     use std::time::Duration;
 
     fn manager_with(n: usize) -> (DatanodeManager, Vec<DatanodeIndex>) {
-        let mut dns = DatanodeManager::new(Liveness { stale_after: Duration::from_secs(30), dead_after: Duration::from_secs(600) });
+        let mut dns = DatanodeManager::new(Liveness {
+            stale_after: Duration::from_secs(30),
+            dead_after: Duration::from_secs(600),
+        });
         let ids = (0..n)
             .map(|i| {
                 dns.register(DatanodeId {
@@ -537,14 +656,29 @@ mod tests {
         let slot = bm.add_under_construction(id, gs, 1, 3).expect("add");
         bm.commit(slot, 100, &dns);
         assert_eq!(bm.info(slot).state, BlockState::Committed);
-        assert_eq!(bm.add_replica(id, gs, 100, ids[0], 0, &mut dns), ReportOutcome::Added);
+        assert_eq!(
+            bm.add_replica(id, gs, 100, ids[0], 0, &mut dns),
+            ReportOutcome::Added
+        );
         assert_eq!(bm.info(slot).state, BlockState::Complete);
-        assert_eq!(bm.add_replica(id, gs, 99, ids[1], 0, &mut dns), ReportOutcome::Corrupt);
-        assert_eq!(bm.counts(slot, &dns), ReplicaCounts { live: 1, corrupt: 1 });
+        assert_eq!(
+            bm.add_replica(id, gs, 99, ids[1], 0, &mut dns),
+            ReportOutcome::Corrupt
+        );
+        assert_eq!(
+            bm.counts(slot, &dns),
+            ReplicaCounts {
+                live: 1,
+                corrupt: 1
+            }
+        );
         let located = bm.located(slot, 0, &dns);
         assert_eq!(located.locations.len(), 1, "corrupt replica hidden");
         assert!(!located.corrupt);
-        assert_eq!(bm.add_replica(id + 7, gs, 1, ids[2], 0, &mut dns), ReportOutcome::Unknown);
+        assert_eq!(
+            bm.add_replica(id + 7, gs, 1, ids[2], 0, &mut dns),
+            ReportOutcome::Unknown
+        );
         assert_eq!(bm.next_block().expect("next"), (1073741826, 1002));
     }
 
@@ -557,10 +691,19 @@ mod tests {
         bm.commit(slot, 10, &dns);
         bm.add_replica(id, gs, 10, ids[0], 0, &mut dns);
         assert!(bm.mark_corrupt(id, ids[0], &mut dns));
-        assert!(bm.located(slot, 0, &dns).corrupt, "only corrupt replicas left: flagged");
+        assert!(
+            bm.located(slot, 0, &dns).corrupt,
+            "only corrupt replicas left: flagged"
+        );
         bm.add_replica(id, gs, 10, ids[1], 0, &mut dns);
         bm.add_replica(id, gs, 10, ids[2], 0, &mut dns);
-        assert_eq!(bm.counts(slot, &dns), ReplicaCounts { live: 2, corrupt: 0 });
+        assert_eq!(
+            bm.counts(slot, &dns),
+            ReplicaCounts {
+                live: 2,
+                corrupt: 0
+            }
+        );
         assert_eq!(dns.take_deletions(ids[0], 10).len(), 1);
         bm.remove(slot, &mut dns);
         assert_eq!(dns.take_deletions(ids[1], 10).len(), 1);
@@ -575,7 +718,10 @@ mod tests {
         let slot = bm.add_under_construction(id, gs, 1, 5).expect("add");
         bm.commit(slot, 10, &dns);
         for dn in &ids {
-            assert_eq!(bm.add_replica(id, gs, 10, *dn, 1, &mut dns), ReportOutcome::Added);
+            assert_eq!(
+                bm.add_replica(id, gs, 10, *dn, 1, &mut dns),
+                ReportOutcome::Added
+            );
         }
         assert_eq!(bm.counts(slot, &dns).live, 5);
         bm.remove_replica(id, ids[4], &mut dns);

@@ -49,8 +49,21 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn new(namesystem: Arc<Namesystem>, journal: Arc<FileJournal>, image_txid: TxId, policy: CheckpointPolicy) -> Self {
-        Self { namesystem, journal, policy, newest: tokio::sync::Mutex::new(Newest { txid: image_txid, at: Instant::now() }) }
+    pub fn new(
+        namesystem: Arc<Namesystem>,
+        journal: Arc<FileJournal>,
+        image_txid: TxId,
+        policy: CheckpointPolicy,
+    ) -> Self {
+        Self {
+            namesystem,
+            journal,
+            policy,
+            newest: tokio::sync::Mutex::new(Newest {
+                txid: image_txid,
+                at: Instant::now(),
+            }),
+        }
     }
 
     /// Saves a new fsimage now (`dfsadmin -saveNamespace`); its txid.
@@ -92,8 +105,13 @@ impl Checkpointer {
         let _ = tokio::task::spawn_blocking(move || NameStorage::purge(&dirs, retained)).await;
         newest.txid = txid;
         newest.at = Instant::now();
-        tracing::info!(txid, bytes = size, encode_ms = encoded.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64, "checkpoint saved");
+        tracing::info!(
+            txid,
+            bytes = size,
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "checkpoint saved"
+        );
         Ok(txid)
     }
 

@@ -271,7 +271,12 @@ impl DatanodeManager {
 
     /// Forgets that a datanode holds the replica in block slot `slot` and
     /// asks it to delete it.
-    pub fn forget_and_delete(&mut self, index: DatanodeIndex, slot: u32, deletion: PendingDeletion) {
+    pub fn forget_and_delete(
+        &mut self,
+        index: DatanodeIndex,
+        slot: u32,
+        deletion: PendingDeletion,
+    ) {
         if let Some(node) = self.nodes.get_mut(index as usize) {
             node.blocks.remove(slot);
         }

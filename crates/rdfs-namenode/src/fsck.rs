@@ -48,7 +48,12 @@ pub struct FsckReplica {
     pub corrupt: bool,
 }
 
-pub(crate) fn collect(state: &FsState, root: InodeId, default_replication: u32, min_replication: u32) -> FsckReport {
+pub(crate) fn collect(
+    state: &FsState,
+    root: InodeId,
+    default_replication: u32,
+    min_replication: u32,
+) -> FsckReport {
     let mut entries = Vec::new();
     state.namespace.walk(root, &mut |inode| {
         let path = state.namespace.path_of(inode.id());
@@ -89,10 +94,20 @@ pub(crate) fn collect(state: &FsState, root: InodeId, default_replication: u32, 
     });
     let live_datanodes = state.datanodes.live_count() as u32;
     let racks = {
-        let mut racks: Vec<&str> = state.datanodes.live().map(|d| d.network_location.as_str()).collect();
+        let mut racks: Vec<&str> = state
+            .datanodes
+            .live()
+            .map(|d| d.network_location.as_str())
+            .collect();
         racks.sort_unstable();
         racks.dedup();
         racks.len() as u32
     };
-    FsckReport { entries, live_datanodes, racks, default_replication, min_replication }
+    FsckReport {
+        entries,
+        live_datanodes,
+        racks,
+        default_replication,
+        min_replication,
+    }
 }

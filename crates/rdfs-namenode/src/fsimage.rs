@@ -50,7 +50,10 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(TxId, PathBuf)>> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(txid) = name.strip_prefix("fsimage_").and_then(|t| t.parse::<TxId>().ok()) {
+        if let Some(txid) = name
+            .strip_prefix("fsimage_")
+            .and_then(|t| t.parse::<TxId>().ok())
+        {
             out.push((txid, entry.path()));
         }
     }
@@ -138,7 +141,12 @@ pub fn encode(fs: &FsState, txid: TxId, info: &NamespaceInfo) -> Vec<u8> {
         put_varint(&mut payload, u64::from(permission.group));
         put_varint(&mut payload, u64::from(permission.mode));
         let writer = inode.writer();
-        let flags = if inode.is_dir() { FLAG_DIR } else { 0 } | if writer.is_some() { FLAG_UNDER_CONSTRUCTION } else { 0 };
+        let flags = if inode.is_dir() { FLAG_DIR } else { 0 }
+            | if writer.is_some() {
+                FLAG_UNDER_CONSTRUCTION
+            } else {
+                0
+            };
         payload.push(flags);
         if inode.is_dir() {
             stack.extend(inode.children().iter().rev());
@@ -196,9 +204,17 @@ impl<'a> Reader<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        let end = self.position.checked_add(n).filter(|end| *end <= self.bytes.len()).ok_or_else(|| {
-            format!("ends after {} bytes where {n} more were expected at offset {}", self.bytes.len(), self.position)
-        })?;
+        let end = self
+            .position
+            .checked_add(n)
+            .filter(|end| *end <= self.bytes.len())
+            .ok_or_else(|| {
+                format!(
+                    "ends after {} bytes where {n} more were expected at offset {}",
+                    self.bytes.len(),
+                    self.position
+                )
+            })?;
         let slice = &self.bytes[self.position..end];
         self.position = end;
         Ok(slice)
@@ -217,7 +233,10 @@ impl<'a> Reader<'a> {
                 return Ok(value);
             }
         }
-        Err(format!("a number at offset {} is longer than 64 bits", self.position))
+        Err(format!(
+            "a number at offset {} is longer than 64 bits",
+            self.position
+        ))
     }
 
     fn u32_varint(&mut self, what: &str) -> Result<u32, String> {
@@ -238,7 +257,10 @@ fn read_generations(payload: &[u8]) -> Result<Vec<u32>, String> {
     let mut reader = Reader::new(payload);
     let count = usize::try_from(reader.varint()?).map_err(|_| "too many slots".to_string())?;
     let raw = reader.take(count.checked_mul(4).ok_or("too many slots")?)?;
-    Ok(raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+    Ok(raw
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
 }
 
 /// What an image holds.
@@ -249,18 +271,32 @@ pub struct LoadedImage {
 
 /// Decodes an image of namespace `expected` (its cluster and block pool
 /// must match).
-pub fn decode(path: &Path, bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfig) -> Result<LoadedImage, ImageError> {
-    decode_inner(bytes, expected, config).map_err(|reason| ImageError { path: path.to_path_buf(), reason })
+pub fn decode(
+    path: &Path,
+    bytes: &[u8],
+    expected: &NamespaceInfo,
+    config: &NamesystemConfig,
+) -> Result<LoadedImage, ImageError> {
+    decode_inner(bytes, expected, config).map_err(|reason| ImageError {
+        path: path.to_path_buf(),
+        reason,
+    })
 }
 
-fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfig) -> Result<LoadedImage, String> {
+fn decode_inner(
+    bytes: &[u8],
+    expected: &NamespaceInfo,
+    config: &NamesystemConfig,
+) -> Result<LoadedImage, String> {
     let mut file = Reader::new(bytes);
     if file.take(8).map_err(|_| "too short to be an fsimage")? != MAGIC {
         return Err("not an rdfs fsimage (bad magic)".into());
     }
     let version = u32::from_be_bytes(file.take(4)?.try_into().map_err(|_| "bad version field")?);
     if version != FORMAT_VERSION {
-        return Err(format!("format version {version} is not supported (expected {FORMAT_VERSION})"));
+        return Err(format!(
+            "format version {version} is not supported (expected {FORMAT_VERSION})"
+        ));
     }
     let mut next_section = |kind: u8| -> Result<&[u8], String> {
         let found = file.byte()?;
@@ -285,7 +321,10 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
     let last_generation_stamp = info.varint()?;
     let cluster_id = String::from_utf8_lossy(info.bytes()?).into_owned();
     let block_pool_id = String::from_utf8_lossy(info.bytes()?).into_owned();
-    if cluster_id != expected.cluster_id || block_pool_id != expected.block_pool_id || namespace_id != u64::from(expected.namespace_id) {
+    if cluster_id != expected.cluster_id
+        || block_pool_id != expected.block_pool_id
+        || namespace_id != u64::from(expected.namespace_id)
+    {
         return Err(format!(
             "it belongs to cluster {cluster_id} / block pool {block_pool_id}, not to {} / {}",
             expected.cluster_id, expected.block_pool_id
@@ -308,7 +347,10 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
     let mut inodes = Reader::new(next_section(INODES)?);
     let count = inodes.varint()?;
     if count != ns.inodes.len() as u64 {
-        return Err(format!("{count} inodes listed but {} live slots", ns.inodes.len()));
+        return Err(format!(
+            "{count} inodes listed but {} live slots",
+            ns.inodes.len()
+        ));
     }
     for index in 0..count {
         let slot = inodes.u32_varint("inode slot")?;
@@ -324,10 +366,14 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
         let flags = inodes.byte()?;
         let is_root = index == 0;
         if is_root != (slot == ROOT_SLOT) || (is_root && parent != ROOT_SLOT) {
-            return Err(format!("inode slot {slot} is out of place: the root must come first"));
+            return Err(format!(
+                "inode slot {slot} is out of place: the root must come first"
+            ));
         }
         if !is_root && kinds.get(parent as usize) != Some(&2) {
-            return Err(format!("inode slot {slot} names parent slot {parent}, which is not a loaded directory"));
+            return Err(format!(
+                "inode slot {slot} names parent slot {parent}, which is not a loaded directory"
+            ));
         }
         if kinds.get(slot as usize).is_none_or(|k| *k != 0) {
             return Err(format!("inode slot {slot} is repeated or out of range"));
@@ -347,7 +393,8 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
             record.link = ns.children.allocate(Vec::new());
             record.header = crate::namespace::DIRECTORY_HEADER;
         } else {
-            let replication = u16::try_from(inodes.varint()?).map_err(|_| "replication out of range")?;
+            let replication =
+                u16::try_from(inodes.varint()?).map_err(|_| "replication out of range")?;
             let block_size = inodes.varint()?;
             let nblocks = inodes.varint()?;
             let mut blocks = Vec::with_capacity(nblocks.min(1 << 20) as usize);
@@ -357,11 +404,20 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
             if flags & FLAG_UNDER_CONSTRUCTION != 0 {
                 writer = Some(String::from_utf8_lossy(inodes.bytes()?).into_owned());
             }
-            crate::namespace::file_record(&mut ns, &mut record, replication, block_size, blocks, writer.is_some());
+            crate::namespace::file_record(
+                &mut ns,
+                &mut record,
+                replication,
+                block_size,
+                blocks,
+                writer.is_some(),
+            );
         }
         record.perm = permission.pack_for_image();
         if !ns.inodes.restore(slot, record) {
-            return Err(format!("inode slot {slot} is not live in the generation table"));
+            return Err(format!(
+                "inode slot {slot} is not live in the generation table"
+            ));
         }
         if let Some(writer) = writer {
             ns.writers.insert(slot, writer.into());
@@ -370,29 +426,44 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
         if !is_root {
             let siblings = ns.children.get_mut_pub(ns.inodes.get(parent).link);
             if let Some(&last) = siblings.last()
-                && crate::namespace::compare_names(ns.names.get(ns.inodes.get(last).name), name) != std::cmp::Ordering::Less
+                && crate::namespace::compare_names(ns.names.get(ns.inodes.get(last).name), name)
+                    != std::cmp::Ordering::Less
             {
                 return Err(format!("children of slot {parent} are out of name order"));
             }
-            ns.children.get_mut_pub(ns.inodes.get(parent).link).push(slot);
+            ns.children
+                .get_mut_pub(ns.inodes.get(parent).link)
+                .push(slot);
         }
     }
     if !inodes.done() {
         return Err("trailing bytes after the inodes".into());
     }
 
-    let mut blocks = BlockManager::new(expected.block_pool_id.clone(), config.min_replication.min(u16::MAX.into()) as u16);
-    blocks.blocks = GenSlab::with_generations(BLOCK_ID_BASE, read_generations(next_section(BLOCK_GENERATIONS)?)?);
+    let mut blocks = BlockManager::new(
+        expected.block_pool_id.clone(),
+        config.min_replication.min(u16::MAX.into()) as u16,
+    );
+    blocks.blocks = GenSlab::with_generations(
+        BLOCK_ID_BASE,
+        read_generations(next_section(BLOCK_GENERATIONS)?)?,
+    );
     blocks.last_generation_stamp = last_generation_stamp;
     let mut records = Reader::new(next_section(BLOCKS)?);
     let count = records.varint()?;
     if count != blocks.len() as u64 {
-        return Err(format!("{count} blocks listed but {} live slots", blocks.len()));
+        return Err(format!(
+            "{count} blocks listed but {} live slots",
+            blocks.len()
+        ));
     }
     let mut slot = 0u32;
     for index in 0..count {
         let delta = records.u32_varint("block slot")?;
-        slot = slot.checked_add(delta).filter(|_| index == 0 || delta > 0).ok_or("block slots out of order")?;
+        slot = slot
+            .checked_add(delta)
+            .filter(|_| index == 0 || delta > 0)
+            .ok_or("block slots out of order")?;
         let inode = records.u32_varint("block's inode")?;
         let generation_stamp = records.varint()?;
         let num_bytes = records.varint()?;
@@ -402,12 +473,20 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
             2 => BlockState::Complete,
             other => return Err(format!("block slot {slot} has unknown state {other}")),
         };
-        let replication = u16::try_from(records.varint()?).map_err(|_| "replication out of range")?;
+        let replication =
+            u16::try_from(records.varint()?).map_err(|_| "replication out of range")?;
         if kinds.get(inode as usize) != Some(&1) {
-            return Err(format!("block slot {slot} belongs to inode slot {inode}, which is not a file"));
+            return Err(format!(
+                "block slot {slot} belongs to inode slot {inode}, which is not a file"
+            ));
         }
-        if !blocks.blocks.restore(slot, BlockRecord::new(inode, generation_stamp, num_bytes, state, replication)) {
-            return Err(format!("block slot {slot} is not live in the generation table"));
+        if !blocks.blocks.restore(
+            slot,
+            BlockRecord::new(inode, generation_stamp, num_bytes, state, replication),
+        ) {
+            return Err(format!(
+                "block slot {slot} is not live in the generation table"
+            ));
         }
     }
     if !records.done() {
@@ -417,7 +496,9 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
     for inode_slot in ns.inodes.live_slots() {
         for block in ns.at(inode_slot).block_slots() {
             if !blocks.blocks.is_live(*block) || blocks.info(*block).inode != inode_slot {
-                return Err(format!("inode slot {inode_slot} lists block slot {block}, which is not its block"));
+                return Err(format!(
+                    "inode slot {inode_slot} lists block slot {block}, which is not its block"
+                ));
             }
         }
     }
@@ -425,7 +506,14 @@ fn decode_inner(bytes: &[u8], expected: &NamespaceInfo, config: &NamesystemConfi
     if !file.done() {
         return Err("trailing bytes after the end".into());
     }
-    Ok(LoadedImage { txid, state: FsState { namespace: ns, blocks, datanodes: DatanodeManager::new(config.liveness) } })
+    Ok(LoadedImage {
+        txid,
+        state: FsState {
+            namespace: ns,
+            blocks,
+            datanodes: DatanodeManager::new(config.liveness),
+        },
+    })
 }
 
 #[cfg(test)]
@@ -435,7 +523,13 @@ mod tests {
     use rdfs_proto::editlog as edit;
 
     pub(crate) fn info() -> NamespaceInfo {
-        NamespaceInfo { cluster_id: "CID-1".into(), block_pool_id: "BP-1".into(), namespace_id: 9, layout_version: -1, ctime: 5 }
+        NamespaceInfo {
+            cluster_id: "CID-1".into(),
+            block_pool_id: "BP-1".into(),
+            namespace_id: 9,
+            layout_version: -1,
+            ctime: 5,
+        }
     }
 
     fn config() -> NamesystemConfig {
@@ -444,11 +538,23 @@ mod tests {
 
     fn sample() -> FsState {
         let mut fs = crate::namesystem::empty_state(&info(), &config(), "hdfs", "supergroup", 1);
-        let perm = |owner: &str| Some(edit::PermissionStatus { owner: owner.into(), group: "g".into(), mode: 0o755 });
+        let perm = |owner: &str| {
+            Some(edit::PermissionStatus {
+                owner: owner.into(),
+                group: "g".into(),
+                mode: 0o755,
+            })
+        };
         let mut next = rdfs_common::ids::ROOT_INODE_ID + 1;
         for (i, name) in ["b", "a", "é", "c"].iter().enumerate() {
-            fs.apply(&Op::Mkdir(edit::Mkdir { inode_id: next, parent_id: 16385, name: name.as_bytes().to_vec(), permission: perm("u"), mtime: i as u64 }))
-                .expect("mkdir");
+            fs.apply(&Op::Mkdir(edit::Mkdir {
+                inode_id: next,
+                parent_id: 16385,
+                name: name.as_bytes().to_vec(),
+                permission: perm("u"),
+                mtime: i as u64,
+            }))
+            .expect("mkdir");
             next += 1;
         }
         let file = next;
@@ -464,15 +570,27 @@ mod tests {
         }))
         .expect("add");
         for i in 0..3i64 {
-            let previous = (i > 0).then(|| edit::BlockRef { block_id: 1073741825 + i - 1, generation_stamp: 1001 + i as u64 - 1, num_bytes: 1 << 20 });
+            let previous = (i > 0).then(|| edit::BlockRef {
+                block_id: 1073741825 + i - 1,
+                generation_stamp: 1001 + i as u64 - 1,
+                num_bytes: 1 << 20,
+            });
             fs.apply(&Op::AddBlock(edit::AddBlock {
                 inode_id: file,
                 previous,
-                block: Some(edit::BlockRef { block_id: 1073741825 + i, generation_stamp: 1001 + i as u64, num_bytes: 0 }),
+                block: Some(edit::BlockRef {
+                    block_id: 1073741825 + i,
+                    generation_stamp: 1001 + i as u64,
+                    num_bytes: 0,
+                }),
             }))
             .expect("block");
         }
-        fs.apply(&Op::Delete(edit::Delete { inode_id: 16387, mtime: 9 })).expect("delete");
+        fs.apply(&Op::Delete(edit::Delete {
+            inode_id: 16387,
+            mtime: 9,
+        }))
+        .expect("delete");
         fs
     }
 
@@ -483,13 +601,31 @@ mod tests {
         let mut loaded = decode(Path::new("img"), &bytes, &info(), &config()).expect("decodes");
         assert_eq!(loaded.txid, 42);
         let again = encode(&loaded.state, 42, &info());
-        assert_eq!(again, bytes, "encoding the loaded image gives the same bytes");
+        assert_eq!(
+            again, bytes,
+            "encoding the loaded image gives the same bytes"
+        );
         let ns = &loaded.state.namespace;
-        let names: Vec<String> = ns.at(ROOT_SLOT).children().iter().map(|s| String::from_utf8_lossy(ns.at(*s).name()).into_owned()).collect();
-        assert_eq!(names, ["é", "b", "c"], "signed-byte order kept, deleted dir gone");
+        let names: Vec<String> = ns
+            .at(ROOT_SLOT)
+            .children()
+            .iter()
+            .map(|s| String::from_utf8_lossy(ns.at(*s).name()).into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["é", "b", "c"],
+            "signed-byte order kept, deleted dir gone"
+        );
         let f = ns.get(16390).expect("file");
-        assert_eq!((f.writer(), f.block_slots().len(), f.replication()), (Some("c1"), 3, 3));
-        assert_eq!(loaded.state.blocks.info(f.block_slots()[0]).state, BlockState::Committed);
+        assert_eq!(
+            (f.writer(), f.block_slots().len(), f.replication()),
+            (Some("c1"), 3, 3)
+        );
+        assert_eq!(
+            loaded.state.blocks.info(f.block_slots()[0]).state,
+            BlockState::Committed
+        );
         assert_eq!(loaded.state.blocks.next_block().ok(), {
             let mut original = sample().blocks;
             original.next_block().ok()
@@ -502,19 +638,33 @@ mod tests {
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (bytes[..bytes.len() - 1].to_vec(), "ends after"),
             (vec![0u8; bytes.len()], "bad magic"),
-            ({
-                let mut b = bytes.clone();
-                let middle = b.len() / 2;
-                b[middle] ^= 0x10;
-                b
-            }, "checksum"),
+            (
+                {
+                    let mut b = bytes.clone();
+                    let middle = b.len() / 2;
+                    b[middle] ^= 0x10;
+                    b
+                },
+                "checksum",
+            ),
             (Vec::new(), "too short"),
         ];
         for (damaged, expected) in cases {
-            let err = decode(Path::new("img"), &damaged, &info(), &config()).err().expect("damage detected");
+            let err = decode(Path::new("img"), &damaged, &info(), &config())
+                .err()
+                .expect("damage detected");
             assert!(err.reason.contains(expected), "{err}");
         }
-        let other = NamespaceInfo { cluster_id: "CID-2".into(), ..info() };
-        assert!(decode(Path::new("img"), &bytes, &other, &config()).err().expect("foreign").reason.contains("CID-1"));
+        let other = NamespaceInfo {
+            cluster_id: "CID-2".into(),
+            ..info()
+        };
+        assert!(
+            decode(Path::new("img"), &bytes, &other, &config())
+                .err()
+                .expect("foreign")
+                .reason
+                .contains("CID-1")
+        );
     }
 }

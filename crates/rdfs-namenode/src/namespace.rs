@@ -47,7 +47,9 @@ impl Permission {
     }
 
     fn pack(self) -> u64 {
-        (u64::from(self.owner & MAX_INTERNED) << 40) | (u64::from(self.group & MAX_INTERNED) << 16) | u64::from(self.mode)
+        (u64::from(self.owner & MAX_INTERNED) << 40)
+            | (u64::from(self.group & MAX_INTERNED) << 16)
+            | u64::from(self.mode)
     }
 
     fn unpack(packed: u64) -> Self {
@@ -145,7 +147,8 @@ impl ListStore {
     }
 
     fn heap_bytes(&self) -> usize {
-        self.lists.capacity() * std::mem::size_of::<Vec<u32>>() + self.lists.iter().map(|l| l.capacity() * 4).sum::<usize>()
+        self.lists.capacity() * std::mem::size_of::<Vec<u32>>()
+            + self.lists.iter().map(|l| l.capacity() * 4).sum::<usize>()
     }
 }
 
@@ -161,7 +164,8 @@ pub(crate) fn file_record(
     blocks: Vec<u32>,
     under_construction: bool,
 ) {
-    record.header = ((u64::from(replication) & REPLICATION_MASK) << REPLICATION_SHIFT) | (block_size & BLOCK_SIZE_MASK);
+    record.header = ((u64::from(replication) & REPLICATION_MASK) << REPLICATION_SHIFT)
+        | (block_size & BLOCK_SIZE_MASK);
     if under_construction {
         record.header |= HEADER_UNDER_CONSTRUCTION;
     }
@@ -257,7 +261,11 @@ impl<'a> Inode<'a> {
         if self.record.extra != 0 {
             return self.ns.block_lists.get(self.record.extra - 1);
         }
-        if self.record.header & HEADER_HAS_BLOCK != 0 { std::slice::from_ref(&self.record.link) } else { &[] }
+        if self.record.header & HEADER_HAS_BLOCK != 0 {
+            std::slice::from_ref(&self.record.link)
+        } else {
+            &[]
+        }
     }
 
     /// The client writing the file, while it is under construction.
@@ -270,7 +278,11 @@ impl<'a> Inode<'a> {
 
     /// A directory's children, sorted by name (none for files).
     pub fn children(&self) -> &'a [Slot] {
-        if self.is_dir() { self.ns.children.get(self.record.link) } else { &[] }
+        if self.is_dir() {
+            self.ns.children.get(self.record.link)
+        } else {
+            &[]
+        }
     }
 }
 
@@ -278,7 +290,11 @@ impl<'a> Inode<'a> {
 #[derive(Debug, Clone)]
 pub enum NewKind {
     Directory,
-    File { replication: u16, block_size: u64, writer: Option<String> },
+    File {
+        replication: u16,
+        block_size: u64,
+        writer: Option<String>,
+    },
 }
 
 /// Where a path led: the inode of each existing prefix, from the root.
@@ -346,7 +362,11 @@ impl Namespace {
     /// A namespace holding only `/`, owned by `owner:group` with `mode`.
     pub fn new(owner: &str, group: &str, mode: u16, mtime: u64) -> Self {
         let mut ns = Self::empty();
-        let permission = Permission { owner: ns.interner.intern(owner), group: ns.interner.intern(group), mode };
+        let permission = Permission {
+            owner: ns.interner.intern(owner),
+            group: ns.interner.intern(group),
+            mode,
+        };
         let link = ns.children.allocate(Vec::new());
         let root = InodeRecord {
             parent: ROOT_SLOT,
@@ -388,7 +408,11 @@ impl Namespace {
 
     /// The inode in a live slot.
     pub fn at(&self, slot: Slot) -> Inode<'_> {
-        Inode { ns: self, slot, record: self.inodes.get(slot) }
+        Inode {
+            ns: self,
+            slot,
+            record: self.inodes.get(slot),
+        }
     }
 
     /// The id the next created inode gets.
@@ -397,7 +421,9 @@ impl Namespace {
     }
 
     fn search(&self, children: &[Slot], name: &[u8]) -> Result<usize, usize> {
-        children.binary_search_by(|child| compare_names(self.names.get(self.inodes.get(*child).name), name))
+        children.binary_search_by(|child| {
+            compare_names(self.names.get(self.inodes.get(*child).name), name)
+        })
     }
 
     /// The child of directory `dir` called `name`.
@@ -412,7 +438,9 @@ impl Namespace {
             return None;
         }
         let children = inode.children();
-        self.search(children, name).ok().map(|index| children[index])
+        self.search(children, name)
+            .ok()
+            .map(|index| children[index])
     }
 
     /// Walks `components` from the root. Fails when a file sits in the middle
@@ -423,7 +451,9 @@ impl Namespace {
         let mut current = ROOT_SLOT;
         for (index, component) in components.iter().enumerate() {
             if !self.at(current).is_dir() {
-                return Err(ThroughFile { path: rdfs_common::path::join_components(&components[..index]) });
+                return Err(ThroughFile {
+                    path: rdfs_common::path::join_components(&components[..index]),
+                });
             }
             match self.child_slot(current, component.as_bytes()) {
                 Some(child) => {
@@ -433,12 +463,17 @@ impl Namespace {
                 None => break,
             }
         }
-        Ok(Resolved { inodes, depth: components.len() })
+        Ok(Resolved {
+            inodes,
+            depth: components.len(),
+        })
     }
 
     /// The absolute path of an inode.
     pub fn path_of(&self, id: InodeId) -> String {
-        let Some(mut slot) = self.slot_of(id) else { return String::new() };
+        let Some(mut slot) = self.slot_of(id) else {
+            return String::new();
+        };
         let mut names: Vec<&[u8]> = Vec::new();
         while slot != ROOT_SLOT {
             let record = self.inodes.get(slot);
@@ -484,18 +519,30 @@ impl Namespace {
         atime: u64,
         kind: NewKind,
     ) -> Result<(), String> {
-        let parent_slot = self.slot_of(parent).ok_or_else(|| format!("parent inode {parent} does not exist"))?;
+        let parent_slot = self
+            .slot_of(parent)
+            .ok_or_else(|| format!("parent inode {parent} does not exist"))?;
         if !self.at(parent_slot).is_dir() {
             return Err(format!("parent inode {parent} is not a directory"));
         }
         let position = match self.search(self.at(parent_slot).children(), name) {
-            Ok(_) => return Err(format!("{}/{} already exists", self.path_of(parent), String::from_utf8_lossy(name))),
+            Ok(_) => {
+                return Err(format!(
+                    "{}/{} already exists",
+                    self.path_of(parent),
+                    String::from_utf8_lossy(name)
+                ));
+            }
             Err(position) => position,
         };
         let name_ref = self.names.add(name);
         let (header, link, writer) = match kind {
             NewKind::Directory => (HEADER_DIR, self.children.allocate(Vec::new()), None),
-            NewKind::File { replication, block_size, writer } => {
+            NewKind::File {
+                replication,
+                block_size,
+                writer,
+            } => {
                 let mut header = (u64::from(replication) & REPLICATION_MASK) << REPLICATION_SHIFT;
                 header |= block_size & BLOCK_SIZE_MASK;
                 if writer.is_some() {
@@ -504,7 +551,16 @@ impl Namespace {
                 (header, 0, writer)
             }
         };
-        let record = InodeRecord { parent: parent_slot, link, extra: 0, name: name_ref, mtime, atime, perm: permission.pack(), header };
+        let record = InodeRecord {
+            parent: parent_slot,
+            link,
+            extra: 0,
+            name: name_ref,
+            mtime,
+            atime,
+            perm: permission.pack(),
+            header,
+        };
         let slot = match self.inodes.insert(id, record) {
             Ok(slot) => slot,
             Err(err) => {
@@ -525,7 +581,9 @@ impl Namespace {
 
     /// Unlinks `id` from its parent, keeping the subtree (for rename).
     pub fn detach(&mut self, id: InodeId) -> Result<(), String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
         if slot == ROOT_SLOT {
             return Err("the root cannot be moved".into());
         }
@@ -541,8 +599,12 @@ impl Namespace {
 
     /// Links a detached inode under `parent` as `name`.
     pub fn attach(&mut self, id: InodeId, parent: InodeId, name: &[u8]) -> Result<(), String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
-        let parent_slot = self.slot_of(parent).ok_or_else(|| format!("new parent {parent} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
+        let parent_slot = self
+            .slot_of(parent)
+            .ok_or_else(|| format!("new parent {parent} does not exist"))?;
         if !self.at(parent_slot).is_dir() {
             return Err("new parent is not a directory".into());
         }
@@ -566,7 +628,9 @@ impl Namespace {
     /// Removes `id` and everything below it; returns the removed files' block
     /// slots. The root cannot be removed.
     pub fn remove_subtree(&mut self, id: InodeId) -> Result<RemovedSubtree, String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
         if slot == ROOT_SLOT {
             return Err("the root cannot be removed".into());
         }
@@ -582,7 +646,9 @@ impl Namespace {
             } else {
                 removed.files += 1;
                 if record.extra != 0 {
-                    removed.block_slots.extend(self.block_lists.release(record.extra - 1));
+                    removed
+                        .block_slots
+                        .extend(self.block_lists.release(record.extra - 1));
                 } else if record.header & HEADER_HAS_BLOCK != 0 {
                     removed.block_slots.push(record.link);
                 }
@@ -606,11 +672,18 @@ impl Namespace {
     }
 
     fn record_mut(&mut self, id: InodeId) -> Result<&mut InodeRecord, String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
         Ok(self.inodes.get_mut(slot))
     }
 
-    pub fn set_times(&mut self, id: InodeId, mtime: Option<u64>, atime: Option<u64>) -> Result<(), String> {
+    pub fn set_times(
+        &mut self,
+        id: InodeId,
+        mtime: Option<u64>,
+        atime: Option<u64>,
+    ) -> Result<(), String> {
         let record = self.record_mut(id)?;
         if let Some(mtime) = mtime {
             record.mtime = mtime;
@@ -638,7 +711,9 @@ impl Namespace {
 
     /// Closes a file: it has no writer any more.
     pub fn clear_writer(&mut self, id: InodeId) -> Result<(), String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
         self.inodes.get_mut(slot).header &= !HEADER_UNDER_CONSTRUCTION;
         self.writers.remove(&slot);
         Ok(())
@@ -646,7 +721,9 @@ impl Namespace {
 
     /// Appends a block to a file.
     pub fn push_block(&mut self, id: InodeId, block_slot: u32) -> Result<(), String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
         let record = *self.inodes.get(slot);
         if record.header & HEADER_DIR != 0 {
             return Err(format!("inode {id} is a directory, not a file"));
@@ -670,7 +747,9 @@ impl Namespace {
 
     /// Drops a file's last block if it is `block_slot`; true if it was.
     pub fn pop_block(&mut self, id: InodeId, block_slot: u32) -> Result<bool, String> {
-        let slot = self.slot_of(id).ok_or_else(|| format!("inode {id} does not exist"))?;
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
         if self.at(slot).block_slots().last() != Some(&block_slot) {
             return Ok(false);
         }
@@ -724,19 +803,37 @@ mod tests {
     use super::*;
 
     fn perm() -> Permission {
-        Permission { owner: 0, group: 0, mode: 0o755 }
+        Permission {
+            owner: 0,
+            group: 0,
+            mode: 0o755,
+        }
     }
 
     fn dir(ns: &mut Namespace, parent: InodeId, name: &str) -> InodeId {
         let id = ns.next_inode_id().expect("id");
-        ns.insert(id, parent, name.as_bytes(), perm(), 0, 0, NewKind::Directory).expect("insert");
+        ns.insert(
+            id,
+            parent,
+            name.as_bytes(),
+            perm(),
+            0,
+            0,
+            NewKind::Directory,
+        )
+        .expect("insert");
         id
     }
 
     fn file(ns: &mut Namespace, parent: InodeId, name: &str) -> InodeId {
         let id = ns.next_inode_id().expect("id");
-        let kind = NewKind::File { replication: 3, block_size: 1 << 27, writer: Some("w".into()) };
-        ns.insert(id, parent, name.as_bytes(), perm(), 0, 0, kind).expect("insert");
+        let kind = NewKind::File {
+            replication: 3,
+            block_size: 1 << 27,
+            writer: Some("w".into()),
+        };
+        ns.insert(id, parent, name.as_bytes(), perm(), 0, 0, kind)
+            .expect("insert");
         id
     }
 
@@ -749,7 +846,11 @@ mod tests {
     fn resolve_walks_and_stops() {
         let mut ns = Namespace::new("root", "supergroup", 0o755, 0);
         let a = dir(&mut ns, ROOT_INODE_ID, "a");
-        assert_eq!(a, ROOT_INODE_ID + 1, "ids start right after the root, as in HDFS");
+        assert_eq!(
+            a,
+            ROOT_INODE_ID + 1,
+            "ids start right after the root, as in HDFS"
+        );
         let b = dir(&mut ns, a, "b");
         dir(&mut ns, a, "0");
         dir(&mut ns, a, "z");
@@ -770,7 +871,12 @@ mod tests {
         assert!(ns.is_ancestor_or_self(a, b));
         assert!(!ns.is_ancestor_or_self(b, a));
         let f = file(&mut ns, b, "f");
-        assert_eq!(ns.resolve(&["a", "b", "f", "g"]).expect_err("through a file").path, "/a/b/f");
+        assert_eq!(
+            ns.resolve(&["a", "b", "f", "g"])
+                .expect_err("through a file")
+                .path,
+            "/a/b/f"
+        );
         assert_eq!(ns.get(f).and_then(|i| i.writer()), Some("w"));
         let removed = ns.remove_subtree(a).expect("removes");
         assert_eq!((removed.directories, removed.files), (4, 1));

@@ -31,7 +31,9 @@ pub struct BlockSafety {
 enum State {
     Off,
     /// Entered at start-up; left automatically.
-    Startup { thresholds_met_at: Option<Instant> },
+    Startup {
+        thresholds_met_at: Option<Instant>,
+    },
     /// Entered by an operator; left only by an operator.
     Manual,
 }
@@ -46,11 +48,21 @@ pub struct SafeMode {
 impl SafeMode {
     /// Safe mode as a namenode starts: on.
     pub fn startup(config: SafeModeConfig) -> Self {
-        Self { config, state: State::Startup { thresholds_met_at: None }, last: BlockSafety::default() }
+        Self {
+            config,
+            state: State::Startup {
+                thresholds_met_at: None,
+            },
+            last: BlockSafety::default(),
+        }
     }
 
     pub fn off(config: SafeModeConfig) -> Self {
-        Self { config, state: State::Off, last: BlockSafety::default() }
+        Self {
+            config,
+            state: State::Off,
+            last: BlockSafety::default(),
+        }
     }
 
     pub fn is_on(&self) -> bool {
@@ -75,29 +87,47 @@ impl SafeMode {
 
     fn thresholds_met(&self, safety: BlockSafety) -> bool {
         let needed = (self.config.threshold * safety.total as f64).ceil() as u64;
-        safety.safe >= needed.min(safety.total) && safety.live_datanodes >= self.config.min_datanodes
+        safety.safe >= needed.min(safety.total)
+            && safety.live_datanodes >= self.config.min_datanodes
     }
 
     /// Re-evaluates automatic safe mode; true when it has just been left.
     pub fn update(&mut self, safety: BlockSafety, now: Instant) -> bool {
         self.last = safety;
         let met = self.thresholds_met(safety);
-        let State::Startup { thresholds_met_at } = &mut self.state else { return false };
+        let State::Startup { thresholds_met_at } = &mut self.state else {
+            return false;
+        };
         match (met, *thresholds_met_at) {
             (false, _) => *thresholds_met_at = None,
             (true, None) => {
-                tracing::info!(safe = safety.safe, total = safety.total, live_datanodes = safety.live_datanodes,
-                    extension_ms = self.config.extension.as_millis() as u64, "safe mode thresholds reached");
+                tracing::info!(
+                    safe = safety.safe,
+                    total = safety.total,
+                    live_datanodes = safety.live_datanodes,
+                    extension_ms = self.config.extension.as_millis() as u64,
+                    "safe mode thresholds reached"
+                );
                 *thresholds_met_at = Some(now);
             }
             (true, Some(_)) => {}
         }
         // With no blocks there is nothing to wait for (a fresh namespace).
-        let extension = if safety.total == 0 { std::time::Duration::ZERO } else { self.config.extension };
-        if let State::Startup { thresholds_met_at: Some(at) } = self.state
+        let extension = if safety.total == 0 {
+            std::time::Duration::ZERO
+        } else {
+            self.config.extension
+        };
+        if let State::Startup {
+            thresholds_met_at: Some(at),
+        } = self.state
             && now.duration_since(at) >= extension
         {
-            tracing::info!(safe = safety.safe, total = safety.total, "leaving safe mode: enough blocks are reported");
+            tracing::info!(
+                safe = safety.safe,
+                total = safety.total,
+                "leaving safe mode: enough blocks are reported"
+            );
             self.state = State::Off;
             return true;
         }
@@ -154,28 +184,80 @@ mod tests {
     use super::*;
 
     fn config(extension_ms: u64) -> SafeModeConfig {
-        SafeModeConfig { threshold: 0.999, min_datanodes: 1, extension: Duration::from_millis(extension_ms) }
+        SafeModeConfig {
+            threshold: 0.999,
+            min_datanodes: 1,
+            extension: Duration::from_millis(extension_ms),
+        }
     }
 
     #[test]
     fn leaves_after_thresholds_and_extension() {
         let mut safe = SafeMode::startup(config(100));
         let now = Instant::now();
-        assert!(!safe.update(BlockSafety { safe: 998, total: 1000, live_datanodes: 1 }, now));
-        assert!(safe.tip().contains("needs additional 1 blocks to reach the threshold 0.9990 of total blocks 1000"), "{}", safe.tip());
-        assert!(!safe.update(BlockSafety { safe: 999, total: 1000, live_datanodes: 0 }, now));
-        assert!(!safe.update(BlockSafety { safe: 999, total: 1000, live_datanodes: 1 }, now));
+        assert!(!safe.update(
+            BlockSafety {
+                safe: 998,
+                total: 1000,
+                live_datanodes: 1
+            },
+            now
+        ));
+        assert!(
+            safe.tip().contains(
+                "needs additional 1 blocks to reach the threshold 0.9990 of total blocks 1000"
+            ),
+            "{}",
+            safe.tip()
+        );
+        assert!(!safe.update(
+            BlockSafety {
+                safe: 999,
+                total: 1000,
+                live_datanodes: 0
+            },
+            now
+        ));
+        assert!(!safe.update(
+            BlockSafety {
+                safe: 999,
+                total: 1000,
+                live_datanodes: 1
+            },
+            now
+        ));
         assert!(safe.is_on());
-        assert!(safe.update(BlockSafety { safe: 999, total: 1000, live_datanodes: 1 }, now + Duration::from_millis(150)));
+        assert!(safe.update(
+            BlockSafety {
+                safe: 999,
+                total: 1000,
+                live_datanodes: 1
+            },
+            now + Duration::from_millis(150)
+        ));
         assert!(!safe.is_on());
     }
 
     #[test]
     fn empty_namespace_needs_only_datanodes_and_manual_mode_stays() {
         let mut safe = SafeMode::startup(config(30_000));
-        assert!(safe.update(BlockSafety { safe: 0, total: 0, live_datanodes: 1 }, Instant::now()));
+        assert!(safe.update(
+            BlockSafety {
+                safe: 0,
+                total: 0,
+                live_datanodes: 1
+            },
+            Instant::now()
+        ));
         safe.enter();
-        assert!(!safe.update(BlockSafety { safe: 5, total: 5, live_datanodes: 3 }, Instant::now()));
+        assert!(!safe.update(
+            BlockSafety {
+                safe: 5,
+                total: 5,
+                live_datanodes: 3
+            },
+            Instant::now()
+        ));
         assert!(safe.is_on());
         assert!(safe.tip().contains("turned on manually"));
         safe.leave();

@@ -18,8 +18,8 @@ use rdfs_common::time::now_ms;
 use rdfs_proto::client_namenode_server::ClientNamenodeServer;
 use rdfs_proto::datanode_protocol_server::DatanodeProtocolServer;
 
-use crate::edit_log::{FileJournal, Journal, JournalError};
 use crate::checkpoint::{CheckpointPolicy, Checkpointer};
+use crate::edit_log::{FileJournal, Journal, JournalError};
 use crate::namesystem::{Namesystem, NamesystemConfig, empty_state};
 use crate::rpc::client_service::ClientService;
 use crate::rpc::datanode_service::DatanodeService;
@@ -55,10 +55,18 @@ pub enum ServerError {
 
 /// Formats the configured name dirs with a new namespace whose root belongs
 /// to `superuser` and the supergroup.
-pub fn format(config: &Config, force: bool, cluster_id: Option<String>, superuser: &str) -> Result<NamespaceInfo, ServerError> {
+pub fn format(
+    config: &Config,
+    force: bool,
+    cluster_id: Option<String>,
+    superuser: &str,
+) -> Result<NamespaceInfo, ServerError> {
     let rpc = config.namenode_rpc_address()?;
     let host = rpc.rsplit_once(':').map_or(rpc.as_str(), |(h, _)| h);
-    let ip = host.parse::<std::net::IpAddr>().map(|ip| ip.to_string()).unwrap_or_else(|_| "127.0.0.1".to_string());
+    let ip = host
+        .parse::<std::net::IpAddr>()
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|_| "127.0.0.1".to_string());
     let now = now_ms();
     let info = NamespaceInfo {
         cluster_id: cluster_id.unwrap_or_else(new_cluster_id),
@@ -68,7 +76,13 @@ pub fn format(config: &Config, force: bool, cluster_id: Option<String>, superuse
         ctime: now,
     };
     let ns_config = NamesystemConfig::from_config(config);
-    let empty = empty_state(&info, &ns_config, superuser, &config.namenode.supergroup, now);
+    let empty = empty_state(
+        &info,
+        &ns_config,
+        superuser,
+        &config.namenode.supergroup,
+        now,
+    );
     let image = crate::fsimage::encode(&empty, 0, &info);
     storage::format(&config.namenode.name_dirs, force, &info, &image)?;
     tracing::info!(cluster_id = %info.cluster_id, block_pool_id = %info.block_pool_id,
@@ -104,7 +118,10 @@ impl Namenode {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "namespace loaded"
         );
-        let journal = Arc::new(FileJournal::open(&storage.current_dirs, loaded.last_txid + 1)?);
+        let journal = Arc::new(FileJournal::open(
+            &storage.current_dirs,
+            loaded.last_txid + 1,
+        )?);
         let fatal = CancellationToken::new();
         let namesystem = Arc::new(Namesystem::new(
             storage.info.clone(),
@@ -121,15 +138,35 @@ impl Namenode {
             check: Duration::from_millis(nn.checkpoint_check_ms.max(10)),
             retained_images: nn.retained_images.max(1) as usize,
         };
-        let checkpointer = Arc::new(Checkpointer::new(Arc::clone(&namesystem), Arc::clone(&journal), loaded.image_txid, policy));
+        let checkpointer = Arc::new(Checkpointer::new(
+            Arc::clone(&namesystem),
+            Arc::clone(&journal),
+            loaded.image_txid,
+            policy,
+        ));
         let addr = config.namenode_rpc_address()?;
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
-            .map_err(|source| ServerError::Bind { addr: addr.clone(), source })?;
-        let address = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
         write_address_file(&config.namenode.name_dirs[0], address)?;
-        let tick = (ns_config.liveness.dead_after / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-        Ok(Self { namesystem, journal, checkpointer, storage, listener, address, fatal, tick })
+        let tick = (ns_config.liveness.dead_after / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        Ok(Self {
+            namesystem,
+            journal,
+            checkpointer,
+            storage,
+            listener,
+            address,
+            fatal,
+            tick,
+        })
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -143,7 +180,16 @@ impl Namenode {
     /// Serves until `shutdown` resolves (or the edit log fails), then closes
     /// the edit log cleanly.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
-        let Self { namesystem, journal, checkpointer, storage, listener, address, fatal, tick } = self;
+        let Self {
+            namesystem,
+            journal,
+            checkpointer,
+            storage,
+            listener,
+            address,
+            fatal,
+            tick,
+        } = self;
         let stop = CancellationToken::new();
         let ticker = {
             let namesystem = Arc::clone(&namesystem);
@@ -165,8 +211,11 @@ impl Namenode {
         let fatal_signal = fatal.clone();
         let result = rdfs_common::grpc::server()
             .add_service(
-                ClientNamenodeServer::new(ClientService::new(Arc::clone(&namesystem), checkpointer))
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                ClientNamenodeServer::new(ClientService::new(
+                    Arc::clone(&namesystem),
+                    checkpointer,
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 DatanodeProtocolServer::new(DatanodeService::new(Arc::clone(&namesystem)))
@@ -187,7 +236,10 @@ impl Namenode {
         }
         result?;
         journal.close().await?;
-        tracing::info!(last_txid = namesystem.last_txid(), "namenode stopped; edit log finalized");
+        tracing::info!(
+            last_txid = namesystem.last_txid(),
+            "namenode stopped; edit log finalized"
+        );
         drop(storage);
         Ok(())
     }

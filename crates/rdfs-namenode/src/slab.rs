@@ -40,7 +40,13 @@ pub enum SlabError {
 
 impl<T: Default + Clone> GenSlab<T> {
     pub fn new(base: u64) -> Self {
-        Self { base, entries: Vec::new(), generations: Vec::new(), free: Vec::new(), len: 0 }
+        Self {
+            base,
+            entries: Vec::new(),
+            generations: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+        }
     }
 
     /// Live records.
@@ -76,7 +82,9 @@ impl<T: Default + Clone> GenSlab<T> {
     }
 
     pub fn is_live(&self, slot: u32) -> bool {
-        self.generations.get(slot as usize).is_some_and(|g| g & LIVE != 0)
+        self.generations
+            .get(slot as usize)
+            .is_some_and(|g| g & LIVE != 0)
     }
 
     pub fn get(&self, slot: u32) -> &T {
@@ -145,7 +153,11 @@ impl<T: Default + Clone> GenSlab<T> {
 
     /// Live slots in slot order.
     pub fn live_slots(&self) -> impl Iterator<Item = u32> + '_ {
-        self.generations.iter().enumerate().filter(|(_, g)| *g & LIVE != 0).map(|(i, _)| i as u32)
+        self.generations
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| *g & LIVE != 0)
+            .map(|(i, _)| i as u32)
     }
 
     /// The raw generation table, for the fsimage.
@@ -157,9 +169,18 @@ impl<T: Default + Clone> GenSlab<T> {
     /// record put back with [`GenSlab::restore`].
     pub fn with_generations(base: u64, generations: Vec<u32>) -> Self {
         let slots = generations.len();
-        let free = (0..slots as u32).rev().filter(|s| generations[*s as usize] & LIVE == 0).collect();
+        let free = (0..slots as u32)
+            .rev()
+            .filter(|s| generations[*s as usize] & LIVE == 0)
+            .collect();
         let len = generations.iter().filter(|g| *g & LIVE != 0).count();
-        Self { base, entries: vec![T::default(); slots], generations, free, len }
+        Self {
+            base,
+            entries: vec![T::default(); slots],
+            generations,
+            free,
+            len,
+        }
     }
 
     /// Puts back a record of a slot that the generation table marks live.
@@ -175,7 +196,9 @@ impl<T: Default + Clone> GenSlab<T> {
 
     /// Bytes held by the slab itself.
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<T>() + self.generations.capacity() * 4 + self.free.capacity() * 4
+        self.entries.capacity() * std::mem::size_of::<T>()
+            + self.generations.capacity() * 4
+            + self.free.capacity() * 4
     }
 }
 
@@ -201,7 +224,10 @@ mod tests {
         assert_eq!(slab.slot(102), None, "the old id still does not resolve");
         assert_eq!(slab.slot(reused), Some(2));
         assert_eq!(slab.id_of(2), reused);
-        assert_eq!(slab.insert(reused, 8), Err(SlabError::Occupied { id: reused }));
+        assert_eq!(
+            slab.insert(reused, 8),
+            Err(SlabError::Occupied { id: reused })
+        );
         assert_eq!(slab.len(), 5);
     }
 
@@ -238,6 +264,9 @@ mod tests {
         assert_eq!(restored.len(), live.len());
         // Inserting an id older than its slot's history is refused.
         let old = ids[0];
-        assert!(matches!(restored.insert(old, 1), Err(SlabError::StaleGeneration { .. })));
+        assert!(matches!(
+            restored.insert(old, 1),
+            Err(SlabError::StaleGeneration { .. })
+        ));
     }
 }

@@ -68,7 +68,12 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
 /// to `superuser:supergroup`, as in HDFS.
 /// Creates a fresh namespace in every directory: a VERSION file and
 /// `fsimage_0`, the empty namespace `image` encodes.
-pub fn format(dirs: &[PathBuf], force: bool, info: &NamespaceInfo, image: &[u8]) -> Result<(), StorageError> {
+pub fn format(
+    dirs: &[PathBuf],
+    force: bool,
+    info: &NamespaceInfo,
+    image: &[u8],
+) -> Result<(), StorageError> {
     for dir in dirs {
         if dir.exists() {
             let non_empty = std::fs::read_dir(dir)
@@ -230,7 +235,10 @@ impl NameStorage {
         for dir in &self.current_dirs {
             match recover_dir(dir) {
                 Ok(records) => {
-                    let after: Vec<EditRecord> = records.into_iter().filter(|r| r.txid > image_txid).collect();
+                    let after: Vec<EditRecord> = records
+                        .into_iter()
+                        .filter(|r| r.txid > image_txid)
+                        .collect();
                     if after.first().is_some_and(|r| r.txid != image_txid + 1) {
                         tracing::error!(dir = %dir.display(), image_txid, first = after[0].txid,
                             "this name directory lacks the edits right after the fsimage; it is left out of service");
@@ -245,7 +253,11 @@ impl NameStorage {
                 }
             }
         }
-        let Some(best) = readable.iter().map(|(_, records)| last_txid(records).max(image_txid)).max() else {
+        let Some(best) = readable
+            .iter()
+            .map(|(_, records)| last_txid(records).max(image_txid))
+            .max()
+        else {
             return Err(first_error.unwrap_or(StorageError::NothingValid(format!(
                 "no name directory holds the edits after fsimage {image_txid}"
             ))));
@@ -264,9 +276,19 @@ impl NameStorage {
         }
         self.current_dirs = in_service;
         let history = history.unwrap_or_default();
-        crate::namesystem::replay(&mut state, &history).map_err(|e| StorageError::NothingValid(e.to_string()))?;
-        tracing::info!(image_txid, edits = history.len(), last_txid = best, "namespace loaded from fsimage and edits");
-        Ok(Loaded { state, image_txid, last_txid: best })
+        crate::namesystem::replay(&mut state, &history)
+            .map_err(|e| StorageError::NothingValid(e.to_string()))?;
+        tracing::info!(
+            image_txid,
+            edits = history.len(),
+            last_txid = best,
+            "namespace loaded from fsimage and edits"
+        );
+        Ok(Loaded {
+            state,
+            image_txid,
+            last_txid: best,
+        })
     }
 
     /// The newest fsimage any directory holds that reads back whole.
@@ -275,13 +297,17 @@ impl NameStorage {
         for dir in &self.current_dirs {
             match crate::fsimage::list(dir) {
                 Ok(images) => candidates.extend(images),
-                Err(err) => tracing::error!(dir = %dir.display(), error = %err, "cannot list the fsimages of this name directory"),
+                Err(err) => {
+                    tracing::error!(dir = %dir.display(), error = %err, "cannot list the fsimages of this name directory")
+                }
             }
             // A checkpoint cut short leaves a temp file: never an image.
             if let Ok(entries) = std::fs::read_dir(dir) {
                 for entry in entries.flatten() {
                     let name = entry.file_name();
-                    if name.to_string_lossy().starts_with("fsimage_") && name.to_string_lossy().ends_with(".tmp") {
+                    if name.to_string_lossy().starts_with("fsimage_")
+                        && name.to_string_lossy().ends_with(".tmp")
+                    {
                         let _ = std::fs::remove_file(entry.path());
                     }
                 }
@@ -317,7 +343,10 @@ impl NameStorage {
         Err(StorageError::NothingValid(if reasons.is_empty() {
             "no fsimage in any name directory".to_string()
         } else {
-            format!("no valid fsimage in any name directory: {}", reasons.join("; "))
+            format!(
+                "no valid fsimage in any name directory: {}",
+                reasons.join("; ")
+            )
         }))
     }
 
@@ -325,20 +354,33 @@ impl NameStorage {
     /// no retained image needs.
     pub fn purge(dirs: &[PathBuf], retained: usize) {
         for dir in dirs {
-            let Ok(images) = crate::fsimage::list(dir) else { continue };
-            let Some(oldest_kept) = images.iter().take(retained).map(|(txid, _)| *txid).min() else { continue };
+            let Ok(images) = crate::fsimage::list(dir) else {
+                continue;
+            };
+            let Some(oldest_kept) = images.iter().take(retained).map(|(txid, _)| *txid).min()
+            else {
+                continue;
+            };
             for (txid, path) in images.iter().skip(retained) {
                 match std::fs::remove_file(path) {
                     Ok(()) => tracing::info!(image = %path.display(), txid, "old fsimage purged"),
-                    Err(err) => tracing::warn!(image = %path.display(), error = %err, "cannot purge old fsimage"),
+                    Err(err) => {
+                        tracing::warn!(image = %path.display(), error = %err, "cannot purge old fsimage")
+                    }
                 }
             }
-            let Ok(segments) = segment::list_segments(dir) else { continue };
+            let Ok(segments) = segment::list_segments(dir) else {
+                continue;
+            };
             for seg in segments {
                 if seg.last.is_some_and(|last| last <= oldest_kept) {
                     match std::fs::remove_file(&seg.path) {
-                        Ok(()) => tracing::debug!(segment = %seg.path.display(), "old edit segment purged"),
-                        Err(err) => tracing::warn!(segment = %seg.path.display(), error = %err, "cannot purge edit segment"),
+                        Ok(()) => {
+                            tracing::debug!(segment = %seg.path.display(), "old edit segment purged")
+                        }
+                        Err(err) => {
+                            tracing::warn!(segment = %seg.path.display(), error = %err, "cannot purge edit segment")
+                        }
                     }
                 }
             }
@@ -460,7 +502,10 @@ mod tests {
     fn segment_bytes(first: TxId, last: TxId, cut: usize) -> Vec<u8> {
         let mut bytes = segment::header().to_vec();
         for txid in first..=last {
-            let op = Op::SetPermission(rdfs_proto::editlog::SetPermission { inode_id: 16385, mode: 0o700 + txid as u32 % 8 });
+            let op = Op::SetPermission(rdfs_proto::editlog::SetPermission {
+                inode_id: 16385,
+                mode: 0o700 + txid as u32 % 8,
+            });
             encode_record(&EditRecord { txid, op: Some(op) }, &mut bytes);
         }
         bytes.truncate(bytes.len() - cut);
@@ -471,15 +516,31 @@ mod tests {
     fn format_open_and_refusals() {
         let tmp = tempfile::tempdir().expect("tmp");
         let dir = tmp.path().join("name");
-        assert!(matches!(NameStorage::open(std::slice::from_ref(&dir)), Err(StorageError::NotFormatted(_))));
+        assert!(matches!(
+            NameStorage::open(std::slice::from_ref(&dir)),
+            Err(StorageError::NotFormatted(_))
+        ));
         format_dirs(std::slice::from_ref(&dir), false).expect("formats");
-        assert!(matches!(format_dirs(std::slice::from_ref(&dir), false), Err(StorageError::NotEmpty(_))));
+        assert!(matches!(
+            format_dirs(std::slice::from_ref(&dir), false),
+            Err(StorageError::NotEmpty(_))
+        ));
         let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         assert_eq!(storage.info, info());
-        assert!(matches!(NameStorage::open(std::slice::from_ref(&dir)), Err(StorageError::Locked(_))));
+        assert!(matches!(
+            NameStorage::open(std::slice::from_ref(&dir)),
+            Err(StorageError::Locked(_))
+        ));
         let loaded = storage.load(&config()).expect("loads");
         assert_eq!(loaded.last_txid, 0);
-        assert_eq!(loaded.state.namespace.get(16385).map(|root| root.owner().to_string()), Some("me".into()));
+        assert_eq!(
+            loaded
+                .state
+                .namespace
+                .get(16385)
+                .map(|root| root.owner().to_string()),
+            Some("me".into())
+        );
         drop(storage);
         format_dirs(std::slice::from_ref(&dir), true).expect("-force formats");
     }
@@ -490,7 +551,11 @@ mod tests {
         let dir = tmp.path().join("name");
         format_dirs(std::slice::from_ref(&dir), false).expect("formats");
         let current = dir.join("current");
-        std::fs::write(current.join(segment::in_progress_name(1)), segment_bytes(1, 3, 3)).expect("writes");
+        std::fs::write(
+            current.join(segment::in_progress_name(1)),
+            segment_bytes(1, 3, 3),
+        )
+        .expect("writes");
         let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         assert_eq!(storage.load(&config()).expect("loads").last_txid, 2);
         assert!(current.join(segment::finalized_name(1, 2)).exists());
@@ -501,8 +566,16 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
         format_dirs(&[a.clone(), b.clone()], false).expect("formats two");
-        std::fs::write(a.join("current").join(segment::finalized_name(1, 3)), segment_bytes(1, 3, 0)).expect("writes");
-        std::fs::write(b.join("current").join(segment::finalized_name(1, 2)), segment_bytes(1, 2, 0)).expect("writes");
+        std::fs::write(
+            a.join("current").join(segment::finalized_name(1, 3)),
+            segment_bytes(1, 3, 0),
+        )
+        .expect("writes");
+        std::fs::write(
+            b.join("current").join(segment::finalized_name(1, 2)),
+            segment_bytes(1, 2, 0),
+        )
+        .expect("writes");
         let mut storage = NameStorage::open(&[a.clone(), b.clone()]).expect("opens");
         assert_eq!(storage.load(&config()).expect("loads").last_txid, 3);
         assert_eq!(storage.current_dirs, vec![a.join("current")]);
@@ -514,16 +587,30 @@ mod tests {
         let dir = tmp.path().join("name");
         format_dirs(std::slice::from_ref(&dir), false).expect("formats");
         let current = dir.join("current");
-        std::fs::write(current.join(segment::finalized_name(1, 4)), segment_bytes(1, 4, 0)).expect("writes");
+        std::fs::write(
+            current.join(segment::finalized_name(1, 4)),
+            segment_bytes(1, 4, 0),
+        )
+        .expect("writes");
         // A newer image at txid 4, then zeroed as a bad disk might leave it.
         let image = current.join(crate::fsimage::file_name(4));
         std::fs::write(&image, vec![0u8; 100]).expect("writes");
         let mut storage = NameStorage::open(std::slice::from_ref(&dir)).expect("opens");
         let loaded = storage.load(&config()).expect("falls back");
         assert_eq!((loaded.image_txid, loaded.last_txid), (0, 4));
-        assert_eq!(loaded.state.namespace.get(16385).map(|r| r.permission().mode), Some(0o700 + 4));
+        assert_eq!(
+            loaded
+                .state
+                .namespace
+                .get(16385)
+                .map(|r| r.permission().mode),
+            Some(0o700 + 4)
+        );
         assert!(!image.exists());
-        assert!(image.with_extension("corrupt").exists(), "the damaged image is set aside");
+        assert!(
+            image.with_extension("corrupt").exists(),
+            "the damaged image is set aside"
+        );
         drop(storage);
         // With every image damaged, the namenode refuses to start.
         std::fs::write(current.join(crate::fsimage::file_name(0)), b"garbage").expect("writes");

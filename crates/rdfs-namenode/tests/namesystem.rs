@@ -10,7 +10,8 @@ use rdfs_common::protocol::{DatanodeId, ExtendedBlock};
 use rdfs_namenode::datanode_manager::{Liveness, StorageState};
 use rdfs_namenode::edit_log::{Journal, MemoryJournal};
 use rdfs_namenode::namesystem::{
-    Caller, Namesystem, NamesystemConfig, Registration, ReplicaEvent, SafeModeAction, empty_state, replay,
+    Caller, Namesystem, NamesystemConfig, Registration, ReplicaEvent, SafeModeAction, empty_state,
+    replay,
 };
 use rdfs_namenode::safe_mode::SafeModeConfig;
 use rdfs_namenode::storage::NamespaceInfo;
@@ -40,14 +41,25 @@ fn config() -> NamesystemConfig {
             stale_after: Duration::from_secs(30),
             dead_after: Duration::from_secs(600),
         },
-        safe_mode: SafeModeConfig { threshold: 0.999, min_datanodes: 0, extension: Duration::ZERO },
+        safe_mode: SafeModeConfig {
+            threshold: 0.999,
+            min_datanodes: 0,
+            extension: Duration::ZERO,
+        },
     }
 }
 
 fn namesystem(journal: Arc<MemoryJournal>) -> Namesystem {
     let mut state = empty_state(&info(), &config(), "", "", 0);
     replay(&mut state, &journal.records()).expect("replay");
-    Namesystem::new(info(), config(), state, journal, CancellationToken::new(), false)
+    Namesystem::new(
+        info(),
+        config(),
+        state,
+        journal,
+        CancellationToken::new(),
+        false,
+    )
 }
 
 fn caller() -> Caller {
@@ -453,13 +465,26 @@ async fn commits_must_match_the_block_and_paths_have_limits() {
 #[tokio::test]
 async fn safe_mode_refuses_writes_with_hdfs_words_and_allows_reads() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
-    ns.mkdirs(&caller(), "/d", 0o755, false).await.expect("mkdirs");
+    ns.mkdirs(&caller(), "/d", 0o755, false)
+        .await
+        .expect("mkdirs");
     assert!(ns.safe_mode(SafeModeAction::Enter));
     assert!(ns.safe_mode(SafeModeAction::Get));
-    let err = ns.mkdirs(&caller(), "/x", 0o755, false).await.expect_err("read-only");
+    let err = ns
+        .mkdirs(&caller(), "/x", 0o755, false)
+        .await
+        .expect_err("read-only");
     assert_eq!(err.kind(), ExceptionKind::SafeMode);
-    let first_line = err.to_string().lines().next().unwrap_or_default().to_string();
-    assert_eq!(first_line, "Cannot create directory /x. Name node is in safe mode.");
+    let first_line = err
+        .to_string()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        first_line,
+        "Cannot create directory /x. Name node is in safe mode."
+    );
     assert!(err.to_string().contains("turned on manually"), "{err}");
     assert_eq!(kind(ns.delete("/d", true).await), ExceptionKind::SafeMode);
     assert!(ns.get_file_info("/d").expect("reads work").is_some());

@@ -167,7 +167,13 @@ impl FileJournal {
 
     /// The directories still written to.
     pub fn dirs(&self) -> Vec<PathBuf> {
-        self.inner.segments.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|s| s.dir.clone()).collect()
+        self.inner
+            .segments
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|s| s.dir.clone())
+            .collect()
     }
 }
 
@@ -198,7 +204,12 @@ impl Journal for FileJournal {
             match self.run_flush(true).await {
                 Some(first) => Ok(first),
                 None => Err(JournalError::Failed(
-                    self.inner.state.lock().failed.clone().unwrap_or_else(|| "roll failed".into()),
+                    self.inner
+                        .state
+                        .lock()
+                        .failed
+                        .clone()
+                        .unwrap_or_else(|| "roll failed".into()),
                 )),
             }
         })
@@ -221,7 +232,11 @@ impl Inner {
         let this = Arc::clone(&self);
         let result = tokio::task::spawn_blocking(move || {
             this.write_batch(&batch)?;
-            if roll { this.roll_segments(upto).map(Some) } else { Ok(None) }
+            if roll {
+                this.roll_segments(upto).map(Some)
+            } else {
+                Ok(None)
+            }
         })
         .await
         .unwrap_or_else(|err| Err(format!("edit log writer panicked: {err}")));
@@ -259,7 +274,11 @@ impl Inner {
             let next_path = open.dir.join(segment::in_progress_name(last + 1));
             let result = (|| -> std::io::Result<File> {
                 std::fs::rename(&open.path, &finalized)?;
-                let mut file = OpenOptions::new().create(true).truncate(true).write(true).open(&next_path)?;
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .truncate(true)
+                    .write(true)
+                    .open(&next_path)?;
                 file.write_all(&segment::header())?;
                 file.sync_all()?;
                 rdfs_common::durable::sync_dir(&open.dir)?;
@@ -281,7 +300,9 @@ impl Inner {
         }
         *segments = rolled;
         if segments.is_empty() {
-            return Err(format!("no name directory is left to write the edit log to; last error: {failure}"));
+            return Err(format!(
+                "no name directory is left to write the edit log to; last error: {failure}"
+            ));
         }
         tracing::info!(finalized_at = last, next = last + 1, "edit log rolled");
         Ok(last + 1)

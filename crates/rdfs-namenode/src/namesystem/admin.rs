@@ -51,7 +51,10 @@ impl Namesystem {
     pub fn fs_stats(&self) -> FsStats {
         let state = self.state.read();
         let fs = &state.fs;
-        let mut stats = FsStats { in_safe_mode: state.safe_mode.is_on(), ..Default::default() };
+        let mut stats = FsStats {
+            in_safe_mode: state.safe_mode.is_on(),
+            ..Default::default()
+        };
         for node in fs.datanodes.live() {
             stats.capacity += node.capacity();
             stats.used += node.dfs_used();
@@ -83,14 +86,24 @@ impl Namesystem {
         let state = self.state.read();
         let fs = &state.fs;
         let resolved = through_file_access(fs.namespace.resolve(&components))?;
-        let id = resolved.last().ok_or_else(|| NamenodeError::FileNotFound(format!("{src} does not exist")))?;
-        Ok(fsck::collect(fs, id, self.config.default_replication, self.config.min_replication))
+        let id = resolved
+            .last()
+            .ok_or_else(|| NamenodeError::FileNotFound(format!("{src} does not exist")))?;
+        Ok(fsck::collect(
+            fs,
+            id,
+            self.config.default_replication,
+            self.config.min_replication,
+        ))
     }
 
     /// Complete blocks, and how many of them have their minimum replicas.
     pub(crate) fn block_safety(&self, fs: &FsState) -> BlockSafety {
         let min = u32::from(fs.blocks.min_replication);
-        let mut safety = BlockSafety { live_datanodes: fs.datanodes.live_count(), ..Default::default() };
+        let mut safety = BlockSafety {
+            live_datanodes: fs.datanodes.live_count(),
+            ..Default::default()
+        };
         for slot in fs.blocks.slots() {
             if fs.blocks.info(slot).state != BlockState::Complete {
                 continue;
@@ -144,10 +157,11 @@ impl Namesystem {
 
 fn count_dirs(fs: &FsState) -> u64 {
     let mut dirs = 0;
-    fs.namespace.walk(rdfs_common::ids::ROOT_INODE_ID, &mut |inode| {
-        if inode.is_dir() {
-            dirs += 1;
-        }
-    });
+    fs.namespace
+        .walk(rdfs_common::ids::ROOT_INODE_ID, &mut |inode| {
+            if inode.is_dir() {
+                dirs += 1;
+            }
+        });
     dirs
 }

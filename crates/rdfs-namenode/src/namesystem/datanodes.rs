@@ -51,7 +51,11 @@ pub enum ReplicaEvent {
 }
 
 fn deletion(block_id: i64, generation_stamp: u64, num_bytes: u64) -> PendingDeletion {
-    PendingDeletion { block_id, generation_stamp, num_bytes }
+    PendingDeletion {
+        block_id,
+        generation_stamp,
+        num_bytes,
+    }
 }
 
 impl Namesystem {
@@ -75,15 +79,24 @@ impl Namesystem {
             )));
         }
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut state.fs;
-        if datanodes.index_of(&registration.id.datanode_uuid).is_none() && datanodes.count() >= MAX_DATANODES {
-            return Err(NamenodeError::Io(format!("this namenode already knows {MAX_DATANODES} datanodes")));
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut state.fs;
+        if datanodes.index_of(&registration.id.datanode_uuid).is_none()
+            && datanodes.count() >= MAX_DATANODES
+        {
+            return Err(NamenodeError::Io(format!(
+                "this namenode already knows {MAX_DATANODES} datanodes"
+            )));
         }
         let (index, replaced) = datanodes.register(registration.id.clone());
         for old in replaced {
             let held = datanodes.mark_dead(old);
             blocks.remove_datanode_replicas(old, &held);
-            tracing::info!(old, "a datanode re-registered at the address of another; the old one is declared dead");
+            tracing::info!(
+                old,
+                "a datanode re-registered at the address of another; the old one is declared dead"
+            );
         }
         if let Some(node) = datanodes.get_mut(index) {
             for storage_id in &registration.storage_ids {
@@ -95,10 +108,19 @@ impl Namesystem {
         Ok(())
     }
 
-    pub fn heartbeat(&self, uuid: &str, storages: Vec<StorageState>, xceivers: u32, failed_volumes: u32) -> Vec<DatanodeCommand> {
+    pub fn heartbeat(
+        &self,
+        uuid: &str,
+        storages: Vec<StorageState>,
+        xceivers: u32,
+        failed_volumes: u32,
+    ) -> Vec<DatanodeCommand> {
         let mut state = self.state.write();
         let Locked { fs, safe_mode } = &mut *state;
-        let Some(index) = fs.datanodes.heartbeat(uuid, storages, xceivers, failed_volumes) else {
+        let Some(index) = fs
+            .datanodes
+            .heartbeat(uuid, storages, xceivers, failed_volumes)
+        else {
             return vec![DatanodeCommand::Reregister];
         };
         // Nothing is deleted in safe mode: the namespace may be older than
@@ -106,7 +128,9 @@ impl Namesystem {
         if safe_mode.is_on() {
             return Vec::new();
         }
-        let deletions = fs.datanodes.take_deletions(index, self.config.invalidate_limit);
+        let deletions = fs
+            .datanodes
+            .take_deletions(index, self.config.invalidate_limit);
         if deletions.is_empty() {
             return Vec::new();
         }
@@ -136,27 +160,49 @@ impl Namesystem {
     /// A full report of one datanode's replicas, per storage: replicas the
     /// namenode did not know are added, those no file owns are scheduled for
     /// deletion, those it thought the datanode had are forgotten.
-    pub fn block_report(&self, uuid: &str, pool_id: &str, storages: &[(String, Vec<ReportedReplica>)]) -> Result<()> {
+    pub fn block_report(
+        &self,
+        uuid: &str,
+        pool_id: &str,
+        storages: &[(String, Vec<ReportedReplica>)],
+    ) -> Result<()> {
         self.check_pool(pool_id)?;
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut state.fs;
-        let index = datanodes
-            .live_index(uuid)
-            .ok_or_else(|| NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered")))?;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut state.fs;
+        let index = datanodes.live_index(uuid).ok_or_else(|| {
+            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+        })?;
         let mut reported = RoaringBitmap::new();
         let (mut added, mut unknown, mut corrupt) = (0u64, 0u64, 0u64);
         for (storage_id, replicas) in storages {
-            let storage = datanodes.get_mut(index).map_or(0, |n| n.storage_index(storage_id));
+            let storage = datanodes
+                .get_mut(index)
+                .map_or(0, |n| n.storage_index(storage_id));
             for replica in replicas.iter().filter(|r| r.finalized) {
-                let outcome =
-                    blocks.add_replica(replica.block_id, replica.generation_stamp, replica.num_bytes, index, storage, datanodes);
+                let outcome = blocks.add_replica(
+                    replica.block_id,
+                    replica.generation_stamp,
+                    replica.num_bytes,
+                    index,
+                    storage,
+                    datanodes,
+                );
                 match outcome {
                     ReportOutcome::Added => added += 1,
                     ReportOutcome::AlreadyKnown => {}
                     ReportOutcome::Corrupt => corrupt += 1,
                     ReportOutcome::Unknown => {
                         unknown += 1;
-                        datanodes.queue_deletion(index, deletion(replica.block_id, replica.generation_stamp, replica.num_bytes));
+                        datanodes.queue_deletion(
+                            index,
+                            deletion(
+                                replica.block_id,
+                                replica.generation_stamp,
+                                replica.num_bytes,
+                            ),
+                        );
                     }
                 }
                 if outcome != ReportOutcome::Unknown
@@ -166,33 +212,61 @@ impl Namesystem {
                 }
             }
         }
-        let gone: Vec<u32> = datanodes.get(index).map(|n| (&n.blocks - &reported).iter().collect()).unwrap_or_default();
+        let gone: Vec<u32> = datanodes
+            .get(index)
+            .map(|n| (&n.blocks - &reported).iter().collect())
+            .unwrap_or_default();
         blocks.remove_datanode_replicas(index, &gone);
         if let Some(node) = datanodes.get_mut(index) {
             node.blocks = reported;
             node.last_block_report_ms = now_ms();
         }
-        tracing::info!(datanode = uuid, added, unknown, corrupt, removed = gone.len(), "processed full block report");
+        tracing::info!(
+            datanode = uuid,
+            added,
+            unknown,
+            corrupt,
+            removed = gone.len(),
+            "processed full block report"
+        );
         Ok(())
     }
 
-    pub fn block_received_and_deleted(&self, uuid: &str, pool_id: &str, events: &[(ExtendedBlock, String, ReplicaEvent)]) -> Result<()> {
+    pub fn block_received_and_deleted(
+        &self,
+        uuid: &str,
+        pool_id: &str,
+        events: &[(ExtendedBlock, String, ReplicaEvent)],
+    ) -> Result<()> {
         self.check_pool(pool_id)?;
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut state.fs;
-        let index = datanodes
-            .live_index(uuid)
-            .ok_or_else(|| NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered")))?;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut state.fs;
+        let index = datanodes.live_index(uuid).ok_or_else(|| {
+            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+        })?;
         for (block, storage_id, event) in events {
             match event {
                 ReplicaEvent::Receiving => {}
                 ReplicaEvent::Received => {
-                    let storage = datanodes.get_mut(index).map_or(0, |n| n.storage_index(storage_id));
-                    let outcome =
-                        blocks.add_replica(block.block_id, block.generation_stamp, block.num_bytes, index, storage, datanodes);
+                    let storage = datanodes
+                        .get_mut(index)
+                        .map_or(0, |n| n.storage_index(storage_id));
+                    let outcome = blocks.add_replica(
+                        block.block_id,
+                        block.generation_stamp,
+                        block.num_bytes,
+                        index,
+                        storage,
+                        datanodes,
+                    );
                     if outcome == ReportOutcome::Unknown {
                         // The file was deleted or the block abandoned meanwhile.
-                        datanodes.queue_deletion(index, deletion(block.block_id, block.generation_stamp, block.num_bytes));
+                        datanodes.queue_deletion(
+                            index,
+                            deletion(block.block_id, block.generation_stamp, block.num_bytes),
+                        );
                     }
                     if outcome == ReportOutcome::Corrupt {
                         tracing::warn!(block = %block, datanode = uuid, "received replica does not match the block: marked corrupt");
@@ -205,12 +279,19 @@ impl Namesystem {
     }
 
     /// A datanode found replicas it holds to be damaged.
-    pub fn datanode_bad_blocks(&self, uuid: &str, reported: &[ExtendedBlock], reason: &str) -> Result<()> {
+    pub fn datanode_bad_blocks(
+        &self,
+        uuid: &str,
+        reported: &[ExtendedBlock],
+        reason: &str,
+    ) -> Result<()> {
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut state.fs;
-        let index = datanodes
-            .live_index(uuid)
-            .ok_or_else(|| NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered")))?;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut state.fs;
+        let index = datanodes.live_index(uuid).ok_or_else(|| {
+            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+        })?;
         for block in reported {
             if blocks.mark_corrupt(block.block_id, index, datanodes) {
                 tracing::warn!(block = %block, datanode = uuid, reason, "replica marked corrupt: its datanode reported it");
@@ -222,7 +303,9 @@ impl Namesystem {
     /// A client found replicas whose data does not match their checksums.
     pub fn report_bad_blocks(&self, located: &[LocatedBlock], reporter: &str) -> Result<()> {
         let mut state = self.state.write();
-        let FsState { blocks, datanodes, .. } = &mut state.fs;
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut state.fs;
         for block in located {
             for location in &block.locations {
                 let uuid = &location.id.datanode_uuid;
@@ -248,16 +331,24 @@ impl Namesystem {
         let now = Instant::now();
         let (newly_dead, automatic) = {
             let state = self.state.read();
-            (!state.fs.datanodes.newly_dead(now).is_empty(), state.safe_mode.is_automatic())
+            (
+                !state.fs.datanodes.newly_dead(now).is_empty(),
+                state.safe_mode.is_automatic(),
+            )
         };
         if !newly_dead && !automatic {
             return;
         }
         let mut state = self.state.write();
         let Locked { fs, safe_mode } = &mut *state;
-        let FsState { blocks, datanodes, .. } = fs;
+        let FsState {
+            blocks, datanodes, ..
+        } = fs;
         for index in datanodes.newly_dead(now) {
-            let addr = datanodes.get(index).map(|d| d.id.xfer_addr()).unwrap_or_default();
+            let addr = datanodes
+                .get(index)
+                .map(|d| d.id.xfer_addr())
+                .unwrap_or_default();
             let held = datanodes.mark_dead(index);
             blocks.remove_datanode_replicas(index, &held);
             tracing::warn!(datanode = %addr, replicas = held.len(), "datanode declared dead: no heartbeat within the dead interval");

@@ -58,7 +58,8 @@ impl NamesystemConfig {
             max_replication: nn.max_replication,
             default_block_size: config.dfs.block_size.0,
             bytes_per_checksum: config.dfs.bytes_per_checksum,
-            write_packet_size: u32::try_from(config.client.write_packet_size.0).unwrap_or(64 * 1024),
+            write_packet_size: u32::try_from(config.client.write_packet_size.0)
+                .unwrap_or(64 * 1024),
             listing_limit: nn.listing_limit.max(1) as usize,
             invalidate_limit: nn.invalidate_limit_per_heartbeat.max(1) as usize,
             liveness: Liveness {
@@ -99,10 +100,19 @@ pub struct Namesystem {
 }
 
 /// An empty namespace of this cluster (what `-format` saves as fsimage 0).
-pub fn empty_state(info: &NamespaceInfo, config: &NamesystemConfig, owner: &str, group: &str, now: u64) -> FsState {
+pub fn empty_state(
+    info: &NamespaceInfo,
+    config: &NamesystemConfig,
+    owner: &str,
+    group: &str,
+    now: u64,
+) -> FsState {
     FsState {
         namespace: Namespace::new(owner, group, 0o755, now),
-        blocks: BlockManager::new(info.block_pool_id.clone(), config.min_replication.min(u16::MAX.into()) as u16),
+        blocks: BlockManager::new(
+            info.block_pool_id.clone(),
+            config.min_replication.min(u16::MAX.into()) as u16,
+        ),
         datanodes: DatanodeManager::new(config.liveness),
     }
 }
@@ -111,11 +121,17 @@ pub fn empty_state(info: &NamespaceInfo, config: &NamesystemConfig, owner: &str,
 pub fn replay(state: &mut FsState, records: &[EditRecord]) -> Result<()> {
     for record in records {
         let Some(op) = &record.op else {
-            return Err(NamenodeError::Io(format!("edit log record {} holds no operation this rdfs knows", record.txid)));
+            return Err(NamenodeError::Io(format!(
+                "edit log record {} holds no operation this rdfs knows",
+                record.txid
+            )));
         };
-        state
-            .apply(op)
-            .map_err(|err| NamenodeError::Io(format!("edit log record {} cannot be replayed: {err}", record.txid)))?;
+        state.apply(op).map_err(|err| {
+            NamenodeError::Io(format!(
+                "edit log record {} cannot be replayed: {err}",
+                record.txid
+            ))
+        })?;
     }
     Ok(())
 }
@@ -125,7 +141,11 @@ pub(crate) fn file_status(fs: &FsState, inode: Inode<'_>, name: Vec<u8>) -> File
     let (file_type, length, children) = if inode.is_dir() {
         (FileType::Directory, 0, inode.children().len() as i32)
     } else {
-        let length = inode.block_slots().iter().map(|slot| fs.blocks.info(*slot).num_bytes).sum();
+        let length = inode
+            .block_slots()
+            .iter()
+            .map(|slot| fs.blocks.info(*slot).num_bytes)
+            .sum();
         (FileType::File, length, 0)
     };
     FileStatus {
@@ -156,8 +176,18 @@ impl Namesystem {
         fatal: CancellationToken,
         safe_mode: bool,
     ) -> Self {
-        let safe_mode = if safe_mode { SafeMode::startup(config.safe_mode) } else { SafeMode::off(config.safe_mode) };
-        Self { state: RwLock::new(Locked { fs, safe_mode }), journal, info, config, fatal }
+        let safe_mode = if safe_mode {
+            SafeMode::startup(config.safe_mode)
+        } else {
+            SafeMode::off(config.safe_mode)
+        };
+        Self {
+            state: RwLock::new(Locked { fs, safe_mode }),
+            journal,
+            info,
+            config,
+            fatal,
+        }
     }
 
     pub fn namespace_info(&self) -> &NamespaceInfo {
@@ -187,7 +217,8 @@ impl Namesystem {
 
     /// Applies `op` and appends it to the journal; the caller holds the lock.
     fn log(&self, fs: &mut FsState, op: Op) -> Result<TxId> {
-        fs.apply(&op).map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
+        fs.apply(&op)
+            .map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
         match self.journal.append(op) {
             Ok(txid) => Ok(txid),
             Err(err) => {
@@ -209,7 +240,10 @@ impl Namesystem {
 
     fn fail(&self, why: &str) {
         if !self.fatal.is_cancelled() {
-            tracing::error!(error = why, "edit log failed; the namenode stops rather than acknowledge non-durable changes");
+            tracing::error!(
+                error = why,
+                "edit log failed; the namenode stops rather than acknowledge non-durable changes"
+            );
             self.fatal.cancel();
         }
     }
@@ -218,7 +252,8 @@ impl Namesystem {
 /// A path through a file, for operations that create: HDFS's
 /// ParentNotDirectoryException.
 fn through_file_create(resolved: std::result::Result<Resolved, ThroughFile>) -> Result<Resolved> {
-    resolved.map_err(|t| NamenodeError::ParentNotDirectory(format!("{} (is not a directory)", t.path)))
+    resolved
+        .map_err(|t| NamenodeError::ParentNotDirectory(format!("{} (is not a directory)", t.path)))
 }
 
 /// A path through a file, for other operations: HDFS's AccessControlException.

@@ -18,9 +18,17 @@ pub struct DirectoryListing {
 }
 
 /// A file's blocks overlapping `[offset, offset + length)`, with locations.
-pub(crate) fn located_blocks(fs: &FsState, inode: Inode<'_>, offset: u64, length: u64) -> LocatedBlocks {
+pub(crate) fn located_blocks(
+    fs: &FsState,
+    inode: Inode<'_>,
+    offset: u64,
+    length: u64,
+) -> LocatedBlocks {
     let end = offset.saturating_add(length);
-    let mut located = LocatedBlocks { under_construction: inode.writer().is_some(), ..Default::default() };
+    let mut located = LocatedBlocks {
+        under_construction: inode.writer().is_some(),
+        ..Default::default()
+    };
     let slots = inode.block_slots();
     let mut position = 0u64;
     let mut complete_length = 0u64;
@@ -30,9 +38,12 @@ pub(crate) fn located_blocks(fs: &FsState, inode: Inode<'_>, offset: u64, length
         if info.state != BlockState::UnderConstruction {
             complete_length += block_len;
         }
-        let overlaps = position < end && (position + block_len > offset || (block_len == 0 && position >= offset));
+        let overlaps = position < end
+            && (position + block_len > offset || (block_len == 0 && position >= offset));
         if overlaps {
-            located.blocks.push(fs.blocks.located(slot, position, &fs.datanodes));
+            located
+                .blocks
+                .push(fs.blocks.located(slot, position, &fs.datanodes));
         }
         if index + 1 == slots.len() {
             located.is_last_block_complete = info.state == BlockState::Complete;
@@ -49,18 +60,32 @@ impl Namesystem {
         let components = path::components(src)?;
         let state = self.state.read();
         let fs = &state.fs;
-        let Ok(resolved) = fs.namespace.resolve(&components) else { return Ok(None) };
-        Ok(resolved.last().and_then(|id| fs.namespace.get(id)).map(|inode| file_status(fs, inode, Vec::new())))
+        let Ok(resolved) = fs.namespace.resolve(&components) else {
+            return Ok(None);
+        };
+        Ok(resolved
+            .last()
+            .and_then(|id| fs.namespace.get(id))
+            .map(|inode| file_status(fs, inode, Vec::new())))
     }
 
     /// A page of the listing of `src` after `start_after`; `None` when `src`
     /// does not exist. A file lists as itself, with an empty name.
-    pub fn get_listing(&self, src: &str, start_after: &[u8], need_location: bool) -> Result<Option<DirectoryListing>> {
+    pub fn get_listing(
+        &self,
+        src: &str,
+        start_after: &[u8],
+        need_location: bool,
+    ) -> Result<Option<DirectoryListing>> {
         let components = path::components(src)?;
         let state = self.state.read();
         let fs = &state.fs;
-        let Ok(resolved) = fs.namespace.resolve(&components) else { return Ok(None) };
-        let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else { return Ok(None) };
+        let Ok(resolved) = fs.namespace.resolve(&components) else {
+            return Ok(None);
+        };
+        let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else {
+            return Ok(None);
+        };
         let status_of = |inode: Inode<'_>, name: Vec<u8>| {
             let mut status = file_status(fs, inode, name);
             if need_location && !inode.is_dir() {
@@ -69,14 +94,18 @@ impl Namesystem {
             status
         };
         if !inode.is_dir() {
-            return Ok(Some(DirectoryListing { entries: vec![status_of(inode, Vec::new())], remaining: 0 }));
+            return Ok(Some(DirectoryListing {
+                entries: vec![status_of(inode, Vec::new())],
+                remaining: 0,
+            }));
         }
         let children = inode.children();
         let start = if start_after.is_empty() {
             0
         } else {
             children.partition_point(|child| {
-                compare_names(fs.namespace.at(*child).name(), start_after) != std::cmp::Ordering::Greater
+                compare_names(fs.namespace.at(*child).name(), start_after)
+                    != std::cmp::Ordering::Greater
             })
         };
         let end = (start + self.config.listing_limit).min(children.len());
@@ -87,10 +116,18 @@ impl Namesystem {
                 status_of(child, child.name().to_vec())
             })
             .collect();
-        Ok(Some(DirectoryListing { entries, remaining: (children.len() - end) as u32 }))
+        Ok(Some(DirectoryListing {
+            entries,
+            remaining: (children.len() - end) as u32,
+        }))
     }
 
-    pub fn get_block_locations(&self, src: &str, offset: u64, length: u64) -> Result<LocatedBlocks> {
+    pub fn get_block_locations(
+        &self,
+        src: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<LocatedBlocks> {
         let components = path::components(src)?;
         let state = self.state.read();
         let fs = &state.fs;
@@ -100,7 +137,9 @@ impl Namesystem {
             .and_then(|id| fs.namespace.get(id))
             .ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
         if inode.is_dir() {
-            return Err(NamenodeError::FileNotFound(format!("Path is not a file: {src}")));
+            return Err(NamenodeError::FileNotFound(format!(
+                "Path is not a file: {src}"
+            )));
         }
         Ok(located_blocks(fs, inode, offset, length))
     }
@@ -110,14 +149,24 @@ impl Namesystem {
         let state = self.state.read();
         let fs = &state.fs;
         let resolved = through_file_access(fs.namespace.resolve(&components))?;
-        let id = resolved.last().ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
-        let mut summary = ContentSummary { quota: -1, space_quota: -1, ..Default::default() };
+        let id = resolved
+            .last()
+            .ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
+        let mut summary = ContentSummary {
+            quota: -1,
+            space_quota: -1,
+            ..Default::default()
+        };
         fs.namespace.walk(id, &mut |inode| {
             if inode.is_dir() {
                 summary.directory_count += 1;
             } else {
                 summary.file_count += 1;
-                let length: u64 = inode.block_slots().iter().map(|slot| fs.blocks.info(*slot).num_bytes).sum();
+                let length: u64 = inode
+                    .block_slots()
+                    .iter()
+                    .map(|slot| fs.blocks.info(*slot).num_bytes)
+                    .sum();
                 summary.length += length;
                 summary.space_consumed += length * u64::from(inode.replication());
             }

@@ -19,7 +19,13 @@ use crate::namespace::{InodeId, Resolved};
 use crate::placement;
 
 impl Namesystem {
-    pub async fn mkdirs(&self, caller: &Caller, src: &str, mode: u16, create_parent: bool) -> Result<bool> {
+    pub async fn mkdirs(
+        &self,
+        caller: &Caller,
+        src: &str,
+        mode: u16,
+        create_parent: bool,
+    ) -> Result<bool> {
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
@@ -28,7 +34,9 @@ impl Namesystem {
             let resolved = through_file_create(fs.namespace.resolve(&components))?;
             match resolved.last().and_then(|id| fs.namespace.get(id)) {
                 Some(existing) if !existing.is_dir() => {
-                    return Err(NamenodeError::FileAlreadyExists(format!("Path is not a directory: {src}")));
+                    return Err(NamenodeError::FileAlreadyExists(format!(
+                        "Path is not a directory: {src}"
+                    )));
                 }
                 // Another call may have created it and still be syncing.
                 Some(_) => Some(self.journal.last_txid()),
@@ -39,7 +47,14 @@ impl Namesystem {
                             path::parent(&path::join_components(&components))
                         )));
                     }
-                    self.create_directories(fs, caller, &components, &resolved, mode, components.len())?
+                    self.create_directories(
+                        fs,
+                        caller,
+                        &components,
+                        &resolved,
+                        mode,
+                        components.len(),
+                    )?
                 }
             }
         };
@@ -61,17 +76,30 @@ impl Namesystem {
         let mut parent = resolved.deepest();
         let mut txid = None;
         let now = now_ms();
-        for (depth, component) in components.iter().enumerate().take(upto).skip(resolved.inodes.len() - 1) {
+        for (depth, component) in components
+            .iter()
+            .enumerate()
+            .take(upto)
+            .skip(resolved.inodes.len() - 1)
+        {
             let group = inherited_group(fs, parent);
             let id = fs.namespace.next_inode_id().map_err(NamenodeError::Io)?;
-            let dir_mode = if depth + 1 == components.len() { mode } else { mode | 0o300 };
+            let dir_mode = if depth + 1 == components.len() {
+                mode
+            } else {
+                mode | 0o300
+            };
             txid = Some(self.log(
                 fs,
                 Op::Mkdir(edit::Mkdir {
                     inode_id: id,
                     parent_id: parent,
                     name: component.as_bytes().to_vec(),
-                    permission: Some(PermissionStatus { owner: caller.user.clone(), group, mode: dir_mode.into() }),
+                    permission: Some(PermissionStatus {
+                        owner: caller.user.clone(),
+                        group,
+                        mode: dir_mode.into(),
+                    }),
                     mtime: now,
                 }),
             )?);
@@ -81,7 +109,9 @@ impl Namesystem {
     }
 
     fn check_replication(&self, replication: u32, src: &str, client: Option<&str>) -> Result<()> {
-        let suffix = client.map(|c| format!(", clientName={c}")).unwrap_or_default();
+        let suffix = client
+            .map(|c| format!(", clientName={c}"))
+            .unwrap_or_default();
         if replication > self.config.max_replication {
             return Err(NamenodeError::IllegalArgument(format!(
                 "Requested replication factor of {replication} exceeds maximum of {} for {src}{suffix}",
@@ -111,7 +141,9 @@ impl Namesystem {
     ) -> Result<FileStatus> {
         let components = path::components(src)?;
         if components.is_empty() {
-            return Err(NamenodeError::FileAlreadyExists(format!("{src} already exists as a directory")));
+            return Err(NamenodeError::FileAlreadyExists(format!(
+                "{src} already exists as a directory"
+            )));
         }
         self.check_replication(replication, src, Some(client))?;
         let bpc = u64::from(self.config.bytes_per_checksum);
@@ -128,7 +160,9 @@ impl Namesystem {
             // Every edit below is covered by the sync of the last one, AddFile.
             if let Some(existing) = resolved.last().and_then(|id| fs.namespace.get(id)) {
                 if existing.is_dir() {
-                    return Err(NamenodeError::FileAlreadyExists(format!("{src} already exists as a directory")));
+                    return Err(NamenodeError::FileAlreadyExists(format!(
+                        "{src} already exists as a directory"
+                    )));
                 }
                 if let Some(writer) = existing.writer() {
                     return Err(NamenodeError::AlreadyBeingCreated(format!(
@@ -137,12 +171,24 @@ impl Namesystem {
                     )));
                 }
                 if !overwrite {
-                    return Err(NamenodeError::FileAlreadyExists(format!("{src} for client {} already exists", caller.machine)));
+                    return Err(NamenodeError::FileAlreadyExists(format!(
+                        "{src} for client {} already exists",
+                        caller.machine
+                    )));
                 }
                 let id = existing.id();
-                self.log(fs, Op::Delete(edit::Delete { inode_id: id, mtime: now_ms() }))?;
+                self.log(
+                    fs,
+                    Op::Delete(edit::Delete {
+                        inode_id: id,
+                        mtime: now_ms(),
+                    }),
+                )?;
             }
-            let resolved = fs.namespace.resolve(&components).map_err(|t| NamenodeError::Io(t.path))?;
+            let resolved = fs
+                .namespace
+                .resolve(&components)
+                .map_err(|t| NamenodeError::Io(t.path))?;
             let parent_missing = resolved.inodes.len() < components.len();
             if parent_missing && !create_parent {
                 return Err(NamenodeError::FileNotFound(format!(
@@ -151,9 +197,19 @@ impl Namesystem {
                 )));
             }
             if parent_missing {
-                self.create_directories(fs, caller, &components, &resolved, 0o777 & !0o022, components.len() - 1)?;
+                self.create_directories(
+                    fs,
+                    caller,
+                    &components,
+                    &resolved,
+                    0o777 & !0o022,
+                    components.len() - 1,
+                )?;
             }
-            let resolved = fs.namespace.resolve(&components).map_err(|t| NamenodeError::Io(t.path))?;
+            let resolved = fs
+                .namespace
+                .resolve(&components)
+                .map_err(|t| NamenodeError::Io(t.path))?;
             let parent = resolved.deepest();
             let id = fs.namespace.next_inode_id().map_err(NamenodeError::Io)?;
             let group = inherited_group(fs, parent);
@@ -163,14 +219,21 @@ impl Namesystem {
                     inode_id: id,
                     parent_id: parent,
                     name: components[components.len() - 1].as_bytes().to_vec(),
-                    permission: Some(PermissionStatus { owner: caller.user.clone(), group, mode: mode.into() }),
+                    permission: Some(PermissionStatus {
+                        owner: caller.user.clone(),
+                        group,
+                        mode: mode.into(),
+                    }),
                     mtime: now_ms(),
                     replication,
                     block_size,
                     client_name: client.to_string(),
                 }),
             )?;
-            let inode = fs.namespace.get(id).ok_or_else(|| NamenodeError::Io("created file vanished".into()))?;
+            let inode = fs
+                .namespace
+                .get(id)
+                .ok_or_else(|| NamenodeError::Io("created file vanished".into()))?;
             (txid, file_status(fs, inode, Vec::new()))
         };
         self.sync(Some(txid)).await?;
@@ -191,7 +254,11 @@ impl Namesystem {
             let fs = &mut state.fs;
             let id = writable_file(fs, src, file_id, client)?;
             let (slots, replication, block_size) = match fs.namespace.get(id) {
-                Some(file) => (file.block_slots().to_vec(), file.replication(), file.block_size()),
+                Some(file) => (
+                    file.block_slots().to_vec(),
+                    file.replication(),
+                    file.block_size(),
+                ),
                 None => return Err(NamenodeError::Io("file vanished".into())),
             };
             let last = slots.last().copied();
@@ -216,7 +283,10 @@ impl Namesystem {
                 (prev, Some(last)) => {
                     // A retry of an addBlock whose answer was lost: hand back
                     // the same, still empty, block.
-                    let penultimate = slots.len().checked_sub(2).map(|i| fs.blocks.id_of(slots[i]));
+                    let penultimate = slots
+                        .len()
+                        .checked_sub(2)
+                        .map(|i| fs.blocks.id_of(slots[i]));
                     let last_info = fs.blocks.info(last);
                     if prev.map(|p| p.block_id) == penultimate
                         && last_info.state == BlockState::UnderConstruction
@@ -239,13 +309,30 @@ impl Namesystem {
                     )));
                 }
             }
-            if slots.len() >= 2 && fs.blocks.info(slots[slots.len() - 2]).state != BlockState::Complete {
-                return Err(NamenodeError::NotReplicatedYet(format!("Not replicated yet: {src}")));
+            if slots.len() >= 2
+                && fs.blocks.info(slots[slots.len() - 2]).state != BlockState::Complete
+            {
+                return Err(NamenodeError::NotReplicatedYet(format!(
+                    "Not replicated yet: {src}"
+                )));
             }
-            let excluded: HashSet<DatanodeIndex> = exclude.iter().filter_map(|uuid| fs.datanodes.index_of(uuid)).collect();
-            let targets = placement::choose_targets(&fs.datanodes, usize::from(replication), &excluded, block_size, Instant::now());
+            let excluded: HashSet<DatanodeIndex> = exclude
+                .iter()
+                .filter_map(|uuid| fs.datanodes.index_of(uuid))
+                .collect();
+            let targets = placement::choose_targets(
+                &fs.datanodes,
+                usize::from(replication),
+                &excluded,
+                block_size,
+                Instant::now(),
+            );
             if targets.len() < self.config.min_replication as usize {
-                let excluded_text = if excluded.is_empty() { "no".to_string() } else { excluded.len().to_string() };
+                let excluded_text = if excluded.is_empty() {
+                    "no".to_string()
+                } else {
+                    excluded.len().to_string()
+                };
                 return Err(NamenodeError::NotEnoughReplicas(format!(
                     "File {src} could only be written to {} of the {} minReplication nodes. There are {} datanode(s) running and {excluded_text} node(s) are excluded in this operation.",
                     targets.len(),
@@ -254,8 +341,12 @@ impl Namesystem {
                 )));
             }
             if targets.len() < usize::from(replication) {
-                tracing::info!(src, wanted = replication, got = targets.len(),
-                    "fewer live datanodes than the file's replication; the block starts under-replicated");
+                tracing::info!(
+                    src,
+                    wanted = replication,
+                    got = targets.len(),
+                    "fewer live datanodes than the file's replication; the block starts under-replicated"
+                );
             }
             let (block_id, generation_stamp) = fs.blocks.next_block().map_err(NamenodeError::Io)?;
             let previous_ref = previous.map(|p| BlockRef {
@@ -268,10 +359,17 @@ impl Namesystem {
                 Op::AddBlock(edit::AddBlock {
                     inode_id: id,
                     previous: previous_ref,
-                    block: Some(BlockRef { block_id, generation_stamp, num_bytes: 0 }),
+                    block: Some(BlockRef {
+                        block_id,
+                        generation_stamp,
+                        num_bytes: 0,
+                    }),
                 }),
             )?;
-            let slot = fs.blocks.slot_of(block_id).ok_or_else(|| NamenodeError::Io("new block vanished".into()))?;
+            let slot = fs
+                .blocks
+                .slot_of(block_id)
+                .ok_or_else(|| NamenodeError::Io("new block vanished".into()))?;
             fs.blocks.set_expected_locations(slot, targets);
             let offset = offset_of(fs, &slots, slots.len());
             (txid, fs.blocks.located(slot, offset, &fs.datanodes))
@@ -280,10 +378,18 @@ impl Namesystem {
         Ok(located)
     }
 
-    pub async fn abandon_block(&self, block: &ExtendedBlock, src: &str, client: &str, file_id: u64) -> Result<()> {
+    pub async fn abandon_block(
+        &self,
+        block: &ExtendedBlock,
+        src: &str,
+        client: &str,
+        file_id: u64,
+    ) -> Result<()> {
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot abandon block {block} for file{src}"))?;
+            Self::check_writable(&state, || {
+                format!("Cannot abandon block {block} for file{src}")
+            })?;
             let fs = &mut state.fs;
             let id = writable_file(fs, src, file_id, client)?;
             let is_last = fs
@@ -295,14 +401,26 @@ impl Namesystem {
                 return Ok(());
             }
             tracing::info!(block = %block, src, "block abandoned by its writer");
-            Some(self.log(fs, Op::AbandonBlock(edit::AbandonBlock { inode_id: id, block_id: block.block_id }))?)
+            Some(self.log(
+                fs,
+                Op::AbandonBlock(edit::AbandonBlock {
+                    inode_id: id,
+                    block_id: block.block_id,
+                }),
+            )?)
         };
         self.sync(txid).await
     }
 
     /// Closes the file once every block has its minimum replicas reported;
     /// `false` until then (the client retries).
-    pub async fn complete(&self, src: &str, client: &str, last: Option<&ExtendedBlock>, file_id: u64) -> Result<bool> {
+    pub async fn complete(
+        &self,
+        src: &str,
+        client: &str,
+        last: Option<&ExtendedBlock>,
+        file_id: u64,
+    ) -> Result<bool> {
         let txid = 'close: {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot complete file {src}"))?;
@@ -313,7 +431,8 @@ impl Namesystem {
                     // A retry of a complete whose answer was lost.
                     let closed_with_same_last = fs.namespace.get(file_id).is_some_and(|f| {
                         f.writer().is_none()
-                            && f.block_slots().last().map(|s| fs.blocks.id_of(*s)) == last.map(|b| b.block_id)
+                            && f.block_slots().last().map(|s| fs.blocks.id_of(*s))
+                                == last.map(|b| b.block_id)
                     });
                     if file_id != 0 && closed_with_same_last {
                         // The original call may still be syncing its edit.
@@ -354,7 +473,10 @@ impl Namesystem {
                     )));
                 }
             }
-            if let Some(waiting) = slots.iter().find(|s| fs.blocks.info(**s).state != BlockState::Complete) {
+            if let Some(waiting) = slots
+                .iter()
+                .find(|s| fs.blocks.info(**s).state != BlockState::Complete)
+            {
                 let counts = fs.blocks.counts(*waiting, &fs.datanodes);
                 tracing::debug!(src, block = %fs.blocks.name(*waiting), live = counts.live,
                     min = self.config.min_replication, "file cannot close yet: block lacks its minimum replicas");
@@ -363,9 +485,21 @@ impl Namesystem {
             let now = now_ms();
             let last_ref = slots.last().map(|s| {
                 let info = fs.blocks.info(*s);
-                BlockRef { block_id: info.block_id, generation_stamp: info.generation_stamp, num_bytes: info.num_bytes }
+                BlockRef {
+                    block_id: info.block_id,
+                    generation_stamp: info.generation_stamp,
+                    num_bytes: info.num_bytes,
+                }
             });
-            Some(self.log(fs, Op::CloseFile(edit::CloseFile { inode_id: id, last: last_ref, mtime: now, atime: now }))?)
+            Some(self.log(
+                fs,
+                Op::CloseFile(edit::CloseFile {
+                    inode_id: id,
+                    last: last_ref,
+                    mtime: now,
+                    atime: now,
+                }),
+            )?)
         };
         self.sync(txid).await?;
         Ok(true)
@@ -394,35 +528,53 @@ impl Namesystem {
                 return Ok(true);
             }
             let src_name = src_components[src_components.len() - 1];
-            let (new_parent, new_name) = match dst_resolved.last().and_then(|id| fs.namespace.get(id)) {
-                Some(existing) if existing.is_dir() => {
-                    let existing_id = existing.id();
-                    if existing_id == src_id || fs.namespace.get(src_id).is_some_and(|s| s.parent() == existing_id) {
-                        // Moving into the directory it is already in.
-                        return Ok(existing_id != src_id);
+            let (new_parent, new_name) =
+                match dst_resolved.last().and_then(|id| fs.namespace.get(id)) {
+                    Some(existing) if existing.is_dir() => {
+                        let existing_id = existing.id();
+                        if existing_id == src_id
+                            || fs
+                                .namespace
+                                .get(src_id)
+                                .is_some_and(|s| s.parent() == existing_id)
+                        {
+                            // Moving into the directory it is already in.
+                            return Ok(existing_id != src_id);
+                        }
+                        if fs
+                            .namespace
+                            .child(existing_id, src_name.as_bytes())
+                            .is_some()
+                        {
+                            tracing::warn!(src, dst, "rename failed: destination exists");
+                            return Ok(false);
+                        }
+                        (existing_id, src_name)
                     }
-                    if fs.namespace.child(existing_id, src_name.as_bytes()).is_some() {
+                    Some(_) => {
                         tracing::warn!(src, dst, "rename failed: destination exists");
                         return Ok(false);
                     }
-                    (existing_id, src_name)
-                }
-                Some(_) => {
-                    tracing::warn!(src, dst, "rename failed: destination exists");
-                    return Ok(false);
-                }
-                None => match dst_resolved.parent() {
-                    Some(parent) if fs.namespace.get(parent).is_some_and(|p| p.is_dir()) => {
-                        (parent, dst_components[dst_components.len() - 1])
-                    }
-                    _ => {
-                        tracing::warn!(src, dst, "rename failed: destination's parent does not exist");
-                        return Ok(false);
-                    }
-                },
-            };
+                    None => match dst_resolved.parent() {
+                        Some(parent) if fs.namespace.get(parent).is_some_and(|p| p.is_dir()) => {
+                            (parent, dst_components[dst_components.len() - 1])
+                        }
+                        _ => {
+                            tracing::warn!(
+                                src,
+                                dst,
+                                "rename failed: destination's parent does not exist"
+                            );
+                            return Ok(false);
+                        }
+                    },
+                };
             if fs.namespace.is_ancestor_or_self(src_id, new_parent) {
-                tracing::warn!(src, dst, "rename failed: destination is a directory or file under the source");
+                tracing::warn!(
+                    src,
+                    dst,
+                    "rename failed: destination is a directory or file under the source"
+                );
                 return Ok(false);
             }
             Some(self.log(
@@ -450,14 +602,22 @@ impl Namesystem {
                 return Ok(false);
             };
             if !inode.children().is_empty() && !recursive {
-                return Err(NamenodeError::NotEmptyDirectory(format!("{src} is non empty")));
+                return Err(NamenodeError::NotEmptyDirectory(format!(
+                    "{src} is non empty"
+                )));
             }
             if components.is_empty() {
                 tracing::warn!("failed to remove / because the root is not allowed to be deleted");
                 return Ok(false);
             }
             let id = inode.id();
-            Some(self.log(fs, Op::Delete(edit::Delete { inode_id: id, mtime: now_ms() }))?)
+            Some(self.log(
+                fs,
+                Op::Delete(edit::Delete {
+                    inode_id: id,
+                    mtime: now_ms(),
+                }),
+            )?)
         };
         self.sync(txid).await?;
         Ok(true)
@@ -473,19 +633,32 @@ impl Namesystem {
             Self::check_writable(&state, || format!("Cannot set replication for {src}"))?;
             let fs = &mut state.fs;
             let resolved = through_file_access(fs.namespace.resolve(&components))?;
-            let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else { return Ok(false) };
+            let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else {
+                return Ok(false);
+            };
             if inode.is_dir() {
                 return Ok(false);
             }
             let id = inode.id();
-            Some(self.log(fs, Op::SetReplication(edit::SetReplication { inode_id: id, replication }))?)
+            Some(self.log(
+                fs,
+                Op::SetReplication(edit::SetReplication {
+                    inode_id: id,
+                    replication,
+                }),
+            )?)
         };
         self.sync(txid).await?;
         Ok(true)
     }
 
     /// Applies one attribute change to an existing path.
-    async fn change(&self, src: &str, operation: &str, op: impl FnOnce(InodeId) -> Op) -> Result<()> {
+    async fn change(
+        &self,
+        src: &str,
+        operation: &str,
+        op: impl FnOnce(InodeId) -> Op,
+    ) -> Result<()> {
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
@@ -493,7 +666,9 @@ impl Namesystem {
             let Locked { fs, .. } = &mut *state;
             let id = through_file_access(fs.namespace.resolve(&components))?
                 .last()
-                .ok_or_else(|| NamenodeError::FileNotFound(format!("File does not exist: {src}")))?;
+                .ok_or_else(|| {
+                    NamenodeError::FileNotFound(format!("File does not exist: {src}"))
+                })?;
             self.log(fs, op(id))?
         };
         self.sync(Some(txid)).await
@@ -501,29 +676,53 @@ impl Namesystem {
 
     pub async fn set_permission(&self, src: &str, mode: u16) -> Result<()> {
         self.change(src, "Cannot set permission for", |inode_id| {
-            Op::SetPermission(edit::SetPermission { inode_id, mode: u32::from(mode & 0o7777) })
+            Op::SetPermission(edit::SetPermission {
+                inode_id,
+                mode: u32::from(mode & 0o7777),
+            })
         })
         .await
     }
 
-    pub async fn set_owner(&self, src: &str, owner: Option<&str>, group: Option<&str>) -> Result<()> {
+    pub async fn set_owner(
+        &self,
+        src: &str,
+        owner: Option<&str>,
+        group: Option<&str>,
+    ) -> Result<()> {
         if owner.is_none() && group.is_none() {
-            return Err(NamenodeError::IllegalArgument(format!("setOwner {src}: username and groupname are both empty")));
+            return Err(NamenodeError::IllegalArgument(format!(
+                "setOwner {src}: username and groupname are both empty"
+            )));
         }
         self.change(src, "Cannot set owner for", |inode_id| {
-            Op::SetOwner(edit::SetOwner { inode_id, owner: owner.map(str::to_string), group: group.map(str::to_string) })
+            Op::SetOwner(edit::SetOwner {
+                inode_id,
+                owner: owner.map(str::to_string),
+                group: group.map(str::to_string),
+            })
         })
         .await
     }
 
     pub async fn set_times(&self, src: &str, mtime: Option<u64>, atime: Option<u64>) -> Result<()> {
-        self.change(src, "Cannot set times", |inode_id| Op::SetTimes(edit::SetTimes { inode_id, mtime, atime })).await
+        self.change(src, "Cannot set times", |inode_id| {
+            Op::SetTimes(edit::SetTimes {
+                inode_id,
+                mtime,
+                atime,
+            })
+        })
+        .await
     }
 }
 
 /// New inodes take their parent directory's group, as in HDFS.
 fn inherited_group(fs: &FsState, parent: InodeId) -> String {
-    fs.namespace.get(parent).map(|p| p.group().to_string()).unwrap_or_default()
+    fs.namespace
+        .get(parent)
+        .map(|p| p.group().to_string())
+        .unwrap_or_default()
 }
 
 /// The file under construction that `client` writes, by id when given (an
@@ -538,11 +737,15 @@ fn writable_file(fs: &FsState, src: &str, file_id: u64, client: &str) -> Result<
         file_id
     } else {
         let components = path::components(src)?;
-        through_file_access(fs.namespace.resolve(&components))?.last().ok_or_else(not_open)?
+        through_file_access(fs.namespace.resolve(&components))?
+            .last()
+            .ok_or_else(not_open)?
     };
     let inode = fs.namespace.get(id).ok_or_else(not_open)?;
     if inode.is_dir() {
-        return Err(NamenodeError::LeaseExpired(format!("INode is not a regular file: {src} (inode {id})")));
+        return Err(NamenodeError::LeaseExpired(format!(
+            "INode is not a regular file: {src} (inode {id})"
+        )));
     }
     match inode.writer() {
         None => Err(NamenodeError::LeaseExpired(format!(
@@ -557,5 +760,8 @@ fn writable_file(fs: &FsState, src: &str, file_id: u64, client: &str) -> Result<
 
 /// The offset of the file's block number `index`.
 fn offset_of(fs: &FsState, slots: &[u32], index: usize) -> u64 {
-    slots[..index].iter().map(|s| fs.blocks.info(*s).num_bytes).sum()
+    slots[..index]
+        .iter()
+        .map(|s| fs.blocks.info(*s).num_bytes)
+        .sum()
 }

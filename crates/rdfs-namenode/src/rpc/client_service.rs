@@ -22,7 +22,10 @@ pub struct ClientService {
 
 impl ClientService {
     pub fn new(namesystem: Arc<Namesystem>, checkpointer: Arc<Checkpointer>) -> Self {
-        Self { namesystem, checkpointer }
+        Self {
+            namesystem,
+            checkpointer,
+        }
     }
 }
 
@@ -335,7 +338,10 @@ impl ClientNamenode for ClientService {
         Ok(Response::new(Box::pin(stream)))
     }
 
-    async fn set_safe_mode(&self, request: Request<pb::SetSafeModeRequest>) -> Result<Response<pb::SetSafeModeResponse>, Status> {
+    async fn set_safe_mode(
+        &self,
+        request: Request<pb::SetSafeModeRequest>,
+    ) -> Result<Response<pb::SetSafeModeResponse>, Status> {
         let action = match pb::SafeModeAction::try_from(request.get_ref().action) {
             Ok(pb::SafeModeAction::Enter) => SafeModeAction::Enter,
             Ok(pb::SafeModeAction::Leave) => SafeModeAction::Leave,
@@ -346,13 +352,29 @@ impl ClientNamenode for ClientService {
         Ok(Response::new(pb::SetSafeModeResponse { on, tip }))
     }
 
-    async fn save_namespace(&self, _request: Request<pb::SaveNamespaceRequest>) -> Result<Response<pb::SaveNamespaceResponse>, Status> {
-        let txid = self.checkpointer.save().await.map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
+    async fn save_namespace(
+        &self,
+        _request: Request<pb::SaveNamespaceRequest>,
+    ) -> Result<Response<pb::SaveNamespaceResponse>, Status> {
+        let txid = self
+            .checkpointer
+            .save()
+            .await
+            .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
         Ok(Response::new(pb::SaveNamespaceResponse { txid }))
     }
 
-    async fn roll_edits(&self, _request: Request<pb::RollEditsRequest>) -> Result<Response<pb::RollEditsResponse>, Status> {
-        let first = self.checkpointer.roll_edits().await.map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
-        Ok(Response::new(pb::RollEditsResponse { new_segment_txid: first }))
+    async fn roll_edits(
+        &self,
+        _request: Request<pb::RollEditsRequest>,
+    ) -> Result<Response<pb::RollEditsResponse>, Status> {
+        let first = self
+            .checkpointer
+            .roll_edits()
+            .await
+            .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
+        Ok(Response::new(pb::RollEditsResponse {
+            new_segment_txid: first,
+        }))
     }
 }
