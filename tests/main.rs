@@ -7,4 +7,5 @@ mod bad_input;
 mod daemons;
 mod data_path;
 mod dfs_commands;
+mod durability;
 mod faults;

@@ -105,6 +105,7 @@ pub struct Builder {
     block_size: u64,
     replication: u32,
     extra: Vec<String>,
+    name_dirs: Option<Vec<PathBuf>>,
 }
 
 impl Builder {
@@ -120,6 +121,12 @@ impl Builder {
 
     pub fn replication(mut self, n: u32) -> Self {
         self.replication = n;
+        self
+    }
+
+    /// The namenode's name directories (default: one in the cluster's temp dir).
+    pub fn name_dirs(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.name_dirs = Some(dirs);
         self
     }
 
@@ -148,7 +155,11 @@ impl Builder {
             "datanode.sync_on_close=false".to_string(),
         ];
         conf.extend(self.extra);
+        let name_dirs = self
+            .name_dirs
+            .unwrap_or_else(|| vec![dir.path().join("namenode")]);
         let mut cluster = MiniCluster {
+            name_dirs,
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
                 .enable_all()
@@ -171,6 +182,7 @@ impl Builder {
 }
 
 pub struct MiniCluster {
+    pub name_dirs: Vec<PathBuf>,
     runtime: tokio::runtime::Runtime,
     pub dir: tempfile::TempDir,
     conf: Vec<String>,
@@ -200,6 +212,7 @@ impl MiniCluster {
             block_size: 1024 * 1024,
             replication: 3,
             extra: Vec::new(),
+            name_dirs: None,
         }
     }
 
@@ -207,8 +220,18 @@ impl MiniCluster {
         self.dir.path().join(relative)
     }
 
+    /// The first name directory (where the address file is written).
     pub fn name_dir(&self) -> PathBuf {
-        self.path("namenode")
+        self.name_dirs[0].clone()
+    }
+
+    fn name_dirs_arg(&self) -> String {
+        let dirs: Vec<String> = self
+            .name_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        format!("namenode.name_dirs={}", dirs.join(","))
     }
 
     pub fn data_dirs(&self, index: usize) -> Vec<PathBuf> {
@@ -256,10 +279,7 @@ impl MiniCluster {
     fn format_namenode(&self) {
         let mut args = vec!["namenode".to_string(), "-format".to_string()];
         args.extend(self.conf_args());
-        args.extend([
-            "-D".to_string(),
-            format!("namenode.name_dirs={}", self.name_dir().display()),
-        ]);
+        args.extend(["-D".to_string(), self.name_dirs_arg()]);
         args.extend([
             "-D".to_string(),
             "namenode.rpc_address=127.0.0.1:0".to_string(),
@@ -286,10 +306,7 @@ impl MiniCluster {
         };
         let mut args = vec!["namenode".to_string()];
         args.extend(self.conf_args());
-        args.extend([
-            "-D".to_string(),
-            format!("namenode.name_dirs={}", self.name_dir().display()),
-        ]);
+        args.extend(["-D".to_string(), self.name_dirs_arg()]);
         args.extend(["-D".to_string(), format!("namenode.rpc_address={rpc}")]);
         let daemon = self.spawn("namenode", &args);
         let addr = wait_for(
@@ -308,10 +325,36 @@ impl MiniCluster {
         self.namenode = Some(daemon);
     }
 
+    /// SIGKILLs the namenode.
     pub fn stop_namenode(&mut self) {
         if let Some(namenode) = self.namenode.take() {
             namenode.kill();
         }
+    }
+
+    /// SIGTERMs the namenode and waits for it to exit; its exit code.
+    pub fn stop_namenode_gracefully(&mut self) -> Option<i32> {
+        let mut namenode = self.namenode.take()?;
+        namenode.signal(libc::SIGTERM);
+        namenode.wait_exit(Duration::from_secs(30))
+    }
+
+    /// Everything the namenode processes of this cluster have logged.
+    pub fn namenode_log(&self) -> String {
+        std::fs::read_to_string(self.path("namenode.log")).unwrap_or_default()
+    }
+
+    /// Starts the namenode without waiting for it (for tests that expect it
+    /// to fail).
+    pub fn spawn_namenode(&self) -> Daemon {
+        let mut args = vec!["namenode".to_string()];
+        args.extend(self.conf_args());
+        args.extend(["-D".to_string(), self.name_dirs_arg()]);
+        args.extend([
+            "-D".to_string(),
+            "namenode.rpc_address=127.0.0.1:0".to_string(),
+        ]);
+        self.spawn("namenode", &args)
     }
 
     /// Starts one more datanode; returns its index.

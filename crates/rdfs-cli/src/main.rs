@@ -1,6 +1,7 @@
 //! `rdfs`: one binary for every rdfs daemon and tool, with HDFS's command
 //! names and flags (`rdfs namenode -format`, `rdfs dfs -ls /`, `rdfs fsck /`).
 
+mod bench;
 mod daemon;
 mod dfs;
 mod dfsadmin;
@@ -35,6 +36,9 @@ enum Cli {
     /// Administration commands (-report), as `hdfs dfsadmin`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Dfsadmin { args: Vec<String> },
+    /// Benchmarks that print figures (namespace, nn).
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Bench { args: Vec<String> },
     /// Print configuration (-confKey KEY, -dump), as `hdfs getconf`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Getconf { args: Vec<String> },
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Cli::Fsck { args } => fsck::main(args),
         Cli::Dfsadmin { args } => dfsadmin::main(args),
         Cli::Getconf { args } => getconf::main(args),
+        Cli::Bench { args } => bench::main(args),
     };
     ExitCode::from(code)
 }

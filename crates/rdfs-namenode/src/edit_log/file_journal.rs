@@ -31,6 +31,8 @@ struct Inner {
     sync_done: Notify,
     /// Used only by the task doing a sync, one at a time.
     segments: std::sync::Mutex<Vec<OpenSegment>>,
+    /// Batches written and synced so far.
+    syncs: AtomicU64,
 }
 
 struct State {
@@ -89,6 +91,7 @@ impl FileJournal {
                 synced: AtomicU64::new(last),
                 sync_done: Notify::new(),
                 segments: std::sync::Mutex::new(segments),
+                syncs: AtomicU64::new(0),
             }),
         })
     }
@@ -163,6 +166,12 @@ impl FileJournal {
                 None
             }
         }
+    }
+
+    /// Batches written and synced since the journal opened (each one fsync
+    /// per directory, however many edits it held).
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
     }
 
     /// The directories still written to.
@@ -316,6 +325,7 @@ impl Inner {
         if batch.is_empty() {
             return Ok(());
         }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::from("no name directories configured");
         segments.retain_mut(|open| {
             match open
