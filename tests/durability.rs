@@ -635,12 +635,7 @@ impl Tmpfs {
         let chunk = vec![0xffu8; 64 * 1024];
         while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
         let _ = std::io::Write::write_all(&mut file, &chunk[..1]);
-        loop {
-            match std::io::Write::write(&mut file, &[0]) {
-                Ok(1) => {}
-                _ => break,
-            }
-        }
+        while let Ok(1) = std::io::Write::write(&mut file, &[0]) {}
     }
 
     fn free(&self) {

@@ -8,7 +8,7 @@ use rdfs_proto::editlog::{BlockRef, PermissionStatus};
 use crate::block_manager::BlockManager;
 use crate::datanode_manager::DatanodeManager;
 use crate::edit_log::Op;
-use crate::namespace::{InodeId, Namespace, NewKind, Permission};
+use crate::namespace::{InodeId, Namespace, NewInode, NewKind, Permission};
 
 /// Everything the namesystem lock protects.
 #[derive(Debug)]
@@ -35,15 +35,15 @@ impl FsState {
         match op {
             Op::Mkdir(mkdir) => {
                 let permission = self.permission(mkdir.permission.as_ref());
-                self.namespace.insert(
-                    mkdir.inode_id,
-                    mkdir.parent_id,
-                    &mkdir.name,
+                self.namespace.insert(NewInode {
+                    id: mkdir.inode_id,
+                    parent: mkdir.parent_id,
+                    name: &mkdir.name,
                     permission,
-                    mkdir.mtime,
-                    0,
-                    NewKind::Directory,
-                )?;
+                    mtime: mkdir.mtime,
+                    atime: 0,
+                    kind: NewKind::Directory,
+                })?;
                 self.namespace
                     .set_times(mkdir.parent_id, Some(mkdir.mtime), None)?;
             }
@@ -56,15 +56,15 @@ impl FsState {
                     block_size: add.block_size,
                     writer: Some(add.client_name.clone()),
                 };
-                self.namespace.insert(
-                    add.inode_id,
-                    add.parent_id,
-                    &add.name,
+                self.namespace.insert(NewInode {
+                    id: add.inode_id,
+                    parent: add.parent_id,
+                    name: &add.name,
                     permission,
-                    add.mtime,
-                    add.mtime,
+                    mtime: add.mtime,
+                    atime: add.mtime,
                     kind,
-                )?;
+                })?;
                 self.namespace
                     .set_times(add.parent_id, Some(add.mtime), None)?;
             }

@@ -134,7 +134,7 @@ impl Replica {
     }
 
     fn unpack(packed: u32) -> Option<Self> {
-        (packed & REPLICA_PRESENT != 0).then(|| Replica {
+        (packed & REPLICA_PRESENT != 0).then_some(Replica {
             datanode: packed >> 16,
             storage: ((packed >> 8) & 0xff) as u16,
             corrupt: packed & REPLICA_CORRUPT != 0,

@@ -57,7 +57,7 @@ pub fn list(dir: &Path) -> std::io::Result<Vec<(TxId, PathBuf)>> {
             out.push((txid, entry.path()));
         }
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|image| std::cmp::Reverse(image.0));
     Ok(out)
 }
 

@@ -286,6 +286,18 @@ impl<'a> Inode<'a> {
     }
 }
 
+/// An inode to add.
+#[derive(Debug, Clone)]
+pub struct NewInode<'a> {
+    pub id: InodeId,
+    pub parent: InodeId,
+    pub name: &'a [u8],
+    pub permission: Permission,
+    pub mtime: u64,
+    pub atime: u64,
+    pub kind: NewKind,
+}
+
 /// What a new inode is.
 #[derive(Debug, Clone)]
 pub enum NewKind {
@@ -509,16 +521,16 @@ impl Namespace {
 
     /// Adds an inode under `parent`, which must be a directory without a
     /// child of that name.
-    pub fn insert(
-        &mut self,
-        id: InodeId,
-        parent: InodeId,
-        name: &[u8],
-        permission: Permission,
-        mtime: u64,
-        atime: u64,
-        kind: NewKind,
-    ) -> Result<(), String> {
+    pub fn insert(&mut self, new: NewInode<'_>) -> Result<(), String> {
+        let NewInode {
+            id,
+            parent,
+            name,
+            permission,
+            mtime,
+            atime,
+            kind,
+        } = new;
         let parent_slot = self
             .slot_of(parent)
             .ok_or_else(|| format!("parent inode {parent} does not exist"))?;
@@ -812,15 +824,15 @@ mod tests {
 
     fn dir(ns: &mut Namespace, parent: InodeId, name: &str) -> InodeId {
         let id = ns.next_inode_id().expect("id");
-        ns.insert(
+        ns.insert(NewInode {
             id,
             parent,
-            name.as_bytes(),
-            perm(),
-            0,
-            0,
-            NewKind::Directory,
-        )
+            name: name.as_bytes(),
+            permission: perm(),
+            mtime: 0,
+            atime: 0,
+            kind: NewKind::Directory,
+        })
         .expect("insert");
         id
     }
@@ -832,8 +844,16 @@ mod tests {
             block_size: 1 << 27,
             writer: Some("w".into()),
         };
-        ns.insert(id, parent, name.as_bytes(), perm(), 0, 0, kind)
-            .expect("insert");
+        ns.insert(NewInode {
+            id,
+            parent,
+            name: name.as_bytes(),
+            permission: perm(),
+            mtime: 0,
+            atime: 0,
+            kind,
+        })
+        .expect("insert");
         id
     }
 

@@ -313,7 +313,7 @@ impl NameStorage {
                 }
             }
         }
-        candidates.sort_by(|a, b| b.0.cmp(&a.0));
+        candidates.sort_by_key(|image| std::cmp::Reverse(image.0));
         let mut reasons = Vec::new();
         for (txid, path) in candidates {
             let bytes = match std::fs::read(&path) {
