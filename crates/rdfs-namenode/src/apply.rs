@@ -118,7 +118,7 @@ impl FsState {
                     .unwrap_or_default();
                 for slot in slots {
                     let length = self.blocks.info(slot).num_bytes;
-                    self.blocks.force_complete(slot, length);
+                    self.blocks.force_complete(slot, length, &self.datanodes);
                 }
             }
             Op::Rename(rename) => {

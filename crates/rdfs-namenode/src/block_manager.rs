@@ -187,7 +187,14 @@ pub struct BlockManager {
     pub(crate) last_generation_stamp: u64,
     pub pool_id: String,
     pub min_replication: u16,
+    /// Complete blocks, and those of them with their minimum live replicas:
+    /// kept as replicas come and go, so safe mode never rescans the map.
+    complete_blocks: u64,
+    safe_blocks: u64,
 }
+
+/// Whether a block is complete, and complete with its minimum replicas.
+type Safety = (bool, bool);
 
 impl BlockManager {
     pub fn new(pool_id: String, min_replication: u16) -> Self {
@@ -199,7 +206,44 @@ impl BlockManager {
             last_generation_stamp: LAST_RESERVED_GENERATION_STAMP,
             pool_id,
             min_replication,
+            complete_blocks: 0,
+            safe_blocks: 0,
         }
+    }
+
+    /// (blocks with their minimum live replicas, complete blocks).
+    pub fn safety(&self) -> (u64, u64) {
+        (self.safe_blocks, self.complete_blocks)
+    }
+
+    fn safety_of(&self, slot: BlockSlot, datanodes: &DatanodeManager) -> Safety {
+        let complete = self.blocks.get(slot).state() == BlockState::Complete;
+        (
+            complete,
+            complete && self.counts(slot, datanodes).live >= u32::from(self.min_replication),
+        )
+    }
+
+    fn account(&mut self, before: Safety, after: Safety) {
+        let step = |count: &mut u64, was: bool, is: bool| match (was, is) {
+            (false, true) => *count += 1,
+            (true, false) => *count = count.saturating_sub(1),
+            _ => {}
+        };
+        step(&mut self.complete_blocks, before.0, after.0);
+        step(&mut self.safe_blocks, before.1, after.1);
+    }
+
+    /// Counts complete and safe blocks from scratch (after loading an image).
+    pub fn recount(&mut self, datanodes: &DatanodeManager) {
+        let (mut complete, mut safe) = (0, 0);
+        for slot in self.blocks.live_slots() {
+            let (c, s) = self.safety_of(slot, datanodes);
+            complete += u64::from(c);
+            safe += u64::from(s);
+        }
+        self.complete_blocks = complete;
+        self.safe_blocks = safe;
     }
 
     pub fn len(&self) -> usize {
@@ -350,6 +394,7 @@ impl BlockManager {
         if self.blocks.get(slot).state() == BlockState::Complete {
             return;
         }
+        let before = self.safety_of(slot, datanodes);
         self.blocks
             .get_mut(slot)
             .set(num_bytes, BlockState::Committed);
@@ -365,6 +410,8 @@ impl BlockManager {
             }
         }
         self.try_complete(slot, datanodes);
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
     }
 
     fn try_complete(&mut self, slot: BlockSlot, datanodes: &DatanodeManager) {
@@ -381,10 +428,13 @@ impl BlockManager {
 
     /// Marks a block complete regardless of replicas: its file was closed
     /// (used when replaying the edit log, before any datanode reported).
-    pub fn force_complete(&mut self, slot: BlockSlot, num_bytes: u64) {
+    pub fn force_complete(&mut self, slot: BlockSlot, num_bytes: u64, datanodes: &DatanodeManager) {
+        let before = self.safety_of(slot, datanodes);
         self.blocks
             .get_mut(slot)
             .set(num_bytes, BlockState::Complete);
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
         self.expected.remove(&slot);
         self.early_lengths.remove(&slot);
     }
@@ -398,6 +448,8 @@ impl BlockManager {
     /// Forgets a block (its file was deleted or the block abandoned) and
     /// queues the deletion of every replica.
     pub fn remove(&mut self, slot: BlockSlot, datanodes: &mut DatanodeManager) {
+        let before = self.safety_of(slot, datanodes);
+        self.account(before, (false, false));
         let info = self.info(slot);
         let deletion = PendingDeletion {
             block_id: info.block_id,
@@ -440,6 +492,7 @@ impl BlockManager {
         let Some(slot) = self.slot_of(block_id) else {
             return ReportOutcome::Unknown;
         };
+        let before = self.safety_of(slot, datanodes);
         let record = *self.blocks.get(slot);
         let length_known = record.state() != BlockState::UnderConstruction;
         let bad = generation_stamp < record.generation_stamp
@@ -488,6 +541,8 @@ impl BlockManager {
         }
         // A new good copy may be the one that makes the corrupt ones redundant.
         self.invalidate_corrupt_if_safe(slot, datanodes);
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
         outcome
     }
 
@@ -501,18 +556,30 @@ impl BlockManager {
         let Some(slot) = self.slot_of(block_id) else {
             return;
         };
+        let before = self.safety_of(slot, datanodes);
         self.retain_replicas(slot, |r| r.datanode != datanode);
         if let Some(node) = datanodes.get_mut(datanode) {
             node.blocks.remove(slot);
         }
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
     }
 
-    /// Forgets every replica a datanode held (it died, or its report no
-    /// longer lists them).
-    pub fn remove_datanode_replicas(&mut self, datanode: DatanodeIndex, slots: &[BlockSlot]) {
+    /// Forgets replicas a datanode held (it is dying, or its report no
+    /// longer lists them). Called while the datanode still counts as alive,
+    /// so the safe-block count follows.
+    pub fn remove_datanode_replicas(
+        &mut self,
+        datanode: DatanodeIndex,
+        slots: &[BlockSlot],
+        datanodes: &DatanodeManager,
+    ) {
         for &slot in slots {
             if self.blocks.is_live(slot) {
+                let before = self.safety_of(slot, datanodes);
                 self.retain_replicas(slot, |r| r.datanode != datanode);
+                let after = self.safety_of(slot, datanodes);
+                self.account(before, after);
             }
         }
     }
@@ -528,11 +595,14 @@ impl BlockManager {
         let Some(slot) = self.slot_of(block_id) else {
             return false;
         };
+        let before = self.safety_of(slot, datanodes);
         let Some(packed) = self.find_replica_mut(slot, datanode) else {
             return false;
         };
         *packed |= REPLICA_CORRUPT;
         self.invalidate_corrupt_if_safe(slot, datanodes);
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
         true
     }
 
@@ -708,6 +778,45 @@ mod tests {
         bm.remove(slot, &mut dns);
         assert_eq!(dns.take_deletions(ids[1], 10).len(), 1);
         assert!(bm.get(id).is_none());
+    }
+
+    #[test]
+    fn safe_block_counts_follow_every_change() {
+        let (mut dns, ids) = manager_with(3);
+        let mut bm = BlockManager::new("BP-1".into(), 1);
+        let check = |bm: &mut BlockManager, dns: &DatanodeManager, expected: (u64, u64)| {
+            assert_eq!(bm.safety(), expected);
+            let tracked = bm.safety();
+            bm.recount(dns);
+            assert_eq!(
+                bm.safety(),
+                tracked,
+                "incremental counts agree with a recount"
+            );
+        };
+        let mut slots = Vec::new();
+        for _ in 0..3 {
+            let (id, gs) = bm.next_block().expect("next");
+            let slot = bm.add_under_construction(id, gs, 1, 3).expect("add");
+            slots.push((id, gs, slot));
+        }
+        check(&mut bm, &dns, (0, 0));
+        bm.force_complete(slots[0].2, 10, &dns);
+        bm.commit(slots[1].2, 10, &dns);
+        check(&mut bm, &dns, (0, 1));
+        bm.add_replica(slots[0].0, slots[0].1, 10, ids[0], 0, &mut dns);
+        bm.add_replica(slots[1].0, slots[1].1, 10, ids[0], 0, &mut dns);
+        check(&mut bm, &dns, (2, 2));
+        bm.mark_corrupt(slots[0].0, ids[0], &mut dns);
+        check(&mut bm, &dns, (1, 2));
+        let held = dns.held(ids[0]);
+        bm.remove_datanode_replicas(ids[0], &held, &dns);
+        dns.mark_dead(ids[0]);
+        check(&mut bm, &dns, (0, 2));
+        bm.add_replica(slots[1].0, slots[1].1, 10, ids[1], 0, &mut dns);
+        check(&mut bm, &dns, (1, 2));
+        bm.remove(slots[1].2, &mut dns);
+        check(&mut bm, &dns, (0, 1));
     }
 
     #[test]

@@ -301,17 +301,22 @@ impl DatanodeManager {
             .collect()
     }
 
-    /// Marks a datanode dead and returns the block slots it held; the caller
-    /// removes them from the block map.
-    pub fn mark_dead(&mut self, index: DatanodeIndex) -> Vec<u32> {
-        let Some(node) = self.nodes.get_mut(index as usize) else {
-            return Vec::new();
-        };
-        node.alive = false;
-        node.pending_deletions.clear();
-        let held = node.blocks.iter().collect();
-        node.blocks.clear();
-        held
+    /// The block slots of the replicas a datanode holds.
+    pub fn held(&self, index: DatanodeIndex) -> Vec<u32> {
+        self.nodes
+            .get(index as usize)
+            .map(|n| n.blocks.iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Marks a datanode dead; the caller has removed its replicas from the
+    /// block map first.
+    pub fn mark_dead(&mut self, index: DatanodeIndex) {
+        if let Some(node) = self.nodes.get_mut(index as usize) {
+            node.alive = false;
+            node.pending_deletions.clear();
+            node.blocks.clear();
+        }
     }
 
     /// Bytes the per-datanode replica sets hold.

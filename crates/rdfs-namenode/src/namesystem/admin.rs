@@ -99,21 +99,12 @@ impl Namesystem {
 
     /// Complete blocks, and how many of them have their minimum replicas.
     pub(crate) fn block_safety(&self, fs: &FsState) -> BlockSafety {
-        let min = u32::from(fs.blocks.min_replication);
-        let mut safety = BlockSafety {
+        let (safe, total) = fs.blocks.safety();
+        BlockSafety {
+            safe,
+            total,
             live_datanodes: fs.datanodes.live_count(),
-            ..Default::default()
-        };
-        for slot in fs.blocks.slots() {
-            if fs.blocks.info(slot).state != BlockState::Complete {
-                continue;
-            }
-            safety.total += 1;
-            if fs.blocks.counts(slot, &fs.datanodes).live >= min {
-                safety.safe += 1;
-            }
         }
-        safety
     }
 
     /// Turns safe mode on or off, or reports it; whether it is on after.

@@ -91,8 +91,9 @@ impl Namesystem {
         }
         let (index, replaced) = datanodes.register(registration.id.clone());
         for old in replaced {
-            let held = datanodes.mark_dead(old);
-            blocks.remove_datanode_replicas(old, &held);
+            let held = datanodes.held(old);
+            blocks.remove_datanode_replicas(old, &held, datanodes);
+            datanodes.mark_dead(old);
             tracing::info!(
                 old,
                 "a datanode re-registered at the address of another; the old one is declared dead"
@@ -216,7 +217,7 @@ impl Namesystem {
             .get(index)
             .map(|n| (&n.blocks - &reported).iter().collect())
             .unwrap_or_default();
-        blocks.remove_datanode_replicas(index, &gone);
+        blocks.remove_datanode_replicas(index, &gone, datanodes);
         if let Some(node) = datanodes.get_mut(index) {
             node.blocks = reported;
             node.last_block_report_ms = now_ms();
@@ -349,8 +350,9 @@ impl Namesystem {
                 .get(index)
                 .map(|d| d.id.xfer_addr())
                 .unwrap_or_default();
-            let held = datanodes.mark_dead(index);
-            blocks.remove_datanode_replicas(index, &held);
+            let held = datanodes.held(index);
+            blocks.remove_datanode_replicas(index, &held, datanodes);
+            datanodes.mark_dead(index);
             tracing::warn!(datanode = %addr, replicas = held.len(), "datanode declared dead: no heartbeat within the dead interval");
         }
         if safe_mode.is_automatic() {
