@@ -384,7 +384,14 @@ fn full_restart_brings_every_file_back_through_safe_mode() {
     let files: Vec<(String, Vec<u8>)> = (0..5)
         .map(|i| (format!("/r/f{i}"), test_bytes(300_000 * (i + 1), i as u64)))
         .collect();
-    for (path, data) in &files {
+    // Some files reach the restarted namenode through a checkpoint, the
+    // rest through the edit log; both must hold it in safe mode.
+    for (i, (path, data)) in files.iter().enumerate() {
+        if i == 3 {
+            cluster.rdfs("dfsadmin", &["-safemode", "enter"]).ok();
+            cluster.rdfs("dfsadmin", &["-saveNamespace"]).ok();
+            cluster.rdfs("dfsadmin", &["-safemode", "leave"]).ok();
+        }
         cluster
             .rdfs_with_stdin("dfs", &["-put", "-", path], Some(data))
             .ok();
@@ -415,6 +422,17 @@ fn full_restart_brings_every_file_back_through_safe_mode() {
     }
     let wait = cluster.rdfs("dfsadmin", &["-safemode", "wait"]);
     assert_eq!(wait.stdout().trim(), "Safe mode is OFF");
+    // It waited for every block, the checkpointed ones as well as those
+    // replayed: 1 + 1 + 1 + 2 + 2 blocks of 1 MiB.
+    let log = cluster.namenode_log();
+    let left = log
+        .lines()
+        .rfind(|l| l.contains("leaving safe mode: enough blocks are reported"))
+        .expect("the namenode logs why it left safe mode");
+    assert!(
+        left.contains("safe=7") && left.contains("total=7"),
+        "{left}"
+    );
     for (path, data) in &files {
         assert!(
             cluster.dfs(&["-cat", path]).stdout == *data,

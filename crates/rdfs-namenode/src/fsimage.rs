@@ -364,8 +364,16 @@ fn decode_inner(
             mode: u16::try_from(inodes.varint()?).map_err(|_| "mode out of range")?,
         };
         let flags = inodes.byte()?;
+        let known = ns.interner.all().len() as u32;
+        if permission.owner >= known || permission.group >= known {
+            return Err(format!(
+                "inode slot {slot} names an owner or group missing from the strings table"
+            ));
+        }
         let is_root = index == 0;
-        if is_root != (slot == ROOT_SLOT) || (is_root && parent != ROOT_SLOT) {
+        if is_root != (slot == ROOT_SLOT)
+            || (is_root && (parent != ROOT_SLOT || flags & FLAG_DIR == 0))
+        {
             return Err(format!(
                 "inode slot {slot} is out of place: the root must come first"
             ));
@@ -439,6 +447,9 @@ fn decode_inner(
     if !inodes.done() {
         return Err("trailing bytes after the inodes".into());
     }
+    if ns.inodes.slot(rdfs_common::ids::ROOT_INODE_ID) != Some(ROOT_SLOT) {
+        return Err("the root is not where its id says".into());
+    }
 
     let mut blocks = BlockManager::new(
         expected.block_pool_id.clone(),
@@ -492,26 +503,41 @@ fn decode_inner(
     if !records.done() {
         return Err("trailing bytes after the blocks".into());
     }
-    // Every block a file lists is a live block owned by that file.
+    // Every block is listed by exactly one file, the file that owns it.
+    let mut listed = vec![false; blocks.blocks.slots()];
     for inode_slot in ns.inodes.live_slots() {
-        for block in ns.at(inode_slot).block_slots() {
-            if !blocks.blocks.is_live(*block) || blocks.info(*block).inode != inode_slot {
+        for &block in ns.at(inode_slot).block_slots() {
+            if !blocks.blocks.is_live(block) || blocks.info(block).inode != inode_slot {
                 return Err(format!(
                     "inode slot {inode_slot} lists block slot {block}, which is not its block"
                 ));
             }
+            if std::mem::replace(&mut listed[block as usize], true) {
+                return Err(format!("block slot {block} is listed twice"));
+            }
         }
     }
+    if let Some(orphan) = blocks
+        .blocks
+        .live_slots()
+        .find(|slot| !listed[*slot as usize])
+    {
+        return Err(format!("block slot {orphan} belongs to no file"));
+    }
+
     next_section(END)?;
     if !file.done() {
         return Err("trailing bytes after the end".into());
     }
+    let datanodes = DatanodeManager::new(config.liveness);
+    // Complete blocks count towards safe mode from the start.
+    blocks.recount(&datanodes);
     Ok(LoadedImage {
         txid,
         state: FsState {
             namespace: ns,
             blocks,
-            datanodes: DatanodeManager::new(config.liveness),
+            datanodes,
         },
     })
 }

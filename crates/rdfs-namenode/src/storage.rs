@@ -235,6 +235,15 @@ impl NameStorage {
         for dir in &self.current_dirs {
             match recover_dir(dir) {
                 Ok(records) => {
+                    // Its edits must reach the image, or it must hold the image.
+                    let reaches_image = image_txid == 0
+                        || records.last().is_some_and(|r| r.txid >= image_txid)
+                        || dir.join(crate::fsimage::file_name(image_txid)).exists();
+                    if !reaches_image {
+                        tracing::error!(dir = %dir.display(), image_txid,
+                            "this name directory has neither the fsimage nor the edits up to it; it is left out of service");
+                        continue;
+                    }
                     let after: Vec<EditRecord> = records
                         .into_iter()
                         .filter(|r| r.txid > image_txid)
@@ -324,7 +333,21 @@ impl NameStorage {
                     continue;
                 }
             };
-            match crate::fsimage::decode(&path, &bytes, &self.info, config) {
+            let decoded =
+                crate::fsimage::decode(&path, &bytes, &self.info, config).and_then(|image| {
+                    if image.txid == txid {
+                        Ok(image)
+                    } else {
+                        Err(crate::fsimage::ImageError {
+                            path: path.clone(),
+                            reason: format!(
+                                "it holds txid {} but is named for txid {txid}",
+                                image.txid
+                            ),
+                        })
+                    }
+                });
+            match decoded {
                 Ok(image) => {
                     tracing::info!(image = %path.display(), txid, inodes = image.state.namespace.inode_count(),
                         blocks = image.state.blocks.len(), "fsimage loaded");
