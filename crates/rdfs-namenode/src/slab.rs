@@ -28,7 +28,7 @@ pub struct GenSlab<T> {
 /// Why an id cannot be placed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlabError {
-    #[error("id {0} is below this table's base")]
+    #[error("id {0} is not one this table hands out")]
     BelowBase(u64),
     #[error("id {id} is already in use")]
     Occupied { id: u64 },
@@ -68,9 +68,12 @@ impl<T: Default + Clone> GenSlab<T> {
         self.base + ((u64::from(generation) << 32) | u64::from(slot))
     }
 
+    /// (generation, slot) of an id; `None` for ids this table never hands out.
     fn split(&self, id: u64) -> Option<(u32, u32)> {
         let offset = id.checked_sub(self.base)?;
-        let generation = u32::try_from(offset >> 32).ok()?;
+        let generation = u32::try_from(offset >> 32)
+            .ok()
+            .filter(|g| *g <= MAX_GENERATION)?;
         Some((generation, offset as u32))
     }
 
@@ -115,9 +118,6 @@ impl<T: Default + Clone> GenSlab<T> {
     /// edits replayed in order).
     pub fn insert(&mut self, id: u64, value: T) -> Result<u32, SlabError> {
         let (generation, slot) = self.split(id).ok_or(SlabError::BelowBase(id))?;
-        if generation > MAX_GENERATION {
-            return Err(SlabError::Exhausted);
-        }
         let index = slot as usize;
         if index >= self.entries.len() {
             // Slots skipped over are free and never used.
@@ -137,6 +137,10 @@ impl<T: Default + Clone> GenSlab<T> {
         self.generations[index] = LIVE | (generation + 1);
         self.entries[index] = value;
         self.len += 1;
+        // Allocation peeks at the free list's top; take it off now it is used.
+        if self.free.last() == Some(&slot) {
+            self.free.pop();
+        }
         Ok(slot)
     }
 
