@@ -3,9 +3,10 @@
 //! Appends only encode into a pending buffer. A sync takes the whole buffer
 //! (every edit appended so far, by any number of RPCs), writes it to each
 //! directory's segment and fdatasyncs once; callers that arrive while a sync
-//! is running wait for it and the next one covers them all. The write runs
-//! in its own task so an RPC that is cancelled mid-sync cannot leave the log
-//! stuck.
+//! is running wait for it and the next one covers them all. Rolling and
+//! closing the log are turns of the same syncer, so a batch can never land
+//! in the wrong segment. The write runs in its own task so an RPC that is
+//! cancelled mid-sync cannot leave the log stuck.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -29,8 +30,10 @@ struct Inner {
     /// Every edit up to here is durable in every healthy directory.
     synced: AtomicU64,
     sync_done: Notify,
-    /// Used only by the task doing a sync, one at a time.
+    /// Used only by the syncer, one turn at a time.
     segments: std::sync::Mutex<Vec<OpenSegment>>,
+    /// The directories in service, readable without waiting for a sync.
+    dirs: Mutex<Vec<PathBuf>>,
     /// Batches written and synced so far.
     syncs: AtomicU64,
 }
@@ -49,6 +52,16 @@ struct OpenSegment {
     file: File,
 }
 
+/// What a syncer's turn does after writing the pending batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Sync,
+    /// Finalize the segments and open the next ones.
+    Roll,
+    /// Finalize the segments (shutdown).
+    Close,
+}
+
 impl FileJournal {
     /// Starts a new in-progress segment whose first edit will be
     /// `first_txid` in each of `dirs` (the name dirs' `current/`).
@@ -56,18 +69,10 @@ impl FileJournal {
         let mut segments = Vec::new();
         for dir in dirs {
             let path = dir.join(segment::in_progress_name(first_txid));
-            let io = |source| JournalError::Io {
+            let file = create_segment(&path).map_err(|source| JournalError::Io {
                 path: path.clone(),
                 source,
-            };
-            let mut file = OpenOptions::new()
-                .create(true)
-                .truncate(true)
-                .write(true)
-                .open(&path)
-                .map_err(io)?;
-            file.write_all(&segment::header()).map_err(io)?;
-            file.sync_all().map_err(io)?;
+            })?;
             rdfs_common::durable::sync_dir(dir).map_err(|source| JournalError::Io {
                 path: dir.clone(),
                 source,
@@ -91,44 +96,32 @@ impl FileJournal {
                 synced: AtomicU64::new(last),
                 sync_done: Notify::new(),
                 segments: std::sync::Mutex::new(segments),
+                dirs: Mutex::new(dirs.to_vec()),
                 syncs: AtomicU64::new(0),
             }),
         })
     }
 
-    /// Syncs what is pending and renames the in-progress segments to their
-    /// finalized names (clean shutdown).
+    /// Flushes what is pending and renames the in-progress segments to
+    /// their finalized names (clean shutdown); nothing may be appended after.
     pub async fn close(&self) -> Result<(), JournalError> {
-        let last = self.last_txid();
-        self.sync(last).await?;
-        let segments = std::mem::take(
-            &mut *self
-                .inner
-                .segments
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for open in segments {
-            drop(open.file);
-            if last < open.first {
-                // Nothing was written to this segment.
-                let _ = std::fs::remove_file(&open.path);
-                continue;
-            }
-            let finalized = open.dir.join(segment::finalized_name(open.first, last));
-            std::fs::rename(&open.path, &finalized).map_err(|source| JournalError::Io {
-                path: open.path.clone(),
-                source,
-            })?;
-            let _ = rdfs_common::durable::sync_dir(&open.dir);
-        }
-        Ok(())
+        self.take_turn(None).await?;
+        self.run_turn(Flush::Close).await.map(|_| ())
     }
-}
 
-impl FileJournal {
+    /// Batches written and synced since the journal opened (each one fsync
+    /// per directory, however many edits it held).
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
+    }
+
+    /// The directories still written to.
+    pub fn dirs(&self) -> Vec<PathBuf> {
+        self.inner.dirs.lock().clone()
+    }
+
     /// Waits for the syncer's turn. `Ok(true)`: the caller holds it and must
-    /// flush. `Ok(false)`: every edit up to `until` is already durable.
+    /// run it. `Ok(false)`: every edit up to `until` is already durable.
     async fn take_turn(&self, until: Option<TxId>) -> Result<bool, JournalError> {
         loop {
             let wait = {
@@ -155,34 +148,19 @@ impl FileJournal {
         }
     }
 
-    /// Flushes (and rolls) in a separate task: a cancelled caller must not
-    /// strand the turn. The new segment's first txid when rolled.
-    async fn run_flush(&self, roll: bool) -> Option<TxId> {
+    /// Runs the turn the caller holds in a separate task, so a cancelled
+    /// caller cannot strand it; the first txid of the new segment on a roll.
+    async fn run_turn(&self, flush: Flush) -> Result<TxId, JournalError> {
         let inner = Arc::clone(&self.inner);
-        match tokio::spawn(async move { inner.flush(roll).await }).await {
-            Ok(first) => first,
+        match tokio::spawn(async move { inner.flush(flush).await }).await {
+            Ok(result) => result.map_err(JournalError::Failed),
             Err(err) => {
-                tracing::error!(error = %err, "edit log sync task failed");
-                None
+                // The task died holding the turn: the log cannot be trusted.
+                let why = format!("edit log task failed: {err}");
+                self.inner.fail(why.clone());
+                Err(JournalError::Failed(why))
             }
         }
-    }
-
-    /// Batches written and synced since the journal opened (each one fsync
-    /// per directory, however many edits it held).
-    pub fn syncs(&self) -> u64 {
-        self.inner.syncs.load(Ordering::Relaxed)
-    }
-
-    /// The directories still written to.
-    pub fn dirs(&self) -> Vec<PathBuf> {
-        self.inner
-            .segments
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|s| s.dir.clone())
-            .collect()
     }
 }
 
@@ -201,39 +179,53 @@ impl Journal for FileJournal {
     fn sync(&self, txid: TxId) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
             while self.take_turn(Some(txid)).await? {
-                self.run_flush(false).await;
+                self.run_turn(Flush::Sync).await?;
             }
             Ok(())
-        })
-    }
-
-    fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>> {
-        Box::pin(async move {
-            self.take_turn(None).await?;
-            match self.run_flush(true).await {
-                Some(first) => Ok(first),
-                None => Err(JournalError::Failed(
-                    self.inner
-                        .state
-                        .lock()
-                        .failed
-                        .clone()
-                        .unwrap_or_else(|| "roll failed".into()),
-                )),
-            }
         })
     }
 
     fn last_txid(&self) -> TxId {
         self.inner.state.lock().last_appended
     }
+
+    fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>> {
+        Box::pin(async move {
+            self.take_turn(None).await?;
+            self.run_turn(Flush::Roll).await
+        })
+    }
+}
+
+fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(path)?;
+    file.write_all(&segment::header())?;
+    file.sync_all()?;
+    Ok(file)
 }
 
 impl Inner {
-    /// Writes and syncs everything pending, then (when `roll`) finalizes the
-    /// segments and opens the next; the caller holds the turn. Returns the
-    /// first txid of the open segment when it rolled.
-    async fn flush(self: Arc<Self>, roll: bool) -> Option<TxId> {
+    /// Marks the log failed and releases the turn.
+    fn fail(&self, why: String) {
+        {
+            let mut state = self.state.lock();
+            state.syncing = false;
+            if state.failed.is_none() {
+                tracing::error!(error = %why, "edit log can no longer be written; no further edits are accepted");
+                state.failed = Some(why);
+            }
+        }
+        self.sync_done.notify_waiters();
+    }
+
+    /// Writes and syncs everything pending, then rolls or closes the
+    /// segments as asked; the caller holds the turn. Returns the first txid
+    /// of the open segment after a roll (the next txid otherwise).
+    async fn flush(self: Arc<Self>, flush: Flush) -> Result<TxId, String> {
         let (batch, upto) = {
             let mut state = self.state.lock();
             (std::mem::take(&mut state.pending), state.last_appended)
@@ -241,79 +233,84 @@ impl Inner {
         let this = Arc::clone(&self);
         let result = tokio::task::spawn_blocking(move || {
             this.write_batch(&batch)?;
-            if roll {
-                this.roll_segments(upto).map(Some)
-            } else {
-                Ok(None)
+            match flush {
+                Flush::Sync => Ok(upto + 1),
+                Flush::Roll => this.finalize_segments(upto, true),
+                Flush::Close => this.finalize_segments(upto, false),
             }
         })
         .await
         .unwrap_or_else(|err| Err(format!("edit log writer panicked: {err}")));
-        let rolled = {
-            let mut state = self.state.lock();
-            state.syncing = false;
-            match result {
-                Ok(rolled) => {
+        match result {
+            Ok(next) => {
+                {
+                    let mut state = self.state.lock();
+                    state.syncing = false;
                     self.synced.store(upto, Ordering::Release);
-                    rolled
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "edit log can no longer be written; no further edits are accepted");
-                    state.failed = Some(err);
-                    None
-                }
+                self.sync_done.notify_waiters();
+                Ok(next)
             }
-        };
-        self.sync_done.notify_waiters();
-        rolled
+            Err(err) => {
+                self.fail(err.clone());
+                Err(err)
+            }
+        }
     }
 
-    /// Finalizes each open segment at `last` and opens the next one. A
-    /// segment with no edits yet is left open.
-    fn roll_segments(&self, last: TxId) -> Result<TxId, String> {
+    /// Finalizes each open segment at `last` and, when `reopen`, opens the
+    /// next one. A segment with no edits is left open (or, closing, removed).
+    fn finalize_segments(&self, last: TxId, reopen: bool) -> Result<TxId, String> {
         let mut segments = self.segments.lock().unwrap_or_else(|e| e.into_inner());
         let mut failure = String::new();
-        let mut rolled = Vec::new();
+        let mut kept = Vec::new();
         for mut open in segments.drain(..) {
             if last < open.first {
-                rolled.push(open);
+                if reopen {
+                    kept.push(open);
+                } else {
+                    drop(open.file);
+                    let _ = std::fs::remove_file(&open.path);
+                }
                 continue;
             }
             let finalized = open.dir.join(segment::finalized_name(open.first, last));
             let next_path = open.dir.join(segment::in_progress_name(last + 1));
-            let result = (|| -> std::io::Result<File> {
+            let result = (|| -> std::io::Result<Option<File>> {
                 std::fs::rename(&open.path, &finalized)?;
-                let mut file = OpenOptions::new()
-                    .create(true)
-                    .truncate(true)
-                    .write(true)
-                    .open(&next_path)?;
-                file.write_all(&segment::header())?;
-                file.sync_all()?;
+                let next = if reopen {
+                    Some(create_segment(&next_path)?)
+                } else {
+                    None
+                };
                 rdfs_common::durable::sync_dir(&open.dir)?;
-                Ok(file)
+                Ok(next)
             })();
             match result {
-                Ok(file) => {
+                Ok(Some(file)) => {
                     open.file = file;
                     open.path = next_path;
                     open.first = last + 1;
-                    rolled.push(open);
+                    kept.push(open);
                 }
+                Ok(None) => {}
                 Err(err) => {
                     failure = format!("{}: {err}", open.dir.display());
                     tracing::error!(dir = %open.dir.display(), error = %err,
-                        "cannot roll the edit log in this name directory; it is dropped from service");
+                        "cannot finalize the edit log segment in this name directory; it is dropped from service");
                 }
             }
         }
-        *segments = rolled;
-        if segments.is_empty() {
+        *segments = kept;
+        *self.dirs.lock() = segments.iter().map(|s| s.dir.clone()).collect();
+        if reopen && segments.is_empty() {
             return Err(format!(
                 "no name directory is left to write the edit log to; last error: {failure}"
             ));
         }
-        tracing::info!(finalized_at = last, next = last + 1, "edit log rolled");
+        if reopen {
+            tracing::info!(finalized_at = last, next = last + 1, "edit log rolled");
+        }
         Ok(last + 1)
     }
 
@@ -327,6 +324,7 @@ impl Inner {
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
         let mut last_error = String::from("no name directories configured");
+        let before = segments.len();
         segments.retain_mut(|open| {
             match open
                 .file
@@ -337,11 +335,14 @@ impl Inner {
                 Err(err) => {
                     last_error = format!("{}: {err}", open.path.display());
                     tracing::error!(segment = %open.path.display(), error = %err,
-                        "edit log write failed; this name directory is dropped from service");
+                    "edit log write failed; this name directory is dropped from service");
                     false
                 }
             }
         });
+        if segments.len() != before {
+            *self.dirs.lock() = segments.iter().map(|s| s.dir.clone()).collect();
+        }
         if segments.is_empty() {
             Err(format!(
                 "no name directory is left to write the edit log to; last error: {last_error}"

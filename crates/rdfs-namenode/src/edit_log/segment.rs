@@ -103,6 +103,42 @@ pub struct SegmentContents {
     pub torn_tail: Option<String>,
 }
 
+/// The record at `offset` and the offset after it; `Ok(None)` at the end.
+/// A record with length 0, txid 0 or no operation is never written (a
+/// zero-filled tail left by a crash looks like one).
+fn read_record(bytes: &[u8], offset: usize) -> Result<Option<(EditRecord, usize)>, String> {
+    let rest = &bytes[offset..];
+    if rest.is_empty() {
+        return Ok(None);
+    }
+    if rest.len() < 8 {
+        return Err(format!("{} stray bytes at offset {offset}", rest.len()));
+    }
+    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
+    let crc = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
+    if len == 0 || len > MAX_RECORD_LEN {
+        return Err(format!(
+            "record length {len} at offset {offset} is impossible"
+        ));
+    }
+    let Some(payload) = rest.get(8..8 + len as usize) else {
+        return Err(format!(
+            "record at offset {offset} is cut short ({} of {len} bytes)",
+            rest.len() - 8
+        ));
+    };
+    if crc32c::crc32c(payload) != crc {
+        return Err(format!("record at offset {offset} fails its checksum"));
+    }
+    match EditRecord::decode(payload) {
+        Ok(record) if record.txid > 0 && record.op.is_some() => {
+            Ok(Some((record, offset + 8 + len as usize)))
+        }
+        Ok(_) => Err(format!("record at offset {offset} holds no edit")),
+        Err(err) => Err(format!("record at offset {offset} does not decode: {err}")),
+    }
+}
+
 /// Reads every valid record of a segment. A damaged or partial record stops
 /// the read; the caller decides whether that is a torn tail (in-progress
 /// segment) or corruption.
@@ -148,35 +184,32 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
     let mut records = Vec::new();
     let mut offset = HEADER_LEN;
     let torn_tail = loop {
-        let rest = &bytes[offset..];
-        if rest.is_empty() {
-            break None;
+        match read_record(bytes, offset) {
+            Ok(None) => break None,
+            Ok(Some((record, next))) => {
+                records.push(record);
+                offset = next;
+            }
+            Err(why) => break Some(why),
         }
-        if rest.len() < 8 {
-            break Some(format!("{} stray bytes at offset {offset}", rest.len()));
-        }
-        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]);
-        let crc = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
-        if len > MAX_RECORD_LEN {
-            break Some(format!(
-                "record length {len} at offset {offset} is impossible"
-            ));
-        }
-        let Some(payload) = rest.get(8..8 + len as usize) else {
-            break Some(format!(
-                "record at offset {offset} is cut short ({} of {len} bytes)",
-                rest.len() - 8
-            ));
-        };
-        if crc32c::crc32c(payload) != crc {
-            break Some(format!("record at offset {offset} fails its checksum"));
-        }
-        match EditRecord::decode(payload) {
-            Ok(record) => records.push(record),
-            Err(err) => break Some(format!("record at offset {offset} does not decode: {err}")),
-        }
-        offset += 8 + len as usize;
     };
+    // A torn write only ever damages the last, unsynced batch: valid edits
+    // after the damage mean the log is corrupt, and cutting it there would
+    // drop acknowledged changes.
+    if let Some(why) = &torn_tail {
+        let last = records.last().map_or(0, |r| r.txid);
+        if let Some(found) = (offset + 1..bytes.len()).find(
+            |at| matches!(read_record(bytes, *at), Ok(Some((record, _))) if record.txid > last),
+        ) {
+            return Err(JournalError::Corrupt {
+                path: path.to_path_buf(),
+                offset: offset as u64,
+                reason: format!(
+                    "{why}; valid edits follow at offset {found}, so this is damage, not an interrupted write"
+                ),
+            });
+        }
+    }
     Ok(SegmentContents {
         records,
         valid_len: offset as u64,
@@ -223,6 +256,24 @@ mod tests {
         let contents = decode_segment(Path::new("x"), &flipped).expect("decodes");
         assert_eq!(contents.records.len(), 2);
         assert!(contents.torn_tail.expect("torn").contains("checksum"));
+        // A zero-filled tail, as some filesystems leave after a crash.
+        let mut zeros = bytes.clone();
+        zeros.extend_from_slice(&[0u8; 4096]);
+        let contents = decode_segment(Path::new("x"), &zeros).expect("decodes");
+        assert_eq!(contents.records.len(), 3);
+        assert!(contents.torn_tail.is_some());
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_corruption_not_a_torn_tail() {
+        let mut bytes = header().to_vec();
+        for txid in 1..=5 {
+            encode_record(&record(txid), &mut bytes);
+        }
+        let record_len = (bytes.len() - HEADER_LEN) / 5;
+        bytes[HEADER_LEN + record_len + 10] ^= 0x01;
+        let err = decode_segment(Path::new("x"), &bytes).expect_err("corrupt");
+        assert!(err.to_string().contains("valid edits follow"), "{err}");
     }
 
     #[test]
