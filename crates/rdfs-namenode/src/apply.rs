@@ -74,17 +74,22 @@ impl FsState {
                     .as_ref()
                     .ok_or_else(|| ApplyError("AddBlock without a block".into()))?;
                 let (inode_slot, replication) = self.file(add.inode_id)?;
-                if let Some(previous) = &add.previous {
-                    let slot = self.block_slot(previous.block_id)?;
-                    self.blocks
-                        .commit(slot, previous.num_bytes, &self.datanodes);
-                }
+                // Everything that can fail happens before the first change,
+                // so a rejected edit leaves the state as it was.
+                let previous = match &add.previous {
+                    Some(previous) => Some((self.block_slot(previous.block_id)?, previous)),
+                    None => None,
+                };
                 let slot = self.blocks.add_under_construction(
                     block.block_id,
                     block.generation_stamp,
                     inode_slot,
                     replication,
                 )?;
+                if let Some((previous_slot, previous)) = previous {
+                    self.blocks
+                        .commit(previous_slot, previous.num_bytes, &self.datanodes);
+                }
                 self.namespace.push_block(add.inode_id, slot)?;
             }
             Op::AbandonBlock(abandon) => {
@@ -123,6 +128,7 @@ impl FsState {
             }
             Op::Rename(rename) => {
                 let old_parent = self.inode(rename.inode_id)?;
+                self.check_rename(rename.inode_id, rename.new_parent_id, &rename.new_name)?;
                 self.namespace.detach(rename.inode_id)?;
                 self.namespace
                     .attach(rename.inode_id, rename.new_parent_id, &rename.new_name)?;
@@ -201,6 +207,41 @@ impl FsState {
             .parent())
     }
 
+    /// Checks that moving `id` under `new_parent` as `name` can succeed, so
+    /// the inode is never detached and then left without a parent.
+    fn check_rename(
+        &self,
+        id: InodeId,
+        new_parent: InodeId,
+        name: &[u8],
+    ) -> Result<(), ApplyError> {
+        if id == rdfs_common::ids::ROOT_INODE_ID {
+            return Err(ApplyError("the root cannot be renamed".into()));
+        }
+        let parent = self
+            .namespace
+            .get(new_parent)
+            .ok_or_else(|| missing("new parent", new_parent))?;
+        if !parent.is_dir() {
+            return Err(ApplyError(format!(
+                "new parent inode {new_parent} is not a directory"
+            )));
+        }
+        if self.namespace.child(new_parent, name).is_some() {
+            return Err(ApplyError(format!(
+                "{}/{} already exists",
+                self.namespace.path_of(new_parent),
+                String::from_utf8_lossy(name)
+            )));
+        }
+        if self.namespace.is_ancestor_or_self(id, new_parent) {
+            return Err(ApplyError(format!(
+                "inode {id} cannot move under itself (inode {new_parent})"
+            )));
+        }
+        Ok(())
+    }
+
     /// A file's slot and replication.
     fn file(&self, id: InodeId) -> Result<(u32, u16), ApplyError> {
         let inode = self.namespace.get(id).ok_or_else(|| missing("file", id))?;
@@ -219,4 +260,107 @@ impl FsState {
 
 fn missing(what: &str, id: InodeId) -> ApplyError {
     ApplyError(format!("{what} inode {id} does not exist"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rdfs_common::ids::ROOT_INODE_ID;
+    use rdfs_proto::editlog::{AddBlock, AddFile, Mkdir, Rename};
+
+    use super::*;
+    use crate::datanode_manager::Liveness;
+
+    fn state() -> FsState {
+        FsState {
+            namespace: Namespace::new("hdfs", "supergroup", 0o755, 1),
+            blocks: BlockManager::new("BP-test".into(), 1),
+            datanodes: DatanodeManager::new(Liveness {
+                stale_after: Duration::from_secs(30),
+                dead_after: Duration::from_secs(600),
+            }),
+        }
+    }
+
+    fn mkdir(state: &mut FsState, id: InodeId, parent: InodeId, name: &str) {
+        state
+            .apply(&Op::Mkdir(Mkdir {
+                inode_id: id,
+                parent_id: parent,
+                name: name.as_bytes().to_vec(),
+                permission: None,
+                mtime: 2,
+            }))
+            .unwrap();
+    }
+
+    #[test]
+    fn rejected_renames_leave_the_tree_intact() {
+        let mut state = state();
+        let a = ROOT_INODE_ID + 1;
+        let b = ROOT_INODE_ID + 2;
+        mkdir(&mut state, a, ROOT_INODE_ID, "a");
+        mkdir(&mut state, b, a, "b");
+        let rename = |inode_id, new_parent_id, name: &str| {
+            Op::Rename(Rename {
+                inode_id,
+                new_parent_id,
+                new_name: name.as_bytes().to_vec(),
+                mtime: 3,
+            })
+        };
+        // Into its own subtree, onto an existing name, under a missing parent.
+        for op in [
+            rename(a, b, "a"),
+            rename(a, a, "x"),
+            rename(b, ROOT_INODE_ID, "a"),
+            rename(b, ROOT_INODE_ID + 99, "x"),
+        ] {
+            assert!(state.apply(&op).is_err(), "{op:?} should be rejected");
+            assert_eq!(state.namespace.path_of(b), "/a/b");
+            assert_eq!(state.namespace.child(ROOT_INODE_ID, b"a"), Some(a));
+        }
+        state.apply(&rename(b, ROOT_INODE_ID, "c")).unwrap();
+        assert_eq!(state.namespace.path_of(b), "/c");
+    }
+
+    #[test]
+    fn rejected_add_block_commits_nothing() {
+        let mut state = state();
+        let file = ROOT_INODE_ID + 1;
+        state
+            .apply(&Op::AddFile(AddFile {
+                inode_id: file,
+                parent_id: ROOT_INODE_ID,
+                name: b"f".to_vec(),
+                permission: None,
+                mtime: 2,
+                replication: 1,
+                block_size: 1024,
+                client_name: "c".into(),
+            }))
+            .unwrap();
+        let (first, _) = state.blocks.next_block().unwrap();
+        let block = |block_id, num_bytes| BlockRef {
+            block_id,
+            generation_stamp: 1001,
+            num_bytes,
+        };
+        let add = |previous, new| {
+            Op::AddBlock(AddBlock {
+                inode_id: file,
+                previous,
+                block: Some(new),
+            })
+        };
+        state.apply(&add(None, block(first, 0))).unwrap();
+        // The new block reuses an id that is taken: the previous block must
+        // stay under construction.
+        let err = state.apply(&add(Some(block(first, 1024)), block(first, 0)));
+        assert!(err.is_err());
+        let slot = state.blocks.slot_of(first).unwrap();
+        assert_eq!(state.blocks.info(slot).num_bytes, 0);
+        assert_eq!(state.namespace.get(file).unwrap().block_slots(), &[slot]);
+    }
 }

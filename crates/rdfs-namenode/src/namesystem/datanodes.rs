@@ -206,8 +206,12 @@ impl Namesystem {
                         );
                     }
                 }
+                // Adding a good copy may have invalidated this node's copy
+                // as corrupt; only a replica the block still lists counts
+                // as held, or the node's bitmap would claim a stale copy.
                 if outcome != ReportOutcome::Unknown
                     && let Some(slot) = blocks.slot_of(replica.block_id)
+                    && blocks.replicas(slot).any(|r| r.datanode == index)
                 {
                     reported.insert(slot);
                 }
