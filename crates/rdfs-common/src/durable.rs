@@ -24,6 +24,22 @@ pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// The name of the lock file a storage directory holds while in use.
+pub const LOCK_FILE: &str = "in_use.lock";
+
+/// Takes the exclusive lock on storage directory `dir` (its
+/// [`LOCK_FILE`]), so two daemons never share one; `None` when another
+/// process holds it. The lock lasts as long as the returned file is open, and
+/// the kernel drops it when the process dies, so a crash leaves no stale lock.
+pub fn lock_dir(dir: &Path) -> std::io::Result<Option<File>> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))?;
+    Ok(lock.try_lock().is_ok().then_some(lock))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

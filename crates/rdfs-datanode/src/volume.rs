@@ -11,7 +11,7 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -61,16 +61,9 @@ impl Volume {
     /// identity if it was formatted before.
     pub fn open(index: usize, root: &Path, reserved: u64) -> Result<Self, DatanodeError> {
         std::fs::create_dir_all(root).map_err(io_err(root))?;
-        let lock_path = root.join("in_use.lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err(&lock_path))?;
-        if lock.try_lock().is_err() {
-            return Err(DatanodeError::VolumeLocked(root.to_path_buf()));
-        }
+        let lock = rdfs_common::durable::lock_dir(root)
+            .map_err(io_err(&root.join(rdfs_common::durable::LOCK_FILE)))?
+            .ok_or_else(|| DatanodeError::VolumeLocked(root.to_path_buf()))?;
         let version = root.join("current").join("VERSION");
         let identity = if version.exists() {
             let props = read_properties(&version)?;

@@ -183,16 +183,9 @@ impl NameStorage {
             if !version_path.exists() {
                 return Err(StorageError::NotFormatted(dir.clone()));
             }
-            let lock_path = dir.join("in_use.lock");
-            let lock = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)
-                .map_err(io_err(&lock_path))?;
-            if lock.try_lock().is_err() {
-                return Err(StorageError::Locked(dir.clone()));
-            }
+            let lock = rdfs_common::durable::lock_dir(dir)
+                .map_err(io_err(&dir.join(rdfs_common::durable::LOCK_FILE)))?
+                .ok_or_else(|| StorageError::Locked(dir.clone()))?;
             locks.push(lock);
             let text = std::fs::read_to_string(&version_path).map_err(io_err(&version_path))?;
             let this = parse_version(dir, &text)?;
