@@ -559,6 +559,90 @@ fn damaged_fsimage_falls_back_to_the_previous_one() {
     }
 }
 
+/// The edit segment holding the newest edits in a name directory.
+fn newest_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("current"))
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter_map(|p| {
+            let name = p.file_name()?.to_str()?.to_string();
+            let range = name
+                .strip_prefix("edits_inprogress_")
+                .or_else(|| name.strip_prefix("edits_"))?;
+            let first: u64 = range.split('-').next()?.parse().ok()?;
+            Some((first, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .expect("an edit segment")
+}
+
+/// One of two name directories damaged (a garbled VERSION, an edit log
+/// damaged in the middle, a zeroed fsimage) is reported and left out of
+/// service; the namenode starts from the other and loses nothing, and goes
+/// on working. With both damaged it refuses to start.
+#[test]
+fn damaged_name_dir_is_left_out_while_a_good_copy_remains() {
+    for damage in ["version", "edits", "image"] {
+        let scratch = tempfile::tempdir().expect("tmp");
+        let (good, bad) = (scratch.path().join("good"), scratch.path().join("bad"));
+        let mut cluster = MiniCluster::builder()
+            .datanodes(0)
+            // The damaged one first, so it is the copy the namenode reads.
+            .name_dirs(vec![bad.clone(), good.clone()])
+            .start();
+        cluster.dfs(&["-mkdir", "/imaged"]).ok();
+        cluster.rdfs("dfsadmin", &["-saveNamespace"]).ok();
+        for i in 0..20 {
+            cluster.dfs(&["-mkdir", &format!("/edited{i}")]).ok();
+        }
+        assert_eq!(cluster.stop_namenode_gracefully(), Some(0));
+        let expected = match damage {
+            "version" => {
+                std::fs::write(bad.join("current/VERSION"), "garbage\n").expect("garble");
+                "this name directory cannot be used; it is left out of service"
+            }
+            "edits" => {
+                let segment = newest_segment(&bad);
+                let bytes = std::fs::read(&segment).expect("segment");
+                let mut damaged = bytes.clone();
+                let middle = bytes.len() / 2;
+                damaged[middle..middle + 8].fill(0xa5);
+                std::fs::write(&segment, damaged).expect("damage");
+                "this name directory's edit log cannot be read; the directory is left out of service"
+            }
+            _ => {
+                let image = newest_image(&bad);
+                let len = std::fs::metadata(&image).expect("image").len();
+                std::fs::write(&image, vec![0u8; len as usize]).expect("zero");
+                "fsimage is damaged; it is set aside as *.corrupt and an older one is tried"
+            }
+        };
+        cluster.start_namenode();
+        let log = cluster.namenode_log();
+        assert!(log.contains(expected), "{damage}: {log}");
+        let listing = cluster.dfs(&["-ls", "/"]).stdout();
+        assert!(
+            listing.starts_with("Found 21 items\n"),
+            "{damage}: {listing}"
+        );
+        cluster.dfs(&["-mkdir", "/later"]).ok();
+        assert_eq!(cluster.stop_namenode_gracefully(), Some(0));
+        cluster.start_namenode();
+        assert_eq!(cluster.dfs(&["-test", "-d", "/later"]).code, 0, "{damage}");
+
+        if damage == "version" {
+            assert_eq!(cluster.stop_namenode_gracefully(), Some(0));
+            std::fs::write(good.join("current/VERSION"), "garbage\n").expect("garble");
+            let mut namenode = cluster.spawn_namenode();
+            assert_eq!(namenode.wait_exit(Duration::from_secs(20)), Some(1));
+            let log = namenode.log_text();
+            assert!(log.contains("current/VERSION is invalid"), "{log}");
+        }
+    }
+}
+
 /// With every image damaged the namenode refuses to start, and says why.
 #[test]
 fn namenode_refuses_to_start_with_nothing_valid() {

@@ -153,6 +153,19 @@ fn parse_version(dir: &Path, text: &str) -> Result<NamespaceInfo, StorageError> 
     })
 }
 
+/// Locks one name directory and reads its VERSION.
+fn open_dir(dir: &Path) -> Result<(File, NamespaceInfo), StorageError> {
+    let version_path = dir.join("current").join("VERSION");
+    if !version_path.exists() {
+        return Err(StorageError::NotFormatted(dir.to_path_buf()));
+    }
+    let lock = rdfs_common::durable::lock_dir(dir)
+        .map_err(io_err(&dir.join(rdfs_common::durable::LOCK_FILE)))?
+        .ok_or_else(|| StorageError::Locked(dir.to_path_buf()))?;
+    let text = std::fs::read_to_string(&version_path).map_err(io_err(&version_path))?;
+    Ok((lock, parse_version(dir, &text)?))
+}
+
 /// A namespace read back from the name directories.
 pub struct Loaded {
     pub state: FsState,
@@ -173,22 +186,27 @@ pub struct NameStorage {
 
 impl NameStorage {
     /// Locks every directory and checks that they hold the same formatted
-    /// namespace.
+    /// namespace. A directory that is unformatted, unreadable or has a
+    /// damaged VERSION is reported and left out of service while another
+    /// good one remains; one that another namenode holds, or that belongs to
+    /// a different namespace, stops the start: those are configuration
+    /// mistakes, not damage.
     pub fn open(dirs: &[PathBuf]) -> Result<Self, StorageError> {
         let mut locks = Vec::new();
         let mut info: Option<(PathBuf, NamespaceInfo)> = None;
         let mut current_dirs = Vec::new();
+        let mut first_skipped = None;
         for dir in dirs {
-            let version_path = dir.join("current").join("VERSION");
-            if !version_path.exists() {
-                return Err(StorageError::NotFormatted(dir.clone()));
-            }
-            let lock = rdfs_common::durable::lock_dir(dir)
-                .map_err(io_err(&dir.join(rdfs_common::durable::LOCK_FILE)))?
-                .ok_or_else(|| StorageError::Locked(dir.clone()))?;
-            locks.push(lock);
-            let text = std::fs::read_to_string(&version_path).map_err(io_err(&version_path))?;
-            let this = parse_version(dir, &text)?;
+            let (lock, this) = match open_dir(dir) {
+                Ok(opened) => opened,
+                Err(err @ StorageError::Locked(_)) => return Err(err),
+                Err(err) => {
+                    tracing::error!(dir = %dir.display(), error = %err,
+                        "this name directory cannot be used; it is left out of service");
+                    first_skipped.get_or_insert(err);
+                    continue;
+                }
+            };
             match &info {
                 None => info = Some((dir.clone(), this)),
                 Some((first_dir, first)) if *first != this => {
@@ -204,10 +222,14 @@ impl NameStorage {
                 }
                 Some(_) => {}
             }
+            locks.push(lock);
             current_dirs.push(dir.join("current"));
         }
-        let (_, info) =
-            info.ok_or_else(|| StorageError::Mismatch("no name directories configured".into()))?;
+        let Some((_, info)) = info else {
+            return Err(first_skipped.unwrap_or_else(|| {
+                StorageError::Mismatch("no name directories configured".into())
+            }));
+        };
         Ok(Self {
             info,
             current_dirs,
