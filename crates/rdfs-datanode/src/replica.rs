@@ -115,14 +115,18 @@ impl ReplicaWriter {
     /// Makes everything written so far durable (hsync).
     pub fn sync(&mut self) -> Result<(), DatanodeError> {
         self.meta.flush().map_err(io_err(&self.meta_path))?;
+        self.sync_files()
+    }
+
+    /// fdatasyncs the block and meta files (the meta buffer already flushed).
+    fn sync_files(&self) -> Result<(), DatanodeError> {
         self.block_file
             .sync_data()
             .map_err(io_err(&self.block_path))?;
         self.meta
             .get_ref()
             .sync_data()
-            .map_err(io_err(&self.meta_path))?;
-        Ok(())
+            .map_err(io_err(&self.meta_path))
     }
 
     /// Moves the replica into `finalized_dir`, durably when `sync` is set.
@@ -130,13 +134,7 @@ impl ReplicaWriter {
     pub fn finalize(mut self, finalized_dir: &Path, sync: bool) -> Result<u64, DatanodeError> {
         self.meta.flush().map_err(io_err(&self.meta_path))?;
         if sync {
-            self.block_file
-                .sync_data()
-                .map_err(io_err(&self.block_path))?;
-            self.meta
-                .get_ref()
-                .sync_data()
-                .map_err(io_err(&self.meta_path))?;
+            self.sync_files()?;
         }
         std::fs::create_dir_all(finalized_dir).map_err(io_err(finalized_dir))?;
         let block_dest = finalized_dir.join(block_file_name(self.name.block_id));

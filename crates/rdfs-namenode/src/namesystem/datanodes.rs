@@ -12,7 +12,9 @@ use rdfs_common::time::now_ms;
 use super::{Locked, Namesystem};
 use crate::apply::FsState;
 use crate::block_manager::ReportOutcome;
-use crate::datanode_manager::{MAX_DATANODES, PendingDeletion, StorageState};
+use crate::datanode_manager::{
+    DatanodeIndex, DatanodeManager, MAX_DATANODES, PendingDeletion, StorageState,
+};
 use crate::error::{NamenodeError, Result};
 
 /// A datanode's registration request.
@@ -172,9 +174,7 @@ impl Namesystem {
         let FsState {
             blocks, datanodes, ..
         } = &mut state.fs;
-        let index = datanodes.live_index(uuid).ok_or_else(|| {
-            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
-        })?;
+        let index = registered(datanodes, uuid)?;
         let mut reported = RoaringBitmap::new();
         let (mut added, mut unknown, mut corrupt) = (0u64, 0u64, 0u64);
         for (storage_id, replicas) in storages {
@@ -248,9 +248,7 @@ impl Namesystem {
         let FsState {
             blocks, datanodes, ..
         } = &mut state.fs;
-        let index = datanodes.live_index(uuid).ok_or_else(|| {
-            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
-        })?;
+        let index = registered(datanodes, uuid)?;
         for (block, storage_id, event) in events {
             match event {
                 ReplicaEvent::Receiving => {}
@@ -294,9 +292,7 @@ impl Namesystem {
         let FsState {
             blocks, datanodes, ..
         } = &mut state.fs;
-        let index = datanodes.live_index(uuid).ok_or_else(|| {
-            NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
-        })?;
+        let index = registered(datanodes, uuid)?;
         for block in reported {
             if blocks.mark_corrupt(block.block_id, index, datanodes) {
                 tracing::warn!(block = %block, datanode = uuid, reason, "replica marked corrupt: its datanode reported it");
@@ -364,4 +360,12 @@ impl Namesystem {
             safe_mode.update(safety, now);
         }
     }
+}
+
+/// The index of a live, registered datanode; a node that is not (it was
+/// declared dead, or the namenode restarted) must register again.
+fn registered(datanodes: &DatanodeManager, uuid: &str) -> Result<DatanodeIndex> {
+    datanodes.live_index(uuid).ok_or_else(|| {
+        NamenodeError::UnregisteredNode(format!("datanode {uuid} is not registered"))
+    })
 }
