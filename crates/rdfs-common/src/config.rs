@@ -167,6 +167,33 @@ pub struct NamenodeConfig {
     /// Fsimages kept, with the edits needed to replay from the oldest
     /// (`dfs.namenode.num.checkpoints.retained`).
     pub retained_images: u32,
+    /// How often the replication monitor schedules copies and deletions
+    /// (`dfs.namenode.redundancy.interval.seconds`, here in milliseconds).
+    pub replication_interval_ms: u64,
+    /// Blocks scheduled per live datanode per round
+    /// (`dfs.namenode.replication.work.multiplier.per.iteration`).
+    pub replication_work_multiplier: u32,
+    /// Copies a datanode sends at once for ordinary under-replication
+    /// (`dfs.namenode.replication.max-streams`)...
+    pub replication_max_streams: u32,
+    /// ...and for blocks down to their last replica
+    /// (`dfs.namenode.replication.max-streams-hard-limit`).
+    pub replication_streams_hard_limit: u32,
+    /// A scheduled copy not reported done within this time is scheduled
+    /// again (`dfs.namenode.reconstruction.pending.timeout-sec`, in ms).
+    pub pending_replication_timeout_ms: u64,
+    /// File of hosts allowed to register, one per line; empty allows every
+    /// host (`dfs.hosts`). Re-read by `dfsadmin -refreshNodes`.
+    pub hosts_file: String,
+    /// File of hosts to decommission, one per line (`dfs.hosts.exclude`).
+    /// Re-read by `dfsadmin -refreshNodes`.
+    pub hosts_exclude_file: String,
+    /// File mapping hosts to racks: lines of `host-or-ip[:port] /rack`;
+    /// unlisted hosts are on /default-rack (`net.topology.table.file.name`).
+    pub topology_file: String,
+    /// How often decommissioning datanodes are checked for completion
+    /// (`dfs.namenode.decommission.interval`, here in milliseconds).
+    pub decommission_interval_ms: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -188,6 +215,15 @@ impl Default for NamenodeConfig {
             checkpoint_period_ms: 3_600_000,
             checkpoint_check_ms: 60_000,
             retained_images: 2,
+            replication_interval_ms: 3_000,
+            replication_work_multiplier: 2,
+            replication_max_streams: 2,
+            replication_streams_hard_limit: 4,
+            pending_replication_timeout_ms: 300_000,
+            hosts_file: String::new(),
+            hosts_exclude_file: String::new(),
+            topology_file: String::new(),
+            decommission_interval_ms: 30_000,
         }
     }
 }
@@ -216,6 +252,22 @@ pub struct DatanodeConfig {
     pub sync_on_close: bool,
     /// Timeout for any single network wait in the pipeline.
     pub socket_timeout_ms: u64,
+    /// The block scanner verifies every replica at least this often
+    /// (`dfs.datanode.scan.period.hours`, here in milliseconds); 0 disables it.
+    pub scan_period_ms: u64,
+    /// Bytes per second the block scanner reads from each volume
+    /// (`dfs.block.scanner.volume.bytes.per.second`).
+    pub scan_bandwidth_per_volume: ByteSize,
+    /// How often the directory scanner reconciles the disks with the replica
+    /// map (`dfs.datanode.directoryscan.interval`, here in milliseconds);
+    /// 0 disables it.
+    pub directory_scan_interval_ms: u64,
+    /// Volumes that may fail before the datanode shuts down
+    /// (`dfs.datanode.failed.volumes.tolerated`).
+    pub failed_volumes_tolerated: u32,
+    /// Bytes per second the balancer's replica moves may use on this
+    /// datanode (`dfs.datanode.balance.bandwidthPerSec`).
+    pub balance_bandwidth: ByteSize,
 }
 
 impl Default for DatanodeConfig {
@@ -229,6 +281,11 @@ impl Default for DatanodeConfig {
             sync_behind_bytes: ByteSize(8 * 1024 * 1024),
             sync_on_close: true,
             socket_timeout_ms: 60_000,
+            scan_period_ms: 504 * 3600 * 1000,
+            scan_bandwidth_per_volume: ByteSize(1024 * 1024),
+            directory_scan_interval_ms: 6 * 3600 * 1000,
+            failed_volumes_tolerated: 0,
+            balance_bandwidth: ByteSize(100 * 1024 * 1024),
         }
     }
 }
@@ -437,6 +494,81 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
         scale: 1,
     },
     HadoopAlias {
+        hadoop: "dfs.namenode.redundancy.interval.seconds",
+        rdfs: "namenode.replication_interval_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.replication.interval",
+        rdfs: "namenode.replication_interval_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.replication.work.multiplier.per.iteration",
+        rdfs: "namenode.replication_work_multiplier",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.replication.max-streams",
+        rdfs: "namenode.replication_max_streams",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.replication.max-streams-hard-limit",
+        rdfs: "namenode.replication_streams_hard_limit",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.reconstruction.pending.timeout-sec",
+        rdfs: "namenode.pending_replication_timeout_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.hosts",
+        rdfs: "namenode.hosts_file",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.hosts.exclude",
+        rdfs: "namenode.hosts_exclude_file",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "net.topology.table.file.name",
+        rdfs: "namenode.topology_file",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.decommission.interval",
+        rdfs: "namenode.decommission_interval_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.scan.period.hours",
+        rdfs: "datanode.scan_period_ms",
+        scale: 3600000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.block.scanner.volume.bytes.per.second",
+        rdfs: "datanode.scan_bandwidth_per_volume",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.directoryscan.interval",
+        rdfs: "datanode.directory_scan_interval_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.failed.volumes.tolerated",
+        rdfs: "datanode.failed_volumes_tolerated",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.datanode.balance.bandwidthPerSec",
+        rdfs: "datanode.balance_bandwidth",
+        scale: 1,
+    },
+    HadoopAlias {
         hadoop: "hadoop.user.name",
         rdfs: "client.user",
         scale: 1,
@@ -522,6 +654,13 @@ impl Config {
             let text = dir.to_string_lossy().into_owned();
             *dir = PathBuf::from(expand_vars(&text)?);
         }
+        for file in [
+            &mut self.namenode.hosts_file,
+            &mut self.namenode.hosts_exclude_file,
+            &mut self.namenode.topology_file,
+        ] {
+            *file = expand_vars(file)?;
+        }
         Ok(())
     }
 
@@ -565,6 +704,17 @@ impl Config {
         }
         if self.namenode.retained_images == 0 {
             return invalid("namenode.retained_images must be at least 1".to_string());
+        }
+        if self.namenode.replication_interval_ms == 0 {
+            return invalid("namenode.replication_interval_ms must be positive".to_string());
+        }
+        if self.namenode.replication_max_streams == 0
+            || self.namenode.replication_streams_hard_limit < self.namenode.replication_max_streams
+        {
+            return invalid(format!(
+                "namenode.replication_max_streams = {} must be at least 1 and at most namenode.replication_streams_hard_limit = {}",
+                self.namenode.replication_max_streams, self.namenode.replication_streams_hard_limit
+            ));
         }
         if self.dfs.heartbeat_interval_ms == 0 {
             return invalid("dfs.heartbeat_interval_ms must be positive".to_string());
