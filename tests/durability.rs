@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rdfs_client::{CreateOptions, DfsClient};
 
-use crate::harness::{MiniCluster, test_bytes};
+use crate::harness::{MiniCluster, Tmpfs, test_bytes};
 
 /// A small deterministic random source.
 struct Rng(u64);
@@ -711,47 +711,6 @@ fn checkpoints_by_edit_count_and_purges_old_files() {
     cluster.stop_namenode();
     cluster.start_namenode();
     assert_eq!(cluster.dfs(&["-ls", "/"]).stdout().lines().count(), 151);
-}
-
-/// A tmpfs of `size`, unmounted when dropped.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(path: std::path::PathBuf, size: &str) -> Self {
-        std::fs::create_dir_all(&path).expect("mount point");
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .expect("run mount");
-        assert!(
-            status.success(),
-            "this test mounts a small tmpfs to fill a disk; it needs root (CAP_SYS_ADMIN)"
-        );
-        Tmpfs(path)
-    }
-
-    /// Fills the filesystem to the last byte.
-    fn fill(&self) {
-        let mut file = std::fs::File::create(self.0.join("filler")).expect("filler");
-        let chunk = vec![0xffu8; 64 * 1024];
-        while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
-        let _ = std::io::Write::write_all(&mut file, &chunk[..1]);
-        while let Ok(1) = std::io::Write::write(&mut file, &[0]) {}
-    }
-
-    fn free(&self) {
-        let _ = std::fs::remove_file(self.0.join("filler"));
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
 }
 
 /// A name directory on a full disk: edits go on in the other directory; with

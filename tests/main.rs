@@ -9,3 +9,4 @@ mod data_path;
 mod dfs_commands;
 mod durability;
 mod faults;
+mod replication;

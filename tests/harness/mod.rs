@@ -398,6 +398,56 @@ impl MiniCluster {
         }
     }
 
+    /// The `ip:port` datanode `index` serves transfers on (from the address
+    /// file it writes at start-up).
+    pub fn datanode_addr(&self, index: usize) -> String {
+        let file = self.data_dirs(index)[0].join("datanode.addresses");
+        wait_for(
+            "the datanode's address file",
+            Duration::from_secs(20),
+            || {
+                std::fs::read_to_string(&file).ok().and_then(|text| {
+                    text.lines()
+                        .find_map(|l| l.strip_prefix("xfer=").map(str::to_string))
+                })
+            },
+        )
+    }
+
+    /// Where the replicas of every block of `path` are: for each block, the
+    /// datanode indexes holding its replica files on disk.
+    pub fn replica_holders(&self, path: &str) -> Vec<Vec<usize>> {
+        self.block_ids(path)
+            .into_iter()
+            .map(|id| {
+                let mut holders: Vec<usize> = self
+                    .replica_files(id)
+                    .into_iter()
+                    .map(|(dn, _, _)| dn)
+                    .collect();
+                holders.sort_unstable();
+                holders
+            })
+            .collect()
+    }
+
+    /// `rdfs fsck <path> -files -blocks -locations` when every block has
+    /// `replicas` live replicas and the verdict is HEALTHY.
+    pub fn fsck_all_blocks_have(&self, path: &str, replicas: u32) -> Option<String> {
+        let run = self.rdfs("fsck", &[path, "-files", "-blocks", "-locations"]);
+        let text = run.stdout();
+        let blocks: Vec<&str> = text.lines().filter(|l| l.contains(" len=")).collect();
+        let healthy = text.contains("is HEALTHY")
+            && !blocks.is_empty()
+            && blocks
+                .iter()
+                .all(|l| l.contains(&format!(" Live_repl={replicas} ")))
+            && text.contains("Under-replicated blocks:\t0")
+            && text.contains("Over-replicated blocks:\t0")
+            && text.contains("Mis-replicated blocks:\t\t0");
+        healthy.then_some(text)
+    }
+
     pub fn datanode(&self, index: usize) -> &Daemon {
         self.datanodes[index].as_ref().expect("datanode running")
     }
@@ -556,4 +606,45 @@ pub fn write_local(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, bytes).expect("write local file");
     path
+}
+
+/// A tmpfs of `size`, unmounted when dropped.
+pub struct Tmpfs(pub std::path::PathBuf);
+
+impl Tmpfs {
+    pub fn mount(path: std::path::PathBuf, size: &str) -> Self {
+        std::fs::create_dir_all(&path).expect("mount point");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "this test mounts a small tmpfs to fill a disk; it needs root (CAP_SYS_ADMIN)"
+        );
+        Tmpfs(path)
+    }
+
+    /// Fills the filesystem to the last byte.
+    pub fn fill(&self) {
+        let mut file = std::fs::File::create(self.0.join("filler")).expect("filler");
+        let chunk = vec![0xffu8; 64 * 1024];
+        while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+        let _ = std::io::Write::write_all(&mut file, &chunk[..1]);
+        while let Ok(1) = std::io::Write::write(&mut file, &[0]) {}
+    }
+
+    pub fn free(&self) {
+        let _ = std::fs::remove_file(self.0.join("filler"));
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
 }

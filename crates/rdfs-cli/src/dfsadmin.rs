@@ -1,5 +1,6 @@
-//! `rdfs dfsadmin -report [-live] [-dead]`: cluster capacity, block health
-//! and one section per datanode, in HDFS's layout.
+//! `rdfs dfsadmin`: `-report [-live] [-dead] [-decommissioning]` (cluster
+//! capacity, block health and one section per datanode, in HDFS's layout),
+//! `-refreshNodes`, `-safemode`, `-saveNamespace`, `-rollEdits`.
 
 use std::fmt::Write as _;
 
@@ -7,13 +8,13 @@ use anyhow::{Result, anyhow, bail};
 
 use rdfs_client::{ClientSettings, DfsClient};
 use rdfs_common::config::default_fs_authority;
-use rdfs_common::protocol::DatanodeInfo;
+use rdfs_common::protocol::{AdminState, DatanodeInfo};
 use rdfs_proto as pb;
 
 use crate::generic::{GenericOptions, client_user, runtime};
 use crate::report::{bytes_with_desc, java_date, percent};
 
-const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead]]\n\t[-safemode <enter | leave | get | wait>]\n\t[-saveNamespace]\n\t[-rollEdits]";
+const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead] [-decommissioning]]\n\t[-safemode <enter | leave | get | wait>]\n\t[-saveNamespace]\n\t[-rollEdits]\n\t[-refreshNodes]";
 
 pub fn main(args: Vec<String>) -> u8 {
     rdfs_common::logging::init("warn");
@@ -51,6 +52,12 @@ fn run(args: Vec<String>) -> Result<u8> {
                 no_options(&command, options)?;
                 client.save_namespace().await?;
                 println!("Save namespace successful");
+                Ok(0)
+            }
+            "-refreshNodes" => {
+                no_options(&command, options)?;
+                let summary = client.refresh_nodes().await?;
+                println!("{summary}");
                 Ok(0)
             }
             "-rollEdits" => {
@@ -95,21 +102,25 @@ async fn safe_mode(client: &DfsClient, options: &[String]) -> Result<u8> {
 }
 
 async fn report(client: &DfsClient, options: &[String]) -> Result<u8> {
-    let mut live_only = false;
-    let mut dead_only = false;
+    let (mut live_only, mut dead_only, mut decommissioning_only) = (false, false, false);
     for option in options {
         match option.as_str() {
             "-live" => live_only = true,
             "-dead" => dead_only = true,
+            "-decommissioning" => decommissioning_only = true,
             other => bail!("Illegal option {other}\n{USAGE}"),
         }
     }
+    let all = !(live_only || dead_only || decommissioning_only);
     let stats = client.fs_stats().await?;
     let live = client
         .datanode_report(pb::DatanodeReportType::DatanodeReportLive)
         .await?;
     let dead = client
         .datanode_report(pb::DatanodeReportType::DatanodeReportDead)
+        .await?;
+    let decommissioning = client
+        .datanode_report(pb::DatanodeReportType::DatanodeReportDecommissioning)
         .await?;
     let mut out = String::new();
     if stats.in_safe_mode {
@@ -138,15 +149,33 @@ async fn report(client: &DfsClient, options: &[String]) -> Result<u8> {
         stats.corrupt_blocks
     );
     let _ = writeln!(out, "\tMissing blocks: {}", stats.missing_blocks);
-    let _ = writeln!(out, "\tMissing blocks (with replication factor 1): 0");
-    let _ = writeln!(out, "\tPending deletion blocks: 0");
+    let _ = writeln!(
+        out,
+        "\tMissing blocks (with replication factor 1): {}",
+        stats.missing_repl_one_blocks
+    );
+    let _ = writeln!(
+        out,
+        "\tLow redundancy blocks with highest priority to recover: {}",
+        stats.highest_priority_blocks
+    );
+    let _ = writeln!(
+        out,
+        "\tPending deletion blocks: {}",
+        stats.pending_deletion_blocks
+    );
     let _ = writeln!(out, "\n-------------------------------------------------");
     let sections = [
-        ("Live", &live, live_only || !dead_only),
-        ("Dead", &dead, dead_only || !live_only),
+        ("Live", &live, all || live_only),
+        ("Dead", &dead, all || dead_only),
+        (
+            "Decommissioning",
+            &decommissioning,
+            all || decommissioning_only,
+        ),
     ];
     for (name, nodes, wanted) in sections {
-        if !wanted || (nodes.is_empty() && !(live_only || dead_only)) {
+        if !wanted || (nodes.is_empty() && all && name != "Live") {
             continue;
         }
         let _ = writeln!(out, "{name} datanodes ({}):\n", nodes.len());
@@ -166,7 +195,12 @@ fn datanode_report(node: &DatanodeInfo) -> String {
     if node.network_location != "/default-rack" && !node.network_location.is_empty() {
         let _ = writeln!(out, "Rack: {}", node.network_location);
     }
-    let _ = writeln!(out, "Decommission Status : Normal");
+    let status = match node.admin_state {
+        AdminState::Normal => "Normal",
+        AdminState::DecommissionInProgress => "Decommission in progress",
+        AdminState::Decommissioned => "Decommissioned",
+    };
+    let _ = writeln!(out, "Decommission Status : {status}");
     let _ = writeln!(
         out,
         "Configured Capacity: {}",

@@ -116,6 +116,7 @@ struct Totals {
     min_replicated: u64,
     over_replicated: u64,
     under_replicated: u64,
+    mis_replicated: u64,
     under_min: u64,
     missing_replicas: u64,
     missing_blocks: u64,
@@ -137,6 +138,29 @@ impl Totals {
             format!(" ({} %)", java_float((n * 100) as f32 / self.blocks as f32))
         }
     }
+}
+
+fn admin_state(replica: &pb::FsckReplica) -> pb::AdminState {
+    replica
+        .datanode
+        .as_ref()
+        .and_then(|d| pb::AdminState::try_from(d.admin_state).ok())
+        .unwrap_or(pb::AdminState::Normal)
+}
+
+/// Good replicas on (decommissioning, decommissioned) datanodes.
+fn retiring_replicas(block: &pb::FsckBlock) -> (u64, u64) {
+    let count = |state| {
+        block
+            .replicas
+            .iter()
+            .filter(|r| !r.corrupt && admin_state(r) == state)
+            .count() as u64
+    };
+    (
+        count(pb::AdminState::DecommissionInprogress),
+        count(pb::AdminState::Decommissioned),
+    )
 }
 
 fn replica_info(options: &Options, block: &pb::FsckBlock) -> String {
@@ -167,7 +191,11 @@ fn replica_info(options: &Options, block: &pb::FsckBlock) -> String {
                 text.push_str(if replica.corrupt {
                     "(CORRUPT)"
                 } else {
-                    "(LIVE)"
+                    match admin_state(replica) {
+                        pb::AdminState::DecommissionInprogress => "(DECOMMISSIONING)",
+                        pb::AdminState::Decommissioned => "(DECOMMISSIONED)",
+                        pb::AdminState::Normal => "(LIVE)",
+                    }
                 });
             }
             text
@@ -251,13 +279,15 @@ fn render(
         let mut report = String::new();
         let (mut missing, mut missing_size, mut corrupt, mut corrupt_size, mut under) =
             (0u64, 0u64, 0u64, 0u64, 0u64);
+        let mis = validated.iter().any(|b| b.mis_replicated);
         for (number, block) in validated.iter().enumerate() {
             let b = block.block.clone().unwrap_or_default();
             let name = format!("{}:blk_{}_{}", b.pool_id, b.block_id, b.generation_stamp);
             let live = u64::from(block.live_replicas);
+            let (decommissioning, decommissioned) = retiring_replicas(block);
             totals.replicas += live;
             totals.expected_replicas += target;
-            let is_missing = live == 0;
+            let is_missing = live + decommissioning + decommissioned == 0;
             let is_corrupt = !block.replicas.is_empty() && block.replicas.iter().all(|r| r.corrupt);
             if live < min_replication {
                 totals.under_min += 1;
@@ -288,7 +318,18 @@ fn render(
                 }
                 let _ = writeln!(
                     out,
-                    " Under replicated {name}. Target Replicas is {target} but found {live} live replica(s), 0 decommissioned replica(s), 0 decommissioning replica(s)."
+                    " Under replicated {name}. Target Replicas is {target} but found {live} live replica(s), {decommissioned} decommissioned replica(s), {decommissioning} decommissioning replica(s)."
+                );
+            }
+            if block.mis_replicated && !is_missing {
+                totals.mis_replicated += 1;
+                if !files {
+                    let _ = write!(out, "\n{file_path}: ");
+                }
+                let _ = writeln!(
+                    out,
+                    " Replica placement policy is violated for {name}. Block should be additionally replicated on 1 more rack(s). Total number of racks in the cluster: {}",
+                    summary.racks
                 );
             }
             let _ = write!(report, "{number}. {name} len={}", b.num_bytes);
@@ -300,6 +341,12 @@ fn render(
                 missing_size += b.num_bytes;
             } else {
                 let _ = write!(report, " Live_repl={live}");
+                if decommissioning + decommissioned > 0 {
+                    let _ = write!(
+                        report,
+                        " Decommissioning_repl={decommissioning} Decommissioned_repl={decommissioned}"
+                    );
+                }
                 let info = replica_info(options, block);
                 if !info.is_empty() {
                     let _ = write!(report, " {info}");
@@ -337,7 +384,7 @@ fn render(
                     " CORRUPT {corrupt} blocks of total size {corrupt_size} B"
                 );
             }
-            if missing == 0 && corrupt == 0 && under == 0 {
+            if missing == 0 && corrupt == 0 && under == 0 && !mis {
                 out.push_str(" OK\n");
             }
             if show_blocks {
@@ -428,7 +475,12 @@ fn render(
         totals.under_replicated,
         totals.percent(totals.under_replicated)
     );
-    let _ = write!(out, "\n Mis-replicated blocks:\t\t0{}", totals.percent(0));
+    let _ = write!(
+        out,
+        "\n Mis-replicated blocks:\t\t{}{}",
+        totals.mis_replicated,
+        totals.percent(totals.mis_replicated)
+    );
     let _ = write!(
         out,
         "\n Default replication factor:\t{}",
@@ -454,7 +506,11 @@ fn render(
             java_float((totals.missing_replicas * 100) as f32 / totals.expected_replicas as f32)
         );
     }
-    out.push_str("\n Blocks queued for replication:\t0\n");
+    let _ = writeln!(
+        out,
+        "\n Blocks queued for replication:\t{}",
+        summary.pending_replications
+    );
     out.push_str(
         "\nErasure Coded Block Groups:\n Total size:\t0 B\n Total files:\t0\n Total block groups (validated):\t0\n \
          Minimally erasure-coded block groups:\t0\n Over-erasure-coded block groups:\t0\n Under-erasure-coded block groups:\t0\n \

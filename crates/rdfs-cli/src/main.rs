@@ -1,6 +1,7 @@
 //! `rdfs`: one binary for every rdfs daemon and tool, with HDFS's command
 //! names and flags (`rdfs namenode -format`, `rdfs dfs -ls /`, `rdfs fsck /`).
 
+mod balancer;
 mod bench;
 mod daemon;
 mod dfs;
@@ -36,6 +37,10 @@ enum Cli {
     /// Administration commands (-report), as `hdfs dfsadmin`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Dfsadmin { args: Vec<String> },
+    /// Move replicas until every datanode's utilization is near the average
+    /// (-threshold PCT), as `hdfs balancer`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Balancer { args: Vec<String> },
     /// Benchmarks that print figures (namespace, nn).
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Bench { args: Vec<String> },
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Cli::Dfsadmin { args } => dfsadmin::main(args),
         Cli::Getconf { args } => getconf::main(args),
         Cli::Bench { args } => bench::main(args),
+        Cli::Balancer { args } => balancer::main(args),
     };
     ExitCode::from(code)
 }

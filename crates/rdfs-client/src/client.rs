@@ -470,6 +470,59 @@ impl DfsClient {
         Ok(response.into_inner().txid)
     }
 
+    /// Re-reads the namenode's include and exclude host files; its summary.
+    pub async fn refresh_nodes(&self) -> Result<String> {
+        let response = self
+            .nn()
+            .refresh_nodes(pb::RefreshNodesRequest {})
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response.into_inner().summary)
+    }
+
+    /// Blocks with a replica on a datanode, adding up to about `size` bytes
+    /// (for the balancer).
+    pub async fn get_blocks(
+        &self,
+        datanode_uuid: &str,
+        size: u64,
+        min_block_size: u64,
+    ) -> Result<Vec<LocatedBlock>> {
+        let response = self
+            .nn()
+            .get_blocks(pb::GetBlocksRequest {
+                datanode_uuid: datanode_uuid.to_string(),
+                size,
+                min_block_size,
+            })
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response
+            .into_inner()
+            .blocks
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
+    /// Asks the namenode to move a replica between datanodes.
+    pub async fn schedule_replica_move(
+        &self,
+        block: &ExtendedBlock,
+        source_uuid: &str,
+        target_uuid: &str,
+    ) -> Result<()> {
+        self.nn()
+            .schedule_replica_move(pb::ScheduleReplicaMoveRequest {
+                block: Some(block.into()),
+                source_uuid: source_uuid.to_string(),
+                target_uuid: target_uuid.to_string(),
+            })
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+
     /// Rolls the edit log; the first txid of the new segment.
     pub async fn roll_edits(&self) -> Result<u64> {
         let response = self

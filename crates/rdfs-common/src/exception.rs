@@ -29,6 +29,8 @@ pub enum ExceptionKind {
     IncorrectVersion,
     /// The namenode does not know the calling datanode.
     UnregisteredNode,
+    /// A datanode the host files do not allow to register.
+    DisallowedDatanode,
     /// A replica whose bytes on disk are damaged or incomplete.
     CorruptReplica,
     ReplicaNotFound,
@@ -39,7 +41,7 @@ pub enum ExceptionKind {
 }
 
 impl ExceptionKind {
-    const ALL: [ExceptionKind; 19] = [
+    const ALL: [ExceptionKind; 20] = [
         Self::FileNotFound,
         Self::FileAlreadyExists,
         Self::ParentNotDirectory,
@@ -54,6 +56,7 @@ impl ExceptionKind {
         Self::NotEnoughReplicas,
         Self::IncorrectVersion,
         Self::UnregisteredNode,
+        Self::DisallowedDatanode,
         Self::CorruptReplica,
         Self::ReplicaNotFound,
         Self::Standby,
@@ -86,6 +89,9 @@ impl ExceptionKind {
                 "org.apache.hadoop.hdfs.server.common.IncorrectVersionException"
             }
             Self::UnregisteredNode => "org.apache.hadoop.hdfs.protocol.UnregisteredNodeException",
+            Self::DisallowedDatanode => {
+                "org.apache.hadoop.hdfs.server.protocol.DisallowedDatanodeException"
+            }
             Self::CorruptReplica => "org.apache.hadoop.fs.ChecksumException",
             Self::ReplicaNotFound => {
                 "org.apache.hadoop.hdfs.server.datanode.ReplicaNotFoundException"
@@ -113,6 +119,7 @@ impl ExceptionKind {
             Self::NotEnoughReplicas => "NotEnoughReplicasException",
             Self::IncorrectVersion => "IncorrectVersionException",
             Self::UnregisteredNode => "UnregisteredNodeException",
+            Self::DisallowedDatanode => "DisallowedDatanodeException",
             Self::CorruptReplica => "CorruptReplicaException",
             Self::ReplicaNotFound => "ReplicaNotFoundException",
             Self::Standby => "StandbyException",
@@ -138,7 +145,7 @@ impl ExceptionKind {
             | Self::IncorrectVersion
             | Self::UnregisteredNode => Code::FailedPrecondition,
             Self::InvalidPath | Self::IllegalArgument => Code::InvalidArgument,
-            Self::AccessControl => Code::PermissionDenied,
+            Self::AccessControl | Self::DisallowedDatanode => Code::PermissionDenied,
             Self::NotEnoughReplicas => Code::ResourceExhausted,
             Self::CorruptReplica => Code::DataLoss,
             Self::Standby | Self::Retriable => Code::Unavailable,

@@ -153,6 +153,11 @@ pub struct FsStats {
     pub in_safe_mode: bool,
     pub total_blocks: u64,
     pub total_files: u64,
+    pub missing_repl_one_blocks: u64,
+    pub highest_priority_blocks: u64,
+    pub pending_deletion_blocks: u64,
+    pub pending_replication_blocks: u64,
+    pub mis_replicated_blocks: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -401,6 +406,11 @@ impl From<&FsStats> for pb::GetFsStatsResponse {
             in_safe_mode: s.in_safe_mode,
             total_blocks: s.total_blocks,
             total_files: s.total_files,
+            missing_repl_one_blocks: s.missing_repl_one_blocks,
+            highest_priority_blocks: s.highest_priority_blocks,
+            pending_deletion_blocks: s.pending_deletion_blocks,
+            pending_replication_blocks: s.pending_replication_blocks,
+            mis_replicated_blocks: s.mis_replicated_blocks,
         }
     }
 }
@@ -418,6 +428,11 @@ impl From<pb::GetFsStatsResponse> for FsStats {
             in_safe_mode: s.in_safe_mode,
             total_blocks: s.total_blocks,
             total_files: s.total_files,
+            missing_repl_one_blocks: s.missing_repl_one_blocks,
+            highest_priority_blocks: s.highest_priority_blocks,
+            pending_deletion_blocks: s.pending_deletion_blocks,
+            pending_replication_blocks: s.pending_replication_blocks,
+            mis_replicated_blocks: s.mis_replicated_blocks,
         }
     }
 }

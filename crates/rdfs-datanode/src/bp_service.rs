@@ -20,6 +20,7 @@ use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 use crate::context::DatanodeContext;
 use crate::dataset::ReplicaState;
 use crate::error::DatanodeError;
+use crate::replicate::{self, Order};
 use crate::reports::{Pending, ReplicaChange};
 
 /// Why the datanode cannot go on serving this namenode.
@@ -145,6 +146,8 @@ impl BpService {
             .dataset
             .volumes()
             .iter()
+            // A volume that failed before it was ever formatted has no id.
+            .filter(|v| !v.storage_id().is_empty())
             .map(|v| pb::DatanodeStorage {
                 storage_id: v.storage_id(),
                 storage_type: pb::StorageType::Disk as i32,
@@ -169,7 +172,9 @@ impl BpService {
                 Ok(_) => break,
                 Err(status)
                     if ExceptionKind::of_status(&status)
-                        == Some(ExceptionKind::IncorrectVersion) =>
+                        == Some(ExceptionKind::IncorrectVersion)
+                        || ExceptionKind::of_status(&status)
+                            == Some(ExceptionKind::DisallowedDatanode) =>
                 {
                     return Err(LinkError::Refused(status.message().to_string()));
                 }
@@ -197,6 +202,7 @@ impl BpService {
         let volumes = self.ctx.dataset.volumes();
         let reports = volumes
             .iter()
+            .filter(|v| !v.storage_id().is_empty())
             .map(|v| {
                 let (capacity, dfs_used, remaining, non_dfs_used) = v.usage();
                 pb::StorageReport {
@@ -213,7 +219,9 @@ impl BpService {
             datanode_uuid: self.id.datanode_uuid.clone(),
             reports,
             xceiver_count: self.ctx.transfers.load(Ordering::Relaxed),
-            failed_volumes: volumes.iter().filter(|v| v.is_failed()).count() as u32,
+            xmits_in_progress: self.ctx.xmits.load(Ordering::Relaxed),
+            // Includes dirs that could not even be opened at start-up.
+            failed_volumes: self.ctx.dataset.failed_volume_count() as u32,
         };
         let commands = match self.namenode.send_heartbeat(request).await {
             Ok(response) => response.into_inner().commands,
@@ -240,10 +248,51 @@ impl BpService {
                             .replica_changed(block, storage_id, ReplicaChange::Deleted);
                     }
                 }
+                Some(pb::datanode_command::Command::Transfer(command)) => {
+                    for transfer in command.transfers {
+                        self.start_transfer(transfer);
+                    }
+                }
                 None => {}
             }
         }
         next
+    }
+
+    /// Starts one copy the namenode ordered; it runs on its own and only
+    /// logs its outcome: the target's report tells the namenode it is done.
+    fn start_transfer(&self, transfer: pb::BlockTransfer) {
+        let Some(block) = transfer.block.map(ExtendedBlock::from) else {
+            tracing::warn!("transfer command without a block; ignored");
+            return;
+        };
+        let order = Order {
+            block,
+            targets: transfer.targets,
+            balancing: transfer.balancing,
+        };
+        let ctx = Arc::clone(&self.ctx);
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            let targets: Vec<String> = order
+                .targets
+                .iter()
+                .filter_map(|t| {
+                    t.id.as_ref()
+                        .map(|id| format!("{}:{}", id.ip_addr, id.xfer_port))
+                })
+                .collect();
+            let block = order.block.clone();
+            match replicate::transfer(ctx, order).await {
+                Ok(bytes) => {
+                    tracing::info!(block = %block, ?targets, bytes, elapsed_ms = started.elapsed().as_millis() as u64,
+                        "copied replica to other datanodes");
+                }
+                Err(err) => {
+                    tracing::warn!(block = %block, ?targets, error = %err, "replica copy failed; the namenode will schedule it again");
+                }
+            }
+        });
     }
 
     async fn send_block_report(&mut self, pool_id: &str) -> Next {

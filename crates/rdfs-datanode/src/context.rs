@@ -8,6 +8,7 @@ use rdfs_common::grpc::ChannelCache;
 
 use crate::dataset::Dataset;
 use crate::reports::Reports;
+use crate::throttle::Throttle;
 
 pub struct DatanodeContext {
     pub dataset: Arc<Dataset>,
@@ -17,6 +18,11 @@ pub struct DatanodeContext {
     pub socket_timeout: Duration,
     /// Block transfers in progress (HDFS's xceiver count).
     pub transfers: Arc<AtomicU32>,
+    /// Replica copies to other datanodes in progress (HDFS's xmits).
+    pub xmits: Arc<AtomicU32>,
+    /// Shared by all balancer moves, so together they stay within the
+    /// balance bandwidth.
+    pub balance_throttle: parking_lot::Mutex<Throttle>,
 }
 
 /// Counts a transfer for as long as it lives.
@@ -26,6 +32,11 @@ impl DatanodeContext {
     pub fn transfer(&self) -> TransferGuard {
         self.transfers.fetch_add(1, Ordering::Relaxed);
         TransferGuard(Arc::clone(&self.transfers))
+    }
+
+    pub fn xmit(&self) -> TransferGuard {
+        self.xmits.fetch_add(1, Ordering::Relaxed);
+        TransferGuard(Arc::clone(&self.xmits))
     }
 }
 

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use rdfs_common::ExceptionKind;
 
+use crate::volume::FailedVolume;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatanodeError {
     #[error("{path}: {source}")]
@@ -39,6 +41,26 @@ pub enum DatanodeError {
     NotReady,
     #[error("{0}")]
     InvalidRequest(String),
+    #[error("volume {root} has failed: {reason}")]
+    VolumeFailed { root: PathBuf, reason: String },
+    /// More volumes failed than `failed_volumes_tolerated`, or none is
+    /// left: the datanode must stop.
+    #[error("too many failed volumes: {failed} failed, {tolerated} tolerated: {}", describe(.volumes))]
+    TooManyFailedVolumes {
+        failed: usize,
+        tolerated: u32,
+        volumes: Vec<FailedVolume>,
+    },
+    #[error("no volume left in service: {}", describe(.volumes))]
+    NoVolumeLeft { volumes: Vec<FailedVolume> },
+}
+
+fn describe(volumes: &[FailedVolume]) -> String {
+    volumes
+        .iter()
+        .map(|v| format!("{} ({})", v.root.display(), v.reason))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl DatanodeError {

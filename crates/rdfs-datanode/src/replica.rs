@@ -41,6 +41,9 @@ pub struct ReplicaWriter {
     written: u64,
     writeback_from: u64,
     sync_behind: u64,
+    /// A write or sync failed: the volume may be failing, and whoever
+    /// aborts this replica should have it checked.
+    io_failed: bool,
 }
 
 impl ReplicaWriter {
@@ -85,6 +88,7 @@ impl ReplicaWriter {
             written: 0,
             writeback_from: 0,
             sync_behind,
+            io_failed: false,
         })
     }
 
@@ -92,8 +96,18 @@ impl ReplicaWriter {
         self.written
     }
 
+    pub fn had_io_error(&self) -> bool {
+        self.io_failed
+    }
+
     /// Appends verified data and its checksums.
     pub fn write(&mut self, data: &[u8], checksums: &[u8]) -> Result<(), DatanodeError> {
+        let written = self.write_files(data, checksums);
+        self.io_failed |= written.is_err();
+        written
+    }
+
+    fn write_files(&mut self, data: &[u8], checksums: &[u8]) -> Result<(), DatanodeError> {
         self.block_file
             .write_all(data)
             .map_err(io_err(&self.block_path))?;
@@ -114,8 +128,13 @@ impl ReplicaWriter {
 
     /// Makes everything written so far durable (hsync).
     pub fn sync(&mut self) -> Result<(), DatanodeError> {
-        self.meta.flush().map_err(io_err(&self.meta_path))?;
-        self.sync_files()
+        let synced = self
+            .meta
+            .flush()
+            .map_err(io_err(&self.meta_path))
+            .and_then(|()| self.sync_files());
+        self.io_failed |= synced.is_err();
+        synced
     }
 
     /// fdatasyncs the block and meta files (the meta buffer already flushed).

@@ -1,5 +1,6 @@
 //! Running a datanode: open and lock the volumes, listen for transfers,
-//! connect to the namenode, serve until told to stop.
+//! connect to the namenode, scan the replicas in the background, serve
+//! until told to stop or until more volumes fail than tolerated.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,23 +11,23 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use rdfs_common::config::{Config, ConfigError};
+use rdfs_common::config::{Config, ConfigError, DatanodeConfig};
 use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE};
 use rdfs_common::protocol::DatanodeId;
 use rdfs_proto::data_transfer_server::DataTransferServer;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 
+use crate::background::Background;
 use crate::bp_service::{BpService, LinkError};
 use crate::context::DatanodeContext;
 use crate::dataset::Dataset;
 use crate::error::DatanodeError;
 use crate::io_hints;
-use crate::reports::Reports;
 use crate::transfer_service::TransferService;
-use crate::volume::{Volume, datanode_uuid};
+use crate::volume::{datanode_uuid, open_volumes};
 
-/// The file in the first data dir that names the addresses the datanode
-/// bound (useful with port 0).
+/// The file in the first data dir that opened that names the addresses the
+/// datanode bound (useful with port 0).
 pub const ADDRESS_FILE: &str = "datanode.addresses";
 
 #[derive(Debug, thiserror::Error)]
@@ -56,28 +57,39 @@ pub enum ServerError {
     Link(#[from] LinkError),
 }
 
+/// Why [`Datanode::serve`] stopped serving.
+enum Ended {
+    Shutdown,
+    Link(Result<Result<(), LinkError>, tokio::task::JoinError>),
+    VolumesLost(DatanodeError),
+}
+
 pub struct Datanode {
     ctx: Arc<DatanodeContext>,
     listener: tokio::net::TcpListener,
     address: SocketAddr,
     bp: BpService,
+    /// What the background scanners need.
+    config: DatanodeConfig,
 }
 
 impl Datanode {
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
         let dn = &config.datanode;
-        let volumes = dn
-            .data_dirs
-            .iter()
-            .enumerate()
-            .map(|(index, dir)| Volume::open(index, dir, dn.du_reserved.0))
-            .collect::<Result<Vec<_>, _>>()?;
+        let (volumes, failed) = open_volumes(&dn.data_dirs, dn.du_reserved.0)?;
         let uuid = datanode_uuid(&volumes)?;
-        let dataset = Arc::new(Dataset::new(
-            volumes,
-            dn.sync_behind_bytes.0,
-            dn.sync_on_close,
-        ));
+        let dataset = Dataset::new(volumes, dn.sync_behind_bytes.0, dn.sync_on_close)
+            .tolerating(dn.failed_volumes_tolerated, failed);
+        // Refuse to start on fewer volumes than the operator allows.
+        dataset.volume_health()?;
+        let address_dir = dataset
+            .volumes()
+            .first()
+            .map(|v| v.root.clone())
+            .ok_or_else(|| DatanodeError::NoVolumeLeft {
+                volumes: dataset.failed_volumes(),
+            })?;
+        let dataset = Arc::new(dataset);
         let listener = tokio::net::TcpListener::bind(&dn.xfer_address)
             .await
             .map_err(|source| ServerError::Bind {
@@ -105,7 +117,7 @@ impl Datanode {
             info_port: 0,
             ipc_port: 0,
         };
-        let address_file = dn.data_dirs[0].join(ADDRESS_FILE);
+        let address_file = address_dir.join(ADDRESS_FILE);
         std::fs::write(
             &address_file,
             format!("xfer={address}\nuuid={}\n", id.datanode_uuid),
@@ -116,11 +128,15 @@ impl Datanode {
         })?;
         let connect_timeout = Duration::from_millis(config.client.connect_timeout_ms);
         let ctx = Arc::new(DatanodeContext {
+            reports: dataset.reports(),
             dataset,
-            reports: Arc::new(Reports::default()),
             channels: ChannelCache::new(connect_timeout),
             socket_timeout: Duration::from_millis(dn.socket_timeout_ms),
             transfers: Arc::new(AtomicU32::new(0)),
+            xmits: Arc::new(AtomicU32::new(0)),
+            balance_throttle: parking_lot::Mutex::new(crate::throttle::Throttle::new(
+                dn.balance_bandwidth.0,
+            )),
         });
         let namenode_addr = config.namenode_rpc_address()?;
         let channel = rdfs_common::grpc::endpoint(&namenode_addr, connect_timeout)
@@ -144,6 +160,7 @@ impl Datanode {
             listener,
             address,
             bp,
+            config: dn.clone(),
         })
     }
 
@@ -151,17 +168,21 @@ impl Datanode {
         self.address
     }
 
-    /// Serves transfers and talks to the namenode until `shutdown` resolves
-    /// or the namenode link fails for good.
+    /// Serves transfers and talks to the namenode until `shutdown` resolves,
+    /// the namenode link fails for good, or more volumes fail than tolerated
+    /// (then the error names them).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Self {
             ctx,
             listener,
             address,
             bp,
+            config,
         } = self;
         let stop = CancellationToken::new();
-        tracing::info!(xfer = %address, uuid = %bp.id.datanode_uuid, volumes = ctx.dataset.volumes().len(), "datanode serving");
+        tracing::info!(xfer = %address, uuid = %bp.id.datanode_uuid, volumes = ctx.dataset.volumes().len(),
+            failed_volumes = ctx.dataset.failed_volume_count(), "datanode serving");
+        let background = Background::start(&ctx.dataset, &config);
         let link = tokio::spawn(bp.run(stop.clone()));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let stop_server = stop.clone();
@@ -176,25 +197,99 @@ impl Datanode {
                     async move { stop_server.cancelled().await },
                 ),
         );
-        let link = tokio::select! {
-            _ = shutdown => None,
-            result = link => Some(result),
+        let ended = tokio::select! {
+            _ = shutdown => Ended::Shutdown,
+            result = link => Ended::Link(result),
+            err = ctx.dataset.volumes_lost() => Ended::VolumesLost(err),
         };
         stop.cancel();
         let served = server.await;
-        let link_result = match link {
-            Some(Ok(result)) => result,
-            Some(Err(join)) => Err(LinkError::Refused(format!(
-                "namenode link panicked: {join}"
-            ))),
-            None => Ok(()),
-        };
-        link_result?;
+        if let Err(join) = tokio::task::spawn_blocking(move || background.stop()).await {
+            tracing::error!(error = %join, "stopping the background scanners failed");
+        }
+        match ended {
+            Ended::Shutdown => {}
+            Ended::Link(Ok(result)) => result?,
+            Ended::Link(Err(join)) => {
+                return Err(LinkError::Refused(format!("namenode link panicked: {join}")).into());
+            }
+            Ended::VolumesLost(err) => {
+                tracing::error!(error = %err, "datanode shutting down");
+                return Err(err.into());
+            }
+        }
         match served {
             Ok(result) => result?,
             Err(join) => tracing::error!(error = %join, "transfer server task failed"),
         }
         tracing::info!("datanode stopped");
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dirs: Vec<PathBuf>, tolerated: u32) -> Config {
+        let mut config = Config::default();
+        config.datanode.data_dirs = dirs;
+        config.datanode.failed_volumes_tolerated = tolerated;
+        config.datanode.xfer_address = "127.0.0.1:0".to_string();
+        // Nobody listens there: the link keeps retrying, which is all
+        // these tests need.
+        config.namenode.rpc_address = "127.0.0.1:1".to_string();
+        config
+    }
+
+    #[tokio::test]
+    async fn start_refuses_more_unopenable_volumes_than_tolerated() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file = tmp.path().join("not-a-dir");
+        std::fs::write(&file, b"x").expect("file");
+        let dirs = vec![file.clone(), tmp.path().join("good")];
+        let Err(err) = Datanode::start(&config(dirs.clone(), 0)).await else {
+            panic!("started with a volume it cannot open and none tolerated");
+        };
+        assert!(
+            err.to_string().starts_with(&format!(
+                "too many failed volumes: 1 failed, 0 tolerated: {} (",
+                file.display()
+            )),
+            "{err}"
+        );
+        let dn = Datanode::start(&config(dirs, 1)).await.expect("starts");
+        assert_eq!(dn.ctx.dataset.volumes().len(), 1);
+        assert_eq!(dn.ctx.dataset.failed_volume_count(), 1);
+        assert!(tmp.path().join("good").join(ADDRESS_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn serve_stops_with_an_error_naming_the_failed_volume() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let root = tmp.path().join("v0");
+        let dn = Datanode::start(&config(vec![root.clone()], 0))
+            .await
+            .expect("starts");
+        let dataset = Arc::clone(&dn.ctx.dataset);
+        let serving = tokio::spawn(dn.serve(std::future::pending()));
+        std::fs::rename(&root, tmp.path().join("moved")).expect("move the volume away");
+        std::fs::write(&root, b"x").expect("file in its place");
+        let healthy = tokio::task::spawn_blocking(move || dataset.check_volume(0, &"test"))
+            .await
+            .expect("check");
+        assert!(!healthy);
+        let result = tokio::time::timeout(Duration::from_secs(5), serving)
+            .await
+            .expect("serve ends promptly")
+            .expect("serve task");
+        let err = result.expect_err("too many failed volumes");
+        assert!(
+            err.to_string().starts_with(&format!(
+                "too many failed volumes: 1 failed, 0 tolerated: {} (",
+                root.display()
+            )),
+            "{err}"
+        );
     }
 }

@@ -110,6 +110,12 @@ impl DataTransfer for TransferService {
                         bytes_per_checksum: bpc,
                     }),
                     Err(err) => {
+                        // The disk may be failing rather than the replica;
+                        // a failed volume's replicas are reported lost
+                        // instead of corrupt.
+                        if let Some(info) = ctx.dataset.replica(block.block_id) {
+                            ctx.dataset.check_volume(info.volume, &err);
+                        }
                         report_corrupt(&ctx, &block, &err);
                         Err(Status::from(err))
                     }
@@ -132,18 +138,12 @@ impl TransferService {
     }
 }
 
-/// Tells the namenode about a replica found damaged while serving it.
-fn report_corrupt(ctx: &DatanodeContext, block: &ExtendedBlock, err: &DatanodeError) {
+/// Tells the namenode about a replica found damaged while serving it (once
+/// per replica: the scanners may have found it first). Does not block.
+pub(crate) fn report_corrupt(ctx: &DatanodeContext, block: &ExtendedBlock, err: &DatanodeError) {
     if let DatanodeError::CorruptReplica { reason, .. } = err
         && let Some(info) = ctx.dataset.replica(block.block_id)
     {
-        tracing::warn!(block = %block, reason, "replica is corrupt; reporting it to the namenode");
-        let reported = ExtendedBlock {
-            generation_stamp: info.generation_stamp,
-            num_bytes: info.num_bytes,
-            ..block.clone()
-        };
-        ctx.reports
-            .bad_replica(reported, ctx.dataset.storage_id_of(&info), reason.clone());
+        ctx.dataset.report_corrupt(block.block_id, &info, reason);
     }
 }

@@ -10,15 +10,20 @@
 //! <dir>/current/<bp>/current/rbw/blk_<id>, blk_<id>_<gs>.meta
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use rdfs_common::ids::{DATANODE_LAYOUT_VERSION, new_storage_id};
 
 use crate::error::DatanodeError;
 use crate::io_hints;
+
+/// Makes concurrent health-check probe names unique.
+static PROBES: AtomicU64 = AtomicU64::new(0);
 
 /// What a formatted volume's VERSION records.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +42,76 @@ pub struct Volume {
     reserved: u64,
     dfs_used: AtomicU64,
     failed: AtomicBool,
+    /// Why the volume was taken out of service.
+    failure: parking_lot::Mutex<Option<String>>,
+    /// Held while a health check runs; records when the last one passed, so
+    /// a burst of I/O errors on a healthy volume costs one check, not one
+    /// per error.
+    last_check: parking_lot::Mutex<Option<Instant>>,
     _lock: File,
+}
+
+/// A data directory that is out of service, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedVolume {
+    pub root: PathBuf,
+    pub reason: String,
+}
+
+/// The replica files found under a volume's `finalized/` tree.
+#[derive(Debug, Default)]
+pub struct FinalizedListing {
+    /// Block id to (block file, its length).
+    pub blocks: HashMap<i64, (PathBuf, u64)>,
+    /// Block id to its meta files, with the generation stamp each names.
+    pub metas: HashMap<i64, Vec<(PathBuf, u64)>>,
+}
+
+impl FinalizedListing {
+    /// The meta file of `block_id` for generation stamp `gs`.
+    pub fn meta(&self, block_id: i64, gs: u64) -> Option<&Path> {
+        self.metas
+            .get(&block_id)?
+            .iter()
+            .find(|(_, g)| *g == gs)
+            .map(|(p, _)| p.as_path())
+    }
+
+    /// The meta file with the newest generation stamp of `block_id`.
+    pub fn newest_meta(&self, block_id: i64) -> Option<(&Path, u64)> {
+        self.metas
+            .get(&block_id)?
+            .iter()
+            .max_by_key(|(_, g)| *g)
+            .map(|(p, g)| (p.as_path(), *g))
+    }
+}
+
+/// Opens every configured data directory. One that cannot be opened (not a
+/// directory, permission denied, unreadable VERSION) is returned as failed
+/// for the caller to weigh against the tolerated number; one locked by
+/// another datanode is a configuration mistake, not a disk failure, and
+/// stops the start.
+pub fn open_volumes(
+    dirs: &[PathBuf],
+    reserved: u64,
+) -> Result<(Vec<Volume>, Vec<FailedVolume>), DatanodeError> {
+    let mut opened = Vec::new();
+    let mut failed = Vec::new();
+    for dir in dirs {
+        match Volume::open(opened.len(), dir, reserved) {
+            Ok(volume) => opened.push(volume),
+            Err(err @ DatanodeError::VolumeLocked(_)) => return Err(err),
+            Err(err) => {
+                tracing::error!(volume = %dir.display(), error = %err, "cannot open volume; counting it as failed");
+                failed.push(FailedVolume {
+                    root: dir.clone(),
+                    reason: err.to_string(),
+                });
+            }
+        }
+    }
+    Ok((opened, failed))
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DatanodeError + '_ {
@@ -97,6 +171,8 @@ impl Volume {
             reserved,
             dfs_used: AtomicU64::new(0),
             failed: AtomicBool::new(false),
+            failure: parking_lot::Mutex::new(None),
+            last_check: parking_lot::Mutex::new(None),
             _lock: lock,
         })
     }
@@ -201,6 +277,123 @@ impl Volume {
 
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Takes the volume out of service; true for the call that did it.
+    pub fn fail(&self, reason: &str) -> bool {
+        let mut failure = self.failure.lock();
+        if self.failed.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        *failure = Some(reason.to_string());
+        true
+    }
+
+    pub fn failure(&self) -> Option<FailedVolume> {
+        let reason = self.failure.lock().clone()?;
+        Some(FailedVolume {
+            root: self.root.clone(),
+            reason,
+        })
+    }
+
+    /// Runs [`Self::check_health`] unless a check is already running or
+    /// one passed less than `min_gap` ago; `None` when skipped.
+    pub fn check_health_throttled(
+        &self,
+        pool_id: Option<&str>,
+        min_gap: std::time::Duration,
+    ) -> Option<Result<(), DatanodeError>> {
+        let mut last = self.last_check.try_lock()?;
+        if last.is_some_and(|at| at.elapsed() < min_gap) {
+            return None;
+        }
+        let result = self.check_health(pool_id);
+        if result.is_ok() {
+            *last = Some(Instant::now());
+        }
+        Some(result)
+    }
+
+    /// HDFS's disk check: the root and the block pool's directories must be
+    /// directories we can list, and a probe file must survive create, write,
+    /// fsync and delete in `rbw/` (where new replicas go), so a disk that
+    /// went read-only or stopped answering writes is caught.
+    pub fn check_health(&self, pool_id: Option<&str>) -> Result<(), DatanodeError> {
+        let not_a_dir = |path: &Path| DatanodeError::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        };
+        let mut dirs = vec![self.root.clone()];
+        let probe_dir = match pool_id {
+            Some(pool_id) => {
+                let bp = self.pool_dir(pool_id);
+                dirs.extend([bp.join("finalized"), bp.join("rbw")]);
+                bp.join("rbw")
+            }
+            None => self.root.clone(),
+        };
+        for dir in &dirs {
+            let meta = std::fs::metadata(dir).map_err(io_err(dir))?;
+            if !meta.is_dir() {
+                return Err(not_a_dir(dir));
+            }
+            std::fs::read_dir(dir).map_err(io_err(dir))?;
+        }
+        let probe = probe_dir.join(format!(
+            ".rdfs-disk-check-{}-{}",
+            std::process::id(),
+            PROBES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&probe)
+            .and_then(|mut file| {
+                file.write_all(&[0xa5; 512])?;
+                file.sync_all()
+            });
+        let removed = std::fs::remove_file(&probe);
+        written.map_err(io_err(&probe))?;
+        removed.map_err(io_err(&probe))?;
+        Ok(())
+    }
+
+    /// Every block and meta file under `finalized/`, read straight from disk.
+    pub fn list_finalized(&self, pool_id: &str) -> Result<FinalizedListing, DatanodeError> {
+        let mut listing = FinalizedListing::default();
+        let mut stack = vec![self.pool_dir(pool_id).join("finalized")];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(io_err(&dir))?;
+            for entry in entries {
+                let entry = entry.map_err(io_err(&dir))?;
+                let path = entry.path();
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                let file_type = entry.file_type().map_err(io_err(&path))?;
+                if file_type.is_dir() {
+                    stack.push(path);
+                } else if let Some(rest) = name.strip_prefix("blk_") {
+                    if let Some(meta) = rest.strip_suffix(".meta") {
+                        if let Some((id, gs)) = meta.split_once('_')
+                            && let (Ok(id), Ok(gs)) = (id.parse::<i64>(), gs.parse::<u64>())
+                        {
+                            listing.metas.entry(id).or_default().push((path, gs));
+                        }
+                    } else if let Ok(id) = rest.parse::<i64>() {
+                        let len = match entry.metadata() {
+                            Ok(meta) => meta.len(),
+                            // Deleted since the directory was read.
+                            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(source) => return Err(DatanodeError::Io { path, source }),
+                        };
+                        listing.blocks.insert(id, (path, len));
+                    }
+                }
+            }
+        }
+        Ok(listing)
     }
 
     pub fn dfs_used(&self) -> u64 {

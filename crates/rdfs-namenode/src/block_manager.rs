@@ -17,6 +17,7 @@ use rdfs_common::protocol::{ExtendedBlock, LocatedBlock};
 
 use crate::datanode_manager::{DatanodeIndex, DatanodeManager, PendingDeletion};
 use crate::namespace::Slot;
+use crate::replication::ReplicationQueues;
 use crate::slab::GenSlab;
 
 /// A block's position in the slab.
@@ -158,9 +159,20 @@ pub struct BlockInfo {
 /// Replica counts of one block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ReplicaCounts {
-    /// On live datanodes and not corrupt.
+    /// Not corrupt, on in-service datanodes: what counts towards the
+    /// block's replication.
     pub live: u32,
+    /// Not corrupt, on live decommissioning or decommissioned datanodes:
+    /// still readable, but about to go.
+    pub decommissioning: u32,
     pub corrupt: u32,
+}
+
+impl ReplicaCounts {
+    /// Good replicas a reader can use.
+    pub fn readable(&self) -> u32 {
+        self.live + self.decommissioning
+    }
 }
 
 /// What became of a reported replica.
@@ -191,6 +203,8 @@ pub struct BlockManager {
     /// kept as replicas come and go, so safe mode never rescans the map.
     complete_blocks: u64,
     safe_blocks: u64,
+    /// Blocks with too few or too many replicas, and copies under way.
+    pub queues: ReplicationQueues,
 }
 
 /// Whether a block is complete, and complete with its minimum replicas.
@@ -208,6 +222,7 @@ impl BlockManager {
             min_replication,
             complete_blocks: 0,
             safe_blocks: 0,
+            queues: ReplicationQueues::default(),
         }
     }
 
@@ -220,7 +235,7 @@ impl BlockManager {
         let complete = self.blocks.get(slot).state() == BlockState::Complete;
         (
             complete,
-            complete && self.counts(slot, datanodes).live >= u32::from(self.min_replication),
+            complete && self.counts(slot, datanodes).readable() >= u32::from(self.min_replication),
         )
     }
 
@@ -248,6 +263,15 @@ impl BlockManager {
 
     pub fn len(&self) -> usize {
         self.blocks.len()
+    }
+
+    /// One past the highest slot in use.
+    pub fn slot_count(&self) -> u32 {
+        self.blocks.slots() as u32
+    }
+
+    pub fn is_live_slot(&self, slot: BlockSlot) -> bool {
+        self.blocks.is_live(slot)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -412,12 +436,13 @@ impl BlockManager {
         self.try_complete(slot, datanodes);
         let after = self.safety_of(slot, datanodes);
         self.account(before, after);
+        self.queues.mark(slot);
     }
 
     fn try_complete(&mut self, slot: BlockSlot, datanodes: &DatanodeManager) {
         let record = *self.blocks.get(slot);
         if record.state() == BlockState::Committed
-            && self.counts(slot, datanodes).live >= u32::from(self.min_replication)
+            && self.counts(slot, datanodes).readable() >= u32::from(self.min_replication)
         {
             self.blocks
                 .get_mut(slot)
@@ -437,12 +462,14 @@ impl BlockManager {
         self.account(before, after);
         self.expected.remove(&slot);
         self.early_lengths.remove(&slot);
+        self.queues.mark(slot);
     }
 
     pub fn set_replication(&mut self, slot: BlockSlot, replication: u16) {
         let record = self.blocks.get_mut(slot);
         record.packed = (record.packed & !(REPLICATION_MASK << REPLICATION_SHIFT))
             | ((u64::from(replication) & REPLICATION_MASK) << REPLICATION_SHIFT);
+        self.queues.mark(slot);
     }
 
     /// Forgets a block (its file was deleted or the block abandoned) and
@@ -463,7 +490,32 @@ impl BlockManager {
         self.expected.remove(&slot);
         self.early_lengths.remove(&slot);
         self.extra_replicas.remove(&slot);
+        self.queues.forget(slot);
         self.blocks.remove(slot);
+    }
+
+    /// Deletes one good replica the block no longer needs.
+    pub fn delete_replica(
+        &mut self,
+        slot: BlockSlot,
+        datanode: DatanodeIndex,
+        datanodes: &mut DatanodeManager,
+    ) {
+        let before = self.safety_of(slot, datanodes);
+        let info = self.info(slot);
+        self.retain_replicas(slot, |r| r.datanode != datanode);
+        datanodes.forget_and_delete(
+            datanode,
+            slot,
+            PendingDeletion {
+                block_id: info.block_id,
+                generation_stamp: info.generation_stamp,
+                num_bytes: info.num_bytes,
+            },
+        );
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
+        self.queues.mark(slot);
     }
 
     /// Counts the replicas of a block.
@@ -472,8 +524,10 @@ impl BlockManager {
         for replica in self.replicas(slot) {
             if replica.corrupt {
                 counts.corrupt += 1;
-            } else if datanodes.is_alive(replica.datanode) {
+            } else if datanodes.is_in_service(replica.datanode) {
                 counts.live += 1;
+            } else if datanodes.is_alive(replica.datanode) {
+                counts.decommissioning += 1;
             }
         }
         counts
@@ -543,6 +597,7 @@ impl BlockManager {
         self.invalidate_corrupt_if_safe(slot, datanodes);
         let after = self.safety_of(slot, datanodes);
         self.account(before, after);
+        self.queues.mark(slot);
         outcome
     }
 
@@ -563,6 +618,7 @@ impl BlockManager {
         }
         let after = self.safety_of(slot, datanodes);
         self.account(before, after);
+        self.queues.mark(slot);
     }
 
     /// Forgets replicas a datanode held (it is dying, or its report no
@@ -580,6 +636,7 @@ impl BlockManager {
                 self.retain_replicas(slot, |r| r.datanode != datanode);
                 let after = self.safety_of(slot, datanodes);
                 self.account(before, after);
+                self.queues.mark(slot);
             }
         }
     }
@@ -603,6 +660,7 @@ impl BlockManager {
         self.invalidate_corrupt_if_safe(slot, datanodes);
         let after = self.safety_of(slot, datanodes);
         self.account(before, after);
+        self.queues.mark(slot);
         true
     }
 
@@ -646,7 +704,20 @@ impl BlockManager {
             chosen.extend(
                 replicas
                     .iter()
-                    .filter(|r| !r.corrupt && datanodes.is_alive(r.datanode))
+                    .filter(|r| !r.corrupt && datanodes.is_in_service(r.datanode))
+                    .map(|r| (r.datanode, r.storage)),
+            );
+            chosen.shuffle(&mut rand::rng());
+            // Replicas on decommissioning datanodes are read last, as HDFS
+            // sorts them.
+            chosen.extend(
+                replicas
+                    .iter()
+                    .filter(|r| {
+                        !r.corrupt
+                            && datanodes.is_alive(r.datanode)
+                            && !datanodes.is_in_service(r.datanode)
+                    })
                     .map(|r| (r.datanode, r.storage)),
             );
             if chosen.is_empty() && replicas.iter().any(|r| r.corrupt) {
@@ -657,9 +728,12 @@ impl BlockManager {
                         .filter(|r| datanodes.is_alive(r.datanode))
                         .map(|r| (r.datanode, r.storage)),
                 );
+                chosen.shuffle(&mut rand::rng());
             }
         }
-        chosen.shuffle(&mut rand::rng());
+        if info.state == BlockState::UnderConstruction {
+            chosen.shuffle(&mut rand::rng());
+        }
         let mut located = LocatedBlock {
             block: self.extended(slot),
             offset,
@@ -683,6 +757,7 @@ impl BlockManager {
         self.blocks.heap_bytes()
             + self.extra_replicas.capacity() * (4 + std::mem::size_of::<Vec<u32>>())
             + self.expected.capacity() * (4 + std::mem::size_of::<Vec<u32>>())
+            + self.queues.memory()
     }
 }
 
@@ -739,6 +814,7 @@ mod tests {
             bm.counts(slot, &dns),
             ReplicaCounts {
                 live: 1,
+                decommissioning: 0,
                 corrupt: 1
             }
         );
@@ -771,6 +847,7 @@ mod tests {
             bm.counts(slot, &dns),
             ReplicaCounts {
                 live: 2,
+                decommissioning: 0,
                 corrupt: 0
             }
         );

@@ -12,6 +12,9 @@ use rdfs_common::protocol::{AdminState, DatanodeId, DatanodeInfo};
 use rdfs_common::time::now_ms;
 use roaring::RoaringBitmap;
 
+use crate::hosts::HostLists;
+use crate::topology::Topology;
+
 /// Index of a datanode in the manager; stable for the namenode's lifetime.
 pub type DatanodeIndex = u32;
 
@@ -37,6 +40,17 @@ pub struct PendingDeletion {
     pub num_bytes: u64,
 }
 
+/// A replica the datanode must copy to others (re-replication or a
+/// balancer move).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingTransfer {
+    pub block_id: i64,
+    pub generation_stamp: u64,
+    pub num_bytes: u64,
+    pub targets: Vec<DatanodeIndex>,
+    pub balancing: bool,
+}
+
 #[derive(Debug)]
 pub struct DatanodeDescriptor {
     pub index: DatanodeIndex,
@@ -50,6 +64,13 @@ pub struct DatanodeDescriptor {
     pub xceivers: u32,
     pub failed_volumes: u32,
     pub network_location: String,
+    pub admin_state: AdminState,
+    /// Blocks still waiting when decommissioning progress was last logged.
+    pub decommission_logged: Option<u64>,
+    /// Replica copies the datanode reported in progress.
+    pub xmits: u32,
+    /// Copies scheduled and not yet sent to the datanode.
+    pub pending_transfers: VecDeque<PendingTransfer>,
     /// Block slots of the replicas this datanode holds: a compressed bitmap,
     /// about two bytes a replica.
     pub blocks: RoaringBitmap,
@@ -99,6 +120,26 @@ impl DatanodeDescriptor {
         (self.storages.len() - 1) as u16
     }
 
+    /// Alive and neither decommissioning nor decommissioned: its replicas
+    /// count towards a block's replication and it may receive new ones.
+    pub fn in_service(&self) -> bool {
+        self.alive && self.admin_state == AdminState::Normal
+    }
+
+    /// Copies this datanode is sending or has been told to send.
+    pub fn transfer_load(&self) -> u32 {
+        self.xmits + self.pending_transfers.len() as u32
+    }
+
+    /// Share of capacity used by blocks, in percent (HDFS's DFS Used%).
+    pub fn utilization(&self) -> f64 {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return 0.0;
+        }
+        self.dfs_used() as f64 * 100.0 / capacity as f64
+    }
+
     pub fn is_stale(&self, now: Instant, stale_after: Duration) -> bool {
         now.duration_since(self.last_heartbeat) > stale_after
     }
@@ -113,7 +154,7 @@ impl DatanodeDescriptor {
             last_update_ms: self.last_heartbeat_ms,
             xceiver_count: self.xceivers,
             network_location: self.network_location.clone(),
-            admin_state: AdminState::Normal,
+            admin_state: self.admin_state,
             num_blocks: self.blocks.len(),
             dead: !self.alive,
             last_block_report_ms: self.last_block_report_ms,
@@ -134,6 +175,8 @@ pub struct DatanodeManager {
     nodes: Vec<DatanodeDescriptor>,
     by_uuid: HashMap<String, DatanodeIndex>,
     pub liveness: Liveness,
+    pub topology: Topology,
+    pub hosts: HostLists,
 }
 
 impl DatanodeManager {
@@ -142,6 +185,8 @@ impl DatanodeManager {
             nodes: Vec::new(),
             by_uuid: HashMap::new(),
             liveness,
+            topology: Topology::default(),
+            hosts: HostLists::default(),
         }
     }
 
@@ -180,6 +225,33 @@ impl DatanodeManager {
         self.live().count()
     }
 
+    /// Datanodes that may hold counted replicas and receive new ones.
+    pub fn in_service(&self) -> impl Iterator<Item = &DatanodeDescriptor> {
+        self.nodes.iter().filter(|d| d.in_service())
+    }
+
+    pub fn is_in_service(&self, index: DatanodeIndex) -> bool {
+        self.get(index).is_some_and(DatanodeDescriptor::in_service)
+    }
+
+    /// The rack of a datanode.
+    pub fn rack(&self, index: DatanodeIndex) -> &str {
+        self.get(index).map_or(crate::topology::DEFAULT_RACK, |d| {
+            d.network_location.as_str()
+        })
+    }
+
+    /// Distinct racks of the in-service datanodes.
+    pub fn rack_count(&self) -> usize {
+        let mut racks: Vec<&str> = self
+            .in_service()
+            .map(|d| d.network_location.as_str())
+            .collect();
+        racks.sort_unstable();
+        racks.dedup();
+        racks.len()
+    }
+
     pub fn is_alive(&self, index: DatanodeIndex) -> bool {
         self.get(index).is_some_and(|d| d.alive)
     }
@@ -199,6 +271,12 @@ impl DatanodeManager {
             })
             .map(|d| d.index)
             .collect();
+        let rack = self.topology.resolve(&id);
+        let admin_state = if self.hosts.is_excluded(&id) {
+            AdminState::DecommissionInProgress
+        } else {
+            AdminState::Normal
+        };
         let index = match self.by_uuid.get(&id.datanode_uuid) {
             Some(&index) => {
                 let node = &mut self.nodes[index as usize];
@@ -207,6 +285,9 @@ impl DatanodeManager {
                 node.last_heartbeat = now;
                 node.last_heartbeat_ms = now_ms();
                 node.pending_deletions.clear();
+                node.pending_transfers.clear();
+                node.network_location = rack;
+                node.admin_state = admin_state;
                 index
             }
             None => {
@@ -222,7 +303,11 @@ impl DatanodeManager {
                     alive: true,
                     xceivers: 0,
                     failed_volumes: 0,
-                    network_location: "/default-rack".to_string(),
+                    network_location: rack,
+                    admin_state,
+                    decommission_logged: None,
+                    xmits: 0,
+                    pending_transfers: VecDeque::new(),
                     blocks: RoaringBitmap::new(),
                     pending_deletions: VecDeque::new(),
                 });
@@ -239,6 +324,7 @@ impl DatanodeManager {
         uuid: &str,
         storages: Vec<StorageState>,
         xceivers: u32,
+        xmits: u32,
         failed_volumes: u32,
     ) -> Option<DatanodeIndex> {
         let index = self.live_index(uuid)?;
@@ -246,6 +332,7 @@ impl DatanodeManager {
         node.last_heartbeat = Instant::now();
         node.last_heartbeat_ms = now_ms();
         node.xceivers = xceivers;
+        node.xmits = xmits;
         node.failed_volumes = failed_volumes;
         for report in storages {
             match node
@@ -283,6 +370,26 @@ impl DatanodeManager {
         self.queue_deletion(index, deletion);
     }
 
+    /// Asks a datanode to copy a replica at its next heartbeat.
+    pub fn queue_transfer(&mut self, index: DatanodeIndex, transfer: PendingTransfer) {
+        if let Some(node) = self.nodes.get_mut(index as usize)
+            && node.alive
+        {
+            node.pending_transfers.push_back(transfer);
+        }
+    }
+
+    /// Takes the copies a datanode may start now: up to `limit` streams,
+    /// counting those it reported in progress.
+    pub fn take_transfers(&mut self, index: DatanodeIndex, limit: u32) -> Vec<PendingTransfer> {
+        let Some(node) = self.nodes.get_mut(index as usize) else {
+            return Vec::new();
+        };
+        let room = limit.saturating_sub(node.xmits) as usize;
+        let count = room.min(node.pending_transfers.len());
+        node.pending_transfers.drain(..count).collect()
+    }
+
     /// Takes up to `limit` pending deletions of a datanode.
     pub fn take_deletions(&mut self, index: DatanodeIndex, limit: usize) -> Vec<PendingDeletion> {
         let Some(node) = self.nodes.get_mut(index as usize) else {
@@ -315,6 +422,7 @@ impl DatanodeManager {
         if let Some(node) = self.nodes.get_mut(index as usize) {
             node.alive = false;
             node.pending_deletions.clear();
+            node.pending_transfers.clear();
             node.blocks.clear();
         }
     }

@@ -35,6 +35,8 @@ pub enum NamenodeError {
     #[error("{0}")]
     UnregisteredNode(String),
     #[error("{0}")]
+    DisallowedDatanode(String),
+    #[error("{0}")]
     SafeMode(String),
     #[error("{0}")]
     Io(String),
@@ -60,6 +62,7 @@ impl NamenodeError {
             Self::IllegalArgument(_) => ExceptionKind::IllegalArgument,
             Self::IncorrectVersion(_) => ExceptionKind::IncorrectVersion,
             Self::UnregisteredNode(_) => ExceptionKind::UnregisteredNode,
+            Self::DisallowedDatanode(_) => ExceptionKind::DisallowedDatanode,
             Self::SafeMode(_) => ExceptionKind::SafeMode,
             Self::Io(_) | Self::Journal(_) => ExceptionKind::Io,
         }

@@ -8,6 +8,7 @@ use crate::apply::FsState;
 use crate::block_manager::BlockState;
 use crate::namespace::InodeId;
 use crate::namesystem::file_status;
+use crate::placement;
 
 #[derive(Debug, Clone)]
 pub struct FsckReport {
@@ -16,6 +17,7 @@ pub struct FsckReport {
     pub racks: u32,
     pub default_replication: u32,
     pub min_replication: u32,
+    pub pending_replications: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -36,9 +38,10 @@ pub struct FsckFile {
 pub struct FsckBlock {
     pub block: ExtendedBlock,
     pub replicas: Vec<FsckReplica>,
-    /// Replicas on live datanodes that are not corrupt.
+    /// Good replicas on in-service datanodes.
     pub live_replicas: u32,
     pub complete: bool,
+    pub mis_replicated: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -77,11 +80,18 @@ pub(crate) fn collect(
                         })
                     })
                     .collect();
+                let in_service: Vec<_> = state
+                    .blocks
+                    .replicas(slot)
+                    .filter(|r| !r.corrupt && state.datanodes.is_in_service(r.datanode))
+                    .map(|r| r.datanode)
+                    .collect();
                 FsckBlock {
                     block: state.blocks.extended(slot),
                     replicas,
-                    live_replicas: state.blocks.counts(slot, &state.datanodes).live,
+                    live_replicas: in_service.len() as u32,
                     complete: state.blocks.info(slot).state == BlockState::Complete,
+                    mis_replicated: !placement::is_well_placed(&state.datanodes, &in_service),
                 }
             })
             .collect();
@@ -109,5 +119,6 @@ pub(crate) fn collect(
         racks,
         default_replication,
         min_replication,
+        pending_replications: state.blocks.queues.counts().pending_copies,
     }
 }

@@ -12,15 +12,18 @@ pub mod edit_log;
 pub mod error;
 pub mod fsck;
 pub mod fsimage;
+pub mod hosts;
 pub mod names;
 pub mod namespace;
 pub mod namesystem;
 pub mod placement;
+pub mod replication;
 pub mod rpc;
 pub mod safe_mode;
 pub mod server;
 pub mod slab;
 pub mod storage;
+pub mod topology;
 
 pub use error::NamenodeError;
 pub use namesystem::Namesystem;

@@ -51,6 +51,8 @@ pub enum ServerError {
     Serve(#[from] tonic::transport::Error),
     #[error("the namenode stopped because its edit log failed; see the log above")]
     EditLogFailed,
+    #[error(transparent)]
+    Namesystem(#[from] crate::error::NamenodeError),
 }
 
 /// Formats the configured name dirs with a new namespace whose root belongs
@@ -131,6 +133,12 @@ impl Namenode {
             fatal.clone(),
             true,
         ));
+        namesystem.load_topology()?;
+        let hosts = namesystem.refresh_nodes()?;
+        if !config.namenode.hosts_file.is_empty() || !config.namenode.hosts_exclude_file.is_empty()
+        {
+            tracing::info!(summary = %hosts, "host files read");
+        }
         let nn = &config.namenode;
         let policy = CheckpointPolicy {
             txns: nn.checkpoint_txns.max(1),
@@ -204,6 +212,28 @@ impl Namenode {
                 }
             })
         };
+        let monitor = {
+            let namesystem = Arc::clone(&namesystem);
+            let stop = stop.clone();
+            let config = namesystem.config().clone();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(config.replication_interval);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut last_decommission_check = tokio::time::Instant::now();
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = interval.tick() => {
+                            let due = last_decommission_check.elapsed() >= config.decommission_interval;
+                            if due {
+                                last_decommission_check = tokio::time::Instant::now();
+                            }
+                            namesystem.replication_round(due);
+                        }
+                    }
+                }
+            })
+        };
         let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop.clone()));
         tracing::info!(rpc = %address, cluster_id = %storage.info.cluster_id,
             block_pool_id = %storage.info.block_pool_id, "namenode serving (in safe mode until enough blocks are reported)");
@@ -230,6 +260,7 @@ impl Namenode {
             .await;
         stop.cancel();
         let _ = ticker.await;
+        let _ = monitor.await;
         let _ = checkpoints.await;
         if fatal.is_cancelled() {
             return Err(ServerError::EditLogFailed);

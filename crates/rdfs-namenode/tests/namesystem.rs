@@ -46,6 +46,7 @@ fn config() -> NamesystemConfig {
             min_datanodes: 0,
             extension: Duration::ZERO,
         },
+        ..NamesystemConfig::from_config(&rdfs_common::config::Config::default())
     }
 }
 
@@ -94,7 +95,7 @@ fn register(ns: &Namesystem, n: usize) {
             remaining: 1 << 40,
             ..Default::default()
         };
-        ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0);
+        ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0);
     }
 }
 
@@ -393,7 +394,7 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
         .expect_err("other cluster");
     assert_eq!(err.kind(), ExceptionKind::IncorrectVersion);
     assert!(err.to_string().contains("CID-other"), "{err}");
-    let commands = ns.heartbeat("stranger", Vec::new(), 0, 0);
+    let commands = ns.heartbeat("stranger", Vec::new(), 0, 0, 0);
     assert_eq!(
         commands,
         vec![rdfs_namenode::namesystem::DatanodeCommand::Reregister]

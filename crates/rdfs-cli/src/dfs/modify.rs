@@ -443,7 +443,8 @@ pub async fn chown(shell: &mut Shell, mut args: Vec<String>, group_only: bool) -
 }
 
 pub async fn setrep(shell: &mut Shell, args: Vec<String>) -> CommandResult {
-    let parsed = parse_flags(args, &["R"], 2, usize::MAX)?;
+    let parsed = parse_flags(args, &["R", "w"], 2, usize::MAX)?;
+    let wait = parsed.has("w");
     let mut args = parsed.args;
     let text = args.remove(0);
     let replication: u32 = match text.parse::<u16>() {
@@ -457,6 +458,7 @@ pub async fn setrep(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         return Err(UsageError("replication must be >= 1".into()));
     }
     let mut out = std::io::stdout().lock();
+    let mut set = Vec::new();
     for item in shell.expand(&args).await {
         let Some(status) = shell.existing(&item).await else {
             continue;
@@ -471,14 +473,67 @@ pub async fn setrep(shell: &mut Shell, args: Vec<String>) -> CommandResult {
             match client.set_replication(&path.path, replication).await {
                 Ok(true) => {
                     let _ = writeln!(out, "Replication {replication} set: {}", path.display());
+                    set.push(path);
                 }
                 Ok(false) => shell.fail_path(&path.display(), "Input/output error"),
                 Err(err) => shell.fail(err),
             }
         }
     }
+    if wait && !set.is_empty() {
+        let _ = writeln!(
+            out,
+            "Waiting for the replication of {} file(s) to reach {replication}. \
+             WARNING: the waiting time may be long for DECREASING the number of replications.",
+            set.len()
+        );
+        for path in set {
+            let _ = write!(out, "Waiting for {} ...", path.display());
+            let _ = out.flush();
+            let Ok(client) = shell.client(&path.authority).map_err(|e| shell.fail(e)) else {
+                continue;
+            };
+            match wait_for_replication(&client, &path.path, replication, &mut out).await {
+                Ok(()) => {
+                    let _ = writeln!(out, " done");
+                }
+                Err(err) => {
+                    let _ = writeln!(out);
+                    shell.fail(err);
+                }
+            }
+        }
+    }
     let _ = out.flush();
     Ok(())
+}
+
+/// Polls the file's block locations until every block has exactly
+/// `replication` replicas (HDFS's `setrep -w`), printing a dot a second.
+async fn wait_for_replication(
+    client: &rdfs_client::DfsClient,
+    path: &str,
+    replication: u32,
+    out: &mut impl Write,
+) -> Result<(), rdfs_client::ClientError> {
+    let poll = std::time::Duration::from_millis(250);
+    let mut waited = std::time::Duration::ZERO;
+    loop {
+        let located = client.get_block_locations(path, 0, u64::MAX).await?;
+        let done = located
+            .blocks
+            .iter()
+            .all(|b| b.locations.len() == replication as usize);
+        if done {
+            return Ok(());
+        }
+        tokio::time::sleep(poll).await;
+        waited += poll;
+        if waited.as_millis().is_multiple_of(1000) {
+            let _ = write!(out, ".");
+            let _ = out.flush();
+        }
+    }
 }
 
 #[cfg(test)]

@@ -79,7 +79,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "-setrep",
-        usage: "[-R] <rep> <path> ...",
+        usage: "[-R] [-w] <rep> <path> ...",
     },
     CommandSpec {
         name: "-stat",

@@ -40,7 +40,11 @@ impl Namesystem {
                 DatanodeReportType::All => true,
                 DatanodeReportType::Live => d.alive,
                 DatanodeReportType::Dead => !d.alive,
-                DatanodeReportType::Decommissioning => false,
+                DatanodeReportType::Decommissioning => {
+                    d.alive
+                        && d.admin_state
+                            == rdfs_common::protocol::AdminState::DecommissionInProgress
+                }
             })
             .map(|d| d.info())
             .collect();
@@ -64,19 +68,42 @@ impl Namesystem {
         for slot in fs.blocks.slots() {
             stats.total_blocks += 1;
             let info = fs.blocks.info(slot);
-            if info.state == BlockState::UnderConstruction {
+            if info.state != BlockState::Complete {
                 continue;
             }
             let counts = fs.blocks.counts(slot, &fs.datanodes);
             if counts.corrupt > 0 {
                 stats.corrupt_blocks += 1;
             }
-            if counts.live == 0 {
+            let expected = u32::from(info.replication);
+            if counts.readable() == 0 {
                 stats.missing_blocks += 1;
-            } else if counts.live < u32::from(info.replication) {
+                if expected == 1 {
+                    stats.missing_repl_one_blocks += 1;
+                }
+            } else if counts.live < expected {
                 stats.under_replicated += 1;
+                if counts.live <= 1 && expected > 1 || counts.live == 0 {
+                    stats.highest_priority_blocks += 1;
+                }
+            } else if fs.datanodes.rack_count() > 1 {
+                let holders: Vec<_> = fs
+                    .blocks
+                    .replicas(slot)
+                    .filter(|r| !r.corrupt && fs.datanodes.is_in_service(r.datanode))
+                    .map(|r| r.datanode)
+                    .collect();
+                if !crate::placement::is_well_placed(&fs.datanodes, &holders) {
+                    stats.mis_replicated_blocks += 1;
+                }
             }
         }
+        stats.pending_deletion_blocks = fs
+            .datanodes
+            .all()
+            .map(|d| d.pending_deletions.len() as u64)
+            .sum();
+        stats.pending_replication_blocks = fs.blocks.queues.counts().pending_copies;
         stats.total_files = (fs.namespace.inode_count() as u64).saturating_sub(count_dirs(fs));
         stats
     }

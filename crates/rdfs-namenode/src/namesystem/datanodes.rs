@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use roaring::RoaringBitmap;
 
-use rdfs_common::protocol::{DatanodeId, ExtendedBlock, LocatedBlock};
+use rdfs_common::protocol::{AdminState, DatanodeId, DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rdfs_common::time::now_ms;
 
 use super::{Locked, Namesystem};
@@ -16,6 +16,9 @@ use crate::datanode_manager::{
     DatanodeIndex, DatanodeManager, MAX_DATANODES, PendingDeletion, StorageState,
 };
 use crate::error::{NamenodeError, Result};
+use crate::hosts::HostLists;
+use crate::replication;
+use crate::topology::Topology;
 
 /// A datanode's registration request.
 #[derive(Debug, Clone)]
@@ -27,12 +30,22 @@ pub struct Registration {
 }
 
 /// What a datanode must do, returned on heartbeats.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum DatanodeCommand {
     /// Delete these replicas.
     Invalidate(Vec<ExtendedBlock>),
     /// Register again and send a full block report.
     Reregister,
+    /// Copy replicas to other datanodes.
+    Transfer(Vec<TransferOrder>),
+}
+
+/// One replica a datanode must copy down a pipeline of targets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferOrder {
+    pub block: ExtendedBlock,
+    pub targets: Vec<DatanodeInfo>,
+    pub balancing: bool,
 }
 
 /// A replica as a datanode reports it.
@@ -62,6 +75,20 @@ fn deletion(block_id: i64, generation_stamp: u64, num_bytes: u64) -> PendingDele
 
 impl Namesystem {
     pub fn register_datanode(&self, registration: Registration) -> Result<()> {
+        if !self
+            .state
+            .read()
+            .fs
+            .datanodes
+            .hosts
+            .is_allowed(&registration.id)
+        {
+            return Err(NamenodeError::DisallowedDatanode(format!(
+                "Datanode denied communication with namenode because the host is not in the include-list: {} ({})",
+                registration.id.xfer_addr(),
+                registration.id.datanode_uuid
+            )));
+        }
         if registration.cluster_id != self.info.cluster_id {
             return Err(NamenodeError::IncorrectVersion(format!(
                 "datanode {} ({}) belongs to cluster {}, but this namenode serves cluster {}; \
@@ -106,8 +133,12 @@ impl Namesystem {
                 node.storage_index(storage_id);
             }
         }
+        let (rack, admin) = datanodes
+            .get(index)
+            .map(|n| (n.network_location.clone(), n.admin_state))
+            .unwrap_or_default();
         tracing::info!(datanode = %registration.id.xfer_addr(), uuid = %registration.id.datanode_uuid,
-            storages = registration.storage_ids.len(), "datanode registered");
+            storages = registration.storage_ids.len(), rack, admin_state = ?admin, "datanode registered");
         Ok(())
     }
 
@@ -116,38 +147,64 @@ impl Namesystem {
         uuid: &str,
         storages: Vec<StorageState>,
         xceivers: u32,
+        xmits: u32,
         failed_volumes: u32,
     ) -> Vec<DatanodeCommand> {
         let mut state = self.state.write();
         let Locked { fs, safe_mode } = &mut *state;
         let Some(index) = fs
             .datanodes
-            .heartbeat(uuid, storages, xceivers, failed_volumes)
+            .heartbeat(uuid, storages, xceivers, xmits, failed_volumes)
         else {
             return vec![DatanodeCommand::Reregister];
         };
-        // Nothing is deleted in safe mode: the namespace may be older than
-        // the replicas (an image restored from backup, say).
+        // Nothing is deleted or copied in safe mode: the namespace may be
+        // older than the replicas (an image restored from backup, say).
         if safe_mode.is_on() {
             return Vec::new();
+        }
+        let pool_id = &self.info.block_pool_id;
+        let mut commands = Vec::new();
+        let transfers = fs
+            .datanodes
+            .take_transfers(index, self.config.replication.streams_hard_limit);
+        if !transfers.is_empty() {
+            let orders = transfers
+                .into_iter()
+                .map(|t| TransferOrder {
+                    block: ExtendedBlock {
+                        pool_id: pool_id.clone(),
+                        block_id: t.block_id,
+                        generation_stamp: t.generation_stamp,
+                        num_bytes: t.num_bytes,
+                    },
+                    targets: t
+                        .targets
+                        .iter()
+                        .filter_map(|&dn| fs.datanodes.get(dn).map(|n| n.info()))
+                        .collect(),
+                    balancing: t.balancing,
+                })
+                .filter(|order| !order.targets.is_empty())
+                .collect();
+            commands.push(DatanodeCommand::Transfer(orders));
         }
         let deletions = fs
             .datanodes
             .take_deletions(index, self.config.invalidate_limit);
-        if deletions.is_empty() {
-            return Vec::new();
+        if !deletions.is_empty() {
+            let blocks = deletions
+                .into_iter()
+                .map(|d| ExtendedBlock {
+                    pool_id: pool_id.clone(),
+                    block_id: d.block_id,
+                    generation_stamp: d.generation_stamp,
+                    num_bytes: d.num_bytes,
+                })
+                .collect();
+            commands.push(DatanodeCommand::Invalidate(blocks));
         }
-        let pool_id = &self.info.block_pool_id;
-        let blocks = deletions
-            .into_iter()
-            .map(|d| ExtendedBlock {
-                pool_id: pool_id.clone(),
-                block_id: d.block_id,
-                generation_stamp: d.generation_stamp,
-                num_bytes: d.num_bytes,
-            })
-            .collect();
-        vec![DatanodeCommand::Invalidate(blocks)]
+        commands
     }
 
     fn check_pool(&self, pool_id: &str) -> Result<()> {
@@ -274,6 +331,9 @@ impl Namesystem {
                     if outcome == ReportOutcome::Corrupt {
                         tracing::warn!(block = %block, datanode = uuid, "received replica does not match the block: marked corrupt");
                     }
+                    if let Some(slot) = blocks.slot_of(block.block_id) {
+                        blocks.queues.replica_arrived(slot, index);
+                    }
                 }
                 ReplicaEvent::Deleted => blocks.remove_replica(block.block_id, index, datanodes),
             }
@@ -358,6 +418,123 @@ impl Namesystem {
         if safe_mode.is_automatic() {
             let safety = self.block_safety(fs);
             safe_mode.update(safety, now);
+        }
+    }
+}
+
+impl Namesystem {
+    /// Reads the topology table again; datanodes keep the rack they
+    /// registered with until they register again.
+    pub fn load_topology(&self) -> Result<()> {
+        let topology = Topology::load(&self.config.topology_file).map_err(NamenodeError::Io)?;
+        self.state.write().fs.datanodes.topology = topology;
+        Ok(())
+    }
+
+    /// Re-reads the include and exclude host files (`dfsadmin
+    /// -refreshNodes`): excluded datanodes start decommissioning, datanodes
+    /// no longer excluded return to service, and datanodes no longer
+    /// included are disconnected. Returns a summary for the operator.
+    pub fn refresh_nodes(&self) -> Result<String> {
+        let lists = HostLists::load(&self.config.hosts_file, &self.config.hosts_exclude_file)
+            .map_err(NamenodeError::Io)?;
+        let mut state = self.state.write();
+        let FsState {
+            blocks, datanodes, ..
+        } = &mut state.fs;
+        datanodes.hosts = lists;
+        let (mut started, mut stopped, mut disallowed) = (0, 0, 0);
+        let indexes: Vec<DatanodeIndex> = datanodes.all().map(|d| d.index).collect();
+        for index in indexes {
+            let Some(node) = datanodes.get(index) else {
+                continue;
+            };
+            let (id, alive, admin) = (node.id.clone(), node.alive, node.admin_state);
+            if !datanodes.hosts.is_allowed(&id) {
+                if alive {
+                    let held = datanodes.held(index);
+                    blocks.remove_datanode_replicas(index, &held, datanodes);
+                    datanodes.mark_dead(index);
+                    disallowed += 1;
+                    tracing::warn!(datanode = %id.xfer_addr(), "datanode is no longer in the include list; disconnected");
+                }
+                continue;
+            }
+            let excluded = datanodes.hosts.is_excluded(&id);
+            let new_state = match (excluded, admin) {
+                (true, AdminState::Normal) => AdminState::DecommissionInProgress,
+                (false, AdminState::DecommissionInProgress | AdminState::Decommissioned) => {
+                    AdminState::Normal
+                }
+                _ => continue,
+            };
+            if let Some(node) = datanodes.get_mut(index) {
+                node.admin_state = new_state;
+                node.decommission_logged = None;
+            }
+            if new_state == AdminState::Normal {
+                stopped += 1;
+                tracing::info!(datanode = %id.xfer_addr(), "datanode returned to service");
+            } else {
+                started += 1;
+                tracing::info!(datanode = %id.xfer_addr(), blocks = datanodes.held(index).len(), "decommissioning datanode: copying its replicas elsewhere");
+            }
+            replication::recheck_datanode(blocks, datanodes, index);
+        }
+        let (include, exclude) = datanodes.hosts.summary();
+        Ok(format!(
+            "Refresh nodes successful: {include} included, {exclude} excluded host entries; \
+             {started} datanodes started decommissioning, {stopped} returned to service, {disallowed} disconnected"
+        ))
+    }
+
+    /// One round of the replication monitor, and, when due, the check of
+    /// decommissioning datanodes. Nothing happens in safe mode.
+    pub fn replication_round(&self, check_decommissioning: bool) {
+        let now = Instant::now();
+        let mut state = self.state.write();
+        let Locked { fs, safe_mode } = &mut *state;
+        if safe_mode.is_on() {
+            return;
+        }
+        let FsState {
+            blocks, datanodes, ..
+        } = fs;
+        let stats = replication::run_round(blocks, datanodes, &self.config.replication, now);
+        if stats != replication::RoundStats::default() {
+            tracing::debug!(?stats, "replication round");
+        }
+        if stats.copies_scheduled > 0 || stats.excess_deleted > 0 || stats.timed_out > 0 {
+            tracing::info!(
+                copies = stats.copies_scheduled,
+                excess_deleted = stats.excess_deleted,
+                timed_out = stats.timed_out,
+                "replication monitor scheduled work"
+            );
+        }
+        if !check_decommissioning {
+            return;
+        }
+        let retiring: Vec<DatanodeIndex> = datanodes
+            .live()
+            .filter(|d| d.admin_state == AdminState::DecommissionInProgress)
+            .map(|d| d.index)
+            .collect();
+        for index in retiring {
+            let waiting = replication::blocks_waiting_for_decommission(blocks, datanodes, index);
+            let in_service = datanodes.in_service().count();
+            let Some(node) = datanodes.get_mut(index) else {
+                continue;
+            };
+            let addr = node.id.xfer_addr();
+            if waiting == 0 {
+                node.admin_state = AdminState::Decommissioned;
+                tracing::info!(datanode = %addr, "Decommissioning complete for node {addr}: every replica it held has its replication elsewhere");
+            } else if node.decommission_logged != Some(waiting) {
+                node.decommission_logged = Some(waiting);
+                tracing::info!(datanode = %addr, waiting, in_service,
+                    "decommissioning waits: {waiting} blocks on {addr} do not have their replication on other in-service datanodes yet ({in_service} in service)");
+            }
         }
     }
 }

@@ -10,11 +10,13 @@
 //! one sync.
 
 mod admin;
+mod balancing;
 mod datanodes;
 mod read;
 mod write;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -27,11 +29,12 @@ use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::edit_log::{EditRecord, Journal, Op, TxId};
 use crate::error::{NamenodeError, Result};
 use crate::namespace::{Inode, Namespace, Resolved, ThroughFile};
+use crate::replication::ReplicationSettings;
 use crate::safe_mode::{SafeMode, SafeModeConfig};
 use crate::storage::NamespaceInfo;
 
 pub use admin::{DatanodeReportType, SafeModeAction};
-pub use datanodes::{DatanodeCommand, Registration, ReplicaEvent, ReportedReplica};
+pub use datanodes::{DatanodeCommand, Registration, ReplicaEvent, ReportedReplica, TransferOrder};
 pub use read::DirectoryListing;
 
 /// Settings the namesystem enforces.
@@ -47,6 +50,12 @@ pub struct NamesystemConfig {
     pub invalidate_limit: usize,
     pub liveness: Liveness,
     pub safe_mode: SafeModeConfig,
+    pub replication: ReplicationSettings,
+    pub replication_interval: Duration,
+    pub decommission_interval: Duration,
+    pub hosts_file: String,
+    pub hosts_exclude_file: String,
+    pub topology_file: String,
 }
 
 impl NamesystemConfig {
@@ -71,6 +80,17 @@ impl NamesystemConfig {
                 min_datanodes: nn.safemode_min_datanodes as usize,
                 extension: std::time::Duration::from_millis(nn.safemode_extension_ms),
             },
+            replication: ReplicationSettings {
+                work_multiplier: nn.replication_work_multiplier,
+                max_streams: nn.replication_max_streams,
+                streams_hard_limit: nn.replication_streams_hard_limit,
+                pending_timeout: Duration::from_millis(nn.pending_replication_timeout_ms),
+            },
+            replication_interval: Duration::from_millis(nn.replication_interval_ms),
+            decommission_interval: Duration::from_millis(nn.decommission_interval_ms),
+            hosts_file: nn.hosts_file.clone(),
+            hosts_exclude_file: nn.hosts_exclude_file.clone(),
+            topology_file: nn.topology_file.clone(),
         }
     }
 }

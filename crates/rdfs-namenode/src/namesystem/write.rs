@@ -322,9 +322,13 @@ impl Namesystem {
                 .collect();
             let targets = placement::choose_targets(
                 &fs.datanodes,
-                usize::from(replication),
-                &excluded,
-                block_size,
+                placement::Placement {
+                    wanted: usize::from(replication),
+                    chosen: &[],
+                    excluded: &excluded,
+                    writer: None,
+                    block_size,
+                },
                 Instant::now(),
             );
             if targets.len() < self.config.min_replication as usize {

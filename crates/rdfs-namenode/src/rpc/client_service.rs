@@ -299,6 +299,7 @@ impl ClientNamenode for ClientService {
                 default_replication: report.default_replication,
                 remote_address,
                 min_replication: report.min_replication,
+                pending_replications: report.pending_replications,
             })),
         };
         let entries = report.entries.into_iter().map(|entry| {
@@ -315,6 +316,7 @@ impl ClientNamenode for ClientService {
                             block: Some((&b.block).into()),
                             live_replicas: b.live_replicas,
                             complete: b.complete,
+                            mis_replicated: b.mis_replicated,
                             replicas: b
                                 .replicas
                                 .iter()
@@ -376,5 +378,37 @@ impl ClientNamenode for ClientService {
         Ok(Response::new(pb::RollEditsResponse {
             new_segment_txid: first,
         }))
+    }
+
+    async fn refresh_nodes(
+        &self,
+        _request: Request<pb::RefreshNodesRequest>,
+    ) -> Result<Response<pb::RefreshNodesResponse>, Status> {
+        let summary = self.namesystem.refresh_nodes()?;
+        Ok(Response::new(pb::RefreshNodesResponse { summary }))
+    }
+
+    async fn get_blocks(
+        &self,
+        request: Request<pb::GetBlocksRequest>,
+    ) -> Result<Response<pb::GetBlocksResponse>, Status> {
+        let req = request.into_inner();
+        let blocks =
+            self.namesystem
+                .get_blocks(&req.datanode_uuid, req.size, req.min_block_size)?;
+        Ok(Response::new(pb::GetBlocksResponse {
+            blocks: blocks.iter().map(Into::into).collect(),
+        }))
+    }
+
+    async fn schedule_replica_move(
+        &self,
+        request: Request<pb::ScheduleReplicaMoveRequest>,
+    ) -> Result<Response<pb::ScheduleReplicaMoveResponse>, Status> {
+        let req = request.into_inner();
+        let block = ExtendedBlock::from(super::required(req.block, "block")?);
+        self.namesystem
+            .schedule_replica_move(&block, &req.source_uuid, &req.target_uuid)?;
+        Ok(Response::new(pb::ScheduleReplicaMoveResponse {}))
     }
 }

@@ -37,6 +37,20 @@ fn commands(commands: Vec<DatanodeCommand>, pool_id: &str) -> Vec<pb::DatanodeCo
                 DatanodeCommand::Reregister => {
                     pb::datanode_command::Command::Reregister(pb::Reregister {})
                 }
+                DatanodeCommand::Transfer(orders) => {
+                    pb::datanode_command::Command::Transfer(pb::TransferCommand {
+                        pool_id: pool_id.to_string(),
+                        transfers: orders
+                            .iter()
+                            .map(|order| pb::BlockTransfer {
+                                block: Some((&order.block).into()),
+                                targets: order.targets.iter().map(Into::into).collect(),
+                                target_storage_ids: Vec::new(),
+                                balancing: order.balancing,
+                            })
+                            .collect(),
+                    })
+                }
             }),
         })
         .collect()
@@ -107,6 +121,7 @@ impl DatanodeProtocol for DatanodeService {
             &req.datanode_uuid,
             storages,
             req.xceiver_count,
+            req.xmits_in_progress,
             req.failed_volumes,
         );
         let pool_id = &self.namesystem.namespace_info().block_pool_id;
