@@ -8,7 +8,9 @@
 #
 # State, logs and pid files live under $RDFS_HOME (default: rdfs-home/ in the
 # checkout, git-ignored). The namenode listens on 127.0.0.1:8020, the default
-# `rdfs dfs` talks to, so no configuration is needed.
+# `rdfs dfs` talks to, so no configuration is needed. RDFS_DATANODES sets the
+# number of datanodes, RDFS_NN_PORT the namenode port, and RDFS_OPTS adds
+# generic options (-D key=value ...) to every daemon.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -47,6 +49,10 @@ start() {
   # A short safe-mode extension: a restarted local cluster is writable
   # within seconds of its datanodes reporting (HDFS's default is 30 s).
   local common=(-D "fs.default_fs=hdfs://127.0.0.1:$NN_PORT" -D "namenode.safemode_extension_ms=2000")
+  # Extra generic options for every daemon, e.g. RDFS_OPTS="-D dfs.block_size=64m".
+  local extra=()
+  read -r -a extra <<<"${RDFS_OPTS:-}"
+  common+=("${extra[@]}")
   if [ ! -f "$RDFS_HOME/namenode/current/VERSION" ]; then
     if ! "$(rdfs_bin)" namenode -format "${common[@]}" -D "namenode.name_dirs=$RDFS_HOME/namenode" >>"$logs/namenode.log" 2>&1; then
       echo "formatting the namenode failed:" >&2

@@ -234,6 +234,24 @@ impl DatanodeManager {
         self.get(index).is_some_and(DatanodeDescriptor::in_service)
     }
 
+    /// An in-service datanode on `host` (by address or host name), chosen at
+    /// random when several share it.
+    pub fn on_host(
+        &self,
+        host: &str,
+        excluded: &std::collections::HashSet<DatanodeIndex>,
+    ) -> Option<DatanodeIndex> {
+        use rand::seq::IndexedRandom;
+        let local: Vec<DatanodeIndex> = self
+            .in_service()
+            .filter(|d| {
+                (d.id.ip_addr == host || d.id.hostname == host) && !excluded.contains(&d.index)
+            })
+            .map(|d| d.index)
+            .collect();
+        local.choose(&mut rand::rng()).copied()
+    }
+
     /// The rack of a datanode.
     pub fn rack(&self, index: DatanodeIndex) -> &str {
         self.get(index).map_or(crate::topology::DEFAULT_RACK, |d| {

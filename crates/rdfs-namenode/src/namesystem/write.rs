@@ -248,6 +248,21 @@ impl Namesystem {
         exclude: &[String],
         file_id: u64,
     ) -> Result<LocatedBlock> {
+        self.add_block_from(src, client, previous, exclude, file_id, None)
+            .await
+    }
+
+    /// [`Self::add_block`] for a writer at `writer_host`: when a datanode
+    /// runs there, it gets the first replica (HDFS's writer-local placement).
+    pub async fn add_block_from(
+        &self,
+        src: &str,
+        client: &str,
+        previous: Option<&ExtendedBlock>,
+        exclude: &[String],
+        file_id: u64,
+        writer_host: Option<&str>,
+    ) -> Result<LocatedBlock> {
         let (txid, located) = 'allocate: {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot add block to {src}"))?;
@@ -326,7 +341,7 @@ impl Namesystem {
                     wanted: usize::from(replication),
                     chosen: &[],
                     excluded: &excluded,
-                    writer: None,
+                    writer: writer_host.and_then(|host| fs.datanodes.on_host(host, &excluded)),
                     block_size,
                 },
                 Instant::now(),

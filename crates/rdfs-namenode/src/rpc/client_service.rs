@@ -135,16 +135,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::AddBlockRequest>,
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
+        let writer_host = caller(&request).machine;
         let req = request.into_inner();
         let previous = req.previous.map(ExtendedBlock::from);
         let located = self
             .namesystem
-            .add_block(
+            .add_block_from(
                 &req.src,
                 &req.client_name,
                 previous.as_ref(),
                 &req.exclude_nodes,
                 req.file_id,
+                Some(&writer_host),
             )
             .await?;
         Ok(Response::new(pb::AddBlockResponse {
