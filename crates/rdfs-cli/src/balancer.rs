@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 
 use rdfs_client::{ClientSettings, DfsClient};
-use rdfs_common::config::default_fs_authority;
 use rdfs_common::protocol::{AdminState, DatanodeInfo};
 use rdfs_proto as pb;
 
@@ -119,12 +118,7 @@ fn utilization(node: &DatanodeInfo) -> f64 {
 
 fn run(generic: GenericOptions, options: Options) -> Result<u8> {
     let config = generic.load()?;
-    let authority = default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
-        anyhow!(
-            "fs.default_fs = '{}' is not an hdfs:// URI",
-            config.fs.default_fs
-        )
-    })?;
+    let authority = crate::generic::namenode_authority(&config)?;
     let user = client_user(&config);
     let settings = ClientSettings::from_config(&config);
     let heartbeat = Duration::from_millis(config.dfs.heartbeat_interval_ms);

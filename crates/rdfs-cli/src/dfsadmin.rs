@@ -4,10 +4,9 @@
 
 use std::fmt::Write as _;
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Result, bail};
 
 use rdfs_client::{ClientSettings, DfsClient};
-use rdfs_common::config::default_fs_authority;
 use rdfs_common::protocol::{AdminState, DatanodeInfo};
 use rdfs_proto as pb;
 
@@ -35,12 +34,7 @@ fn run(args: Vec<String>) -> Result<u8> {
     };
     let options = &rest[1..];
     let config = generic.load()?;
-    let authority = default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
-        anyhow!(
-            "fs.default_fs = '{}' is not an hdfs:// URI",
-            config.fs.default_fs
-        )
-    })?;
+    let authority = crate::generic::namenode_authority(&config)?;
     let user = client_user(&config);
     let settings = ClientSettings::from_config(&config);
     runtime()?.block_on(async {

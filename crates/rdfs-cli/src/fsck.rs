@@ -8,7 +8,6 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 
 use rdfs_client::{ClientSettings, DfsClient, FsckEntry};
-use rdfs_common::config::default_fs_authority;
 use rdfs_common::time::now_ms;
 use rdfs_proto as pb;
 
@@ -73,12 +72,7 @@ fn run(args: Vec<String>) -> Result<u8> {
     let options = parse(rest)?;
     let config = generic.load()?;
     let user = client_user(&config);
-    let authority = default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
-        anyhow::anyhow!(
-            "fs.default_fs = '{}' is not an hdfs:// URI",
-            config.fs.default_fs
-        )
-    })?;
+    let authority = crate::generic::namenode_authority(&config)?;
     let raw = options.path.clone().unwrap_or_else(|| "/".to_string());
     let path = match raw.strip_prefix("hdfs://") {
         Some(rest) => rest

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-use rdfs_common::config::{Config, parse_override};
+use rdfs_common::config::{Config, default_fs_authority, parse_override};
 
 #[derive(Debug, Default)]
 pub struct GenericOptions {
@@ -98,6 +98,16 @@ impl GenericOptions {
 
 /// The user the client acts as: `client.user`, `$HADOOP_USER_NAME`, or the
 /// login user, as Hadoop's simple authentication decides.
+/// The `host:port` of the namenode that `fs.default_fs` names.
+pub fn namenode_authority(config: &Config) -> Result<String> {
+    default_fs_authority(&config.fs.default_fs).ok_or_else(|| {
+        anyhow::anyhow!(
+            "fs.default_fs = '{}' is not an hdfs://host:port URI",
+            config.fs.default_fs
+        )
+    })
+}
+
 pub fn client_user(config: &Config) -> String {
     if !config.client.user.is_empty() {
         return config.client.user.clone();
