@@ -74,12 +74,7 @@ fn run(args: Vec<String>) -> Result<u8> {
     let user = client_user(&config);
     let authority = crate::generic::namenode_authority(&config)?;
     let raw = options.path.clone().unwrap_or_else(|| "/".to_string());
-    let path = match raw.strip_prefix("hdfs://") {
-        Some(rest) => rest
-            .find('/')
-            .map_or("/".to_string(), |i| rest[i..].to_string()),
-        None => rdfs_common::path::normalize(&format!("/user/{user}"), &raw),
-    };
+    let path = crate::generic::absolute_path(&config, &raw);
     runtime()?.block_on(async {
         let client = DfsClient::new(&authority, &user, ClientSettings::from_config(&config))?;
         if client.get_file_info(&path).await?.is_none() {

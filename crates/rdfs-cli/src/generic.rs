@@ -108,6 +108,17 @@ pub fn namenode_authority(config: &Config) -> Result<String> {
     })
 }
 
+/// The absolute path an operator's path argument names: the path part of
+/// an `hdfs://host:port/...` URI, or a path relative to the user's home.
+pub fn absolute_path(config: &Config, raw: &str) -> String {
+    match raw.strip_prefix("hdfs://") {
+        Some(rest) => rest
+            .find('/')
+            .map_or("/".to_string(), |i| rest[i..].to_string()),
+        None => rdfs_common::path::normalize(&format!("/user/{}", client_user(config)), raw),
+    }
+}
+
 pub fn client_user(config: &Config) -> String {
     if !config.client.user.is_empty() {
         return config.client.user.clone();

@@ -4,6 +4,7 @@
 mod balancer;
 mod bench;
 mod daemon;
+mod debug;
 mod dfs;
 mod dfsadmin;
 mod fsck;
@@ -44,6 +45,9 @@ enum Cli {
     /// Benchmarks that print figures (namespace, nn).
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Bench { args: Vec<String> },
+    /// Debugging tools (recoverLease -path PATH [-retries N]), as `hdfs debug`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Debug { args: Vec<String> },
     /// Print configuration (-confKey KEY, -dump), as `hdfs getconf`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Getconf { args: Vec<String> },
@@ -60,6 +64,7 @@ fn main() -> ExitCode {
         Cli::Getconf { args } => getconf::main(args),
         Cli::Bench { args } => bench::main(args),
         Cli::Balancer { args } => balancer::main(args),
+        Cli::Debug { args } => debug::main(args),
     };
     ExitCode::from(code)
 }

@@ -1,103 +1,324 @@
-//! Writing one block through its pipeline of datanodes: packets go to the
-//! first datanode, acks come back from it (each carrying every datanode's
-//! status), and packets sent but not yet acknowledged wait in the ack queue.
-//! A bounded window of packets in flight keeps memory flat.
+//! Writing one block through its pipeline of datanodes, and keeping it
+//! going when datanodes fail.
+//!
+//! Packets go to the first datanode; acks come back from it, each carrying
+//! every datanode's status. Packets sent but not yet acknowledged wait in
+//! the ack queue, and a bounded window of them keeps memory flat.
+//!
+//! When the pipeline breaks (a datanode dies, stalls or reports an error),
+//! [`BlockWriter`] recovers as HDFS's DataStreamer does: it drops the
+//! datanode that failed, adds a replacement when the policy asks for one
+//! (copying the acknowledged bytes to it from a survivor), takes a new
+//! generation stamp from the namenode, sets the pipeline up again with the
+//! survivors cut back to the acknowledged length, tells the namenode, and
+//! resends every unacknowledged packet. Replicas left behind at the old
+//! generation stamp are stale and the namenode deletes them.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{Semaphore, mpsc};
+use parking_lot::Mutex;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
+use rdfs_common::grpc::pipeline_ack_timeout;
 use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_client::DataTransferClient;
 use rdfs_proto::write_block_frame::Frame;
 use rdfs_proto::write_block_reply::Reply;
 
-use crate::client::DfsClient;
+use crate::client::{DfsClient, ReplacePolicy};
 use crate::error::ClientError;
+
+/// The sequence number of heartbeat packets (HDFS's HEART_BEAT_SEQNO).
+const HEARTBEAT_SEQNO: i64 = -1;
 
 /// A packet sent down the pipeline and not acknowledged yet; kept whole so
 /// pipeline recovery can resend it.
-#[allow(dead_code)]
-pub(crate) struct Unacked {
-    pub seqno: i64,
-    pub offset_in_block: u64,
-    pub data: Bytes,
-    pub checksums: Bytes,
-    pub last: bool,
+#[derive(Clone)]
+struct Unacked {
+    seqno: i64,
+    offset_in_block: u64,
+    data: Bytes,
+    checksums: Bytes,
+    last: bool,
+    sync: bool,
 }
 
-/// Why a pipeline could not be set up.
+impl Unacked {
+    fn frame(&self) -> pb::WriteBlockFrame {
+        pb::WriteBlockFrame {
+            frame: Some(Frame::Packet(pb::Packet {
+                seqno: self.seqno,
+                offset_in_block: self.offset_in_block,
+                last_packet_in_block: self.last,
+                sync_block: self.sync,
+                data: self.data.clone(),
+                checksums: self.checksums.clone(),
+            })),
+        }
+    }
+
+    fn end(&self) -> u64 {
+        self.offset_in_block + self.data.len() as u64
+    }
+}
+
+/// Why a pipeline broke, and which datanode to blame.
+#[derive(Debug, Clone)]
+pub(crate) struct PipelineError {
+    /// Position in the pipeline of the datanode that failed, when known.
+    pub bad_index: Option<usize>,
+    pub message: String,
+}
+
+impl PipelineError {
+    fn at(index: usize, message: String) -> Self {
+        Self {
+            bad_index: Some(index),
+            message,
+        }
+    }
+}
+
+/// Why a new block's pipeline could not be set up at all.
 pub(crate) struct SetupFailure {
     /// The xfer address of the datanode that failed, when known.
     pub bad_node: Option<String>,
     pub error: ClientError,
 }
 
-pub(crate) struct BlockWriter {
-    pub located: LocatedBlock,
+/// How a pipeline session starts (the datanodes' `PipelineStage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Create,
+    Append,
+    Recovery,
+}
+
+/// One live pipeline session.
+struct Connection {
     frames: mpsc::Sender<pb::WriteBlockFrame>,
     window: Arc<Semaphore>,
-    queue: Arc<Mutex<VecDeque<Unacked>>>,
-    /// Taken once its outcome is known; `failed` keeps a failure's text.
-    acks: Option<JoinHandle<Result<(), ClientError>>>,
-    failed: Option<String>,
-    next_seqno: i64,
-    bytes: u64,
+    acks: JoinHandle<Result<(), PipelineError>>,
+    heartbeat: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.acks.abort();
+        self.heartbeat.abort();
+    }
+}
+
+/// What the ack reader and the writer share.
+struct Shared {
+    queue: Mutex<VecDeque<Unacked>>,
+    /// Bytes of the block every datanode has acknowledged.
+    acked: watch::Sender<u64>,
+    /// Milliseconds since `epoch` when the last packet was sent, so the
+    /// heartbeat task knows when the pipeline is idle.
+    last_sent_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Shared {
+    fn touch(&self) {
+        self.last_sent_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct BlockWriter {
     client: DfsClient,
+    src: String,
+    file_id: u64,
+    replication: u32,
+    block_size: u64,
+    /// The block at the generation stamp the namenode has recorded.
+    block: ExtendedBlock,
+    nodes: Vec<DatanodeInfo>,
+    storage_ids: Vec<String>,
+    /// Datanodes dropped from this block's pipeline, never asked again.
+    failed: Vec<DatanodeInfo>,
+    shared: Arc<Shared>,
+    conn: Option<Connection>,
+    next_seqno: i64,
+    /// End of the last packet sent, as an offset in the block.
+    sent: u64,
+    /// hflushed or appended: losing a datanode then warrants a replacement
+    /// under the DEFAULT policy, since readers may already rely on the data.
+    flushed: bool,
+    /// The last packet has been sent.
+    closing: bool,
+    recoveries: u32,
 }
 
 fn addr_of(node: &DatanodeInfo) -> String {
     node.id.xfer_addr()
 }
 
+fn names(nodes: &[DatanodeInfo]) -> String {
+    let addrs: Vec<String> = nodes.iter().map(addr_of).collect();
+    format!("[{}]", addrs.join(", "))
+}
+
 impl BlockWriter {
-    /// Connects to the first datanode and sets the pipeline up.
-    pub async fn open(
+    fn new(
         client: &DfsClient,
-        located: LocatedBlock,
+        src: &str,
+        file_id: u64,
+        replication: u32,
         block_size: u64,
+        located: LocatedBlock,
+    ) -> Self {
+        let start = located.block.num_bytes;
+        Self {
+            client: client.clone(),
+            src: src.to_string(),
+            file_id,
+            replication,
+            block_size,
+            block: located.block,
+            nodes: located.locations,
+            storage_ids: located.storage_ids,
+            failed: Vec::new(),
+            shared: Arc::new(Shared {
+                queue: Mutex::new(VecDeque::new()),
+                acked: watch::Sender::new(start),
+                last_sent_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
+            }),
+            conn: None,
+            next_seqno: 0,
+            sent: start,
+            flushed: false,
+            closing: false,
+            recoveries: 0,
+        }
+    }
+
+    /// Sets up the pipeline of a newly allocated (empty) block.
+    pub async fn create(
+        client: &DfsClient,
+        src: &str,
+        file_id: u64,
+        replication: u32,
+        block_size: u64,
+        located: LocatedBlock,
     ) -> Result<Self, SetupFailure> {
-        let settings = client.settings().clone();
-        let Some(first) = located.locations.first() else {
+        let mut writer = Self::new(client, src, file_id, replication, block_size, located);
+        if writer.nodes.is_empty() {
             return Err(SetupFailure {
                 bad_node: None,
                 error: ClientError::Pipeline(format!(
                     "block {} was allocated no datanodes",
-                    located.block
+                    writer.block
                 )),
             });
-        };
-        let first_addr = addr_of(first);
-        let fail = |error: ClientError| SetupFailure {
-            bad_node: Some(first_addr.clone()),
-            error,
-        };
-        let channel = client.inner.datanodes.get(&first_addr).map_err(|e| {
-            fail(ClientError::Transport(format!(
-                "bad datanode address {first_addr}: {e}"
-            )))
-        })?;
+        }
+        match writer.connect(Stage::Create, 0).await {
+            Ok(conn) => {
+                writer.conn = Some(conn);
+                Ok(writer)
+            }
+            Err(err) => Err(SetupFailure {
+                bad_node: err.bad_index.and_then(|i| writer.nodes.get(i)).map(addr_of),
+                error: ClientError::Pipeline(err.message),
+            }),
+        }
+    }
+
+    /// Reopens the partial last block of a file being appended to: the
+    /// replicas take a new generation stamp and the writes continue at the
+    /// block's length.
+    pub async fn append(
+        client: &DfsClient,
+        src: &str,
+        file_id: u64,
+        replication: u32,
+        block_size: u64,
+        located: LocatedBlock,
+    ) -> Result<Self, ClientError> {
+        let mut writer = Self::new(client, src, file_id, replication, block_size, located);
+        writer.flushed = true;
+        if writer.nodes.is_empty() {
+            return Err(ClientError::Pipeline(format!(
+                "no datanode holds a replica of {} to append to",
+                writer.block
+            )));
+        }
+        let new_gs = writer.new_generation_stamp().await?;
+        match writer.connect(Stage::Append, new_gs).await {
+            Ok(conn) => {
+                writer.conn = Some(conn);
+                writer.commit_pipeline(new_gs).await?;
+            }
+            Err(err) => writer.recover(err).await?,
+        }
+        Ok(writer)
+    }
+
+    /// Bytes of the block written so far (sent, acknowledged or not).
+    pub fn bytes(&self) -> u64 {
+        self.sent
+    }
+
+    pub fn mark_flushed(&mut self) {
+        self.flushed = true;
+    }
+
+    fn settings(&self) -> &crate::client::ClientSettings {
+        self.client.settings()
+    }
+
+    /// Opens a WriteBlock session on the current pipeline; the replicas
+    /// take `new_gs` (0 for a new block).
+    async fn connect(&self, stage: Stage, new_gs: u64) -> Result<Connection, PipelineError> {
+        let settings = self.settings().clone();
+        let first = self
+            .nodes
+            .first()
+            .ok_or_else(|| PipelineError {
+                bad_index: None,
+                message: format!("no datanode left for {}", self.block),
+            })?
+            .clone();
+        let first_addr = addr_of(&first);
+        let channel =
+            self.client.inner.datanodes.get(&first_addr).map_err(|e| {
+                PipelineError::at(0, format!("bad datanode address {first_addr}: {e}"))
+            })?;
+        let acked = *self.shared.acked.borrow();
         let header = pb::WriteBlockHeader {
             block: Some(
                 (&ExtendedBlock {
-                    num_bytes: block_size,
-                    ..located.block.clone()
+                    num_bytes: if stage == Stage::Create { 0 } else { acked },
+                    ..self.block.clone()
                 })
                     .into(),
             ),
-            targets: located.locations[1..].iter().map(Into::into).collect(),
-            target_storage_ids: located.storage_ids.iter().skip(1).cloned().collect(),
-            client_name: client.inner.client_name.clone(),
-            stage: pb::PipelineStage::SetupCreate as i32,
+            targets: self.nodes[1..].iter().map(Into::into).collect(),
+            target_storage_ids: self.storage_ids.iter().skip(1).cloned().collect(),
+            client_name: self.client.inner.client_name.clone(),
+            stage: match stage {
+                Stage::Create => pb::PipelineStage::SetupCreate,
+                Stage::Append => pb::PipelineStage::SetupAppend,
+                Stage::Recovery => pb::PipelineStage::SetupStreamingRecovery,
+            } as i32,
             checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
             bytes_per_checksum: settings.bytes_per_checksum,
+            latest_generation_stamp: new_gs,
+            min_bytes_rcvd: acked,
+            max_bytes_rcvd: self.sent,
+            block_size: self.block_size,
         };
         let (frames, frames_rx) = mpsc::channel(settings.max_packets_in_flight.min(32));
         let _ = frames
@@ -115,191 +336,575 @@ impl BlockWriter {
         {
             Ok(Ok(response)) => response.into_inner(),
             Ok(Err(status)) => {
-                client.inner.datanodes.forget(&first_addr);
-                return Err(fail(ClientError::from_status(status, &first_addr)));
+                self.client.inner.datanodes.forget(&first_addr);
+                return Err(PipelineError::at(
+                    0,
+                    ClientError::from_status(status, &first_addr).to_string(),
+                ));
             }
             Err(_) => {
-                client.inner.datanodes.forget(&first_addr);
-                return Err(fail(ClientError::Transport(format!(
-                    "datanode {first_addr} did not answer within {:?}",
-                    settings.socket_timeout
-                ))));
+                self.client.inner.datanodes.forget(&first_addr);
+                return Err(PipelineError::at(
+                    0,
+                    format!(
+                        "datanode {first_addr} did not answer within {:?}",
+                        settings.socket_timeout
+                    ),
+                ));
             }
         };
-        match timeout(settings.socket_timeout, replies.message()).await {
+        // The setup answer comes once every datanode of the pipeline has
+        // answered, each hop waiting on the next.
+        let setup_timeout = pipeline_ack_timeout(settings.socket_timeout, self.nodes.len());
+        match timeout(setup_timeout, replies.message()).await {
             Ok(Ok(Some(pb::WriteBlockReply {
                 reply: Some(Reply::Setup(setup)),
             }))) => {
                 if setup.status != pb::TransferStatus::Success as i32 {
                     let bad = if setup.first_bad_link.is_empty() {
-                        first_addr.clone()
+                        0
                     } else {
-                        setup.first_bad_link.clone()
+                        self.nodes
+                            .iter()
+                            .position(|n| addr_of(n) == setup.first_bad_link)
+                            .unwrap_or(0)
                     };
-                    return Err(SetupFailure {
-                        bad_node: Some(bad.clone()),
-                        error: ClientError::Pipeline(format!(
-                            "Bad connect ack with firstBadLink as {bad} for {}: {}",
-                            located.block, setup.message
-                        )),
-                    });
+                    return Err(PipelineError::at(
+                        bad,
+                        format!(
+                            "Bad connect ack with firstBadLink as {} for {}: {}",
+                            addr_of(&self.nodes[bad]),
+                            self.block,
+                            setup.message
+                        ),
+                    ));
                 }
             }
             Ok(Ok(other)) => {
-                return Err(fail(ClientError::Pipeline(format!(
-                    "datanode {first_addr} sent {other:?} instead of a setup reply"
-                ))));
+                return Err(PipelineError::at(
+                    0,
+                    format!("datanode {first_addr} sent {other:?} instead of a setup reply"),
+                ));
             }
-            Ok(Err(status)) => return Err(fail(ClientError::from_status(status, &first_addr))),
+            Ok(Err(status)) => {
+                return Err(PipelineError::at(
+                    0,
+                    ClientError::from_status(status, &first_addr).to_string(),
+                ));
+            }
             Err(_) => {
-                return Err(fail(ClientError::Transport(format!(
-                    "datanode {first_addr} did not confirm the pipeline within {:?}",
-                    settings.socket_timeout
-                ))));
+                return Err(PipelineError::at(
+                    0,
+                    format!(
+                        "datanode {first_addr} did not confirm the pipeline of {} within {setup_timeout:?}",
+                        self.block
+                    ),
+                ));
             }
         }
-        let window = Arc::new(Semaphore::new(settings.max_packets_in_flight));
-        let queue = Arc::new(Mutex::new(VecDeque::new()));
+        let in_flight = self.shared.queue.lock().len();
+        let window = Arc::new(Semaphore::new(
+            settings.max_packets_in_flight.saturating_sub(in_flight),
+        ));
         let acks = tokio::spawn(read_acks(
             replies,
             Arc::clone(&window),
-            Arc::clone(&queue),
-            located.clone(),
-            settings.socket_timeout,
+            Arc::clone(&self.shared),
+            self.nodes.iter().map(addr_of).collect(),
+            self.block.clone(),
+            pipeline_ack_timeout(settings.socket_timeout, self.nodes.len()),
         ));
-        Ok(Self {
-            located,
+        self.shared.touch();
+        let heartbeat = tokio::spawn(send_heartbeats(
+            frames.clone(),
+            Arc::clone(&self.shared),
+            settings.socket_timeout / 2,
+        ));
+        Ok(Connection {
             frames,
             window,
-            queue,
-            acks: Some(acks),
-            failed: None,
-            next_seqno: 0,
-            bytes: 0,
-            client: client.clone(),
+            acks,
+            heartbeat,
         })
     }
 
-    /// Bytes sent into this block so far.
-    pub fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
     /// Sends one packet; waits while the window of unacknowledged packets is
-    /// full.
+    /// full, and recovers the pipeline if it breaks.
     pub async fn send(
         &mut self,
         data: Bytes,
         checksums: Bytes,
         last: bool,
+        sync: bool,
     ) -> Result<(), ClientError> {
-        let acquired = self
-            .window
-            .acquire()
-            .await
-            .map(|permit| permit.forget())
-            .is_ok();
-        if !acquired {
-            return Err(self.failure().await);
+        loop {
+            let Some(conn) = self.conn.as_ref() else {
+                return Err(ClientError::Pipeline(format!(
+                    "the pipeline of {} is gone",
+                    self.block
+                )));
+            };
+            let window = Arc::clone(&conn.window);
+            match window.acquire().await {
+                Ok(permit) => {
+                    permit.forget();
+                    break;
+                }
+                Err(_) => {
+                    let err = self.broken().await;
+                    self.recover(err).await?;
+                }
+            }
         }
-        let seqno = self.next_seqno;
-        let offset = self.bytes;
-        self.next_seqno += 1;
-        self.bytes += data.len() as u64;
-        let packet = pb::Packet {
-            seqno,
-            offset_in_block: offset,
-            last_packet_in_block: last,
-            sync_block: false,
-            data: data.clone(),
-            checksums: checksums.clone(),
+        let packet = Unacked {
+            seqno: self.next_seqno,
+            offset_in_block: self.sent,
+            data,
+            checksums,
+            last,
+            sync,
         };
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_back(Unacked {
-                seqno,
-                offset_in_block: offset,
-                data,
-                checksums,
-                last,
-            });
-        let socket_timeout = self.client.settings().socket_timeout;
-        match timeout(
-            socket_timeout,
-            self.frames.send(pb::WriteBlockFrame {
-                frame: Some(Frame::Packet(packet)),
-            }),
-        )
-        .await
-        {
-            Ok(Ok(())) => Ok(()),
-            _ => Err(self.failure().await),
+        self.next_seqno += 1;
+        self.sent = packet.end();
+        self.closing |= last;
+        let frame = packet.frame();
+        self.shared.queue.lock().push_back(packet);
+        let socket_timeout = self.settings().socket_timeout;
+        let sent = match self.conn.as_ref() {
+            Some(conn) => matches!(
+                timeout(socket_timeout, conn.frames.send(frame)).await,
+                Ok(Ok(()))
+            ),
+            None => false,
+        };
+        self.shared.touch();
+        if !sent {
+            // The packet is queued: recovery resends it.
+            let err = self.broken().await;
+            self.recover(err).await?;
         }
+        Ok(())
     }
 
-    /// The error that broke the pipeline.
-    async fn failure(&mut self) -> ClientError {
-        self.window.close();
-        let err =
-            match self.acks.take() {
-                Some(handle) => match handle.await {
-                    Ok(Err(err)) => err,
-                    Ok(Ok(())) => ClientError::Pipeline(format!(
-                        "pipeline for {} closed early",
-                        self.located.block
-                    )),
-                    Err(join) => ClientError::Pipeline(format!("ack reader failed: {join}")),
-                },
-                None => ClientError::Pipeline(self.failed.clone().unwrap_or_else(|| {
-                    format!("pipeline for {} already failed", self.located.block)
-                })),
+    /// Waits until every datanode has acknowledged every packet sent.
+    pub async fn wait_acked(&mut self) -> Result<(), ClientError> {
+        let target = self.sent;
+        let mut acked = self.shared.acked.subscribe();
+        loop {
+            if *acked.borrow_and_update() >= target {
+                return Ok(());
+            }
+            let Some(conn) = self.conn.as_mut() else {
+                return Err(ClientError::Pipeline(format!(
+                    "the pipeline of {} is gone",
+                    self.block
+                )));
             };
-        self.failed = Some(err.to_string());
-        err
+            let ended = tokio::select! {
+                changed = acked.changed() => {
+                    if changed.is_err() {
+                        return Err(ClientError::Pipeline("ack state dropped".into()));
+                    }
+                    None
+                }
+                outcome = &mut conn.acks => Some(ack_outcome(outcome, &self.block)),
+            };
+            if let Some(outcome) = ended {
+                // The ack reader is done; its handle must not be polled again.
+                self.conn = None;
+                match outcome {
+                    Ok(()) if *acked.borrow() >= target => return Ok(()),
+                    Ok(()) => {
+                        let err = PipelineError::at(
+                            0,
+                            format!(
+                                "the pipeline of {} ended before every packet was acknowledged",
+                                self.block
+                            ),
+                        );
+                        self.recover(err).await?;
+                    }
+                    Err(err) => self.recover(err).await?,
+                }
+            }
+        }
     }
 
     /// Sends the empty last packet and waits for every ack; returns the
-    /// block with its final length.
+    /// block with its final generation stamp and length.
     pub async fn finish(mut self) -> Result<ExtendedBlock, ClientError> {
-        self.send(Bytes::new(), Bytes::new(), true).await?;
-        let Some(acks) = self.acks.take() else {
-            return Err(self.failure().await);
-        };
-        let result = match acks.await {
-            Ok(result) => result,
-            Err(join) => Err(ClientError::Pipeline(format!("ack reader failed: {join}"))),
-        };
-        result?;
+        self.send(Bytes::new(), Bytes::new(), true, false).await?;
+        self.wait_acked().await?;
+        // The ack reader ends after the last packet's ack.
+        self.conn = None;
         Ok(ExtendedBlock {
-            num_bytes: self.bytes,
-            ..self.located.block
+            num_bytes: self.sent,
+            ..self.block
         })
+    }
+
+    /// The error that broke the current connection.
+    async fn broken(&mut self) -> PipelineError {
+        let Some(conn) = self.conn.take() else {
+            return PipelineError {
+                bad_index: None,
+                message: format!("the pipeline of {} is gone", self.block),
+            };
+        };
+        conn.window.close();
+        conn.heartbeat.abort();
+        // Sending failed or the window closed: the ack reader has ended, or
+        // will within its own timeout.
+        let mut conn = conn;
+        ack_outcome((&mut conn.acks).await, &self.block)
+            .err()
+            .unwrap_or_else(|| {
+                PipelineError::at(
+                    0,
+                    format!(
+                        "datanode {} closed the pipeline of {} early",
+                        self.first(),
+                        self.block
+                    ),
+                )
+            })
+    }
+
+    fn first(&self) -> String {
+        self.nodes.first().map(addr_of).unwrap_or_default()
+    }
+
+    /// Rebuilds the pipeline after `err` until it works again or no
+    /// datanode is left.
+    async fn recover(&mut self, mut err: PipelineError) -> Result<(), ClientError> {
+        let limit = 2 * self.replication.max(1) + 2;
+        loop {
+            self.conn = None;
+            self.recoveries += 1;
+            if self.recoveries > limit {
+                return Err(ClientError::Pipeline(format!(
+                    "giving up on {} of {} after {} pipeline recoveries; last error: {}",
+                    self.block, self.src, limit, err.message
+                )));
+            }
+            let index = err
+                .bad_index
+                .unwrap_or(0)
+                .min(self.nodes.len().saturating_sub(1));
+            if !self.nodes.is_empty() {
+                let bad = self.nodes.remove(index);
+                if index < self.storage_ids.len() {
+                    self.storage_ids.remove(index);
+                }
+                tracing::warn!(block = %self.block, src = %self.src, bad = %addr_of(&bad),
+                    remaining = %names(&self.nodes), error = %err.message,
+                    "write pipeline failed; recovering without the failed datanode");
+                self.client.inner.datanodes.forget(&addr_of(&bad));
+                self.failed.push(bad);
+            }
+            if self.nodes.is_empty() {
+                return Err(ClientError::Pipeline(format!(
+                    "All datanodes {} are bad. Aborting... (block {} of {}; last error: {})",
+                    names(&self.failed),
+                    self.block,
+                    self.src,
+                    err.message
+                )));
+            }
+            if self.should_replace()
+                && let Err(replace_err) = self.add_replacement().await
+            {
+                if !self.settings().replace_best_effort {
+                    return Err(replace_err);
+                }
+                tracing::warn!(block = %self.block, error = %replace_err,
+                    "no replacement datanode; writing on with the survivors (best effort)");
+            }
+            let new_gs = self.new_generation_stamp().await?;
+            match self.connect(Stage::Recovery, new_gs).await {
+                Ok(conn) => {
+                    self.conn = Some(conn);
+                    self.commit_pipeline(new_gs).await?;
+                    match self.resend().await {
+                        Ok(()) => {
+                            tracing::info!(block = %self.block, pipeline = %names(&self.nodes),
+                                acked = *self.shared.acked.borrow(), resent = self.shared.queue.lock().len(),
+                                "write pipeline recovered");
+                            return Ok(());
+                        }
+                        Err(()) => err = self.broken().await,
+                    }
+                }
+                Err(setup) => err = setup,
+            }
+        }
+    }
+
+    /// Whether losing datanodes calls for a replacement (HDFS's
+    /// ReplaceDatanodeOnFailure).
+    fn should_replace(&self) -> bool {
+        let settings = self.settings();
+        let (r, n) = (self.replication as usize, self.nodes.len());
+        // Nothing acknowledged yet: nothing to copy, and the namenode will
+        // re-replicate whatever is written.
+        if self.closing || n >= r || *self.shared.acked.borrow() == 0 {
+            return false;
+        }
+        match settings.replace_policy {
+            ReplacePolicy::Never => false,
+            ReplacePolicy::Always => true,
+            ReplacePolicy::Default => r >= 3 && (n <= r / 2 || self.flushed),
+        }
+    }
+
+    /// Adds one datanode to the pipeline, holding the acknowledged bytes.
+    async fn add_replacement(&mut self) -> Result<(), ClientError> {
+        let acked = *self.shared.acked.borrow();
+        let mut last_error = String::new();
+        for _ in 0..2 {
+            let request = pb::GetAdditionalDatanodeRequest {
+                src: self.src.clone(),
+                block: Some((&self.block).into()),
+                existings: self
+                    .nodes
+                    .iter()
+                    .map(|n| n.id.datanode_uuid.clone())
+                    .collect(),
+                excludes: self
+                    .failed
+                    .iter()
+                    .map(|n| n.id.datanode_uuid.clone())
+                    .collect(),
+                num_additional_nodes: 1,
+                client_name: self.client.inner.client_name.clone(),
+                file_id: self.file_id,
+            };
+            let located: LocatedBlock = self
+                .client
+                .nn()
+                .get_additional_datanode(request)
+                .await
+                .map_err(|s| self.client.remote(s))?
+                .into_inner()
+                .block
+                .map(Into::into)
+                .ok_or_else(|| {
+                    ClientError::Transport("getAdditionalDatanode returned no block".into())
+                })?;
+            let Some(position) = located.locations.iter().position(|n| {
+                !self
+                    .nodes
+                    .iter()
+                    .any(|m| m.id.datanode_uuid == n.id.datanode_uuid)
+            }) else {
+                return Err(ClientError::Pipeline(format!(
+                    "the namenode offered no new datanode for {}",
+                    self.block
+                )));
+            };
+            let new_node = located.locations[position].clone();
+            let storage = located
+                .storage_ids
+                .get(position)
+                .cloned()
+                .unwrap_or_default();
+            let block = ExtendedBlock {
+                num_bytes: acked,
+                ..self.block.clone()
+            };
+            let mut copied = false;
+            for source in self.nodes.clone() {
+                match self.transfer(&source, &block, &new_node, &storage).await {
+                    Ok(()) => {
+                        copied = true;
+                        break;
+                    }
+                    Err(why) => {
+                        tracing::warn!(block = %block, source = %addr_of(&source), target = %addr_of(&new_node), error = %why,
+                            "copying the acknowledged bytes to the replacement failed");
+                        last_error = why;
+                    }
+                }
+            }
+            if copied {
+                tracing::info!(block = %block, added = %addr_of(&new_node), "replacement datanode joins the pipeline");
+                self.nodes.push(new_node);
+                self.storage_ids.push(storage);
+                return Ok(());
+            }
+            self.failed.push(new_node);
+        }
+        Err(ClientError::Pipeline(format!(
+            "Failed to replace a bad datanode on the existing pipeline {} of {} due to no more good datanodes being available to try: {last_error}",
+            names(&self.nodes),
+            self.block
+        )))
+    }
+
+    async fn transfer(
+        &self,
+        source: &DatanodeInfo,
+        block: &ExtendedBlock,
+        target: &DatanodeInfo,
+        storage: &str,
+    ) -> Result<(), String> {
+        let addr = addr_of(source);
+        let channel = self
+            .client
+            .inner
+            .datanodes
+            .get(&addr)
+            .map_err(|e| format!("bad address {addr}: {e}"))?;
+        let request = pb::TransferBlockRequest {
+            block: Some(block.into()),
+            targets: vec![target.into()],
+            target_storage_ids: vec![storage.to_string()],
+            client_name: self.client.inner.client_name.clone(),
+        };
+        // The copy moves at most a block; allow for it on top of the usual wait.
+        let wait = pipeline_ack_timeout(self.settings().socket_timeout, 2) * 2;
+        match timeout(
+            wait,
+            DataTransferClient::new(channel).transfer_block(request),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
+            Err(_) => Err(format!("{addr} did not finish the copy within {wait:?}")),
+        }
+    }
+
+    async fn new_generation_stamp(&self) -> Result<u64, ClientError> {
+        let request = pb::UpdateBlockForPipelineRequest {
+            block: Some((&self.block).into()),
+            client_name: self.client.inner.client_name.clone(),
+        };
+        let located: LocatedBlock = self
+            .client
+            .nn()
+            .update_block_for_pipeline(request)
+            .await
+            .map_err(|s| self.client.remote(s))?
+            .into_inner()
+            .block
+            .map(Into::into)
+            .ok_or_else(|| {
+                ClientError::Transport("updateBlockForPipeline returned no block".into())
+            })?;
+        Ok(located.block.generation_stamp)
+    }
+
+    /// Tells the namenode the block's new generation stamp and datanodes.
+    async fn commit_pipeline(&mut self, new_gs: u64) -> Result<(), ClientError> {
+        let new_block = ExtendedBlock {
+            generation_stamp: new_gs,
+            num_bytes: *self.shared.acked.borrow(),
+            ..self.block.clone()
+        };
+        let request = pb::UpdatePipelineRequest {
+            client_name: self.client.inner.client_name.clone(),
+            old_block: Some((&self.block).into()),
+            new_block: Some((&new_block).into()),
+            new_nodes: self
+                .nodes
+                .iter()
+                .map(|n| n.id.datanode_uuid.clone())
+                .collect(),
+            storage_ids: self.storage_ids.clone(),
+        };
+        self.client
+            .nn()
+            .update_pipeline(request)
+            .await
+            .map_err(|s| self.client.remote(s))?;
+        self.block.generation_stamp = new_gs;
+        Ok(())
+    }
+
+    /// Sends every unacknowledged packet again on the new connection.
+    async fn resend(&mut self) -> Result<(), ()> {
+        let packets: Vec<Unacked> = self.shared.queue.lock().iter().cloned().collect();
+        let socket_timeout = self.settings().socket_timeout;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(());
+        };
+        for packet in packets {
+            match timeout(socket_timeout, conn.frames.send(packet.frame())).await {
+                Ok(Ok(())) => {}
+                _ => return Err(()),
+            }
+        }
+        self.shared.touch();
+        Ok(())
     }
 }
 
-/// Reads acks in order, releasing window slots; any non-success status or
-/// a silent pipeline ends the block with an error naming the datanode.
+fn ack_outcome(
+    joined: Result<Result<(), PipelineError>, tokio::task::JoinError>,
+    block: &ExtendedBlock,
+) -> Result<(), PipelineError> {
+    match joined {
+        Ok(result) => result,
+        Err(join) => Err(PipelineError::at(
+            0,
+            format!("the ack reader of {block} failed: {join}"),
+        )),
+    }
+}
+
+/// Keeps an idle pipeline alive: a heartbeat packet whenever nothing was
+/// sent for `interval`, so no datanode times out waiting for a slow writer.
+async fn send_heartbeats(
+    frames: mpsc::Sender<pb::WriteBlockFrame>,
+    shared: Arc<Shared>,
+    interval: Duration,
+) {
+    let interval = interval.max(Duration::from_millis(50));
+    loop {
+        tokio::time::sleep(interval / 2).await;
+        let idle_ms = (shared.epoch.elapsed().as_millis() as u64)
+            .saturating_sub(shared.last_sent_ms.load(Ordering::Relaxed));
+        if idle_ms < interval.as_millis() as u64 {
+            continue;
+        }
+        let heartbeat = pb::WriteBlockFrame {
+            frame: Some(Frame::Packet(pb::Packet {
+                seqno: HEARTBEAT_SEQNO,
+                ..Default::default()
+            })),
+        };
+        if frames.try_send(heartbeat).is_err() && frames.is_closed() {
+            return;
+        }
+        shared.touch();
+    }
+}
+
+/// Reads acks in order, releasing window slots and moving the acknowledged
+/// length; any non-success status, silence while packets are outstanding,
+/// or a closed stream ends the session with the datanode to blame.
 async fn read_acks(
     mut replies: Streaming<pb::WriteBlockReply>,
     window: Arc<Semaphore>,
-    queue: Arc<Mutex<VecDeque<Unacked>>>,
-    located: LocatedBlock,
-    socket_timeout: std::time::Duration,
-) -> Result<(), ClientError> {
-    let first = located.locations.first().map(addr_of).unwrap_or_default();
+    shared: Arc<Shared>,
+    nodes: Vec<String>,
+    block: ExtendedBlock,
+    ack_timeout: Duration,
+) -> Result<(), PipelineError> {
+    let first = nodes.first().cloned().unwrap_or_default();
     let result = loop {
-        // Every wait is bounded: silence with packets outstanding is a dead
-        // or stalled pipeline; silence with none outstanding is just a slow
-        // writer, so keep waiting.
-        let next = match timeout(socket_timeout, replies.message()).await {
+        let next = match timeout(ack_timeout, replies.message()).await {
             Ok(next) => next,
-            Err(_) if queue.lock().unwrap_or_else(|e| e.into_inner()).is_empty() => continue,
+            // Nothing outstanding: a slow writer, not a dead pipeline.
+            Err(_) if shared.queue.lock().is_empty() => continue,
             Err(_) => {
-                break Err(ClientError::Pipeline(format!(
-                    "no ack from the pipeline of {} (first datanode {first}) within {socket_timeout:?}",
-                    located.block
-                )));
+                break Err(PipelineError::at(
+                    0,
+                    format!(
+                        "no ack from the pipeline of {block} (first datanode {first}) within {ack_timeout:?}"
+                    ),
+                ));
             }
         };
         let ack = match next {
@@ -307,17 +912,25 @@ async fn read_acks(
                 reply: Some(Reply::Ack(ack)),
             })) => ack,
             Ok(Some(other)) => {
-                break Err(ClientError::Pipeline(format!(
-                    "unexpected reply from {first}: {other:?}"
-                )));
+                break Err(PipelineError::at(
+                    0,
+                    format!("unexpected reply from {first}: {other:?}"),
+                ));
             }
             Ok(None) => {
-                break Err(ClientError::Pipeline(format!(
-                    "datanode {first} closed the pipeline of {} before acknowledging every packet",
-                    located.block
-                )));
+                break Err(PipelineError::at(
+                    0,
+                    format!(
+                        "datanode {first} closed the pipeline of {block} before acknowledging every packet"
+                    ),
+                ));
             }
-            Err(status) => break Err(ClientError::from_status(status, &first)),
+            Err(status) => {
+                break Err(PipelineError::at(
+                    0,
+                    ClientError::from_status(status, &first).to_string(),
+                ));
+            }
         };
         if let Some((index, status)) = ack
             .replies
@@ -325,37 +938,51 @@ async fn read_acks(
             .enumerate()
             .find(|(_, s)| **s != pb::TransferStatus::Success as i32)
         {
-            let node = located
-                .locations
+            let node = nodes
                 .get(index)
-                .map(addr_of)
+                .cloned()
                 .unwrap_or_else(|| format!("#{index}"));
             let name = pb::TransferStatus::try_from(*status)
                 .map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string());
-            break Err(ClientError::Pipeline(format!(
-                "Bad response {name} for block {} from datanode {node}: {}",
-                located.block, ack.message
-            )));
+            break Err(PipelineError::at(
+                index.min(nodes.len().saturating_sub(1)),
+                format!(
+                    "Bad response {name} for block {block} from datanode {node}: {}",
+                    ack.message
+                ),
+            ));
         }
-        let front = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        if ack.seqno == HEARTBEAT_SEQNO {
+            continue;
+        }
+        let front = shared.queue.lock().pop_front();
         match front {
             Some(packet) if packet.seqno == ack.seqno => {
+                shared.acked.send_replace(packet.end());
                 window.add_permits(1);
                 if packet.last {
                     break Ok(());
                 }
             }
             Some(packet) => {
-                break Err(ClientError::Pipeline(format!(
-                    "datanode {first} acknowledged packet {} while {} was expected",
-                    ack.seqno, packet.seqno
-                )));
+                let seqno = packet.seqno;
+                shared.queue.lock().push_front(packet);
+                break Err(PipelineError::at(
+                    0,
+                    format!(
+                        "datanode {first} acknowledged packet {} while {seqno} was expected",
+                        ack.seqno
+                    ),
+                ));
             }
             None => {
-                break Err(ClientError::Pipeline(format!(
-                    "datanode {first} acknowledged packet {} that was never sent",
-                    ack.seqno
-                )));
+                break Err(PipelineError::at(
+                    0,
+                    format!(
+                        "datanode {first} acknowledged packet {} that was never sent",
+                        ack.seqno
+                    ),
+                ));
             }
         }
     };

@@ -39,6 +39,22 @@ pub struct ClientSettings {
     pub block_write_retries: u32,
     pub complete_retries: u32,
     pub umask: u16,
+    /// When a write pipeline that lost datanodes gets a replacement.
+    pub replace_policy: ReplacePolicy,
+    /// Write on with the survivors when no replacement can be added.
+    pub replace_best_effort: bool,
+    /// How often leases are renewed while files are open for writing.
+    pub lease_renew_interval: Duration,
+}
+
+/// HDFS's ReplaceDatanodeOnFailure policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplacePolicy {
+    Never,
+    /// Replication 3 or more, and either at most half the pipeline left or
+    /// the block hflushed or appended to.
+    Default,
+    Always,
 }
 
 impl ClientSettings {
@@ -58,6 +74,20 @@ impl ClientSettings {
             block_write_retries: config.client.block_write_retries.max(1),
             complete_retries: config.client.complete_retries.max(1),
             umask: DEFAULT_UMASK,
+            replace_policy: if !config.client.replace_datanode_on_failure {
+                ReplacePolicy::Never
+            } else {
+                match config.client.replace_datanode_on_failure_policy.as_str() {
+                    "NEVER" => ReplacePolicy::Never,
+                    "ALWAYS" => ReplacePolicy::Always,
+                    _ => ReplacePolicy::Default,
+                }
+            },
+            replace_best_effort: config.client.replace_datanode_on_failure_best_effort,
+            // HDFS renews at half the soft limit.
+            lease_renew_interval: Duration::from_millis(
+                (config.namenode.lease_soft_limit_ms / 2).max(100),
+            ),
         }
     }
 }
@@ -105,7 +135,29 @@ impl Default for CreateOptions {
     }
 }
 
+/// Renews this client's leases while any file is open for writing (HDFS's
+/// LeaseRenewer): one task per client, started by the first open stream and
+/// ended once none is left.
+pub(crate) struct LeaseRenewer {
+    open: std::sync::atomic::AtomicUsize,
+    running: parking_lot::Mutex<bool>,
+}
+
+/// Held by each open output stream.
+pub(crate) struct LeaseGuard {
+    renewer: Arc<LeaseRenewer>,
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.renewer
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 pub(crate) struct Inner {
+    pub leases: Arc<LeaseRenewer>,
     pub namenode: NamenodeClient,
     pub namenode_addr: String,
     pub settings: ClientSettings,
@@ -145,6 +197,10 @@ impl DfsClient {
         );
         Ok(Self {
             inner: Arc::new(Inner {
+                leases: Arc::new(LeaseRenewer {
+                    open: std::sync::atomic::AtomicUsize::new(0),
+                    running: parking_lot::Mutex::new(false),
+                }),
                 namenode,
                 namenode_addr: namenode_addr.to_string(),
                 datanodes: ChannelCache::new(settings.connect_timeout),
@@ -170,6 +226,46 @@ impl DfsClient {
     /// `/user/<name>`, where relative paths start.
     pub fn home_directory(&self) -> String {
         format!("/user/{}", self.inner.user)
+    }
+
+    /// The name the namenode knows this client's leases by.
+    pub fn client_name(&self) -> &str {
+        &self.inner.client_name
+    }
+
+    /// Counts an open output stream, starting the lease renewer if needed.
+    pub(crate) fn lease_guard(&self) -> LeaseGuard {
+        use std::sync::atomic::Ordering;
+        let renewer = Arc::clone(&self.inner.leases);
+        renewer.open.fetch_add(1, Ordering::AcqRel);
+        let mut running = renewer.running.lock();
+        if !*running && tokio::runtime::Handle::try_current().is_ok() {
+            *running = true;
+            let namenode = self.nn();
+            let client_name = self.inner.client_name.clone();
+            let interval = self.inner.settings.lease_renew_interval;
+            let task_renewer = Arc::clone(&renewer);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(interval).await;
+                    {
+                        let mut running = task_renewer.running.lock();
+                        if task_renewer.open.load(Ordering::Acquire) == 0 {
+                            *running = false;
+                            return;
+                        }
+                    }
+                    let request = pb::RenewLeaseRequest {
+                        client_name: client_name.clone(),
+                    };
+                    if let Err(status) = namenode.clone().renew_lease(request).await {
+                        tracing::warn!(client = %client_name, error = %status.message(), "lease renewal failed; will retry");
+                    }
+                }
+            });
+        }
+        drop(running);
+        LeaseGuard { renewer }
     }
 
     pub(crate) fn nn(&self) -> NamenodeClient {
@@ -271,10 +367,164 @@ impl DfsClient {
         ))
     }
 
-    /// Opens a file for reading.
+    /// Opens an existing file to write at its end; a partial last block is
+    /// continued (under a new generation stamp), else a new block starts.
+    pub async fn append(&self, path: &str) -> Result<DfsOutputStream> {
+        let request = pb::AppendRequest {
+            src: path.to_string(),
+            client_name: self.inner.client_name.clone(),
+        };
+        let response = self
+            .nn()
+            .append(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner();
+        let status: FileStatus = response
+            .stat
+            .map(Into::into)
+            .ok_or_else(|| ClientError::Transport("append returned no file status".into()))?;
+        let reopen: Option<LocatedBlock> = response.block.map(Into::into);
+        // A file ending on a block boundary continues with a new block after
+        // its last one, which the namenode wants named.
+        let previous = match (&reopen, status.length) {
+            (None, length) if length > 0 => self
+                .get_block_locations(path, length - 1, 1)
+                .await?
+                .blocks
+                .last()
+                .map(|b| b.block.clone()),
+            _ => None,
+        };
+        Ok(DfsOutputStream::for_append(
+            self.clone(),
+            path.to_string(),
+            status.file_id,
+            status.block_size,
+            status.replication,
+            status.length,
+            reopen,
+            previous,
+        ))
+    }
+
+    /// Cuts a file to `new_length`. `true` when done; `false` when its last
+    /// block is being cut on the datanodes and the file stays open until
+    /// then (see [`Self::is_under_construction`]).
+    pub async fn truncate(&self, path: &str, new_length: u64) -> Result<bool> {
+        let request = pb::TruncateRequest {
+            src: path.to_string(),
+            new_length,
+            client_name: self.inner.client_name.clone(),
+        };
+        Ok(self
+            .nn()
+            .truncate(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner()
+            .result)
+    }
+
+    /// Starts recovering the lease of a file whose writer is gone; `true`
+    /// once the file is closed.
+    pub async fn recover_lease(&self, path: &str) -> Result<bool> {
+        let request = pb::RecoverLeaseRequest {
+            src: path.to_string(),
+            client_name: self.inner.client_name.clone(),
+        };
+        Ok(self
+            .nn()
+            .recover_lease(request)
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner()
+            .result)
+    }
+
+    /// Whether a file is open for writing (or being recovered or truncated).
+    pub async fn is_under_construction(&self, path: &str) -> Result<bool> {
+        Ok(self
+            .get_block_locations(path, 0, 1)
+            .await?
+            .under_construction)
+    }
+
+    /// Opens a file for reading. For a file being written, the last block's
+    /// length is what its datanodes have acknowledged (the visible length).
     pub async fn open(&self, path: &str) -> Result<DfsInputStream> {
-        let located = self.get_block_locations(path, 0, u64::MAX).await?;
+        let located = self.readable_locations(path).await?;
         Ok(DfsInputStream::new(self.clone(), path.to_string(), located))
+    }
+
+    /// The block locations of a whole file, with the visible length of a
+    /// last block under construction asked of its datanodes.
+    pub(crate) async fn readable_locations(&self, path: &str) -> Result<LocatedBlocks> {
+        let mut located = self.get_block_locations(path, 0, u64::MAX).await?;
+        if !located.under_construction || located.is_last_block_complete {
+            return Ok(located);
+        }
+        let Some(last_id) = located.last_block.as_ref().map(|b| b.block.block_id) else {
+            return Ok(located);
+        };
+        let Some(last) = located
+            .blocks
+            .iter_mut()
+            .find(|b| b.block.block_id == last_id)
+        else {
+            return Ok(located);
+        };
+        if last.locations.is_empty() {
+            return Ok(located);
+        }
+        let mut failures = Vec::new();
+        let mut visible = None;
+        for node in &last.locations {
+            match self.replica_visible_length(&last.block, node).await {
+                Ok(length) => {
+                    visible = Some(length);
+                    break;
+                }
+                Err(why) => failures.push(why),
+            }
+        }
+        let Some(visible) = visible else {
+            return Err(ClientError::Transport(format!(
+                "Cannot obtain block length for {} of {path}: {}",
+                last.block,
+                failures.join("; ")
+            )));
+        };
+        last.block.num_bytes = last.block.num_bytes.max(visible);
+        located.file_length = last.offset + last.block.num_bytes;
+        Ok(located)
+    }
+
+    async fn replica_visible_length(
+        &self,
+        block: &ExtendedBlock,
+        node: &DatanodeInfo,
+    ) -> std::result::Result<u64, String> {
+        let addr = node.id.xfer_addr();
+        let channel = self
+            .inner
+            .datanodes
+            .get(&addr)
+            .map_err(|e| format!("bad address {addr}: {e}"))?;
+        let request = pb::GetReplicaVisibleLengthRequest {
+            block: Some(block.into()),
+        };
+        let mut dn = rdfs_proto::data_transfer_client::DataTransferClient::new(channel);
+        match tokio::time::timeout(
+            self.inner.settings.socket_timeout,
+            dn.get_replica_visible_length(request),
+        )
+        .await
+        {
+            Ok(Ok(response)) => Ok(response.into_inner().length),
+            Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
+            Err(_) => Err(format!("{addr} did not answer")),
+        }
     }
 
     pub async fn get_block_locations(

@@ -223,10 +223,7 @@ impl DfsInputStream {
                 200 * u64::from(self.refetches),
             ))
             .await;
-            self.located = self
-                .client
-                .get_block_locations(&self.path, 0, u64::MAX)
-                .await?;
+            self.located = self.client.readable_locations(&self.path).await?;
             self.dead.clear();
         }
     }

@@ -1,6 +1,12 @@
 //! [`DfsOutputStream`]: cuts what the caller writes into checksummed
 //! packets, blocks into pipelines, and closes the file once the namenode
-//! has its minimum replicas.
+//! has its minimum replicas. `hflush` makes what was written visible to new
+//! readers, `hsync` also durable on the datanodes; an append continues the
+//! file's partial last block.
+//!
+//! Packets end on chunk boundaries, except a flushed partial chunk and the
+//! block's last: the packet after one starts mid-chunk, its first checksum
+//! covering only the rest of that chunk.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -13,7 +19,7 @@ use rdfs_common::protocol::{ExtendedBlock, LocatedBlock};
 use rdfs_proto as pb;
 
 use crate::block_writer::BlockWriter;
-use crate::client::DfsClient;
+use crate::client::{DfsClient, LeaseGuard};
 use crate::error::{ClientError, Result};
 
 /// Attempts of addBlock while the block before last awaits its replicas.
@@ -27,11 +33,16 @@ pub struct DfsOutputStream {
     replication: u32,
     packet: BytesMut,
     block: Option<BlockWriter>,
+    /// The partial last block of a file opened for append, reopened on the
+    /// first write.
+    reopen: Option<LocatedBlock>,
     previous: Option<ExtendedBlock>,
     written: u64,
     /// Set by the first failure: a stream that lost data must never close
     /// as if it had not (HDFS's `lastException`).
     failed: Option<String>,
+    /// Keeps the client's leases renewed while the stream is open.
+    _lease: LeaseGuard,
 }
 
 impl DfsOutputStream {
@@ -43,6 +54,7 @@ impl DfsOutputStream {
         replication: u32,
     ) -> Self {
         let capacity = client.settings().write_packet_size;
+        let lease = client.lease_guard();
         Self {
             client,
             src,
@@ -51,10 +63,33 @@ impl DfsOutputStream {
             replication,
             packet: BytesMut::with_capacity(capacity),
             block: None,
+            reopen: None,
             previous: None,
             written: 0,
             failed: None,
+            _lease: lease,
         }
+    }
+
+    /// A stream appending to a file of `length` bytes whose last block is
+    /// `reopen` when partial, `previous` when the file ends on a block
+    /// boundary.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn for_append(
+        client: DfsClient,
+        src: String,
+        file_id: u64,
+        block_size: u64,
+        replication: u32,
+        length: u64,
+        reopen: Option<LocatedBlock>,
+        previous: Option<ExtendedBlock>,
+    ) -> Self {
+        let mut stream = Self::new(client, src, file_id, block_size, replication);
+        stream.written = length;
+        stream.reopen = reopen;
+        stream.previous = previous;
+        stream
     }
 
     fn check_open(&self) -> Result<()> {
@@ -90,8 +125,17 @@ impl DfsOutputStream {
         self.written
     }
 
+    /// Where the buffered packet starts in the current block.
+    fn packet_start(&self) -> u64 {
+        match (&self.block, &self.reopen) {
+            (Some(block), _) => block.bytes(),
+            (None, Some(reopen)) => reopen.block.num_bytes,
+            (None, None) => 0,
+        }
+    }
+
     fn bytes_in_block(&self) -> u64 {
-        self.block.as_ref().map_or(0, BlockWriter::bytes) + self.packet.len() as u64
+        self.packet_start() + self.packet.len() as u64
     }
 
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
@@ -101,19 +145,23 @@ impl DfsOutputStream {
     }
 
     async fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
-        let packet_size = self.client.settings().write_packet_size;
+        let settings = self.client.settings();
+        let (packet_size, bpc) = (settings.write_packet_size, settings.bytes_per_checksum);
         while !data.is_empty() {
             let block_room = (self.block_size - self.bytes_in_block()) as usize;
+            // A packet starting mid-chunk is shorter, so the next one starts
+            // on a chunk boundary again.
+            let packet_limit = packet_size - (self.packet_start() % u64::from(bpc)) as usize;
             let take = data
                 .len()
-                .min(packet_size - self.packet.len())
+                .min(packet_limit - self.packet.len())
                 .min(block_room);
             self.packet.extend_from_slice(&data[..take]);
             data = &data[take..];
             self.written += take as u64;
             let block_full = self.bytes_in_block() == self.block_size;
-            if self.packet.len() == packet_size || block_full {
-                self.send_packet().await?;
+            if self.packet.len() == packet_limit || block_full {
+                self.send_packet(false).await?;
             }
             if block_full {
                 self.end_block().await?;
@@ -122,25 +170,80 @@ impl DfsOutputStream {
         Ok(())
     }
 
-    async fn send_packet(&mut self) -> Result<()> {
-        if self.packet.is_empty() {
+    /// Sends the buffered bytes as a packet (an empty one only to sync).
+    async fn send_packet(&mut self, sync: bool) -> Result<()> {
+        if self.packet.is_empty() && !sync {
             return Ok(());
         }
         if self.block.is_none() {
-            self.block = Some(self.start_block().await?);
+            if self.packet.is_empty() {
+                return Ok(());
+            }
+            self.block = Some(match self.reopen.take() {
+                Some(last) => {
+                    BlockWriter::append(
+                        &self.client,
+                        &self.src,
+                        self.file_id,
+                        self.replication,
+                        self.block_size,
+                        last,
+                    )
+                    .await?
+                }
+                None => self.start_block().await?,
+            });
         }
+        let start = self.packet_start();
         let data: Bytes = self.packet.split().freeze();
-        let mut sums = BytesMut::with_capacity(checksum::checksums_len(
-            data.len(),
-            self.client.settings().bytes_per_checksum,
-        ));
-        checksum::compute_into(&data, self.client.settings().bytes_per_checksum, &mut sums);
+        let bpc = self.client.settings().bytes_per_checksum;
+        let mut sums = BytesMut::with_capacity(checksum::checksums_len_at(start, data.len(), bpc));
+        checksum::compute_at(&data, start, bpc, &mut sums);
         let capacity = self.client.settings().write_packet_size;
         self.packet.reserve(capacity);
         match self.block.as_mut() {
-            Some(block) => block.send(data, sums.freeze(), false).await,
+            Some(block) => block.send(data, sums.freeze(), false, sync).await,
             None => Err(ClientError::Pipeline("no block to write to".into())),
         }
+    }
+
+    /// Makes everything written so far visible to new readers: every
+    /// datanode of the pipeline has it (HDFS's hflush).
+    pub async fn hflush(&mut self) -> Result<()> {
+        self.check_open()?;
+        let result = self.flush(false).await;
+        self.sticky(result)
+    }
+
+    /// As [`Self::hflush`], and the datanodes have synced it to disk; the
+    /// namenode records the length (HDFS's hsync with UPDATE_LENGTH).
+    pub async fn hsync(&mut self) -> Result<()> {
+        self.check_open()?;
+        let result = self.flush(true).await;
+        self.sticky(result)
+    }
+
+    async fn flush(&mut self, sync: bool) -> Result<()> {
+        self.send_packet(sync).await?;
+        let Some(block) = self.block.as_mut() else {
+            return Ok(());
+        };
+        block.mark_flushed();
+        block.wait_acked().await?;
+        if sync {
+            let request = pb::FsyncRequest {
+                src: self.src.clone(),
+                client: self.client.inner.client_name.clone(),
+                last_block_length: block.bytes(),
+                file_id: self.file_id,
+            };
+            self.client
+                .nn()
+                .fsync(request)
+                .await
+                .map_err(|s| self.client.remote(s))?;
+        }
+        Ok(())
     }
 
     async fn end_block(&mut self) -> Result<()> {
@@ -160,7 +263,16 @@ impl DfsOutputStream {
         let mut last_error = None;
         for _ in 0..settings.block_write_retries {
             let located = self.add_block(&excluded).await?;
-            match BlockWriter::open(&self.client, located.clone(), self.block_size).await {
+            match BlockWriter::create(
+                &self.client,
+                &self.src,
+                self.file_id,
+                self.replication,
+                self.block_size,
+                located.clone(),
+            )
+            .await
+            {
                 Ok(writer) => return Ok(writer),
                 Err(failure) => {
                     tracing::warn!(block = %located.block, error = %failure.error, "pipeline setup failed; abandoning the block");
@@ -234,7 +346,13 @@ impl DfsOutputStream {
     pub async fn close(mut self) -> Result<()> {
         self.check_open()?;
         let flushed = async {
-            self.send_packet().await?;
+            self.send_packet(false).await?;
+            if self.block.is_none()
+                && let Some(last) = self.reopen.take()
+            {
+                // Appended nothing: the reopened block closes as it was.
+                self.previous = Some(last.block);
+            }
             self.end_block().await
         }
         .await;

@@ -74,6 +74,71 @@ pub fn verify(
     Ok(())
 }
 
+/// The chunks of `len` bytes starting at `offset_in_block`, cut at the
+/// block's chunk boundaries: a range that starts mid-chunk (after an hflush
+/// of a partial chunk, or an append) has a short first chunk.
+pub fn chunk_lengths(
+    offset_in_block: u64,
+    len: usize,
+    bytes_per_checksum: u32,
+) -> impl Iterator<Item = usize> {
+    let bpc = bytes_per_checksum as usize;
+    let first = (bpc - (offset_in_block % bpc as u64) as usize).min(len);
+    let rest = len - first;
+    std::iter::once(first)
+        .filter(|n| *n > 0)
+        .chain((0..rest.div_ceil(bpc)).map(move |i| (rest - i * bpc).min(bpc)))
+}
+
+/// [`checksums_len`] for data starting at `offset_in_block`.
+pub fn checksums_len_at(offset_in_block: u64, data_len: usize, bytes_per_checksum: u32) -> usize {
+    chunk_lengths(offset_in_block, data_len, bytes_per_checksum).count() * CHECKSUM_SIZE
+}
+
+/// [`compute_into`] for data starting at `offset_in_block`.
+pub fn compute_at(
+    data: &[u8],
+    offset_in_block: u64,
+    bytes_per_checksum: u32,
+    out: &mut impl BufMut,
+) {
+    let mut rest = data;
+    for len in chunk_lengths(offset_in_block, data.len(), bytes_per_checksum) {
+        let (chunk, tail) = rest.split_at(len);
+        out.put_u32(crc32c::crc32c(chunk));
+        rest = tail;
+    }
+}
+
+/// [`verify`] for data starting at `offset_in_block`, which names the bad
+/// chunk by its offset in the block.
+pub fn verify_at(
+    data: &[u8],
+    checksums: &[u8],
+    bytes_per_checksum: u32,
+    offset_in_block: u64,
+) -> Result<(), ChecksumMismatch> {
+    let mut offset = offset_in_block;
+    let mut rest = data;
+    for (len, stored) in chunk_lengths(offset_in_block, data.len(), bytes_per_checksum)
+        .zip(checksums.chunks_exact(CHECKSUM_SIZE))
+    {
+        let (chunk, tail) = rest.split_at(len);
+        rest = tail;
+        let expected = u32::from_be_bytes([stored[0], stored[1], stored[2], stored[3]]);
+        let computed = crc32c::crc32c(chunk);
+        if expected != computed {
+            return Err(ChecksumMismatch {
+                offset,
+                expected,
+                computed,
+            });
+        }
+        offset += len as u64;
+    }
+    Ok(())
+}
+
 /// The fixed header at the start of every meta file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MetaHeader {
@@ -144,6 +209,32 @@ impl MetaHeader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_starting_mid_chunk_have_a_short_first_chunk() {
+        let lens: Vec<usize> = chunk_lengths(700, 1000, 512).collect();
+        assert_eq!(lens, vec![324, 512, 164]);
+        assert_eq!(
+            chunk_lengths(1024, 1024, 512).collect::<Vec<_>>(),
+            vec![512, 512]
+        );
+        assert_eq!(chunk_lengths(5, 0, 512).count(), 0);
+        assert_eq!(chunk_lengths(5, 3, 512).collect::<Vec<_>>(), vec![3]);
+        let data: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+        let mut sums = Vec::new();
+        compute_at(&data, 700, 512, &mut sums);
+        assert_eq!(sums.len(), checksums_len_at(700, 1000, 512));
+        verify_at(&data, &sums, 512, 700).expect("verifies");
+        // The whole chunk's checksum follows from the stored partial one.
+        let partial = crc32c::crc32c(&[7u8; 188]);
+        let whole = crc32c::crc32c_append(partial, &data[..324]);
+        let mut chunk = vec![7u8; 188];
+        chunk.extend_from_slice(&data[..324]);
+        assert_eq!(whole, crc32c::crc32c(&chunk));
+        let mut bad = sums.clone();
+        bad[4] ^= 1;
+        assert_eq!(verify_at(&data, &bad, 512, 700).unwrap_err().offset, 1024);
+    }
     use proptest::prelude::*;
 
     #[test]

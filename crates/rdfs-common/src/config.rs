@@ -104,6 +104,17 @@ pub struct ClientConfig {
     /// The user name sent to the namenode; empty means `HADOOP_USER_NAME`,
     /// then the login user.
     pub user: String,
+    /// Whether a pipeline that lost a datanode may get a replacement
+    /// (`dfs.client.block.write.replace-datanode-on-failure.enable`).
+    pub replace_datanode_on_failure: bool,
+    /// When a replacement is added: `DEFAULT` (replication 3 or more and
+    /// either half the pipeline lost or the block hflushed or appended),
+    /// `ALWAYS` or `NEVER`
+    /// (`dfs.client.block.write.replace-datanode-on-failure.policy`).
+    pub replace_datanode_on_failure_policy: String,
+    /// Go on with the surviving datanodes when no replacement can be added
+    /// (`dfs.client.block.write.replace-datanode-on-failure.best-effort`).
+    pub replace_datanode_on_failure_best_effort: bool,
 }
 
 impl Default for ClientConfig {
@@ -116,6 +127,9 @@ impl Default for ClientConfig {
             block_write_retries: 3,
             complete_retries: 10,
             user: String::new(),
+            replace_datanode_on_failure: true,
+            replace_datanode_on_failure_policy: "DEFAULT".to_string(),
+            replace_datanode_on_failure_best_effort: false,
         }
     }
 }
@@ -194,6 +208,16 @@ pub struct NamenodeConfig {
     /// How often decommissioning datanodes are checked for completion
     /// (`dfs.namenode.decommission.interval`, here in milliseconds).
     pub decommission_interval_ms: u64,
+    /// A writer silent this long (no lease renewal) may lose its file to
+    /// another client's append or create (HDFS's fixed soft limit).
+    pub lease_soft_limit_ms: u64,
+    /// A writer silent this long loses its files: the namenode recovers them
+    /// itself (`dfs.namenode.lease-hard-limit-sec`, here in milliseconds).
+    /// Also how often a block recovery that did not finish is retried.
+    pub lease_hard_limit_ms: u64,
+    /// How often expired leases are looked for
+    /// (`dfs.namenode.lease-recheck-interval-ms`).
+    pub lease_recheck_interval_ms: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -224,6 +248,9 @@ impl Default for NamenodeConfig {
             hosts_exclude_file: String::new(),
             topology_file: String::new(),
             decommission_interval_ms: 30_000,
+            lease_soft_limit_ms: 60_000,
+            lease_hard_limit_ms: 1_200_000,
+            lease_recheck_interval_ms: 2_000,
         }
     }
 }
@@ -569,6 +596,31 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
         scale: 1,
     },
     HadoopAlias {
+        hadoop: "dfs.namenode.lease-hard-limit-sec",
+        rdfs: "namenode.lease_hard_limit_ms",
+        scale: 1000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.lease-recheck-interval-ms",
+        rdfs: "namenode.lease_recheck_interval_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.block.write.replace-datanode-on-failure.enable",
+        rdfs: "client.replace_datanode_on_failure",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.block.write.replace-datanode-on-failure.policy",
+        rdfs: "client.replace_datanode_on_failure_policy",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.block.write.replace-datanode-on-failure.best-effort",
+        rdfs: "client.replace_datanode_on_failure_best_effort",
+        scale: 1,
+    },
+    HadoopAlias {
         hadoop: "hadoop.user.name",
         rdfs: "client.user",
         scale: 1,
@@ -715,6 +767,25 @@ impl Config {
                 "namenode.replication_max_streams = {} must be at least 1 and at most namenode.replication_streams_hard_limit = {}",
                 self.namenode.replication_max_streams, self.namenode.replication_streams_hard_limit
             ));
+        }
+        if !["DEFAULT", "ALWAYS", "NEVER"]
+            .contains(&self.client.replace_datanode_on_failure_policy.as_str())
+        {
+            return invalid(format!(
+                "client.replace_datanode_on_failure_policy = '{}' must be DEFAULT, ALWAYS or NEVER",
+                self.client.replace_datanode_on_failure_policy
+            ));
+        }
+        if self.namenode.lease_soft_limit_ms == 0
+            || self.namenode.lease_hard_limit_ms < self.namenode.lease_soft_limit_ms
+        {
+            return invalid(format!(
+                "namenode.lease_soft_limit_ms = {} must be positive and at most namenode.lease_hard_limit_ms = {}",
+                self.namenode.lease_soft_limit_ms, self.namenode.lease_hard_limit_ms
+            ));
+        }
+        if self.namenode.lease_recheck_interval_ms == 0 {
+            return invalid("namenode.lease_recheck_interval_ms must be positive".to_string());
         }
         if self.dfs.heartbeat_interval_ms == 0 {
             return invalid("dfs.heartbeat_interval_ms must be positive".to_string());

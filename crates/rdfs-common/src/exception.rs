@@ -22,6 +22,8 @@ pub enum ExceptionKind {
     NotReplicatedYet,
     AlreadyBeingCreated,
     LeaseExpired,
+    /// The file's lease or block is being recovered; try again later.
+    RecoveryInProgress,
     IllegalArgument,
     /// No datanode could take a block.
     NotEnoughReplicas,
@@ -41,7 +43,7 @@ pub enum ExceptionKind {
 }
 
 impl ExceptionKind {
-    const ALL: [ExceptionKind; 20] = [
+    const ALL: [ExceptionKind; 21] = [
         Self::FileNotFound,
         Self::FileAlreadyExists,
         Self::ParentNotDirectory,
@@ -52,6 +54,7 @@ impl ExceptionKind {
         Self::NotReplicatedYet,
         Self::AlreadyBeingCreated,
         Self::LeaseExpired,
+        Self::RecoveryInProgress,
         Self::IllegalArgument,
         Self::NotEnoughReplicas,
         Self::IncorrectVersion,
@@ -78,6 +81,9 @@ impl ExceptionKind {
             Self::SafeMode => "org.apache.hadoop.hdfs.server.namenode.SafeModeException",
             Self::NotReplicatedYet => {
                 "org.apache.hadoop.hdfs.server.namenode.NotReplicatedYetException"
+            }
+            Self::RecoveryInProgress => {
+                "org.apache.hadoop.hdfs.protocol.RecoveryInProgressException"
             }
             Self::AlreadyBeingCreated => {
                 "org.apache.hadoop.hdfs.protocol.AlreadyBeingCreatedException"
@@ -114,6 +120,7 @@ impl ExceptionKind {
             Self::SafeMode => "SafeModeException",
             Self::NotReplicatedYet => "NotReplicatedYetException",
             Self::AlreadyBeingCreated => "AlreadyBeingCreatedException",
+            Self::RecoveryInProgress => "RecoveryInProgressException",
             Self::LeaseExpired => "LeaseExpiredException",
             Self::IllegalArgument => "IllegalArgumentException",
             Self::NotEnoughReplicas => "NotEnoughReplicasException",
@@ -142,6 +149,7 @@ impl ExceptionKind {
             | Self::SafeMode
             | Self::NotReplicatedYet
             | Self::LeaseExpired
+            | Self::RecoveryInProgress
             | Self::IncorrectVersion
             | Self::UnregisteredNode => Code::FailedPrecondition,
             Self::InvalidPath | Self::IllegalArgument => Code::InvalidArgument,

@@ -89,3 +89,13 @@ impl ChannelCache {
             .remove(addr);
     }
 }
+
+/// How long one hop of a write pipeline waits for the acks of the
+/// `downstream` datanodes after it (HDFS's socket timeout plus a read
+/// timeout extension per node). Each hop waits longer than the one after
+/// it, so when a datanode stalls, the hop just before it times out first
+/// and names it, rather than every hop blaming its own neighbour.
+pub fn pipeline_ack_timeout(socket_timeout: Duration, downstream: usize) -> Duration {
+    let extension = (socket_timeout / 4).min(Duration::from_secs(5));
+    socket_timeout + extension * downstream as u32
+}

@@ -518,7 +518,7 @@ mod tests {
         // A replica that arrives after the scanners started, stored with
         // checksums that do not match its data.
         let block = test_support::block(2);
-        let mut writer = ds.create_rbw(&block, 512, 1 << 20).expect("rbw");
+        let mut writer = ds.create_rbw(&block, 512, 1 << 20, false).expect("rbw");
         let data = vec![7u8; 20_000];
         let mut sums = rdfs_common::checksum::compute(&data, 512);
         sums[0] ^= 1;

@@ -17,6 +17,7 @@ use rdfs_common::protocol::{DatanodeId, ExtendedBlock};
 use rdfs_proto as pb;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 
+use crate::block_recovery;
 use crate::context::DatanodeContext;
 use crate::dataset::ReplicaState;
 use crate::error::DatanodeError;
@@ -253,10 +254,57 @@ impl BpService {
                         self.start_transfer(transfer);
                     }
                 }
+                Some(pb::datanode_command::Command::Recover(command)) => {
+                    for block in command.blocks {
+                        self.start_recovery(&command.pool_id, block);
+                    }
+                }
                 None => {}
             }
         }
         next
+    }
+
+    /// Starts the recovery of one block this datanode was made primary
+    /// for, unless it already runs; it reports its outcome to the namenode
+    /// itself (the namenode sends the command again if it never hears).
+    fn start_recovery(&self, pool_id: &str, block: pb::RecoveringBlock) {
+        let Some(block_id) = block
+            .block
+            .as_ref()
+            .and_then(|b| b.block.as_ref())
+            .map(|b| b.block_id)
+        else {
+            tracing::warn!("recovery command without a block; ignored");
+            return;
+        };
+        if !self.ctx.recovering.lock().insert(block_id) {
+            tracing::debug!(
+                block_id,
+                "recovery of this block already runs; command ignored"
+            );
+            return;
+        }
+        let worker = block_recovery::Worker {
+            ctx: Arc::clone(&self.ctx),
+            namenode: self.namenode.clone(),
+            datanode_uuid: self.id.datanode_uuid.clone(),
+            pool_id: pool_id.to_string(),
+        };
+        /// Forgets the block once its recovery ends, however it ends.
+        struct Recovering(Arc<DatanodeContext>, i64);
+        impl Drop for Recovering {
+            fn drop(&mut self) {
+                self.0.recovering.lock().remove(&self.1);
+            }
+        }
+        let recovering = Recovering(Arc::clone(&self.ctx), block_id);
+        tokio::spawn(async move {
+            let _recovering = recovering;
+            if let Err(err) = worker.recover(block).await {
+                tracing::warn!(block_id, error = %err, "block recovery failed; the namenode will try again");
+            }
+        });
     }
 
     /// Starts one copy the namenode ordered; it runs on its own and only
@@ -269,7 +317,10 @@ impl BpService {
         let order = Order {
             block,
             targets: transfer.targets,
+            target_storage_ids: Vec::new(),
             balancing: transfer.balancing,
+            stage: pb::PipelineStage::TransferFinalized,
+            client_name: String::new(),
         };
         let ctx = Arc::clone(&self.ctx);
         tokio::spawn(async move {
@@ -309,10 +360,14 @@ impl BpService {
                     .map(|(block_id, info)| pb::ReportedReplica {
                         block_id,
                         generation_stamp: info.generation_stamp,
-                        num_bytes: info.num_bytes,
+                        num_bytes: match info.state {
+                            ReplicaState::Rbw => info.acked.max(info.num_bytes),
+                            _ => info.num_bytes,
+                        },
                         state: match info.state {
                             ReplicaState::Finalized => pb::ReplicaState::Finalized,
-                            ReplicaState::Rbw => pb::ReplicaState::Rbw,
+                            ReplicaState::Rbw | ReplicaState::Rur => pb::ReplicaState::Rbw,
+                            ReplicaState::Rwr => pb::ReplicaState::Rwr,
                         } as i32,
                     })
                     .collect(),

@@ -1,5 +1,6 @@
 //! What every part of a running datanode shares.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub struct DatanodeContext {
     /// Shared by all balancer moves, so together they stay within the
     /// balance bandwidth.
     pub balance_throttle: parking_lot::Mutex<Throttle>,
+    /// Blocks whose recovery this datanode leads now, so a repeated
+    /// command does not start a second one.
+    pub recovering: parking_lot::Mutex<HashSet<i64>>,
 }
 
 /// Counts a transfer for as long as it lives.

@@ -157,12 +157,7 @@ fn reconcile_volume(dataset: &Dataset, volume: &Volume, total: &mut Reconciled) 
             }
             continue;
         }
-        let info = ReplicaInfo {
-            generation_stamp,
-            num_bytes: *block_len,
-            state: ReplicaState::Finalized,
-            volume: volume.index,
-        };
+        let info = ReplicaInfo::finalized(generation_stamp, *block_len, volume.index);
         if dataset.adopt(*block_id, info) {
             total.adopted += 1;
             tracing::info!(block = %block_path.display(), gs = generation_stamp, bytes = block_len,
@@ -301,7 +296,7 @@ mod tests {
         // Files in finalized/ for a replica still being written are not
         // adopted: the writer's finalize owns them.
         let writing = test_support::block(6);
-        let writer = ds.create_rbw(&writing, 512, 1 << 20).expect("rbw");
+        let writer = ds.create_rbw(&writing, 512, 1 << 20, false).expect("rbw");
         let dir = ds.volumes()[0].finalized_dir(POOL, 6);
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join("blk_6"), b"").expect("block");

@@ -41,6 +41,12 @@ pub enum DatanodeError {
     NotReady,
     #[error("{0}")]
     InvalidRequest(String),
+    /// A replica's generation stamp does not allow the operation.
+    #[error("stale generation stamp: {0}")]
+    StaleGenerationStamp(String),
+    /// The replica is (or was taken) under a block recovery.
+    #[error("{0}")]
+    RecoveryInProgress(String),
     #[error("volume {root} has failed: {reason}")]
     VolumeFailed { root: PathBuf, reason: String },
     /// More volumes failed than `failed_volumes_tolerated`, or none is
@@ -71,6 +77,7 @@ impl DatanodeError {
             Self::InvalidRequest(_) | Self::WrongPool { .. } => ExceptionKind::IllegalArgument,
             Self::ReplicaExists(..) => ExceptionKind::FileAlreadyExists,
             Self::NotReady => ExceptionKind::Retriable,
+            Self::RecoveryInProgress(_) => ExceptionKind::RecoveryInProgress,
             _ => ExceptionKind::Io,
         }
     }

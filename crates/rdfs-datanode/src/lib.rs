@@ -6,6 +6,7 @@
 //! [`dataset::Dataset`] for replicas on disk.
 
 pub mod background;
+pub mod block_recovery;
 pub mod block_scanner;
 pub mod bp_service;
 pub mod context;
@@ -15,6 +16,7 @@ pub mod error;
 pub mod io_hints;
 pub mod pipeline;
 pub mod receiver;
+pub mod recovery_service;
 pub mod replica;
 pub mod replicate;
 pub mod reports;

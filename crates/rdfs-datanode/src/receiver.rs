@@ -25,21 +25,18 @@ pub struct Packet {
 pub enum PacketError {
     #[error("packet out of order: expected seqno {expected}, got {got}")]
     OutOfOrder { expected: i64, got: i64 },
-    #[error("packet {seqno} starts at offset {got}, but {expected} bytes were received")]
+    #[error("packet {seqno} starts at offset {got}, but the replica has {expected} bytes")]
     BadOffset { seqno: i64, expected: u64, got: u64 },
     #[error(
-        "packet {seqno} carries {got} checksum bytes for {data} data bytes; {expected} expected"
+        "packet {seqno} carries {got} checksum bytes for {data} data bytes at offset {offset}; {expected} expected"
     )]
     ChecksumLength {
         seqno: i64,
+        offset: u64,
         data: usize,
         got: usize,
         expected: usize,
     },
-    #[error(
-        "packet {seqno} follows a partial chunk; only the block's last data packet may end mid-chunk"
-    )]
-    AfterPartialChunk { seqno: i64 },
     #[error("packet {seqno} would grow the block to {size} bytes, past its limit of {limit}")]
     TooLong { seqno: i64, size: u64, limit: u64 },
     #[error("packet {seqno}: {source}")]
@@ -47,8 +44,10 @@ pub enum PacketError {
         seqno: i64,
         source: ChecksumMismatch,
     },
-    #[error("a packet arrived after the last one")]
-    AfterLast,
+    #[error("packet {seqno} arrived after the last one")]
+    AfterLast { seqno: i64 },
+    #[error("packet {seqno}: a heartbeat packet carries no data and is never the last")]
+    BadHeartbeat { seqno: i64 },
     #[error(transparent)]
     Storage(#[from] DatanodeError),
 }
@@ -59,23 +58,47 @@ impl PacketError {
     }
 }
 
+/// What one packet did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// Data (possibly none) written; the replica now ends at `end`.
+    Data { end: u64 },
+    /// The block's last packet: the replica is complete at `end`.
+    Last { end: u64 },
+    /// A heartbeat: nothing written.
+    Heartbeat,
+}
+
+/// The seqno of a heartbeat packet.
+pub const HEARTBEAT_SEQNO: i64 = -1;
+
 pub struct BlockReceiver {
     writer: ReplicaWriter,
     bytes_per_checksum: u32,
     max_len: u64,
-    next_seqno: i64,
+    /// `None` until the first packet sets where the sequence starts.
+    next_seqno: Option<i64>,
     received: u64,
     finished: bool,
 }
 
 impl BlockReceiver {
-    pub fn new(writer: ReplicaWriter, bytes_per_checksum: u32, max_len: u64) -> Self {
+    /// Receives packets from the writer's current length on. `first_seqno`
+    /// is the seqno the first packet must have (0 for a new replica);
+    /// `None` lets the first packet set it (appends, recoveries, copies).
+    pub fn new(
+        writer: ReplicaWriter,
+        bytes_per_checksum: u32,
+        max_len: u64,
+        first_seqno: Option<i64>,
+    ) -> Self {
+        let received = writer.written();
         Self {
             writer,
             bytes_per_checksum,
             max_len,
-            next_seqno: 0,
-            received: 0,
+            next_seqno: first_seqno,
+            received,
             finished: false,
         }
     }
@@ -84,15 +107,22 @@ impl BlockReceiver {
         self.received
     }
 
-    /// Checks and writes one packet; `Ok(true)` after the block's last one.
-    pub fn receive(&mut self, packet: &Packet) -> Result<bool, PacketError> {
-        if self.finished {
-            return Err(PacketError::AfterLast);
-        }
+    /// Checks and writes one packet.
+    pub fn receive(&mut self, packet: &Packet) -> Result<Received, PacketError> {
         let seqno = packet.seqno;
-        if seqno != self.next_seqno {
+        if self.finished {
+            return Err(PacketError::AfterLast { seqno });
+        }
+        if seqno == HEARTBEAT_SEQNO {
+            if !packet.data.is_empty() || packet.last_packet_in_block {
+                return Err(PacketError::BadHeartbeat { seqno });
+            }
+            return Ok(Received::Heartbeat);
+        }
+        let expected = self.next_seqno.unwrap_or(seqno);
+        if seqno != expected || seqno < 0 {
             return Err(PacketError::OutOfOrder {
-                expected: self.next_seqno,
+                expected,
                 got: seqno,
             });
         }
@@ -105,13 +135,11 @@ impl BlockReceiver {
         }
         let bpc = self.bytes_per_checksum;
         if !packet.data.is_empty() {
-            if !self.received.is_multiple_of(u64::from(bpc)) {
-                return Err(PacketError::AfterPartialChunk { seqno });
-            }
-            let expected = checksum::checksums_len(packet.data.len(), bpc);
+            let expected = checksum::checksums_len_at(self.received, packet.data.len(), bpc);
             if packet.checksums.len() != expected {
                 return Err(PacketError::ChecksumLength {
                     seqno,
+                    offset: self.received,
                     data: packet.data.len(),
                     got: packet.checksums.len(),
                     expected,
@@ -125,7 +153,7 @@ impl BlockReceiver {
                     limit: self.max_len,
                 });
             }
-            checksum::verify(&packet.data, &packet.checksums, bpc, self.received)
+            checksum::verify_at(&packet.data, &packet.checksums, bpc, self.received)
                 .map_err(|source| PacketError::Checksum { seqno, source })?;
             self.writer.write(&packet.data, &packet.checksums)?;
             self.received = size;
@@ -133,12 +161,16 @@ impl BlockReceiver {
         if packet.sync_block {
             self.writer.sync()?;
         }
-        self.next_seqno += 1;
+        self.next_seqno = Some(seqno + 1);
         self.finished = packet.last_packet_in_block;
-        Ok(self.finished)
+        Ok(if self.finished {
+            Received::Last { end: self.received }
+        } else {
+            Received::Data { end: self.received }
+        })
     }
 
-    /// The replica's writer, to finalize (after the last packet) or abort.
+    /// The replica's writer, to finalize (after the last packet) or release.
     pub fn into_writer(self) -> ReplicaWriter {
         self.writer
     }
@@ -149,7 +181,7 @@ mod tests {
     use super::*;
     use rdfs_common::ids::BlockName;
 
-    fn receiver(dir: &std::path::Path) -> BlockReceiver {
+    fn receiver(dir: &std::path::Path, first_seqno: Option<i64>) -> BlockReceiver {
         let name = BlockName {
             block_id: 1,
             generation_stamp: 1,
@@ -158,6 +190,7 @@ mod tests {
             ReplicaWriter::create(name, 0, dir, 512, 0).expect("writer"),
             512,
             1 << 20,
+            first_seqno,
         )
     }
 
@@ -168,15 +201,25 @@ mod tests {
             last_packet_in_block: false,
             sync_block: false,
             data: Bytes::copy_from_slice(data),
-            checksums: Bytes::from(checksum::compute(data, 512)),
+            checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
         }
     }
 
     #[test]
     fn rejects_bad_packets_and_keeps_what_was_received() {
         let tmp = tempfile::tempdir().expect("tmp");
-        let mut rx = receiver(tmp.path());
-        assert!(!rx.receive(&packet(0, 0, &[1; 1024])).expect("first packet"));
+        let mut rx = receiver(tmp.path(), Some(0));
+        assert!(matches!(
+            rx.receive(&packet(1, 0, &[1; 512])),
+            Err(PacketError::OutOfOrder {
+                expected: 0,
+                got: 1
+            })
+        ));
+        assert_eq!(
+            rx.receive(&packet(0, 0, &[1; 1024])).expect("first packet"),
+            Received::Data { end: 1024 }
+        );
         assert!(matches!(
             rx.receive(&packet(2, 1024, &[1; 512])),
             Err(PacketError::OutOfOrder {
@@ -198,21 +241,59 @@ mod tests {
             rx.receive(&short),
             Err(PacketError::ChecksumLength { .. })
         ));
-        assert!(
-            !rx.receive(&packet(1, 1024, &[2; 700]))
-                .expect("partial chunk is fine last")
+        assert_eq!(
+            rx.receive(&packet(1, 1024, &[2; 700]))
+                .expect("partial chunk"),
+            Received::Data { end: 1724 }
+        );
+        // A heartbeat is acknowledged, never written, and does not count.
+        assert_eq!(
+            rx.receive(&packet(HEARTBEAT_SEQNO, 1724, &[]))
+                .expect("heartbeat"),
+            Received::Heartbeat
+        );
+        // After an hflush of a partial chunk, the next packet continues it.
+        assert_eq!(
+            rx.receive(&packet(2, 1724, &[3; 10]))
+                .expect("continues mid-chunk"),
+            Received::Data { end: 1734 }
+        );
+        let mut last = packet(3, 1734, &[]);
+        last.last_packet_in_block = true;
+        assert_eq!(
+            rx.receive(&last).expect("last"),
+            Received::Last { end: 1734 }
+        );
+        assert_eq!(rx.received(), 1734);
+        assert!(matches!(
+            rx.receive(&packet(4, 1734, &[])),
+            Err(PacketError::AfterLast { seqno: 4 })
+        ));
+    }
+
+    #[test]
+    fn the_first_packet_sets_the_sequence_after_an_append_or_recovery() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let mut rx = receiver(tmp.path(), None);
+        assert_eq!(
+            rx.receive(&packet(41, 0, &[1; 100])).expect("first"),
+            Received::Data { end: 100 }
         );
         assert!(matches!(
-            rx.receive(&packet(2, 1724, &[2; 10])),
-            Err(PacketError::AfterPartialChunk { .. })
+            rx.receive(&packet(41, 100, &[1; 100])),
+            Err(PacketError::OutOfOrder {
+                expected: 42,
+                got: 41
+            })
         ));
-        let mut last = packet(2, 1724, &[]);
-        last.last_packet_in_block = true;
-        assert!(rx.receive(&last).expect("last"));
-        assert_eq!(rx.received(), 1724);
+        let mut limited = BlockReceiver::new(rx.into_writer(), 512, 150, None);
         assert!(matches!(
-            rx.receive(&packet(3, 1724, &[])),
-            Err(PacketError::AfterLast)
+            limited.receive(&packet(0, 100, &[1; 100])),
+            Err(PacketError::TooLong {
+                size: 200,
+                limit: 150,
+                ..
+            })
         ));
     }
 }

@@ -1,9 +1,11 @@
-//! Copying a finalized replica to other datanodes when the namenode says so
-//! (HDFS's DataTransfer runnable behind DNA_TRANSFER): re-replication,
-//! decommissioning and balancer moves. This datanode plays the client: it
-//! streams its replica, with the checksums stored beside it, down a
-//! pipeline of the targets, which verify and finalize it as they would a
-//! client's write, and waits for every packet's ack.
+//! Copying a replica to other datanodes (HDFS's DataTransfer runnable):
+//! a finalized one when the namenode says so (DNA_TRANSFER: re-replication,
+//! decommissioning and balancer moves), or the first bytes of one being
+//! written to a datanode joining its pipeline (the TransferBlock RPC,
+//! stage TRANSFER_RBW). This datanode plays the client: it streams its
+//! replica, with the checksums stored beside it (a trailing partial
+//! chunk's recomputed), down a pipeline of the targets, which verify it as
+//! they would a client's write, and waits for every packet's ack.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -38,12 +40,17 @@ pub enum TransferError {
     Target { target: String, message: String },
 }
 
-/// One copy the namenode ordered.
+/// One copy to make.
 #[derive(Debug, Clone)]
 pub struct Order {
+    /// For TRANSFER_RBW, `num_bytes` is how much of the replica to copy.
     pub block: ExtendedBlock,
     pub targets: Vec<pb::DatanodeInfo>,
+    pub target_storage_ids: Vec<String>,
     pub balancing: bool,
+    /// TRANSFER_FINALIZED or TRANSFER_RBW.
+    pub stage: pb::PipelineStage,
+    pub client_name: String,
 }
 
 fn xfer_addr(info: &pb::DatanodeInfo) -> String {
@@ -63,11 +70,16 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
         message,
     };
     let block = order.block.clone();
+    let rbw = order.stage == pb::PipelineStage::TransferRbw;
     let sender = {
         let dataset = Arc::clone(&ctx.dataset);
         let block = block.clone();
         tokio::task::spawn_blocking(move || {
-            let reader = dataset.open_for_read(&block)?;
+            let reader = if rbw {
+                dataset.open_for_transfer(&block, block.num_bytes)?
+            } else {
+                dataset.open_for_read(&block)?
+            };
             let length = reader.length;
             BlockSender::new(reader, 0, length).map(|sender| (sender, length))
         })
@@ -90,12 +102,22 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
     let header = pb::WriteBlockHeader {
         block: Some((&block).into()),
         targets: order.targets[1..].to_vec(),
-        target_storage_ids: Vec::new(),
-        client_name: String::new(),
-        stage: pb::PipelineStage::TransferFinalized as i32,
+        target_storage_ids: order
+            .target_storage_ids
+            .get(1..)
+            .unwrap_or_default()
+            .to_vec(),
+        client_name: order.client_name.clone(),
+        stage: order.stage as i32,
         checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
         bytes_per_checksum: sender.bytes_per_checksum(),
+        latest_generation_stamp: 0,
+        min_bytes_rcvd: 0,
+        max_bytes_rcvd: 0,
+        block_size: 0,
     };
+    let ack_timeout =
+        rdfs_common::grpc::pipeline_ack_timeout(ctx.socket_timeout, order.targets.len());
     let channel = ctx
         .channels
         .get(&target)
@@ -125,7 +147,7 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
             return Err(fail(format!("no answer within {:?}", ctx.socket_timeout)));
         }
     };
-    match timeout(ctx.socket_timeout, replies.message()).await {
+    match timeout(ack_timeout, replies.message()).await {
         Ok(Ok(Some(pb::WriteBlockReply {
             reply: Some(Reply::Setup(setup)),
         }))) if setup.status == pb::TransferStatus::Success as i32 => {}
@@ -146,8 +168,7 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
         Ok(Err(status)) => return Err(fail(format!("setup failed: {}", status.message()))),
         Err(_) => {
             return Err(fail(format!(
-                "did not confirm the setup within {:?}",
-                ctx.socket_timeout
+                "did not confirm the setup within {ack_timeout:?}"
             )));
         }
     }
@@ -205,7 +226,7 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
     };
     let mut acked: i64 = -1;
     let outcome = loop {
-        match timeout(ctx.socket_timeout, replies.message()).await {
+        match timeout(ack_timeout, replies.message()).await {
             Ok(Ok(Some(pb::WriteBlockReply {
                 reply: Some(Reply::Ack(ack)),
             }))) => {
@@ -230,12 +251,14 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
             Ok(Err(status)) => break Err(fail(status.message().to_string())),
             Err(_) => {
                 break Err(fail(format!(
-                    "no ack after packet {acked} within {:?}",
-                    ctx.socket_timeout
+                    "no ack after packet {acked} within {ack_timeout:?}"
                 )));
             }
         }
     };
+    // Closing the stream ends a producer still waiting to send.
+    drop(replies);
+    drop(client);
     producer.abort();
     let sent = producer.await;
     outcome?;

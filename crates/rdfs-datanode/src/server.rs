@@ -16,6 +16,7 @@ use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE};
 use rdfs_common::protocol::DatanodeId;
 use rdfs_proto::data_transfer_server::DataTransferServer;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
+use rdfs_proto::inter_datanode_server::InterDatanodeServer;
 
 use crate::background::Background;
 use crate::bp_service::{BpService, LinkError};
@@ -23,6 +24,7 @@ use crate::context::DatanodeContext;
 use crate::dataset::Dataset;
 use crate::error::DatanodeError;
 use crate::io_hints;
+use crate::recovery_service::RecoveryService;
 use crate::transfer_service::TransferService;
 use crate::volume::{datanode_uuid, open_volumes};
 
@@ -137,6 +139,7 @@ impl Datanode {
             balance_throttle: parking_lot::Mutex::new(crate::throttle::Throttle::new(
                 dn.balance_bandwidth.0,
             )),
+            recovering: parking_lot::Mutex::new(Default::default()),
         });
         let namenode_addr = config.namenode_rpc_address()?;
         let channel = rdfs_common::grpc::endpoint(&namenode_addr, connect_timeout)
@@ -192,6 +195,9 @@ impl Datanode {
                     DataTransferServer::new(TransferService::new(Arc::clone(&ctx)))
                         .max_decoding_message_size(MAX_MESSAGE_SIZE),
                 )
+                .add_service(InterDatanodeServer::new(RecoveryService::new(Arc::clone(
+                    &ctx,
+                ))))
                 .serve_with_incoming_shutdown(
                     incoming,
                     async move { stop_server.cancelled().await },

@@ -31,7 +31,9 @@ pub fn block(block_id: i64) -> ExtendedBlock {
 /// Writes and finalizes a replica of `len` bytes derived from its id.
 pub fn write_replica(dataset: &Dataset, block_id: i64, len: usize) -> ExtendedBlock {
     let block = block(block_id);
-    let mut writer = dataset.create_rbw(&block, 512, 1 << 20).expect("rbw");
+    let mut writer = dataset
+        .create_rbw(&block, 512, 1 << 20, false)
+        .expect("rbw");
     let data: Vec<u8> = (0..len).map(|i| (i as i64 + block_id) as u8).collect();
     writer
         .write(&data, &rdfs_common::checksum::compute(&data, 512))
@@ -47,4 +49,71 @@ pub fn write_replica(dataset: &Dataset, block_id: i64, len: usize) -> ExtendedBl
 pub fn files(dataset: &Dataset, block_id: i64) -> (PathBuf, PathBuf) {
     let info = dataset.replica(block_id).expect("replica");
     dataset.replica_paths(block_id, &info).expect("paths")
+}
+
+/// A context over `dataset` as a datanode daemon would build it.
+pub fn context(
+    dataset: Dataset,
+    socket_timeout: std::time::Duration,
+) -> std::sync::Arc<crate::context::DatanodeContext> {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU32;
+    let dataset = Arc::new(dataset);
+    Arc::new(crate::context::DatanodeContext {
+        reports: dataset.reports(),
+        dataset,
+        channels: rdfs_common::grpc::ChannelCache::new(socket_timeout),
+        socket_timeout,
+        transfers: Arc::new(AtomicU32::new(0)),
+        xmits: Arc::new(AtomicU32::new(0)),
+        balance_throttle: parking_lot::Mutex::new(crate::throttle::Throttle::new(0)),
+        recovering: parking_lot::Mutex::new(Default::default()),
+    })
+}
+
+/// Serves the datanode's gRPC services for `ctx` on an ephemeral loopback
+/// port until `stop` is cancelled; returns the address.
+pub async fn serve(
+    ctx: std::sync::Arc<crate::context::DatanodeContext>,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::net::SocketAddr {
+    use rdfs_proto::data_transfer_server::DataTransferServer;
+    use rdfs_proto::inter_datanode_server::InterDatanodeServer;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = rdfs_common::grpc::server()
+        .add_service(DataTransferServer::new(
+            crate::transfer_service::TransferService::new(std::sync::Arc::clone(&ctx)),
+        ))
+        .add_service(InterDatanodeServer::new(
+            crate::recovery_service::RecoveryService::new(ctx),
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move { stop.cancelled().await },
+        );
+    tokio::spawn(server);
+    addr
+}
+
+/// A datanode in a pipeline, as a header names it.
+pub fn datanode_info(addr: std::net::SocketAddr, uuid: &str) -> rdfs_proto::DatanodeInfo {
+    rdfs_proto::DatanodeInfo {
+        id: Some(rdfs_proto::DatanodeId {
+            ip_addr: addr.ip().to_string(),
+            hostname: "localhost".into(),
+            datanode_uuid: uuid.into(),
+            xfer_port: u32::from(addr.port()),
+            info_port: 0,
+            ipc_port: 0,
+        }),
+        ..Default::default()
+    }
+}
+
+/// `len` bytes that differ from block to block.
+pub fn data(seed: i64, len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i as i64 * 7 + seed) as u8).collect()
 }

@@ -1,4 +1,7 @@
-//! The `DataTransfer` gRPC service: block writes (the pipeline) and reads.
+//! The `DataTransfer` gRPC service: block writes (the pipeline), reads
+//! (replicas being written up to their visible length), visible lengths,
+//! and copies of a replica being written to a datanode joining its
+//! pipeline.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +20,7 @@ use rdfs_proto::write_block_frame::Frame;
 use crate::context::DatanodeContext;
 use crate::error::DatanodeError;
 use crate::pipeline;
+use crate::replicate::{self, Order, TransferError};
 use crate::sender::BlockSender;
 
 pub struct TransferService {
@@ -66,6 +70,64 @@ impl DataTransfer for TransferService {
             replies,
         ));
         Ok(Response::new(Box::pin(ReceiverStream::new(replies_rx))))
+    }
+
+    async fn get_replica_visible_length(
+        &self,
+        request: Request<pb::GetReplicaVisibleLengthRequest>,
+    ) -> Result<Response<pb::GetReplicaVisibleLengthResponse>, Status> {
+        let block = ExtendedBlock::from(request.into_inner().block.ok_or_else(|| {
+            rdfs_common::ExceptionKind::IllegalArgument
+                .status("GetReplicaVisibleLength without a block")
+        })?);
+        self.ctx.dataset.check_pool(&block.pool_id)?;
+        let length = self.ctx.dataset.visible_length(&block)?;
+        Ok(Response::new(pb::GetReplicaVisibleLengthResponse {
+            length,
+        }))
+    }
+
+    async fn transfer_block(
+        &self,
+        request: Request<pb::TransferBlockRequest>,
+    ) -> Result<Response<pb::TransferBlockResponse>, Status> {
+        let req = request.into_inner();
+        let block = ExtendedBlock::from(req.block.ok_or_else(|| {
+            rdfs_common::ExceptionKind::IllegalArgument.status("TransferBlock without a block")
+        })?);
+        self.ctx.dataset.check_pool(&block.pool_id)?;
+        if req.targets.is_empty() {
+            return Err(
+                rdfs_common::ExceptionKind::IllegalArgument.status("TransferBlock without targets")
+            );
+        }
+        let _transfer = self.ctx.transfer();
+        let order = Order {
+            block: block.clone(),
+            targets: req.targets,
+            target_storage_ids: req.target_storage_ids,
+            balancing: false,
+            stage: pb::PipelineStage::TransferRbw,
+            client_name: req.client_name,
+        };
+        match replicate::transfer(Arc::clone(&self.ctx), order).await {
+            Ok(bytes) => {
+                tracing::info!(block = %block, bytes, "copied a replica being written to a new pipeline member");
+                Ok(Response::new(pb::TransferBlockResponse {}))
+            }
+            Err(err) => {
+                tracing::warn!(block = %block, error = %err, "copy of a replica being written failed");
+                Err(match err {
+                    TransferError::Source(err) => err.into(),
+                    TransferError::LengthMismatch { .. } | TransferError::NoTargets => {
+                        rdfs_common::ExceptionKind::IllegalArgument.status(err.to_string())
+                    }
+                    TransferError::Target { .. } => {
+                        rdfs_common::ExceptionKind::Io.status(err.to_string())
+                    }
+                })
+            }
+        }
     }
 
     async fn read_block(

@@ -3,11 +3,14 @@
 //! for a live change (right after validation) and when the edit log is
 //! replayed at start-up, so the two can never disagree.
 
-use rdfs_proto::editlog::{BlockRef, PermissionStatus};
+use std::time::Instant;
 
-use crate::block_manager::BlockManager;
+use rdfs_proto::editlog::PermissionStatus;
+
+use crate::block_manager::{BlockManager, BlockState};
 use crate::datanode_manager::DatanodeManager;
 use crate::edit_log::Op;
+use crate::lease::{LeaseManager, NAMENODE_LEASE_HOLDER};
 use crate::namespace::{InodeId, Namespace, NewInode, NewKind, Permission};
 
 /// Everything the namesystem lock protects.
@@ -16,6 +19,9 @@ pub struct FsState {
     pub namespace: Namespace,
     pub blocks: BlockManager,
     pub datanodes: DatanodeManager,
+    /// Follows the writers of files under construction; rebuilt from them
+    /// after loading (see [`LeaseManager::rebuild`]).
+    pub leases: LeaseManager,
 }
 
 /// An edit that does not fit the state it is applied to: a bug in a live
@@ -67,6 +73,8 @@ impl FsState {
                 })?;
                 self.namespace
                     .set_times(add.parent_id, Some(add.mtime), None)?;
+                self.leases
+                    .add(&add.client_name, add.inode_id, Instant::now());
             }
             Op::AddBlock(add) => {
                 let block = add
@@ -102,17 +110,28 @@ impl FsState {
             }
             Op::CloseFile(close) => {
                 self.file(close.inode_id)?;
+                let last = match close.last {
+                    Some(last) => Some((self.block_slot(last.block_id)?, last)),
+                    None => None,
+                };
                 self.namespace
                     .set_times(close.inode_id, Some(close.mtime), Some(close.atime))?;
                 self.namespace.clear_writer(close.inode_id)?;
-                if let Some(BlockRef {
-                    block_id,
-                    num_bytes,
-                    ..
-                }) = close.last
-                {
-                    let slot = self.block_slot(block_id)?;
-                    self.blocks.commit(slot, num_bytes, &self.datanodes);
+                self.leases.remove(close.inode_id);
+                if let Some((slot, last)) = last {
+                    let info = self.blocks.info(slot);
+                    if last.generation_stamp != 0
+                        && last.generation_stamp != info.generation_stamp
+                        && info.state != BlockState::Complete
+                    {
+                        self.blocks.update_last(
+                            slot,
+                            last.generation_stamp,
+                            last.num_bytes,
+                            &self.datanodes,
+                        );
+                    }
+                    self.blocks.commit(slot, last.num_bytes, &self.datanodes);
                 }
                 // A closed file's blocks are complete, whether or not any
                 // datanode has reported them yet (replay).
@@ -139,7 +158,16 @@ impl FsState {
             }
             Op::Delete(delete) => {
                 let parent = self.inode(delete.inode_id)?;
+                let mut open_files = Vec::new();
+                self.namespace.walk(delete.inode_id, &mut |inode| {
+                    if inode.writer().is_some() {
+                        open_files.push(inode.id());
+                    }
+                });
                 let removed = self.namespace.remove_subtree(delete.inode_id)?;
+                for file in open_files {
+                    self.leases.remove(file);
+                }
                 for slot in removed.block_slots {
                     self.blocks.remove(slot, &mut self.datanodes);
                 }
@@ -185,7 +213,155 @@ impl FsState {
                 self.namespace
                     .set_times(set.inode_id, set.mtime, set.atime)?;
             }
+            Op::ReopenFile(reopen) => {
+                self.file(reopen.inode_id)?;
+                let file = self
+                    .namespace
+                    .get(reopen.inode_id)
+                    .ok_or_else(|| missing("file", reopen.inode_id))?;
+                if file.writer().is_some() {
+                    return Err(ApplyError(format!(
+                        "inode {} is already open for writing",
+                        reopen.inode_id
+                    )));
+                }
+                let last = file.block_slots().last().copied();
+                if reopen.last_block_reopened {
+                    let slot = last.ok_or_else(|| {
+                        ApplyError(format!("inode {} has no block to reopen", reopen.inode_id))
+                    })?;
+                    self.blocks.reopen(slot, &self.datanodes);
+                }
+                self.namespace
+                    .set_writer(reopen.inode_id, &reopen.client_name)?;
+                self.leases
+                    .add(&reopen.client_name, reopen.inode_id, Instant::now());
+            }
+            Op::UpdateLastBlock(update) => {
+                let block = update
+                    .block
+                    .as_ref()
+                    .ok_or_else(|| ApplyError("UpdateLastBlock without a block".into()))?;
+                let slot = self.open_last_block(update.inode_id, block.block_id)?;
+                self.blocks.update_last(
+                    slot,
+                    block.generation_stamp,
+                    block.num_bytes,
+                    &self.datanodes,
+                );
+            }
+            Op::ReassignLease(reassign) => {
+                self.file(reassign.inode_id)?;
+                let file = self
+                    .namespace
+                    .get(reassign.inode_id)
+                    .ok_or_else(|| missing("file", reassign.inode_id))?;
+                if file.writer().is_none() {
+                    return Err(ApplyError(format!(
+                        "inode {} is not open for writing",
+                        reassign.inode_id
+                    )));
+                }
+                let last = file.block_slots().last().copied();
+                self.namespace
+                    .set_writer(reassign.inode_id, &reassign.new_holder)?;
+                self.leases
+                    .reassign(reassign.inode_id, &reassign.new_holder, Instant::now());
+                // The namenode takes a file to recover it: its open last
+                // block is under recovery, with the generation stamp handed
+                // out just before (SetGenerationStamp) as recovery id.
+                if reassign.new_holder == NAMENODE_LEASE_HOLDER
+                    && let Some(slot) = last
+                    && self.blocks.info(slot).state.is_open()
+                {
+                    let recovery_id = self.blocks.last_generation_stamp;
+                    self.blocks
+                        .start_recovery(slot, recovery_id, false, &self.datanodes);
+                }
+            }
+            Op::SetGenerationStamp(set) => {
+                self.blocks.observe_generation_stamp(set.generation_stamp);
+            }
+            Op::Truncate(truncate) => self.truncate(truncate)?,
         }
+        Ok(())
+    }
+
+    /// The slot of a file's last block, which must be `block_id` and not
+    /// complete.
+    fn open_last_block(&self, id: InodeId, block_id: i64) -> Result<u32, ApplyError> {
+        self.file(id)?;
+        let slot = self
+            .namespace
+            .get(id)
+            .and_then(|f| f.block_slots().last().copied())
+            .ok_or_else(|| ApplyError(format!("inode {id} has no blocks")))?;
+        if self.blocks.id_of(slot) != block_id {
+            return Err(ApplyError(format!(
+                "block {block_id} is not the last block of inode {id}"
+            )));
+        }
+        if self.blocks.info(slot).state == BlockState::Complete {
+            return Err(ApplyError(format!(
+                "the last block {block_id} of inode {id} is complete"
+            )));
+        }
+        Ok(slot)
+    }
+
+    fn truncate(&mut self, truncate: &rdfs_proto::editlog::Truncate) -> Result<(), ApplyError> {
+        let id = truncate.inode_id;
+        self.file(id)?;
+        let slots = self
+            .namespace
+            .get(id)
+            .map(|f| f.block_slots().to_vec())
+            .unwrap_or_default();
+        // Everything is checked before the first change.
+        let mut offset = 0u64;
+        let mut keep = 0;
+        let mut cut = None;
+        for &slot in &slots {
+            if offset >= truncate.new_length {
+                break;
+            }
+            let length = self.blocks.info(slot).num_bytes;
+            keep += 1;
+            if offset + length > truncate.new_length {
+                cut = Some((slot, truncate.new_length - offset));
+            }
+            offset += length;
+        }
+        if offset < truncate.new_length {
+            return Err(ApplyError(format!(
+                "inode {id} is {offset} bytes long, shorter than {}",
+                truncate.new_length
+            )));
+        }
+        if let Some((slot, _)) = cut
+            && truncate.recovery_generation_stamp <= self.blocks.info(slot).generation_stamp
+        {
+            return Err(ApplyError(format!(
+                "truncating inode {id} in the middle of a block needs a new generation stamp, not {}",
+                truncate.recovery_generation_stamp
+            )));
+        }
+        for &slot in slots[keep..].iter().rev() {
+            if self.namespace.pop_block(id, slot)? {
+                self.blocks.remove(slot, &mut self.datanodes);
+            }
+        }
+        if let Some((slot, length)) = cut {
+            self.blocks.start_truncate(
+                slot,
+                length,
+                truncate.recovery_generation_stamp,
+                &self.datanodes,
+            );
+            self.namespace.set_writer(id, &truncate.client_name)?;
+            self.leases.add(&truncate.client_name, id, Instant::now());
+        }
+        self.namespace.set_times(id, Some(truncate.mtime), None)?;
         Ok(())
     }
 
@@ -267,7 +443,7 @@ mod tests {
     use std::time::Duration;
 
     use rdfs_common::ids::ROOT_INODE_ID;
-    use rdfs_proto::editlog::{AddBlock, AddFile, Mkdir, Rename};
+    use rdfs_proto::editlog::{AddBlock, AddFile, BlockRef, Mkdir, Rename};
 
     use super::*;
     use crate::datanode_manager::Liveness;
@@ -280,6 +456,7 @@ mod tests {
                 stale_after: Duration::from_secs(30),
                 dead_after: Duration::from_secs(600),
             }),
+            leases: LeaseManager::default(),
         }
     }
 

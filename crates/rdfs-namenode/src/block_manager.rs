@@ -9,6 +9,7 @@
 //! in a side map.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use rand::seq::SliceRandom;
 
@@ -35,6 +36,10 @@ pub enum BlockState {
     Committed,
     /// Final length known and minimally replicated (or its file is closed).
     Complete,
+    /// The last block of a file whose writer is gone (lease recovery) or
+    /// which is being cut (truncate): a primary datanode settles its
+    /// replicas and commits the outcome.
+    UnderRecovery,
 }
 
 impl BlockState {
@@ -43,6 +48,7 @@ impl BlockState {
             Self::UnderConstruction => 0,
             Self::Committed => 1,
             Self::Complete => 2,
+            Self::UnderRecovery => 3,
         }
     }
 
@@ -50,8 +56,14 @@ impl BlockState {
         match code {
             1 => Self::Committed,
             2 => Self::Complete,
+            3 => Self::UnderRecovery,
             _ => Self::UnderConstruction,
         }
+    }
+
+    /// Being written or recovered: its length is not final.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::UnderConstruction | Self::UnderRecovery)
     }
 }
 
@@ -63,7 +75,12 @@ const REPLICATION_SHIFT: u32 = 42;
 const REPLICATION_MASK: u64 = 0x3fff;
 
 const REPLICA_PRESENT: u32 = 1;
+/// Damaged: bad checksums, a wrong length or a wrong state.
 const REPLICA_CORRUPT: u32 = 2;
+/// Older than the block (a generation stamp the block has moved past). A
+/// later report of the current generation stamp from the same datanode
+/// clears it; it never clears [`REPLICA_CORRUPT`].
+const REPLICA_STALE: u32 = 4;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct BlockRecord {
@@ -123,7 +140,11 @@ impl BlockRecord {
 pub struct Replica {
     pub datanode: DatanodeIndex,
     pub storage: u16,
+    /// Not a good copy: damaged or stale.
     pub corrupt: bool,
+    /// Not a good copy because its generation stamp is older than the
+    /// block's.
+    pub stale: bool,
 }
 
 impl Replica {
@@ -131,16 +152,51 @@ impl Replica {
         ((self.datanode & 0xffff) << 16)
             | (u32::from(self.storage.min(0xff)) << 8)
             | REPLICA_PRESENT
-            | if self.corrupt { REPLICA_CORRUPT } else { 0 }
+            | if self.corrupt && !self.stale {
+                REPLICA_CORRUPT
+            } else {
+                0
+            }
+            | if self.stale { REPLICA_STALE } else { 0 }
     }
 
     fn unpack(packed: u32) -> Option<Self> {
         (packed & REPLICA_PRESENT != 0).then_some(Replica {
             datanode: packed >> 16,
             storage: ((packed >> 8) & 0xff) as u16,
-            corrupt: packed & REPLICA_CORRUPT != 0,
+            corrupt: packed & (REPLICA_CORRUPT | REPLICA_STALE) != 0,
+            stale: packed & REPLICA_STALE != 0,
         })
     }
+}
+
+fn with_storage(packed: u32, storage: u16) -> u32 {
+    (packed & !0xff00) | (u32::from(storage.min(0xff)) << 8)
+}
+
+/// The state of a replica as its datanode reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedState {
+    Finalized,
+    /// Being written.
+    Rbw,
+    /// Found unfinalized at datanode start-up, waiting for recovery.
+    Rwr,
+}
+
+/// A block recovery under way (in memory; the block's state and, for a
+/// truncate, its target length are what the image keeps).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recovery {
+    /// The generation stamp the recovered replicas take; the primary's
+    /// commit must name it.
+    pub recovery_id: u64,
+    /// A truncate: the replicas are cut to the block's recorded length.
+    pub truncate: bool,
+    pub primary: Option<DatanodeIndex>,
+    /// Datanodes already tried as primary, so retries rotate.
+    pub tried: Vec<DatanodeIndex>,
+    pub started: Instant,
 }
 
 /// A block as callers see it.
@@ -184,6 +240,11 @@ pub enum ReportOutcome {
     Unknown,
     /// The replica's length or generation stamp does not match the block.
     Corrupt,
+    /// A replica being written or waiting for recovery of a block that is
+    /// not complete: a candidate for its recovery, not a counted replica.
+    Candidate,
+    /// A replica being written of a complete block (it is finalizing).
+    Ignored,
 }
 
 #[derive(Debug)]
@@ -196,6 +257,12 @@ pub struct BlockManager {
     /// Lengths of replicas finalized while their block was under
     /// construction, checked against the length the writer commits.
     early_lengths: HashMap<BlockSlot, Vec<(DatanodeIndex, u64)>>,
+    /// The generation stamps of listed replicas that differ from their
+    /// block's (stale ones, or newer ones finalized before the commit that
+    /// catches the block up); deletion orders must name them.
+    replica_stamps: HashMap<BlockSlot, Vec<(DatanodeIndex, u64)>>,
+    /// Blocks under recovery.
+    recoveries: HashMap<BlockSlot, Recovery>,
     pub(crate) last_generation_stamp: u64,
     pub pool_id: String,
     pub min_replication: u16,
@@ -217,6 +284,8 @@ impl BlockManager {
             extra_replicas: HashMap::new(),
             expected: HashMap::new(),
             early_lengths: HashMap::new(),
+            replica_stamps: HashMap::new(),
+            recoveries: HashMap::new(),
             last_generation_stamp: LAST_RESERVED_GENERATION_STAMP,
             pool_id,
             min_replication,
@@ -428,11 +497,13 @@ impl BlockManager {
             for (datanode, length) in early {
                 if length != num_bytes
                     && let Some(packed) = self.find_replica_mut(slot, datanode)
+                    && *packed & REPLICA_STALE == 0
                 {
                     *packed |= REPLICA_CORRUPT;
                 }
             }
         }
+        self.recoveries.remove(&slot);
         self.try_complete(slot, datanodes);
         let after = self.safety_of(slot, datanodes);
         self.account(before, after);
@@ -462,6 +533,7 @@ impl BlockManager {
         self.account(before, after);
         self.expected.remove(&slot);
         self.early_lengths.remove(&slot);
+        self.recoveries.remove(&slot);
         self.queues.mark(slot);
     }
 
@@ -477,18 +549,15 @@ impl BlockManager {
     pub fn remove(&mut self, slot: BlockSlot, datanodes: &mut DatanodeManager) {
         let before = self.safety_of(slot, datanodes);
         self.account(before, (false, false));
-        let info = self.info(slot);
-        let deletion = PendingDeletion {
-            block_id: info.block_id,
-            generation_stamp: info.generation_stamp,
-            num_bytes: info.num_bytes,
-        };
         let replicas: Vec<Replica> = self.replicas(slot).collect();
         for replica in replicas {
+            let deletion = self.deletion_for(slot, replica.datanode);
             datanodes.forget_and_delete(replica.datanode, slot, deletion);
         }
         self.expected.remove(&slot);
         self.early_lengths.remove(&slot);
+        self.replica_stamps.remove(&slot);
+        self.recoveries.remove(&slot);
         self.extra_replicas.remove(&slot);
         self.queues.forget(slot);
         self.blocks.remove(slot);
@@ -502,17 +571,10 @@ impl BlockManager {
         datanodes: &mut DatanodeManager,
     ) {
         let before = self.safety_of(slot, datanodes);
-        let info = self.info(slot);
+        let deletion = self.deletion_for(slot, datanode);
         self.retain_replicas(slot, |r| r.datanode != datanode);
-        datanodes.forget_and_delete(
-            datanode,
-            slot,
-            PendingDeletion {
-                block_id: info.block_id,
-                generation_stamp: info.generation_stamp,
-                num_bytes: info.num_bytes,
-            },
-        );
+        self.forget_stamp(slot, datanode);
+        datanodes.forget_and_delete(datanode, slot, deletion);
         let after = self.safety_of(slot, datanodes);
         self.account(before, after);
         self.queues.mark(slot);
@@ -543,33 +605,73 @@ impl BlockManager {
         storage: u16,
         datanodes: &mut DatanodeManager,
     ) -> ReportOutcome {
+        self.report_replica(
+            block_id,
+            generation_stamp,
+            num_bytes,
+            ReportedState::Finalized,
+            datanode,
+            storage,
+            datanodes,
+        )
+    }
+
+    /// Records a replica a datanode reported, in any state (HDFS's
+    /// `BlockManager.processReportedBlock` and `checkReplicaCorrupt`):
+    /// - a generation stamp older than the block's: a stale replica,
+    ///   corrupt until the same datanode reports the current one;
+    /// - being written or waiting for recovery, of a block not complete: a
+    ///   candidate location for its recovery, not a counted replica;
+    /// - being written, of a complete block at its generation stamp:
+    ///   ignored (it is finalizing); waiting for recovery, or another
+    ///   generation stamp: corrupt;
+    /// - finalized: a replica, corrupt when its length contradicts the
+    ///   block's final length. A newer generation stamp is accepted (a
+    ///   recovery finished before its commit arrived).
+    #[allow(clippy::too_many_arguments)]
+    pub fn report_replica(
+        &mut self,
+        block_id: i64,
+        generation_stamp: u64,
+        num_bytes: u64,
+        state: ReportedState,
+        datanode: DatanodeIndex,
+        storage: u16,
+        datanodes: &mut DatanodeManager,
+    ) -> ReportOutcome {
         let Some(slot) = self.slot_of(block_id) else {
             return ReportOutcome::Unknown;
         };
-        let before = self.safety_of(slot, datanodes);
         let record = *self.blocks.get(slot);
-        let length_known = record.state() != BlockState::UnderConstruction;
-        let bad = generation_stamp < record.generation_stamp
-            || (length_known && num_bytes != record.num_bytes());
-        if !length_known {
+        let block_state = record.state();
+        let stale = generation_stamp < record.generation_stamp;
+        if state != ReportedState::Finalized && !stale {
+            if block_state != BlockState::Complete {
+                self.add_expected(slot, datanode);
+                return ReportOutcome::Candidate;
+            }
+            if state == ReportedState::Rbw && generation_stamp == record.generation_stamp {
+                return ReportOutcome::Ignored;
+            }
+        }
+        let before = self.safety_of(slot, datanodes);
+        let length_known = matches!(block_state, BlockState::Committed | BlockState::Complete);
+        // Damaged rather than stale: the wrong state for a complete block,
+        // or a length that contradicts the final one.
+        let bad = !stale
+            && (state != ReportedState::Finalized
+                || (length_known && num_bytes != record.num_bytes()));
+        if state == ReportedState::Finalized && !stale && !length_known {
             let early = self.early_lengths.entry(slot).or_default();
             early.retain(|(dn, _)| *dn != datanode);
             early.push((datanode, num_bytes));
         }
-        let outcome = match self.find_replica_mut(slot, datanode) {
+        let mut flags = match self.find_replica_mut(slot, datanode) {
             Some(packed) => {
-                let was_corrupt = *packed & REPLICA_CORRUPT != 0;
-                *packed = Replica {
-                    datanode,
-                    storage,
-                    corrupt: was_corrupt || bad,
-                }
-                .pack();
-                if bad || was_corrupt {
-                    ReportOutcome::Corrupt
-                } else {
-                    ReportOutcome::AlreadyKnown
-                }
+                let known = *packed;
+                // Only a stale mark is cleared by a current report.
+                *packed = with_storage(known & !REPLICA_STALE, storage);
+                known & !REPLICA_STALE
             }
             None => {
                 self.push_replica(
@@ -577,15 +679,30 @@ impl BlockManager {
                     Replica {
                         datanode,
                         storage,
-                        corrupt: bad,
+                        corrupt: false,
+                        stale: false,
                     },
                 );
-                if bad {
-                    ReportOutcome::Corrupt
-                } else {
-                    ReportOutcome::Added
-                }
+                0
             }
+        };
+        if stale {
+            flags |= REPLICA_STALE;
+        }
+        if bad {
+            flags |= REPLICA_CORRUPT;
+        }
+        if let Some(packed) = self.find_replica_mut(slot, datanode) {
+            *packed |= flags & (REPLICA_STALE | REPLICA_CORRUPT);
+        }
+        self.set_stamp(slot, datanode, generation_stamp);
+        let was_present = flags & REPLICA_PRESENT != 0;
+        let outcome = if flags & (REPLICA_STALE | REPLICA_CORRUPT) != 0 {
+            ReportOutcome::Corrupt
+        } else if was_present {
+            ReportOutcome::AlreadyKnown
+        } else {
+            ReportOutcome::Added
         };
         if let Some(node) = datanodes.get_mut(datanode) {
             node.blocks.insert(slot);
@@ -601,6 +718,292 @@ impl BlockManager {
         outcome
     }
 
+    /// Remembers the generation stamp of `datanode`'s replica when it
+    /// differs from the block's.
+    fn set_stamp(&mut self, slot: BlockSlot, datanode: DatanodeIndex, generation_stamp: u64) {
+        let block_stamp = self.blocks.get(slot).generation_stamp;
+        let stamps = self.replica_stamps.entry(slot).or_default();
+        stamps.retain(|(dn, _)| *dn != datanode);
+        if generation_stamp != block_stamp {
+            stamps.push((datanode, generation_stamp));
+        }
+        if stamps.is_empty() {
+            self.replica_stamps.remove(&slot);
+        }
+    }
+
+    fn forget_stamp(&mut self, slot: BlockSlot, datanode: DatanodeIndex) {
+        if let Some(stamps) = self.replica_stamps.get_mut(&slot) {
+            stamps.retain(|(dn, _)| *dn != datanode);
+            if stamps.is_empty() {
+                self.replica_stamps.remove(&slot);
+            }
+        }
+    }
+
+    /// The generation stamp of `datanode`'s replica of the block.
+    pub fn replica_stamp(&self, slot: BlockSlot, datanode: DatanodeIndex) -> u64 {
+        self.replica_stamps
+            .get(&slot)
+            .and_then(|stamps| stamps.iter().find(|(dn, _)| *dn == datanode))
+            .map_or(self.blocks.get(slot).generation_stamp, |(_, gs)| *gs)
+    }
+
+    /// The order that deletes `datanode`'s replica: datanodes delete only a
+    /// replica of exactly this generation stamp.
+    fn deletion_for(&self, slot: BlockSlot, datanode: DatanodeIndex) -> PendingDeletion {
+        let info = self.info(slot);
+        PendingDeletion {
+            block_id: info.block_id,
+            generation_stamp: self.replica_stamp(slot, datanode),
+            num_bytes: info.num_bytes,
+        }
+    }
+
+    /// Adds a datanode that may hold a replica of a block not complete.
+    pub fn add_expected(&mut self, slot: BlockSlot, datanode: DatanodeIndex) {
+        let expected = self.expected.entry(slot).or_default();
+        if !expected.contains(&datanode) {
+            expected.push(datanode);
+        }
+    }
+
+    /// The recovery under way of a block, if any.
+    pub fn recovery(&self, slot: BlockSlot) -> Option<&Recovery> {
+        self.recoveries.get(&slot)
+    }
+
+    fn set_state(
+        &mut self,
+        slot: BlockSlot,
+        num_bytes: u64,
+        state: BlockState,
+        datanodes: &DatanodeManager,
+    ) {
+        let before = self.safety_of(slot, datanodes);
+        self.blocks.get_mut(slot).set(num_bytes, state);
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
+        self.queues.mark(slot);
+    }
+
+    /// A generation stamp handed out without a new block.
+    pub fn observe_generation_stamp(&mut self, generation_stamp: u64) {
+        self.last_generation_stamp = self.last_generation_stamp.max(generation_stamp);
+    }
+
+    /// Puts a complete last block back under construction for an append,
+    /// its good replicas as the pipeline.
+    pub fn reopen(&mut self, slot: BlockSlot, datanodes: &DatanodeManager) {
+        let num_bytes = self.blocks.get(slot).num_bytes();
+        let pipeline: Vec<DatanodeIndex> = self
+            .replicas(slot)
+            .filter(|r| !r.corrupt && datanodes.is_alive(r.datanode))
+            .map(|r| r.datanode)
+            .collect();
+        self.set_state(slot, num_bytes, BlockState::UnderConstruction, datanodes);
+        self.expected.insert(slot, pipeline);
+        self.early_lengths.remove(&slot);
+    }
+
+    /// The last block of a file under construction takes a new generation
+    /// stamp and length (pipeline recovery, fsync, a recovery's outcome).
+    /// Listed replicas older than the new stamp become stale. A recovery
+    /// whose id is the new stamp is over: the block is under construction
+    /// again (its commit closes the file next, or the writer goes on).
+    pub fn update_last(
+        &mut self,
+        slot: BlockSlot,
+        generation_stamp: u64,
+        num_bytes: u64,
+        datanodes: &DatanodeManager,
+    ) {
+        let record = *self.blocks.get(slot);
+        let old_stamp = record.generation_stamp;
+        let before = self.safety_of(slot, datanodes);
+        if generation_stamp != old_stamp {
+            let listed: Vec<DatanodeIndex> = self.replicas(slot).map(|r| r.datanode).collect();
+            let stamps: Vec<(DatanodeIndex, u64)> = listed
+                .iter()
+                .map(|&dn| (dn, self.replica_stamp(slot, dn)))
+                .collect();
+            self.blocks.get_mut(slot).generation_stamp = generation_stamp;
+            for (dn, stamp) in stamps {
+                if stamp < generation_stamp
+                    && let Some(packed) = self.find_replica_mut(slot, dn)
+                {
+                    *packed |= REPLICA_STALE;
+                }
+                self.set_stamp(slot, dn, stamp);
+            }
+            self.observe_generation_stamp(generation_stamp);
+        }
+        let mut state = record.state();
+        if state == BlockState::UnderRecovery
+            && self
+                .recoveries
+                .get(&slot)
+                .is_some_and(|r| r.recovery_id == generation_stamp)
+        {
+            self.recoveries.remove(&slot);
+            state = BlockState::UnderConstruction;
+        }
+        self.blocks.get_mut(slot).set(num_bytes, state);
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
+        self.queues.mark(slot);
+    }
+
+    /// The outcome of a block recovery: `targets` hold the recovered
+    /// replica (the primary vouches for them), whatever they were before.
+    pub fn recovered(
+        &mut self,
+        slot: BlockSlot,
+        targets: &[(DatanodeIndex, u16)],
+        datanodes: &mut DatanodeManager,
+    ) {
+        let before = self.safety_of(slot, datanodes);
+        for &(datanode, storage) in targets {
+            match self.find_replica_mut(slot, datanode) {
+                Some(packed) => {
+                    *packed = with_storage(*packed & !(REPLICA_STALE | REPLICA_CORRUPT), storage);
+                }
+                None => self.push_replica(
+                    slot,
+                    Replica {
+                        datanode,
+                        storage,
+                        corrupt: false,
+                        stale: false,
+                    },
+                ),
+            }
+            self.forget_stamp(slot, datanode);
+            if let Some(node) = datanodes.get_mut(datanode) {
+                node.blocks.insert(slot);
+            }
+            if let Some(early) = self.early_lengths.get_mut(&slot) {
+                early.retain(|(dn, _)| *dn != datanode);
+            }
+        }
+        self.expected
+            .insert(slot, targets.iter().map(|(dn, _)| *dn).collect());
+        let after = self.safety_of(slot, datanodes);
+        self.account(before, after);
+        self.queues.mark(slot);
+    }
+
+    /// Starts (or restarts, with a new id) the recovery of an open last
+    /// block. A truncate's recovery stays one.
+    pub fn start_recovery(
+        &mut self,
+        slot: BlockSlot,
+        recovery_id: u64,
+        truncate: bool,
+        datanodes: &DatanodeManager,
+    ) {
+        let num_bytes = self.blocks.get(slot).num_bytes();
+        self.set_state(slot, num_bytes, BlockState::UnderRecovery, datanodes);
+        self.observe_generation_stamp(recovery_id);
+        let recovery = self.recoveries.entry(slot).or_insert_with(|| Recovery {
+            recovery_id,
+            truncate,
+            primary: None,
+            tried: Vec::new(),
+            started: Instant::now(),
+        });
+        recovery.recovery_id = recovery_id;
+        recovery.truncate |= truncate;
+        recovery.primary = None;
+        recovery.started = Instant::now();
+    }
+
+    /// The files whose last block is under recovery.
+    pub fn recovering_files(&self, namespace: &crate::namespace::Namespace) -> Vec<u64> {
+        self.recoveries
+            .keys()
+            .filter(|slot| self.blocks.is_live(**slot))
+            .map(|slot| namespace.at(self.blocks.get(*slot).inode).id())
+            .collect()
+    }
+
+    /// Restores a recovery from an image (its primary and retries are
+    /// forgotten; it is retried once the soft limit passes).
+    pub(crate) fn restore_recovery(&mut self, slot: BlockSlot, recovery_id: u64, truncate: bool) {
+        self.recoveries.insert(
+            slot,
+            Recovery {
+                recovery_id,
+                truncate,
+                primary: None,
+                tried: Vec::new(),
+                started: Instant::now(),
+            },
+        );
+    }
+
+    /// Cuts a complete block to `num_bytes` and puts it under recovery so
+    /// its replicas are cut too; its good replicas are the candidates.
+    pub fn start_truncate(
+        &mut self,
+        slot: BlockSlot,
+        num_bytes: u64,
+        recovery_id: u64,
+        datanodes: &DatanodeManager,
+    ) {
+        let candidates: Vec<DatanodeIndex> = self
+            .replicas(slot)
+            .filter(|r| !r.corrupt)
+            .map(|r| r.datanode)
+            .collect();
+        self.set_state(slot, num_bytes, BlockState::UnderRecovery, datanodes);
+        self.expected.insert(slot, candidates);
+        self.early_lengths.remove(&slot);
+        self.recoveries.remove(&slot);
+        self.start_recovery(slot, recovery_id, true, datanodes);
+    }
+
+    /// The datanodes that may lead the recovery of a block: its pipeline
+    /// and the holders of its good replicas, alive, the most recently heard
+    /// from first.
+    pub fn recovery_candidates(
+        &self,
+        slot: BlockSlot,
+        datanodes: &DatanodeManager,
+    ) -> Vec<DatanodeIndex> {
+        let mut candidates: Vec<DatanodeIndex> = self.expected_locations(slot).to_vec();
+        for replica in self.replicas(slot).filter(|r| !r.corrupt) {
+            if !candidates.contains(&replica.datanode) {
+                candidates.push(replica.datanode);
+            }
+        }
+        candidates.retain(|&dn| datanodes.is_alive(dn));
+        candidates
+            .sort_by_key(|&dn| std::cmp::Reverse(datanodes.get(dn).map(|d| d.last_heartbeat)));
+        candidates
+    }
+
+    /// Picks the primary datanode of a recovery: the most recently heard
+    /// from candidate not yet tried (all again once every one was).
+    pub fn choose_primary(
+        &mut self,
+        slot: BlockSlot,
+        datanodes: &DatanodeManager,
+    ) -> Option<DatanodeIndex> {
+        let candidates = self.recovery_candidates(slot, datanodes);
+        let recovery = self.recoveries.get_mut(&slot)?;
+        let primary = match candidates.iter().find(|dn| !recovery.tried.contains(dn)) {
+            Some(&dn) => dn,
+            None => {
+                recovery.tried.clear();
+                *candidates.first()?
+            }
+        };
+        recovery.tried.push(primary);
+        recovery.primary = Some(primary);
+        Some(primary)
+    }
+
     /// Forgets one replica (the datanode deleted it).
     pub fn remove_replica(
         &mut self,
@@ -613,6 +1016,7 @@ impl BlockManager {
         };
         let before = self.safety_of(slot, datanodes);
         self.retain_replicas(slot, |r| r.datanode != datanode);
+        self.forget_stamp(slot, datanode);
         if let Some(node) = datanodes.get_mut(datanode) {
             node.blocks.remove(slot);
         }
@@ -634,6 +1038,7 @@ impl BlockManager {
             if self.blocks.is_live(slot) {
                 let before = self.safety_of(slot, datanodes);
                 self.retain_replicas(slot, |r| r.datanode != datanode);
+                self.forget_stamp(slot, datanode);
                 let after = self.safety_of(slot, datanodes);
                 self.account(before, after);
                 self.queues.mark(slot);
@@ -669,18 +1074,20 @@ impl BlockManager {
     /// re-replication has made good copies.
     fn invalidate_corrupt_if_safe(&mut self, slot: BlockSlot, datanodes: &mut DatanodeManager) {
         let counts = self.counts(slot, datanodes);
-        if counts.corrupt == 0 || counts.live < u32::from(self.blocks.get(slot).replication()) {
+        if counts.corrupt == 0
+            || counts.live == 0
+            || counts.live < u32::from(self.blocks.get(slot).replication())
+        {
             return;
         }
-        let info = self.info(slot);
-        let deletion = PendingDeletion {
-            block_id: info.block_id,
-            generation_stamp: info.generation_stamp,
-            num_bytes: info.num_bytes,
-        };
         let corrupt: Vec<Replica> = self.replicas(slot).filter(|r| r.corrupt).collect();
+        let deletions: Vec<PendingDeletion> = corrupt
+            .iter()
+            .map(|r| self.deletion_for(slot, r.datanode))
+            .collect();
         self.retain_replicas(slot, |r| !r.corrupt);
-        for replica in corrupt {
+        for (replica, deletion) in corrupt.into_iter().zip(deletions) {
+            self.forget_stamp(slot, replica.datanode);
             datanodes.forget_and_delete(replica.datanode, slot, deletion);
         }
     }
@@ -698,8 +1105,18 @@ impl BlockManager {
         let mut chosen: Vec<(DatanodeIndex, u16)> = Vec::new();
         let mut corrupt = false;
         let replicas: Vec<Replica> = self.replicas(slot).collect();
-        if info.state == BlockState::UnderConstruction && replicas.is_empty() {
-            chosen.extend(self.expected_locations(slot).iter().map(|&dn| (dn, 0)));
+        // A block being written or recovered lists its pipeline (or the
+        // candidates of its recovery).
+        let pipeline = info.state.is_open()
+            && (!self.expected_locations(slot).is_empty() || replicas.is_empty());
+        if pipeline {
+            chosen.extend(self.expected_locations(slot).iter().map(|&dn| {
+                let storage = replicas
+                    .iter()
+                    .find(|r| r.datanode == dn)
+                    .map_or(0, |r| r.storage);
+                (dn, storage)
+            }));
         } else {
             chosen.extend(
                 replicas
@@ -731,7 +1148,7 @@ impl BlockManager {
                 chosen.shuffle(&mut rand::rng());
             }
         }
-        if info.state == BlockState::UnderConstruction {
+        if info.state == BlockState::UnderConstruction && !pipeline {
             chosen.shuffle(&mut rand::rng());
         }
         let mut located = LocatedBlock {
@@ -757,6 +1174,8 @@ impl BlockManager {
         self.blocks.heap_bytes()
             + self.extra_replicas.capacity() * (4 + std::mem::size_of::<Vec<u32>>())
             + self.expected.capacity() * (4 + std::mem::size_of::<Vec<u32>>())
+            + self.replica_stamps.capacity() * (4 + std::mem::size_of::<Vec<(u32, u64)>>())
+            + self.recoveries.capacity() * (4 + std::mem::size_of::<Recovery>())
             + self.queues.memory()
     }
 }

@@ -40,6 +40,15 @@ pub struct PendingDeletion {
     pub num_bytes: u64,
 }
 
+/// A block recovery the datanode must lead (its details are read from the
+/// block map when the command is sent, so a recovery superseded meanwhile is
+/// dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingRecovery {
+    pub block_id: i64,
+    pub recovery_id: u64,
+}
+
 /// A replica the datanode must copy to others (re-replication or a
 /// balancer move).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +84,8 @@ pub struct DatanodeDescriptor {
     /// about two bytes a replica.
     pub blocks: RoaringBitmap,
     pub pending_deletions: VecDeque<PendingDeletion>,
+    /// Block recoveries to lead, sent with the next heartbeat.
+    pub pending_recoveries: VecDeque<PendingRecovery>,
 }
 
 impl DatanodeDescriptor {
@@ -304,6 +315,7 @@ impl DatanodeManager {
                 node.last_heartbeat_ms = now_ms();
                 node.pending_deletions.clear();
                 node.pending_transfers.clear();
+                node.pending_recoveries.clear();
                 node.network_location = rack;
                 node.admin_state = admin_state;
                 index
@@ -328,6 +340,7 @@ impl DatanodeManager {
                     pending_transfers: VecDeque::new(),
                     blocks: RoaringBitmap::new(),
                     pending_deletions: VecDeque::new(),
+                    pending_recoveries: VecDeque::new(),
                 });
                 index
             }
@@ -408,6 +421,25 @@ impl DatanodeManager {
         node.pending_transfers.drain(..count).collect()
     }
 
+    /// Asks a datanode to lead a block recovery at its next heartbeat.
+    pub fn queue_recovery(&mut self, index: DatanodeIndex, recovery: PendingRecovery) {
+        if let Some(node) = self.nodes.get_mut(index as usize)
+            && node.alive
+        {
+            node.pending_recoveries
+                .retain(|r| r.block_id != recovery.block_id);
+            node.pending_recoveries.push_back(recovery);
+        }
+    }
+
+    /// Takes every block recovery a datanode is to lead.
+    pub fn take_recoveries(&mut self, index: DatanodeIndex) -> Vec<PendingRecovery> {
+        self.nodes
+            .get_mut(index as usize)
+            .map(|node| node.pending_recoveries.drain(..).collect())
+            .unwrap_or_default()
+    }
+
     /// Takes up to `limit` pending deletions of a datanode.
     pub fn take_deletions(&mut self, index: DatanodeIndex, limit: usize) -> Vec<PendingDeletion> {
         let Some(node) = self.nodes.get_mut(index as usize) else {
@@ -441,6 +473,7 @@ impl DatanodeManager {
             node.alive = false;
             node.pending_deletions.clear();
             node.pending_transfers.clear();
+            node.pending_recoveries.clear();
             node.blocks.clear();
         }
     }

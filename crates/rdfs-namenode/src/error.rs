@@ -25,6 +25,8 @@ pub enum NamenodeError {
     #[error("{0}")]
     LeaseExpired(String),
     #[error("{0}")]
+    RecoveryInProgress(String),
+    #[error("{0}")]
     NotReplicatedYet(String),
     #[error("{0}")]
     NotEnoughReplicas(String),
@@ -57,6 +59,7 @@ impl NamenodeError {
             Self::AccessControl(_) => ExceptionKind::AccessControl,
             Self::AlreadyBeingCreated(_) => ExceptionKind::AlreadyBeingCreated,
             Self::LeaseExpired(_) => ExceptionKind::LeaseExpired,
+            Self::RecoveryInProgress(_) => ExceptionKind::RecoveryInProgress,
             Self::NotReplicatedYet(_) => ExceptionKind::NotReplicatedYet,
             Self::NotEnoughReplicas(_) => ExceptionKind::NotEnoughReplicas,
             Self::IllegalArgument(_) => ExceptionKind::IllegalArgument,

@@ -182,8 +182,19 @@ pub fn encode(fs: &FsState, txid: TxId, info: &NamespaceInfo) -> Vec<u8> {
             BlockState::UnderConstruction => 0,
             BlockState::Committed => 1,
             BlockState::Complete => 2,
+            BlockState::UnderRecovery => 3,
         });
         put_varint(&mut payload, u64::from(block.replication));
+        if block.state == BlockState::UnderRecovery {
+            // The recovery id and whether it is a truncate (whose target
+            // length is the block's recorded length).
+            let recovery = fs.blocks.recovery(slot);
+            put_varint(
+                &mut payload,
+                recovery.map_or(block.generation_stamp, |r| r.recovery_id),
+            );
+            payload.push(u8::from(recovery.is_some_and(|r| r.truncate)));
+        }
     }
     section(&mut out, BLOCKS, &payload);
 
@@ -482,10 +493,26 @@ fn decode_inner(
             0 => BlockState::UnderConstruction,
             1 => BlockState::Committed,
             2 => BlockState::Complete,
+            3 => BlockState::UnderRecovery,
             other => return Err(format!("block slot {slot} has unknown state {other}")),
         };
         let replication =
             u16::try_from(records.varint()?).map_err(|_| "replication out of range")?;
+        let recovery = if state == BlockState::UnderRecovery {
+            let recovery_id = records.varint()?;
+            let truncate = match records.byte()? {
+                0 => false,
+                1 => true,
+                other => {
+                    return Err(format!(
+                        "block slot {slot} has an unknown recovery kind {other}"
+                    ));
+                }
+            };
+            Some((recovery_id, truncate))
+        } else {
+            None
+        };
         if kinds.get(inode as usize) != Some(&1) {
             return Err(format!(
                 "block slot {slot} belongs to inode slot {inode}, which is not a file"
@@ -498,6 +525,9 @@ fn decode_inner(
             return Err(format!(
                 "block slot {slot} is not live in the generation table"
             ));
+        }
+        if let Some((recovery_id, truncate)) = recovery {
+            blocks.restore_recovery(slot, recovery_id, truncate);
         }
     }
     if !records.done() {
@@ -532,12 +562,14 @@ fn decode_inner(
     let datanodes = DatanodeManager::new(config.liveness);
     // Complete blocks count towards safe mode from the start.
     blocks.recount(&datanodes);
+    let leases = crate::lease::LeaseManager::rebuild(&ns, std::time::Instant::now());
     Ok(LoadedImage {
         txid,
         state: FsState {
             namespace: ns,
             blocks,
             datanodes,
+            leases,
         },
     })
 }

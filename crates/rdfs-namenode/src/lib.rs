@@ -13,6 +13,7 @@ pub mod error;
 pub mod fsck;
 pub mod fsimage;
 pub mod hosts;
+pub mod lease;
 pub mod names;
 pub mod namespace;
 pub mod namesystem;

@@ -731,6 +731,21 @@ impl Namespace {
         Ok(())
     }
 
+    /// Opens a file for writing by `writer` (append, truncate), or passes
+    /// an open file to another writer (lease recovery).
+    pub fn set_writer(&mut self, id: InodeId, writer: &str) -> Result<(), String> {
+        let slot = self
+            .slot_of(id)
+            .ok_or_else(|| format!("inode {id} does not exist"))?;
+        let record = self.inodes.get_mut(slot);
+        if record.header & HEADER_DIR != 0 {
+            return Err(format!("inode {id} is a directory, not a file"));
+        }
+        record.header |= HEADER_UNDER_CONSTRUCTION;
+        self.writers.insert(slot, writer.into());
+        Ok(())
+    }
+
     /// Appends a block to a file.
     pub fn push_block(&mut self, id: InodeId, block_slot: u32) -> Result<(), String> {
         let slot = self

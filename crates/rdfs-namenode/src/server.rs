@@ -234,6 +234,25 @@ impl Namenode {
                 }
             })
         };
+        let lease_monitor = {
+            let namesystem = Arc::clone(&namesystem);
+            let stop = stop.clone();
+            let every = namesystem.config().lease_recheck_interval;
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        _ = interval.tick() => {
+                            if let Err(err) = namesystem.check_leases(std::time::Instant::now()).await {
+                                tracing::warn!(error = %err, "lease monitor round failed");
+                            }
+                        }
+                    }
+                }
+            })
+        };
         let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop.clone()));
         tracing::info!(rpc = %address, cluster_id = %storage.info.cluster_id,
             block_pool_id = %storage.info.block_pool_id, "namenode serving (in safe mode until enough blocks are reported)");
@@ -261,6 +280,7 @@ impl Namenode {
         stop.cancel();
         let _ = ticker.await;
         let _ = monitor.await;
+        let _ = lease_monitor.await;
         let _ = checkpoints.await;
         if fatal.is_cancelled() {
             return Err(ServerError::EditLogFailed);

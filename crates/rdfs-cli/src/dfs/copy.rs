@@ -2,7 +2,13 @@
 //! `-copyToLocal` (rdfs to local) and `-cp` (within rdfs). As in Hadoop,
 //! each file is written to `<target>._COPYING_` and renamed into place only
 //! once complete, so a failed copy never leaves a partial file under the
-//! target's name; directories are copied recursively.
+//! target's name; directories are copied recursively. `-appendToFile`
+//! appends local files or stdin to one rdfs file.
+//!
+//! `-put` and `-appendToFile` from stdin take `-hflush` or `-hsync` (rdfs
+//! additions): whatever arrives on stdin is flushed to the datanodes as soon
+//! as it is read, so readers see it while the file is still open. Such a
+//! `-put` writes the target directly, without the `._COPYING_` name.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +33,9 @@ enum Source {
 }
 
 impl Source {
-    async fn next(&mut self, buf: &mut Vec<u8>) -> Result<Option<Bytes>, String> {
+    /// The next bytes; with `eager`, whatever one read returns, else a full
+    /// buffer unless the input ends first.
+    async fn next(&mut self, buf: &mut Vec<u8>, eager: bool) -> Result<Option<Bytes>, String> {
         let reader: &mut (dyn AsyncRead + Unpin + Send) = match self {
             Source::Remote(input) => return input.read_chunk().await.map_err(|e| e.to_string()),
             Source::Local(file) => file,
@@ -39,7 +47,12 @@ impl Source {
         while filled < buf.len() {
             match reader.read(&mut buf[filled..]).await {
                 Ok(0) => break,
-                Ok(n) => filled += n,
+                Ok(n) => {
+                    filled += n;
+                    if eager {
+                        break;
+                    }
+                }
                 Err(err) => return Err(err.to_string()),
             }
         }
@@ -55,6 +68,33 @@ struct CopyOptions {
     overwrite: bool,
     preserve: bool,
     direct: bool,
+    flush: Option<Flush>,
+}
+
+/// Flushing what stdin delivers as it arrives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flush {
+    Hflush,
+    Hsync,
+}
+
+impl Flush {
+    fn from_flags(parsed: &super::shell::Parsed) -> Result<Option<Self>, UsageError> {
+        match (parsed.has("hflush"), parsed.has("hsync")) {
+            (true, true) => Err(UsageError("-hflush and -hsync exclude each other".into())),
+            (true, false) => Ok(Some(Self::Hflush)),
+            (false, true) => Ok(Some(Self::Hsync)),
+            (false, false) => Ok(None),
+        }
+    }
+
+    async fn apply(self, out: &mut rdfs_client::DfsOutputStream) -> Result<(), String> {
+        match self {
+            Self::Hflush => out.hflush().await,
+            Self::Hsync => out.hsync().await,
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// Streams `source` into a new rdfs file at `target`.
@@ -94,8 +134,11 @@ async fn write_remote(
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
-        while let Some(chunk) = source.next(&mut buf).await? {
+        while let Some(chunk) = source.next(&mut buf, options.flush.is_some()).await? {
             out.write(&chunk).await.map_err(|e| e.to_string())?;
+            if let Some(flush) = options.flush {
+                flush.apply(&mut out).await?;
+            }
             bar.inc(chunk.len() as u64);
         }
         out.close().await.map_err(|e| e.to_string())?;
@@ -168,7 +211,7 @@ async fn write_local(
             .await
             .map_err(|e| format!("`{}': {e}", temp.display()))?;
         let mut buf = Vec::new();
-        while let Some(chunk) = source.next(&mut buf).await? {
+        while let Some(chunk) = source.next(&mut buf, false).await? {
             file.write_all(&chunk)
                 .await
                 .map_err(|e| format!("`{}': {e}", temp.display()))?;
@@ -303,13 +346,25 @@ pub(super) fn remote_target(dst: &PathArg, dst_status: Option<&FileStatus>, name
 }
 
 pub async fn put(shell: &mut Shell, args: Vec<String>) -> CommandResult {
-    let parsed = parse_flags(args, &["f", "p", "d", "l"], 1, usize::MAX)?;
+    let parsed = parse_flags(
+        args,
+        &["f", "p", "d", "l", "hflush", "hsync"],
+        1,
+        usize::MAX,
+    )?;
+    let flush = Flush::from_flags(&parsed)?;
     let options = CopyOptions {
         overwrite: parsed.has("f"),
         preserve: parsed.has("p"),
-        direct: parsed.has("d"),
+        direct: parsed.has("d") || flush.is_some(),
+        flush,
     };
     let (sources, dst) = sources_and_destination(parsed.args);
+    if flush.is_some() && !(sources.len() == 1 && sources[0] == "-") {
+        return Err(UsageError(
+            "-hflush and -hsync apply to stdin (-) only".into(),
+        ));
+    }
     if sources.len() == 1 && sources[0] == "-" {
         // Hadoop skips the destination checks for stdin and creates parents.
         let Ok(dst) = shell.parse_path(&dst).map_err(|e| shell.fail(e)) else {
@@ -551,6 +606,7 @@ pub async fn cp(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         overwrite: parsed.has("f"),
         preserve: parsed.has("p"),
         direct: parsed.has("d"),
+        flush: None,
     };
     let (sources, dst) = sources_and_destination(parsed.args);
     let sources = shell.expand(&sources).await;
@@ -623,4 +679,95 @@ async fn cp_path(
         }
         Err(err) => shell.fail(err),
     }
+}
+
+/// `-appendToFile <localsrc> ... <dst>`: appends each source (a local file,
+/// or `-` for stdin) to `dst`, creating it when missing.
+pub async fn append_to_file(shell: &mut Shell, args: Vec<String>) -> CommandResult {
+    let parsed = parse_flags(args, &["hflush", "hsync"], 2, usize::MAX)?;
+    let flush = Flush::from_flags(&parsed)?;
+    let (sources, dst) = sources_and_destination(parsed.args);
+    let stdin = sources.iter().any(|s| s == "-");
+    if stdin && sources.len() > 1 {
+        return Err(UsageError(
+            "stdin (-) must be the sole input argument when present".into(),
+        ));
+    }
+    if flush.is_some() && !stdin {
+        return Err(UsageError(
+            "-hflush and -hsync apply to stdin (-) only".into(),
+        ));
+    }
+    let mut inputs = Vec::new();
+    for source in &sources {
+        if source == "-" {
+            inputs.push(Source::Stdin(tokio::io::stdin()));
+            continue;
+        }
+        match tokio::fs::File::open(source).await {
+            Ok(file) if file.metadata().await.is_ok_and(|m| m.is_dir()) => {
+                shell.fail_path(source, "Is a directory");
+                return Ok(());
+            }
+            Ok(file) => inputs.push(Source::Local(file)),
+            Err(err) => {
+                let what = if err.kind() == std::io::ErrorKind::NotFound {
+                    "No such file or directory".to_string()
+                } else {
+                    first_line(&err)
+                };
+                shell.fail_path(source, &what);
+                return Ok(());
+            }
+        }
+    }
+    let Ok(dst) = shell.parse_path(&dst).map_err(|e| shell.fail(e)) else {
+        return Ok(());
+    };
+    let Ok(status) = shell.stat(&dst).await else {
+        return Ok(());
+    };
+    if status.as_ref().is_some_and(FileStatus::is_dir) {
+        shell.fail_path(&dst.display(), "Is a directory");
+        return Ok(());
+    }
+    let client = match shell.client(&dst.authority) {
+        Ok(c) => c,
+        Err(e) => {
+            shell.fail(e);
+            return Ok(());
+        }
+    };
+    let result: Result<(), String> = async {
+        let mut out = match status {
+            Some(_) => client.append(&dst.path).await,
+            None => {
+                client
+                    .create(
+                        &dst.path,
+                        CreateOptions {
+                            create_parent: false,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+            }
+        }
+        .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        for mut input in inputs {
+            while let Some(chunk) = input.next(&mut buf, flush.is_some()).await? {
+                out.write(&chunk).await.map_err(|e| e.to_string())?;
+                if let Some(flush) = flush {
+                    flush.apply(&mut out).await?;
+                }
+            }
+        }
+        out.close().await.map_err(|e| e.to_string())
+    }
+    .await;
+    if let Err(err) = result {
+        shell.fail(err);
+    }
+    Ok(())
 }

@@ -1,5 +1,5 @@
 //! Commands that change the namespace: `-mkdir`, `-mv`, `-rm`, `-rmdir`,
-//! `-touchz`, `-chmod`, `-chown`, `-chgrp`, `-setrep`.
+//! `-touchz`, `-chmod`, `-chown`, `-chgrp`, `-setrep`, `-truncate`.
 
 use std::io::Write;
 
@@ -534,6 +534,82 @@ async fn wait_for_replication(
             let _ = out.flush();
         }
     }
+}
+
+/// `-truncate [-w] <length> <path> ...`: cuts files to `length` bytes. A
+/// cut in the middle of a block finishes once the datanodes have cut their
+/// replicas; `-w` waits for that.
+pub async fn truncate(shell: &mut Shell, args: Vec<String>) -> CommandResult {
+    let parsed = parse_flags(args, &["w"], 2, usize::MAX)?;
+    let wait = parsed.has("w");
+    let mut args = parsed.args;
+    let text = args.remove(0);
+    let new_length: u64 = match text.parse::<i64>() {
+        Ok(value) if value >= 0 => value as u64,
+        Ok(value) => {
+            return Err(UsageError(format!(
+                "Cannot truncate to a negative file size: {value}."
+            )));
+        }
+        Err(_) => {
+            return Err(UsageError(
+                "Illegal length, a non-negative integer expected".into(),
+            ));
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    let mut waiting = Vec::new();
+    for item in shell.expand(&args).await {
+        let Some(status) = shell.existing(&item).await else {
+            continue;
+        };
+        if status.is_dir() {
+            shell.fail_path(&item.display(), "Is a directory");
+            continue;
+        }
+        if new_length > status.length {
+            shell.fail(format!(
+                "Cannot truncate to a larger file size. Current size: {}, truncate size: {new_length}.",
+                status.length
+            ));
+            continue;
+        }
+        let Ok(client) = shell.client(&item.authority).map_err(|e| shell.fail(e)) else {
+            continue;
+        };
+        match client.truncate(&item.path, new_length).await {
+            Ok(true) => {
+                let _ = writeln!(out, "Truncated {} to length: {new_length}", item.display());
+            }
+            Ok(false) if wait => waiting.push((item, client)),
+            Ok(false) => {
+                let _ = writeln!(
+                    out,
+                    "Truncating {} to length: {new_length}. You can either wait for the file to close or use the -w option to wait for the truncate to complete.",
+                    item.display()
+                );
+            }
+            Err(err) => shell.fail(err),
+        }
+    }
+    for (item, client) in waiting {
+        let _ = writeln!(out, "Waiting for {} ...", item.display());
+        let _ = out.flush();
+        loop {
+            match client.is_under_construction(&item.path).await {
+                Ok(false) => {
+                    let _ = writeln!(out, "Truncated {} to length: {new_length}", item.display());
+                    break;
+                }
+                Ok(true) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+                Err(err) => {
+                    shell.fail(err);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -136,6 +136,8 @@ impl Shell {
             "-chown" => modify::chown(self, args, false).await,
             "-chgrp" => modify::chown(self, args, true).await,
             "-setrep" => modify::setrep(self, args).await,
+            "-truncate" => modify::truncate(self, args).await,
+            "-appendToFile" => copy::append_to_file(self, args).await,
             "-help" | "-usage" => misc::help(args),
             other => Err(UsageError(format!("{other}: Unknown command"))),
         };

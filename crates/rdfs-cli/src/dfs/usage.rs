@@ -10,6 +10,10 @@ pub struct CommandSpec {
 /// Sorted by name, as Hadoop lists them.
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
+        name: "-appendToFile",
+        usage: "[-hflush|-hsync] <localsrc> ... <dst>",
+    },
+    CommandSpec {
         name: "-cat",
         usage: "<src> ...",
     },
@@ -67,7 +71,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     },
     CommandSpec {
         name: "-put",
-        usage: "[-f] [-p] [-d] <localsrc> ... <dst>",
+        usage: "[-f] [-p] [-d] [-hflush|-hsync] <localsrc> ... <dst>",
     },
     CommandSpec {
         name: "-rm",
@@ -96,6 +100,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "-touchz",
         usage: "<path> ...",
+    },
+    CommandSpec {
+        name: "-truncate",
+        usage: "[-w] <length> <path> ...",
     },
     CommandSpec {
         name: "-usage",

@@ -11,7 +11,7 @@ use rdfs_common::time::now_ms;
 
 use super::{Locked, Namesystem};
 use crate::apply::FsState;
-use crate::block_manager::ReportOutcome;
+use crate::block_manager::{BlockState, ReportOutcome, ReportedState};
 use crate::datanode_manager::{
     DatanodeIndex, DatanodeManager, MAX_DATANODES, PendingDeletion, StorageState,
 };
@@ -38,6 +38,20 @@ pub enum DatanodeCommand {
     Reregister,
     /// Copy replicas to other datanodes.
     Transfer(Vec<TransferOrder>),
+    /// Lead the recovery of these blocks.
+    Recover(Vec<RecoverOrder>),
+}
+
+/// One block recovery a datanode leads as primary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoverOrder {
+    /// The block as the namenode knows it; its locations are the datanodes
+    /// that may hold a replica, the primary among them.
+    pub block: LocatedBlock,
+    /// The recovery id: the generation stamp the recovered replicas take.
+    pub new_generation_stamp: u64,
+    /// A truncate: the length to cut the replicas to.
+    pub new_length: Option<u64>,
 }
 
 /// One replica a datanode must copy down a pipeline of targets.
@@ -54,7 +68,7 @@ pub struct ReportedReplica {
     pub block_id: i64,
     pub generation_stamp: u64,
     pub num_bytes: u64,
-    pub finalized: bool,
+    pub state: ReportedState,
 }
 
 /// A change to one replica, from an incremental block report.
@@ -189,6 +203,50 @@ impl Namesystem {
                 .collect();
             commands.push(DatanodeCommand::Transfer(orders));
         }
+        let recoveries: Vec<RecoverOrder> = fs
+            .datanodes
+            .take_recoveries(index)
+            .into_iter()
+            .filter_map(|pending| {
+                let slot = fs.blocks.slot_of(pending.block_id)?;
+                let info = fs.blocks.info(slot);
+                let recovery = fs.blocks.recovery(slot)?;
+                if info.state != BlockState::UnderRecovery
+                    || recovery.recovery_id != pending.recovery_id
+                {
+                    return None;
+                }
+                let new_length = recovery.truncate.then_some(info.num_bytes);
+                let mut block = LocatedBlock {
+                    block: fs.blocks.extended(slot),
+                    offset: 0,
+                    locations: Vec::new(),
+                    storage_ids: Vec::new(),
+                    corrupt: false,
+                };
+                for dn in fs.blocks.recovery_candidates(slot, &fs.datanodes) {
+                    if let Some(node) = fs.datanodes.get(dn) {
+                        let storage = fs
+                            .blocks
+                            .replicas(slot)
+                            .find(|r| r.datanode == dn)
+                            .map_or(0, |r| r.storage);
+                        block.locations.push(node.info());
+                        block
+                            .storage_ids
+                            .push(node.storage_id_for(storage).to_string());
+                    }
+                }
+                Some(RecoverOrder {
+                    block,
+                    new_generation_stamp: pending.recovery_id,
+                    new_length,
+                })
+            })
+            .collect();
+        if !recoveries.is_empty() {
+            commands.push(DatanodeCommand::Recover(recoveries));
+        }
         let deletions = fs
             .datanodes
             .take_deletions(index, self.config.invalidate_limit);
@@ -238,18 +296,21 @@ impl Namesystem {
             let storage = datanodes
                 .get_mut(index)
                 .map_or(0, |n| n.storage_index(storage_id));
-            for replica in replicas.iter().filter(|r| r.finalized) {
-                let outcome = blocks.add_replica(
+            for replica in replicas {
+                let outcome = blocks.report_replica(
                     replica.block_id,
                     replica.generation_stamp,
                     replica.num_bytes,
+                    replica.state,
                     index,
                     storage,
                     datanodes,
                 );
                 match outcome {
                     ReportOutcome::Added => added += 1,
-                    ReportOutcome::AlreadyKnown => {}
+                    ReportOutcome::AlreadyKnown
+                    | ReportOutcome::Candidate
+                    | ReportOutcome::Ignored => {}
                     ReportOutcome::Corrupt => corrupt += 1,
                     ReportOutcome::Unknown => {
                         unknown += 1;
@@ -308,7 +369,28 @@ impl Namesystem {
         let index = registered(datanodes, uuid)?;
         for (block, storage_id, event) in events {
             match event {
-                ReplicaEvent::Receiving => {}
+                ReplicaEvent::Receiving => {
+                    // A replica being written: a candidate location of its
+                    // block, should the writer go silent.
+                    let storage = datanodes
+                        .get_mut(index)
+                        .map_or(0, |n| n.storage_index(storage_id));
+                    let outcome = blocks.report_replica(
+                        block.block_id,
+                        block.generation_stamp,
+                        block.num_bytes,
+                        ReportedState::Rbw,
+                        index,
+                        storage,
+                        datanodes,
+                    );
+                    if outcome == ReportOutcome::Unknown {
+                        datanodes.queue_deletion(
+                            index,
+                            deletion(block.block_id, block.generation_stamp, block.num_bytes),
+                        );
+                    }
+                }
                 ReplicaEvent::Received => {
                     let storage = datanodes
                         .get_mut(index)

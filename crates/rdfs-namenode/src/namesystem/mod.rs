@@ -10,13 +10,15 @@
 //! one sync.
 
 mod admin;
+mod append;
 mod balancing;
 mod datanodes;
+mod lease;
 mod read;
 mod write;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
@@ -28,13 +30,19 @@ use crate::block_manager::BlockManager;
 use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::edit_log::{EditRecord, Journal, Op, TxId};
 use crate::error::{NamenodeError, Result};
+use crate::lease::LeaseManager;
 use crate::namespace::{Inode, Namespace, Resolved, ThroughFile};
 use crate::replication::ReplicationSettings;
 use crate::safe_mode::{SafeMode, SafeModeConfig};
 use crate::storage::NamespaceInfo;
 
+pub use crate::block_manager::ReportedState;
+pub use crate::lease::NAMENODE_LEASE_HOLDER;
 pub use admin::{DatanodeReportType, SafeModeAction};
-pub use datanodes::{DatanodeCommand, Registration, ReplicaEvent, ReportedReplica, TransferOrder};
+pub use append::AppendResult;
+pub use datanodes::{
+    DatanodeCommand, RecoverOrder, Registration, ReplicaEvent, ReportedReplica, TransferOrder,
+};
 pub use read::DirectoryListing;
 
 /// Settings the namesystem enforces.
@@ -56,6 +64,12 @@ pub struct NamesystemConfig {
     pub hosts_file: String,
     pub hosts_exclude_file: String,
     pub topology_file: String,
+    /// A writer silent this long may lose its file to another client.
+    pub lease_soft_limit: Duration,
+    /// A writer silent this long loses its files to the namenode.
+    pub lease_hard_limit: Duration,
+    /// How often the lease monitor runs.
+    pub lease_recheck_interval: Duration,
 }
 
 impl NamesystemConfig {
@@ -91,6 +105,9 @@ impl NamesystemConfig {
             hosts_file: nn.hosts_file.clone(),
             hosts_exclude_file: nn.hosts_exclude_file.clone(),
             topology_file: nn.topology_file.clone(),
+            lease_soft_limit: Duration::from_millis(nn.lease_soft_limit_ms),
+            lease_hard_limit: Duration::from_millis(nn.lease_hard_limit_ms),
+            lease_recheck_interval: Duration::from_millis(nn.lease_recheck_interval_ms.max(10)),
         }
     }
 }
@@ -134,6 +151,7 @@ pub fn empty_state(
             config.min_replication.min(u16::MAX.into()) as u16,
         ),
         datanodes: DatanodeManager::new(config.liveness),
+        leases: LeaseManager::default(),
     }
 }
 
@@ -191,11 +209,13 @@ impl Namesystem {
     pub fn new(
         info: NamespaceInfo,
         config: NamesystemConfig,
-        fs: FsState,
+        mut fs: FsState,
         journal: Arc<dyn Journal>,
         fatal: CancellationToken,
         safe_mode: bool,
     ) -> Self {
+        // Every writer gets a fresh lease, as after an HDFS restart.
+        fs.leases = LeaseManager::rebuild(&fs.namespace, Instant::now());
         let safe_mode = if safe_mode {
             SafeMode::startup(config.safe_mode)
         } else {

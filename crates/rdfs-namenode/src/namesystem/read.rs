@@ -35,11 +35,19 @@ pub(crate) fn located_blocks(
     for (index, &slot) in slots.iter().enumerate() {
         let info = fs.blocks.info(slot);
         let block_len = info.num_bytes;
-        if info.state != BlockState::UnderConstruction {
+        let is_last = index + 1 == slots.len();
+        // The last block of a file being written (or recovered) has a length
+        // only its datanodes know; a reader asks them. A truncate's target
+        // length is final.
+        let being_written =
+            info.state.is_open() && !fs.blocks.recovery(slot).is_some_and(|r| r.truncate);
+        if !being_written {
             complete_length += block_len;
         }
         let overlaps = position < end
-            && (position + block_len > offset || (block_len == 0 && position >= offset));
+            && (position + block_len > offset
+                || (block_len == 0 && position >= offset)
+                || (is_last && being_written));
         if overlaps {
             located
                 .blocks
@@ -47,6 +55,7 @@ pub(crate) fn located_blocks(
         }
         if index + 1 == slots.len() {
             located.is_last_block_complete = info.state == BlockState::Complete;
+            located.under_construction |= being_written;
             located.last_block = Some(fs.blocks.located(slot, position, &fs.datanodes));
         }
         position += block_len;

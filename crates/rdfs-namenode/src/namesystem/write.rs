@@ -164,12 +164,16 @@ impl Namesystem {
                         "{src} already exists as a directory"
                     )));
                 }
-                if let Some(writer) = existing.writer() {
-                    return Err(NamenodeError::AlreadyBeingCreated(format!(
-                        "Failed to CREATE_FILE {src} for {client} on {} because this file lease is currently owned by {writer}",
-                        caller.machine
-                    )));
+                if existing.writer().is_some() {
+                    let id = existing.id();
+                    // Taken from a writer silent past the soft limit when
+                    // its blocks allow closing it at once; otherwise the
+                    // refusal (being created, or recovery in progress).
+                    self.recover_lease_for(fs, "CREATE_FILE", id, src, client, &caller.machine)?;
                 }
+                let Some(existing) = fs.namespace.get(resolved.last().unwrap_or_default()) else {
+                    return Err(NamenodeError::Io("file vanished".into()));
+                };
                 if !overwrite {
                     return Err(NamenodeError::FileAlreadyExists(format!(
                         "{src} for client {} already exists",
@@ -230,6 +234,7 @@ impl Namesystem {
                     client_name: client.to_string(),
                 }),
             )?;
+            fs.leases.set_machine(id, &caller.machine);
             let inode = fs
                 .namespace
                 .get(id)
@@ -268,6 +273,7 @@ impl Namesystem {
             Self::check_writable(&state, || format!("Cannot add block to {src}"))?;
             let fs = &mut state.fs;
             let id = writable_file(fs, src, file_id, client)?;
+            fs.leases.renew(client, Instant::now());
             let (slots, replication, block_size) = match fs.namespace.get(id) {
                 Some(file) => (
                     file.block_slots().to_vec(),
@@ -411,6 +417,7 @@ impl Namesystem {
             })?;
             let fs = &mut state.fs;
             let id = writable_file(fs, src, file_id, client)?;
+            fs.leases.renew(client, Instant::now());
             let is_last = fs
                 .namespace
                 .get(id)
@@ -461,6 +468,7 @@ impl Namesystem {
                 }
                 Err(err) => return Err(err),
             };
+            fs.leases.renew(client, Instant::now());
             let (slots, block_size) = match fs.namespace.get(id) {
                 Some(file) => (file.block_slots().to_vec(), file.block_size()),
                 None => return Err(NamenodeError::Io("file vanished".into())),
@@ -746,7 +754,12 @@ fn inherited_group(fs: &FsState, parent: InodeId) -> String {
 
 /// The file under construction that `client` writes, by id when given (an
 /// open file may have been renamed), else by path.
-fn writable_file(fs: &FsState, src: &str, file_id: u64, client: &str) -> Result<InodeId> {
+pub(super) fn writable_file(
+    fs: &FsState,
+    src: &str,
+    file_id: u64,
+    client: &str,
+) -> Result<InodeId> {
     let not_open = || {
         NamenodeError::FileNotFound(format!(
             "File does not exist: {src} (inode {file_id}) Holder {client} does not have any open files."
@@ -778,7 +791,7 @@ fn writable_file(fs: &FsState, src: &str, file_id: u64, client: &str) -> Result<
 }
 
 /// The offset of the file's block number `index`.
-fn offset_of(fs: &FsState, slots: &[u32], index: usize) -> u64 {
+pub(super) fn offset_of(fs: &FsState, slots: &[u32], index: usize) -> u64 {
     slots[..index]
         .iter()
         .map(|s| fs.blocks.info(*s).num_bytes)

@@ -243,6 +243,121 @@ impl ClientNamenode for ClientService {
         Ok(Response::new(pb::SetTimesResponse {}))
     }
 
+    async fn renew_lease(
+        &self,
+        request: Request<pb::RenewLeaseRequest>,
+    ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
+        self.namesystem
+            .renew_lease(&request.get_ref().client_name)?;
+        Ok(Response::new(pb::RenewLeaseResponse {}))
+    }
+
+    async fn recover_lease(
+        &self,
+        request: Request<pb::RecoverLeaseRequest>,
+    ) -> Result<Response<pb::RecoverLeaseResponse>, Status> {
+        let req = request.get_ref();
+        let result = self
+            .namesystem
+            .recover_lease(&req.src, &req.client_name)
+            .await?;
+        Ok(Response::new(pb::RecoverLeaseResponse { result }))
+    }
+
+    async fn append(
+        &self,
+        request: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.get_ref();
+        let result = self
+            .namesystem
+            .append(&caller, &req.src, &req.client_name)
+            .await?;
+        Ok(Response::new(pb::AppendResponse {
+            block: result.block.as_ref().map(Into::into),
+            stat: Some((&result.status).into()),
+        }))
+    }
+
+    async fn truncate(
+        &self,
+        request: Request<pb::TruncateRequest>,
+    ) -> Result<Response<pb::TruncateResponse>, Status> {
+        let caller = caller(&request);
+        let req = request.get_ref();
+        let result = self
+            .namesystem
+            .truncate(&caller, &req.src, req.new_length, &req.client_name)
+            .await?;
+        Ok(Response::new(pb::TruncateResponse { result }))
+    }
+
+    async fn fsync(
+        &self,
+        request: Request<pb::FsyncRequest>,
+    ) -> Result<Response<pb::FsyncResponse>, Status> {
+        let req = request.get_ref();
+        self.namesystem
+            .fsync(&req.src, &req.client, req.last_block_length, req.file_id)
+            .await?;
+        Ok(Response::new(pb::FsyncResponse {}))
+    }
+
+    async fn update_block_for_pipeline(
+        &self,
+        request: Request<pb::UpdateBlockForPipelineRequest>,
+    ) -> Result<Response<pb::UpdateBlockForPipelineResponse>, Status> {
+        let req = request.into_inner();
+        let block = ExtendedBlock::from(required(req.block, "block")?);
+        let located = self
+            .namesystem
+            .update_block_for_pipeline(&block, &req.client_name)
+            .await?;
+        Ok(Response::new(pb::UpdateBlockForPipelineResponse {
+            block: Some((&located).into()),
+        }))
+    }
+
+    async fn update_pipeline(
+        &self,
+        request: Request<pb::UpdatePipelineRequest>,
+    ) -> Result<Response<pb::UpdatePipelineResponse>, Status> {
+        let req = request.into_inner();
+        let old_block = ExtendedBlock::from(required(req.old_block, "old block")?);
+        let new_block = ExtendedBlock::from(required(req.new_block, "new block")?);
+        self.namesystem
+            .update_pipeline(
+                &req.client_name,
+                &old_block,
+                &new_block,
+                &req.new_nodes,
+                &req.storage_ids,
+            )
+            .await?;
+        Ok(Response::new(pb::UpdatePipelineResponse {}))
+    }
+
+    async fn get_additional_datanode(
+        &self,
+        request: Request<pb::GetAdditionalDatanodeRequest>,
+    ) -> Result<Response<pb::GetAdditionalDatanodeResponse>, Status> {
+        let req = request.into_inner();
+        let block = ExtendedBlock::from(required(req.block, "block")?);
+        let located = self.namesystem.get_additional_datanode(
+            &req.src,
+            &block,
+            &req.existings,
+            &req.excludes,
+            req.num_additional_nodes,
+            &req.client_name,
+            req.file_id,
+        )?;
+        Ok(Response::new(pb::GetAdditionalDatanodeResponse {
+            block: Some((&located).into()),
+        }))
+    }
+
     async fn report_bad_blocks(
         &self,
         request: Request<pb::ReportBadBlocksRequest>,

@@ -11,7 +11,9 @@ use rdfs_proto::datanode_protocol_server::DatanodeProtocol;
 
 use super::required;
 use crate::datanode_manager::StorageState;
-use crate::namesystem::{DatanodeCommand, Namesystem, Registration, ReplicaEvent, ReportedReplica};
+use crate::namesystem::{
+    DatanodeCommand, Namesystem, Registration, ReplicaEvent, ReportedReplica, ReportedState,
+};
 
 pub struct DatanodeService {
     namesystem: Arc<Namesystem>,
@@ -47,6 +49,19 @@ fn commands(commands: Vec<DatanodeCommand>, pool_id: &str) -> Vec<pb::DatanodeCo
                                 targets: order.targets.iter().map(Into::into).collect(),
                                 target_storage_ids: Vec::new(),
                                 balancing: order.balancing,
+                            })
+                            .collect(),
+                    })
+                }
+                DatanodeCommand::Recover(orders) => {
+                    pb::datanode_command::Command::Recover(pb::RecoverCommand {
+                        pool_id: pool_id.to_string(),
+                        blocks: orders
+                            .iter()
+                            .map(|order| pb::RecoveringBlock {
+                                block: Some((&order.block).into()),
+                                new_generation_stamp: order.new_generation_stamp,
+                                new_length: order.new_length,
                             })
                             .collect(),
                     })
@@ -142,16 +157,27 @@ impl DatanodeProtocol for DatanodeService {
                 let replicas = report
                     .replicas
                     .into_iter()
-                    .map(|r| ReportedReplica {
-                        block_id: r.block_id,
-                        generation_stamp: r.generation_stamp,
-                        num_bytes: r.num_bytes,
-                        finalized: r.state == pb::ReplicaState::Finalized as i32,
+                    .map(|r| {
+                        let state = match pb::ReplicaState::try_from(r.state) {
+                            Ok(pb::ReplicaState::Finalized) => ReportedState::Finalized,
+                            Ok(pb::ReplicaState::Rbw) => ReportedState::Rbw,
+                            Ok(pb::ReplicaState::Rwr) => ReportedState::Rwr,
+                            Err(_) => {
+                                return Err(rdfs_common::ExceptionKind::IllegalArgument
+                                    .status(format!("unknown replica state {}", r.state)));
+                            }
+                        };
+                        Ok(ReportedReplica {
+                            block_id: r.block_id,
+                            generation_stamp: r.generation_stamp,
+                            num_bytes: r.num_bytes,
+                            state,
+                        })
                     })
-                    .collect();
-                (report.storage_id, replicas)
+                    .collect::<Result<Vec<_>, Status>>()?;
+                Ok((report.storage_id, replicas))
             })
-            .collect();
+            .collect::<Result<_, Status>>()?;
         self.namesystem
             .block_report(&req.datanode_uuid, &req.pool_id, &storages)?;
         Ok(Response::new(pb::BlockReportResponse {
@@ -192,5 +218,25 @@ impl DatanodeProtocol for DatanodeService {
         self.namesystem
             .datanode_bad_blocks(&req.datanode_uuid, &blocks, &req.reason)?;
         Ok(Response::new(pb::DatanodeReportBadBlocksResponse {}))
+    }
+
+    async fn commit_block_synchronization(
+        &self,
+        request: Request<pb::CommitBlockSynchronizationRequest>,
+    ) -> Result<Response<pb::CommitBlockSynchronizationResponse>, Status> {
+        let req = request.into_inner();
+        let block = ExtendedBlock::from(required(req.block, "block")?);
+        self.namesystem
+            .commit_block_synchronization(
+                &block,
+                req.new_generation_stamp,
+                req.new_length,
+                req.close_file,
+                req.delete_block,
+                &req.new_targets,
+                &req.new_target_storages,
+            )
+            .await?;
+        Ok(Response::new(pb::CommitBlockSynchronizationResponse {}))
     }
 }
