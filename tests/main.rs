@@ -10,3 +10,4 @@ mod dfs_commands;
 mod durability;
 mod faults;
 mod replication;
+mod write_path;

@@ -515,6 +515,42 @@ impl MiniCluster {
         self.rdfs("dfs", args)
     }
 
+    /// Starts `rdfs <command> <args>` in the background with its stdin
+    /// piped (for a writer the test feeds, kills or pauses).
+    pub fn spawn_rdfs(&self, command: &str, args: &[&str]) -> Child {
+        Command::new(rdfs_bin())
+            .arg(command)
+            .args(self.conf_args())
+            .args(args)
+            .env("HADOOP_USER_NAME", "tester")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rdfs")
+    }
+
+    /// Replicas being written: (datanode index, block file, its length).
+    pub fn rbw_replicas(&self) -> Vec<(usize, PathBuf, u64)> {
+        let mut found = Vec::new();
+        for index in 0..self.datanodes.len() {
+            for dir in self.data_dirs(index) {
+                for path in walk(&dir) {
+                    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    let in_rbw = path
+                        .parent()
+                        .and_then(|p| p.file_name())
+                        .is_some_and(|n| n == "rbw");
+                    if in_rbw && name.starts_with("blk_") && !name.ends_with(".meta") {
+                        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                        found.push((index, path, len));
+                    }
+                }
+            }
+        }
+        found
+    }
+
     /// Every replica file of `block_id` on disk: (datanode index, block
     /// file, meta file).
     pub fn replica_files(&self, block_id: i64) -> Vec<(usize, PathBuf, PathBuf)> {
@@ -587,6 +623,73 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// What a process holds, read from /proc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcUsage {
+    pub fds: usize,
+    /// TCP connections (IPv4 and IPv6) its descriptors refer to, listening
+    /// sockets excluded.
+    pub tcp: usize,
+    pub close_wait: usize,
+    pub rss_kb: u64,
+    pub threads: u64,
+}
+
+/// The descriptors, TCP connections, memory and threads of `pid`.
+pub fn proc_usage(pid: i32) -> ProcUsage {
+    let mut socket_inodes = std::collections::HashSet::new();
+    let mut fds = 0;
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in entries.filter_map(Result::ok) {
+            fds += 1;
+            if let Ok(target) = std::fs::read_link(entry.path()) {
+                let target = target.to_string_lossy().into_owned();
+                if let Some(inode) = target
+                    .strip_prefix("socket:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                {
+                    socket_inodes.insert(inode.to_string());
+                }
+            }
+        }
+    }
+    let (mut tcp, mut close_wait) = (0, 0);
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local rem st tx:rx tr:when retrnsmt uid timeout inode
+            if fields.len() < 10 || !socket_inodes.contains(fields[9]) {
+                continue;
+            }
+            match fields[3] {
+                "0A" => {}
+                "08" => {
+                    tcp += 1;
+                    close_wait += 1;
+                }
+                _ => tcp += 1,
+            }
+        }
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcUsage {
+        fds,
+        tcp,
+        close_wait,
+        rss_kb: field("VmRSS:"),
+        threads: field("Threads:"),
+    }
 }
 
 /// Deterministic pseudo-random bytes, so failures are reproducible.
