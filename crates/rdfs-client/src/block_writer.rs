@@ -45,6 +45,8 @@ const HEARTBEAT_SEQNO: i64 = -1;
 #[derive(Clone)]
 struct Unacked {
     seqno: i64,
+    /// When it was last sent: the pipeline owes its ack from then on.
+    sent_at: tokio::time::Instant,
     offset_in_block: u64,
     data: Bytes,
     checksums: Bytes,
@@ -118,11 +120,20 @@ impl Drop for Connection {
     }
 }
 
+/// How far every datanode of the pipeline has acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct AckPoint {
+    /// Bytes of the block.
+    bytes: u64,
+    /// The last packet, by sequence number: empty packets (a sync, the
+    /// block's last) move only this.
+    seqno: i64,
+}
+
 /// What the ack reader and the writer share.
 struct Shared {
     queue: Mutex<VecDeque<Unacked>>,
-    /// Bytes of the block every datanode has acknowledged.
-    acked: watch::Sender<u64>,
+    acked: watch::Sender<AckPoint>,
     /// Milliseconds since `epoch` when the last packet was sent, so the
     /// heartbeat task knows when the pipeline is idle.
     last_sent_ms: AtomicU64,
@@ -158,7 +169,10 @@ pub(crate) struct BlockWriter {
     flushed: bool,
     /// The last packet has been sent.
     closing: bool,
+    /// Recoveries since the pipeline last made progress.
     recoveries: u32,
+    /// The acknowledged packet when the last recovery began.
+    acked_at_recovery: i64,
 }
 
 fn addr_of(node: &DatanodeInfo) -> String {
@@ -192,7 +206,10 @@ impl BlockWriter {
             failed: Vec::new(),
             shared: Arc::new(Shared {
                 queue: Mutex::new(VecDeque::new()),
-                acked: watch::Sender::new(start),
+                acked: watch::Sender::new(AckPoint {
+                    bytes: start,
+                    seqno: -1,
+                }),
                 last_sent_ms: AtomicU64::new(0),
                 epoch: Instant::now(),
             }),
@@ -202,6 +219,7 @@ impl BlockWriter {
             flushed: false,
             closing: false,
             recoveries: 0,
+            acked_at_recovery: -1,
         }
     }
 
@@ -296,7 +314,7 @@ impl BlockWriter {
             self.client.inner.datanodes.get(&first_addr).map_err(|e| {
                 PipelineError::at(0, format!("bad datanode address {first_addr}: {e}"))
             })?;
-        let acked = *self.shared.acked.borrow();
+        let acked = self.shared.acked.borrow().bytes;
         let header = pb::WriteBlockHeader {
             block: Some(
                 (&ExtendedBlock {
@@ -458,6 +476,7 @@ impl BlockWriter {
         }
         let packet = Unacked {
             seqno: self.next_seqno,
+            sent_at: tokio::time::Instant::now(),
             offset_in_block: self.sent,
             data,
             checksums,
@@ -486,12 +505,13 @@ impl BlockWriter {
         Ok(())
     }
 
-    /// Waits until every datanode has acknowledged every packet sent.
+    /// Waits until every datanode has acknowledged every packet sent,
+    /// empty ones (an hsync, the block's last) included.
     pub async fn wait_acked(&mut self) -> Result<(), ClientError> {
-        let target = self.sent;
+        let target = self.next_seqno - 1;
         let mut acked = self.shared.acked.subscribe();
         loop {
-            if *acked.borrow_and_update() >= target {
+            if acked.borrow_and_update().seqno >= target {
                 return Ok(());
             }
             let Some(conn) = self.conn.as_mut() else {
@@ -513,7 +533,7 @@ impl BlockWriter {
                 // The ack reader is done; its handle must not be polled again.
                 self.conn = None;
                 match outcome {
-                    Ok(()) if *acked.borrow() >= target => return Ok(()),
+                    Ok(()) if acked.borrow().seqno >= target => return Ok(()),
                     Ok(()) => {
                         let err = PipelineError::at(
                             0,
@@ -578,6 +598,13 @@ impl BlockWriter {
     /// datanode is left.
     async fn recover(&mut self, mut err: PipelineError) -> Result<(), ClientError> {
         let limit = 2 * self.replication.max(1) + 2;
+        // Only recoveries in a row without progress count toward the limit,
+        // so a long-lived writer is not failed by unrelated failures.
+        let acked = self.shared.acked.borrow().seqno;
+        if acked > self.acked_at_recovery {
+            self.recoveries = 0;
+        }
+        self.acked_at_recovery = acked;
         loop {
             self.conn = None;
             self.recoveries += 1;
@@ -628,7 +655,7 @@ impl BlockWriter {
                     match self.resend().await {
                         Ok(()) => {
                             tracing::info!(block = %self.block, pipeline = %names(&self.nodes),
-                                acked = *self.shared.acked.borrow(), resent = self.shared.queue.lock().len(),
+                                acked = self.shared.acked.borrow().bytes, resent = self.shared.queue.lock().len(),
                                 "write pipeline recovered");
                             return Ok(());
                         }
@@ -647,7 +674,7 @@ impl BlockWriter {
         let (r, n) = (self.replication as usize, self.nodes.len());
         // Nothing acknowledged yet: nothing to copy, and the namenode will
         // re-replicate whatever is written.
-        if self.closing || n >= r || *self.shared.acked.borrow() == 0 {
+        if self.closing || n >= r || self.shared.acked.borrow().bytes == 0 {
             return false;
         }
         match settings.replace_policy {
@@ -659,7 +686,7 @@ impl BlockWriter {
 
     /// Adds one datanode to the pipeline, holding the acknowledged bytes.
     async fn add_replacement(&mut self) -> Result<(), ClientError> {
-        let acked = *self.shared.acked.borrow();
+        let acked = self.shared.acked.borrow().bytes;
         let mut last_error = String::new();
         for _ in 0..2 {
             let request = pb::GetAdditionalDatanodeRequest {
@@ -799,7 +826,7 @@ impl BlockWriter {
     async fn commit_pipeline(&mut self, new_gs: u64) -> Result<(), ClientError> {
         let new_block = ExtendedBlock {
             generation_stamp: new_gs,
-            num_bytes: *self.shared.acked.borrow(),
+            num_bytes: self.shared.acked.borrow().bytes,
             ..self.block.clone()
         };
         let request = pb::UpdatePipelineRequest {
@@ -824,7 +851,14 @@ impl BlockWriter {
 
     /// Sends every unacknowledged packet again on the new connection.
     async fn resend(&mut self) -> Result<(), ()> {
-        let packets: Vec<Unacked> = self.shared.queue.lock().iter().cloned().collect();
+        let packets: Vec<Unacked> = {
+            let mut queue = self.shared.queue.lock();
+            let now = tokio::time::Instant::now();
+            for packet in queue.iter_mut() {
+                packet.sent_at = now;
+            }
+            queue.iter().cloned().collect()
+        };
         let socket_timeout = self.settings().socket_timeout;
         let Some(conn) = self.conn.as_ref() else {
             return Err(());
@@ -893,20 +927,34 @@ async fn read_acks(
     ack_timeout: Duration,
 ) -> Result<(), PipelineError> {
     let first = nodes.first().cloned().unwrap_or_default();
+    let mut last_reply = tokio::time::Instant::now();
     let result = loop {
-        let next = match timeout(ack_timeout, replies.message()).await {
-            Ok(next) => next,
-            // Nothing outstanding: a slow writer, not a dead pipeline.
-            Err(_) if shared.queue.lock().is_empty() => continue,
-            Err(_) => {
-                break Err(PipelineError::at(
-                    0,
-                    format!(
-                        "no ack from the pipeline of {block} (first datanode {first}) within {ack_timeout:?}"
-                    ),
-                ));
+        // The pipeline owes an ack from when the oldest outstanding packet
+        // was sent (or from its last reply, if later), as each datanode
+        // counts from when it forwarded that packet; silence with nothing
+        // outstanding is just a slow writer.
+        let oldest = shared.queue.lock().front().map(|p| p.sent_at);
+        let next = match oldest {
+            Some(sent_at) => {
+                let deadline = sent_at.max(last_reply) + ack_timeout;
+                match tokio::time::timeout_at(deadline, replies.message()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        break Err(PipelineError::at(
+                            0,
+                            format!(
+                                "no ack from the pipeline of {block} (first datanode {first}) within {ack_timeout:?}"
+                            ),
+                        ));
+                    }
+                }
             }
+            None => match timeout(ack_timeout, replies.message()).await {
+                Ok(next) => next,
+                Err(_) => continue,
+            },
         };
+        last_reply = tokio::time::Instant::now();
         let ack = match next {
             Ok(Some(pb::WriteBlockReply {
                 reply: Some(Reply::Ack(ack)),
@@ -958,7 +1006,10 @@ async fn read_acks(
         let front = shared.queue.lock().pop_front();
         match front {
             Some(packet) if packet.seqno == ack.seqno => {
-                shared.acked.send_replace(packet.end());
+                shared.acked.send_replace(AckPoint {
+                    bytes: packet.end(),
+                    seqno: packet.seqno,
+                });
                 window.add_permits(1);
                 if packet.last {
                     break Ok(());

@@ -462,8 +462,8 @@ impl Dataset {
 
     /// Starts a new replica in `rbw/` on a volume with room for
     /// `expected_len` bytes. With `replace_older` (a copy from another
-    /// datanode), a replica of the block with an older generation stamp is
-    /// deleted first; otherwise any existing replica is an error. Blocking.
+    /// datanode), a replica of the block with an older generation stamp, or
+    /// an unfinalized one at the same stamp, is deleted first; otherwise any existing replica is an error. Blocking.
     pub fn create_rbw(
         &self,
         block: &ExtendedBlock,
@@ -472,9 +472,13 @@ impl Dataset {
         replace_older: bool,
     ) -> Result<ReplicaWriter, DatanodeError> {
         let pool_id = self.pool_id()?.to_string();
+        // An unfinalized replica at the same stamp is what a copy that
+        // failed part-way leaves: the next attempt starts over.
         if replace_older
             && let Some(existing) = self.replica(block.block_id)
-            && existing.generation_stamp < block.generation_stamp
+            && (existing.generation_stamp < block.generation_stamp
+                || (existing.generation_stamp == block.generation_stamp
+                    && existing.state != ReplicaState::Finalized))
         {
             tracing::info!(block = %block, state = existing.state.name(), gs = existing.generation_stamp,
                 "replacing an older replica of the block");
