@@ -16,8 +16,9 @@ export RDFS_HOME=${RDFS_HOME:-$(mktemp -d "${TMPDIR:-/tmp}/rdfs-pipeline.XXXXXX"
 export RDFS_NN_PORT=${RDFS_NN_PORT:-18030} RDFS_DATANODES=4
 export RDFS_OPTS="-D dfs.block_size=64m -D client.socket_timeout_ms=$timeout_ms -D datanode.socket_timeout_ms=$timeout_ms -D datanode.sync_on_close=false"
 rdfs=$here/target/release/rdfs
-fs=(-fs "hdfs://127.0.0.1:$RDFS_NN_PORT")
+fs=(-fs "hdfs://127.0.0.1:$RDFS_NN_PORT" -D "client.socket_timeout_ms=$timeout_ms")
 cleanup() {
+  [[ -n ${KEEP_LOGS:-} ]] && cp -r "$RDFS_HOME/logs" "$KEEP_LOGS" 2>/dev/null
   for pid in "$RDFS_HOME"/pids/*.pid; do kill -CONT "$(cat "$pid")" 2>/dev/null || true; done
   "$here/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
   rm -rf "$RDFS_HOME"
