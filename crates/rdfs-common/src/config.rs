@@ -41,6 +41,8 @@ pub struct Config {
     pub client: ClientConfig,
     pub namenode: NamenodeConfig,
     pub datanode: DatanodeConfig,
+    pub ha: HaConfig,
+    pub journalnode: JournalnodeConfig,
 }
 
 /// Shared by every process (Hadoop's core-site.xml).
@@ -115,6 +117,16 @@ pub struct ClientConfig {
     /// Go on with the surviving datanodes when no replacement can be added
     /// (`dfs.client.block.write.replace-datanode-on-failure.best-effort`).
     pub replace_datanode_on_failure_best_effort: bool,
+    /// Attempts of one namenode call across the namenodes of an HA
+    /// nameservice, moving on after a standby answer or a connection
+    /// failure (`dfs.client.failover.max.attempts`).
+    pub failover_max_attempts: u32,
+    /// First pause between failover attempts, doubling up to the maximum
+    /// (`dfs.client.failover.sleep.base.millis`).
+    pub failover_sleep_base_ms: u64,
+    /// Longest pause between failover attempts
+    /// (`dfs.client.failover.sleep.max.millis`).
+    pub failover_sleep_max_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -130,6 +142,9 @@ impl Default for ClientConfig {
             replace_datanode_on_failure: true,
             replace_datanode_on_failure_policy: "DEFAULT".to_string(),
             replace_datanode_on_failure_best_effort: false,
+            failover_max_attempts: 30,
+            failover_sleep_base_ms: 50,
+            failover_sleep_max_ms: 500,
         }
     }
 }
@@ -255,6 +270,145 @@ impl Default for NamenodeConfig {
     }
 }
 
+/// A highly available nameservice: two or three namenodes sharing their
+/// edit log through a quorum of journalnodes (Hadoop's `dfs.ha.*` keys).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HaConfig {
+    /// The nameservice's logical name (`dfs.nameservices`); a client given
+    /// `hdfs://<nameservice>/...` tries every namenode in `namenodes`.
+    pub nameservice: String,
+    /// The namenodes as `id=host:port` (`dfs.ha.namenodes.<ns>` with each
+    /// `dfs.namenode.rpc-address.<ns>.<id>`). Empty: no HA, one namenode.
+    #[serde(deserialize_with = "strings_from_list_or_string")]
+    pub namenodes: Vec<String>,
+    /// Which of `namenodes` this namenode is (`dfs.ha.namenode.id`); empty
+    /// means the one whose address is `namenode.rpc_address`.
+    pub namenode_id: String,
+    /// The shared edit log (`dfs.namenode.shared.edits.dir`):
+    /// `qjournal://host1:port1;host2:port2;host3:port3/<journal id>`.
+    pub shared_edits_dir: String,
+    /// Whether namenodes fail over by themselves when the active's
+    /// leadership lease lapses (`dfs.ha.automatic-failover.enabled`).
+    pub automatic_failover: bool,
+    /// How long the active's leadership lease lasts after it last reached a
+    /// majority of journalnodes. Writes resume about this long after the
+    /// active dies; a paused active stops serving before it ends.
+    pub lease_timeout_ms: u64,
+    /// How often the active renews its lease through the journalnodes.
+    pub lease_renew_interval_ms: u64,
+    /// How often a standby reads new edits from the journalnodes
+    /// (`dfs.ha.tail-edits.period`, in ms here).
+    pub tail_edits_period_ms: u64,
+    /// How often a standby checks whether the active's lease has lapsed.
+    pub health_check_interval_ms: u64,
+    /// How long a call to the journalnodes may take before the namenode
+    /// gives up on the ones that have not answered
+    /// (`dfs.qjournal.write-txns.timeout.ms`).
+    pub journal_timeout_ms: u64,
+    /// How often the standby checkpoints (transactions since the last one),
+    /// shipping the image to the active; see also
+    /// `namenode.checkpoint_period_ms`.
+    pub standby_checkpoint_txns: u64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        Self {
+            nameservice: String::new(),
+            namenodes: Vec::new(),
+            namenode_id: String::new(),
+            shared_edits_dir: String::new(),
+            automatic_failover: true,
+            lease_timeout_ms: 3_000,
+            lease_renew_interval_ms: 500,
+            tail_edits_period_ms: 100,
+            health_check_interval_ms: 250,
+            journal_timeout_ms: 2_000,
+            standby_checkpoint_txns: 1_000_000,
+        }
+    }
+}
+
+/// One namenode of an HA nameservice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamenodeAddress {
+    /// Its id in `ha.namenodes` (`nn` without HA).
+    pub id: String,
+    /// `host:port` of its RPC server.
+    pub address: String,
+}
+
+/// The quorum journal a nameservice writes its edits to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumJournalUri {
+    /// `host:port` of each journalnode.
+    pub journalnodes: Vec<String>,
+    /// Which journal on those journalnodes (one per nameservice).
+    pub journal_id: String,
+}
+
+impl QuorumJournalUri {
+    /// Parses `qjournal://h1:p1;h2:p2;h3:p3/<journal id>`.
+    pub fn parse(uri: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| {
+            ConfigError::Invalid(format!(
+                "ha.shared_edits_dir = '{uri}': {why}; expected qjournal://host1:port1;host2:port2;host3:port3/<journal id>"
+            ))
+        };
+        let rest = uri
+            .strip_prefix("qjournal://")
+            .ok_or_else(|| bad("not a qjournal:// URI"))?;
+        let (hosts, journal_id) = rest
+            .split_once('/')
+            .ok_or_else(|| bad("no journal id after the hosts"))?;
+        let journal_id = journal_id.trim_end_matches('/');
+        if journal_id.is_empty() || journal_id.contains('/') {
+            return Err(bad("the journal id must be one non-empty path segment"));
+        }
+        let journalnodes: Vec<String> = hosts
+            .split(';')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(str::to_string)
+            .collect();
+        if journalnodes.is_empty() {
+            return Err(bad("no journalnodes named"));
+        }
+        if let Some(bad_host) = journalnodes.iter().find(|h| {
+            h.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+        }) {
+            return Err(bad(&format!("'{bad_host}' is not host:port")));
+        }
+        Ok(Self {
+            journalnodes,
+            journal_id: journal_id.to_string(),
+        })
+    }
+}
+
+/// `rdfs journalnode`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JournalnodeConfig {
+    /// Address the journalnode's RPC server binds
+    /// (`dfs.journalnode.rpc-address`). Port 0 picks a free port.
+    pub rpc_address: String,
+    /// Where the journalnode keeps its journals, one subdirectory per
+    /// journal id (`dfs.journalnode.edits.dir`).
+    pub edits_dir: PathBuf,
+}
+
+impl Default for JournalnodeConfig {
+    fn default() -> Self {
+        Self {
+            rpc_address: "127.0.0.1:8485".to_string(),
+            edits_dir: PathBuf::from("${RDFS_HOME}/journal"),
+        }
+    }
+}
+
 /// `rdfs datanode`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -371,6 +525,25 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+fn strings_from_list_or_string<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Raw::deserialize(deserializer)? {
+        Raw::List(items) => items,
+        Raw::Text(text) => text
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+    })
+}
+
 fn paths_from_list_or_string<'de, D: Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<PathBuf>, D::Error> {
@@ -410,6 +583,56 @@ struct HadoopAlias {
 }
 
 const HADOOP_ALIASES: &[HadoopAlias] = &[
+    HadoopAlias {
+        hadoop: "dfs.nameservices",
+        rdfs: "ha.nameservice",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.ha.namenode.id",
+        rdfs: "ha.namenode_id",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.shared.edits.dir",
+        rdfs: "ha.shared_edits_dir",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.ha.automatic-failover.enabled",
+        rdfs: "ha.automatic_failover",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.journalnode.rpc-address",
+        rdfs: "journalnode.rpc_address",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.journalnode.edits.dir",
+        rdfs: "journalnode.edits_dir",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.failover.max.attempts",
+        rdfs: "client.failover_max_attempts",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.failover.sleep.base.millis",
+        rdfs: "client.failover_sleep_base_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.failover.sleep.max.millis",
+        rdfs: "client.failover_sleep_max_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.qjournal.write-txns.timeout.ms",
+        rdfs: "ha.journal_timeout_ms",
+        scale: 1,
+    },
     HadoopAlias {
         hadoop: "fs.defaultFS",
         rdfs: "fs.default_fs",
@@ -706,6 +929,8 @@ impl Config {
             let text = dir.to_string_lossy().into_owned();
             *dir = PathBuf::from(expand_vars(&text)?);
         }
+        let text = self.journalnode.edits_dir.to_string_lossy().into_owned();
+        self.journalnode.edits_dir = PathBuf::from(expand_vars(&text)?);
         for file in [
             &mut self.namenode.hosts_file,
             &mut self.namenode.hosts_exclude_file,
@@ -790,6 +1015,44 @@ impl Config {
         if self.dfs.heartbeat_interval_ms == 0 {
             return invalid("dfs.heartbeat_interval_ms must be positive".to_string());
         }
+        self.validate_ha()
+    }
+
+    fn validate_ha(&self) -> Result<(), ConfigError> {
+        let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        let namenodes = self.ha_namenodes()?;
+        if !namenodes.is_empty() {
+            if namenodes.len() < 2 {
+                return invalid(format!(
+                    "ha.namenodes names {} namenode; an HA nameservice needs two or three",
+                    namenodes.len()
+                ));
+            }
+            if self.ha.shared_edits_dir.is_empty() {
+                return invalid(
+                    "ha.namenodes is set but ha.shared_edits_dir is empty: HA namenodes share their edits through journalnodes (qjournal://...)".to_string(),
+                );
+            }
+        }
+        if !self.ha.shared_edits_dir.is_empty() {
+            QuorumJournalUri::parse(&self.ha.shared_edits_dir)?;
+        }
+        let ha = &self.ha;
+        if ha.lease_renew_interval_ms == 0 || ha.lease_renew_interval_ms * 2 > ha.lease_timeout_ms {
+            return invalid(format!(
+                "ha.lease_renew_interval_ms = {} must be positive and at most half of ha.lease_timeout_ms = {}",
+                ha.lease_renew_interval_ms, ha.lease_timeout_ms
+            ));
+        }
+        if ha.tail_edits_period_ms == 0
+            || ha.health_check_interval_ms == 0
+            || ha.journal_timeout_ms == 0
+        {
+            return invalid("ha.tail_edits_period_ms, ha.health_check_interval_ms and ha.journal_timeout_ms must be positive".to_string());
+        }
+        if self.client.failover_max_attempts == 0 {
+            return invalid("client.failover_max_attempts must be at least 1".to_string());
+        }
         Ok(())
     }
 
@@ -805,6 +1068,111 @@ impl Config {
                 self.fs.default_fs
             ))
         })
+    }
+
+    /// The namenodes of the HA nameservice (`ha.namenodes`), empty without HA.
+    pub fn ha_namenodes(&self) -> Result<Vec<NamenodeAddress>, ConfigError> {
+        let mut out: Vec<NamenodeAddress> = Vec::new();
+        for entry in &self.ha.namenodes {
+            let Some((id, address)) = entry.split_once('=') else {
+                return Err(ConfigError::Invalid(format!(
+                    "ha.namenodes entry '{entry}' is not id=host:port"
+                )));
+            };
+            let (id, address) = (id.trim(), address.trim());
+            if id.is_empty() || address.rsplit_once(':').is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "ha.namenodes entry '{entry}' is not id=host:port"
+                )));
+            }
+            if out.iter().any(|nn| nn.id == id) {
+                return Err(ConfigError::Invalid(format!(
+                    "ha.namenodes names namenode '{id}' twice"
+                )));
+            }
+            out.push(NamenodeAddress {
+                id: id.to_string(),
+                address: address.to_string(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether the namenodes form an HA nameservice.
+    pub fn is_ha(&self) -> bool {
+        !self.ha.namenodes.is_empty()
+    }
+
+    /// The namenodes a client of `authority` (the `host:port` or nameservice
+    /// of an `hdfs://` URI) talks to: every HA namenode when it names the
+    /// nameservice, else just that address.
+    pub fn namenodes_for(&self, authority: &str) -> Result<Vec<NamenodeAddress>, ConfigError> {
+        let ns = &self.ha.nameservice;
+        let names_ns = !ns.is_empty()
+            && (authority == ns || authority.strip_suffix(":8020") == Some(ns.as_str()));
+        if names_ns || (self.is_ha() && ns.is_empty() && authority == self.default_authority()) {
+            let namenodes = self.ha_namenodes()?;
+            if namenodes.is_empty() {
+                return Err(ConfigError::Invalid(format!(
+                    "nameservice '{ns}' has no namenodes: set ha.namenodes"
+                )));
+            }
+            return Ok(namenodes);
+        }
+        Ok(vec![NamenodeAddress {
+            id: "nn".to_string(),
+            address: authority.to_string(),
+        }])
+    }
+
+    fn default_authority(&self) -> String {
+        default_fs_authority(&self.fs.default_fs).unwrap_or_default()
+    }
+
+    /// The namenodes that `fs.default_fs` names (see [`Self::namenodes_for`]).
+    pub fn default_namenodes(&self) -> Result<Vec<NamenodeAddress>, ConfigError> {
+        if self.is_ha() {
+            let ns = &self.ha.nameservice;
+            let authority = self.default_authority();
+            if ns.is_empty()
+                || authority == *ns
+                || authority.strip_suffix(":8020") == Some(ns.as_str())
+            {
+                return self.ha_namenodes();
+            }
+        }
+        Ok(vec![NamenodeAddress {
+            id: "nn".to_string(),
+            address: self.namenode_rpc_address()?,
+        }])
+    }
+
+    /// This namenode's entry in `ha.namenodes`: `ha.namenode_id`, else the
+    /// one whose address is `namenode.rpc_address`.
+    pub fn this_ha_namenode(&self) -> Result<NamenodeAddress, ConfigError> {
+        let namenodes = self.ha_namenodes()?;
+        if !self.ha.namenode_id.is_empty() {
+            return namenodes
+                .into_iter()
+                .find(|nn| nn.id == self.ha.namenode_id)
+                .ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "ha.namenode_id = '{}' is not one of ha.namenodes ({})",
+                        self.ha.namenode_id,
+                        self.ha.namenodes.join(", ")
+                    ))
+                });
+        }
+        let own = &self.namenode.rpc_address;
+        namenodes
+            .into_iter()
+            .find(|nn| nn.address == *own)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!(
+                    "cannot tell which HA namenode this is: set ha.namenode_id to one of {} (or namenode.rpc_address to its address)",
+                    self.ha.namenodes.join(", ")
+                ))
+            })
     }
 
     /// The configuration as documented TOML (for `rdfs getconf -dump`).

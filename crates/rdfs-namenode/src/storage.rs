@@ -57,6 +57,12 @@ pub enum StorageError {
     Journal(#[from] JournalError),
 }
 
+impl From<crate::edit_log::SegmentError> for StorageError {
+    fn from(err: crate::edit_log::SegmentError) -> Self {
+        Self::Journal(err.into())
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StorageError + '_ {
     move |source| StorageError::Io {
         path: path.to_path_buf(),

@@ -9,7 +9,6 @@
 
 mod file_journal;
 mod memory_journal;
-pub mod segment;
 
 use futures::future::BoxFuture;
 
@@ -17,9 +16,8 @@ pub use file_journal::FileJournal;
 pub use memory_journal::MemoryJournal;
 pub use rdfs_proto::editlog::EditRecord;
 pub use rdfs_proto::editlog::edit_record::Op;
-
-/// A transaction id; the first edit is 1.
-pub type TxId = u64;
+pub use rdfs_qjournal::segment;
+pub use rdfs_qjournal::segment::{SegmentError, TxId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -38,6 +36,8 @@ pub enum JournalError {
         offset: u64,
         reason: String,
     },
+    #[error("the quorum journal: {0}")]
+    Quorum(String),
     #[error("edit log has a gap: expected txid {expected}, found {found} in {path}")]
     Gap {
         path: std::path::PathBuf,
@@ -59,4 +59,21 @@ pub trait Journal: Send + Sync {
     /// Makes everything appended durable, finalizes the current segment and
     /// starts a new one; returns the first txid the new segment will hold.
     fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>>;
+}
+
+impl From<SegmentError> for JournalError {
+    fn from(err: SegmentError) -> Self {
+        match err {
+            SegmentError::Io { path, source } => Self::Io { path, source },
+            SegmentError::Corrupt {
+                path,
+                offset,
+                reason,
+            } => Self::Corrupt {
+                path,
+                offset,
+                reason,
+            },
+        }
+    }
 }

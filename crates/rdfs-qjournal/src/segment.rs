@@ -13,7 +13,26 @@ use std::path::{Path, PathBuf};
 use bytes::BufMut;
 use prost::Message;
 
-use super::{EditRecord, JournalError, TxId};
+use rdfs_proto::editlog::EditRecord;
+
+/// A transaction id; the first edit is 1.
+pub type TxId = u64;
+
+/// Why a segment cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SegmentError {
+    #[error("edit log I/O on {path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("edit log segment {path} is corrupt at offset {offset}: {reason}")]
+    Corrupt {
+        path: std::path::PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
 
 pub const MAGIC: &[u8; 8] = b"RDFSEDIT";
 pub const LAYOUT_VERSION: u32 = 1;
@@ -60,8 +79,8 @@ pub struct SegmentFile {
 }
 
 /// The segments in `dir`, ordered by first txid.
-pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, JournalError> {
-    let io = |source| JournalError::Io {
+pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, SegmentError> {
+    let io = |source| SegmentError::Io {
         path: dir.to_path_buf(),
         source,
     };
@@ -142,18 +161,18 @@ fn read_record(bytes: &[u8], offset: usize) -> Result<Option<(EditRecord, usize)
 /// Reads every valid record of a segment. A damaged or partial record stops
 /// the read; the caller decides whether that is a torn tail (in-progress
 /// segment) or corruption.
-pub fn read_segment(path: &Path) -> Result<SegmentContents, JournalError> {
+pub fn read_segment(path: &Path) -> Result<SegmentContents, SegmentError> {
     let mut bytes = Vec::new();
     File::open(path)
         .and_then(|mut file| file.read_to_end(&mut bytes))
-        .map_err(|source| JournalError::Io {
+        .map_err(|source| SegmentError::Io {
             path: path.to_path_buf(),
             source,
         })?;
     decode_segment(path, &bytes)
 }
 
-pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, JournalError> {
+pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, SegmentError> {
     if bytes.len() < HEADER_LEN {
         return Ok(SegmentContents {
             records: Vec::new(),
@@ -165,7 +184,7 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
         });
     }
     if &bytes[..8] != MAGIC {
-        return Err(JournalError::Corrupt {
+        return Err(SegmentError::Corrupt {
             path: path.to_path_buf(),
             offset: 0,
             reason: "not an rdfs edit log segment".into(),
@@ -173,7 +192,7 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
     }
     let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
     if version != LAYOUT_VERSION {
-        return Err(JournalError::Corrupt {
+        return Err(SegmentError::Corrupt {
             path: path.to_path_buf(),
             offset: 8,
             reason: format!(
@@ -201,7 +220,7 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
         if let Some(found) = (offset + 1..bytes.len()).find(
             |at| matches!(read_record(bytes, *at), Ok(Some((record, _))) if record.txid > last),
         ) {
-            return Err(JournalError::Corrupt {
+            return Err(SegmentError::Corrupt {
                 path: path.to_path_buf(),
                 offset: offset as u64,
                 reason: format!(
@@ -220,9 +239,9 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Jour
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::edit_log::Op;
     use proptest::prelude::*;
     use rdfs_proto::editlog::SetReplication;
+    use rdfs_proto::editlog::edit_record::Op;
 
     fn record(txid: TxId) -> EditRecord {
         EditRecord {
