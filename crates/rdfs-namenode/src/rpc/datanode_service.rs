@@ -142,6 +142,7 @@ impl DatanodeProtocol for DatanodeService {
         let pool_id = &self.namesystem.namespace_info().block_pool_id;
         Ok(Response::new(pb::HeartbeatResponse {
             commands: commands(result, pool_id),
+            ha_status: None,
         }))
     }
 
