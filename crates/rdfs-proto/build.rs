@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "rdfs/datanode_protocol.proto",
         "rdfs/data_transfer.proto",
         "rdfs/editlog.proto",
+        "rdfs/qjournal.proto",
+        "rdfs/ha_service.proto",
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", proto_root.join(file).display());

@@ -1,5 +1,32 @@
 //! The quorum journal (QJM, as HDFS-3077 describes it): the `rdfs
 //! journalnode` daemon that stores edit log segments, and the quorum client
 //! a namenode writes edits through and a standby tails them from.
+//!
+//! - [`Journalnode`] (`server`) serves the journals under its edits dir;
+//!   `journal` holds one journal's durable state.
+//! - [`QuorumClient`] (`client`) formats the journal, shows the leadership
+//!   lease, reads committed edits, and takes a new epoch, which yields the
+//!   [`QuorumWriter`] (`writer`) that recovers the last segment
+//!   (`recovery`) and writes. `quorum` waits for majorities; `logger`
+//!   keeps each journalnode's calls in order.
 
+mod client;
+mod fault;
+mod journal;
+mod logger;
+mod quorum;
+mod recovery;
 pub mod segment;
+mod server;
+mod stamp;
+mod writer;
+
+pub use client::{LeaseView, QuorumClient, QuorumError};
+pub use fault::JnError;
+pub use journal::JournalError;
+pub use server::{ADDRESS_FILE, Journalnode, JournalnodeError};
+pub use stamp::NamespaceStamp;
+pub use writer::QuorumWriter;
+
+#[cfg(test)]
+mod tests;

@@ -236,6 +236,143 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Segm
     })
 }
 
+/// Decodes framed records (no segment header) that must fill `bytes`
+/// exactly: what a writer sends and a reader receives.
+pub fn decode_records(bytes: &[u8]) -> Result<Vec<EditRecord>, String> {
+    Ok(decode_records_with_offsets(bytes)?
+        .into_iter()
+        .map(|(record, _)| record)
+        .collect())
+}
+
+/// Like [`decode_records`], with the offset in `bytes` where each record's
+/// frame starts.
+pub fn decode_records_with_offsets(bytes: &[u8]) -> Result<Vec<(EditRecord, usize)>, String> {
+    let mut out = Vec::new();
+    let mut offset = 0;
+    while let Some((record, next)) = read_record(bytes, offset)? {
+        out.push((record, offset));
+        offset = next;
+    }
+    Ok(out)
+}
+
+/// Reads a segment file one framed record at a time, so serving a large
+/// segment never holds it all in memory.
+pub struct SegmentReader {
+    reader: std::io::BufReader<File>,
+    path: PathBuf,
+    offset: u64,
+}
+
+impl SegmentReader {
+    /// Opens `path` and checks its header; the next record read is the
+    /// first.
+    pub fn open(path: &Path) -> Result<Self, SegmentError> {
+        let file = File::open(path).map_err(|source| SegmentError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = Self {
+            reader: std::io::BufReader::with_capacity(256 * 1024, file),
+            path: path.to_path_buf(),
+            offset: 0,
+        };
+        let mut head = [0u8; HEADER_LEN];
+        reader.read_exact(&mut head)?;
+        if head != header() {
+            return Err(reader.corrupt("not an rdfs edit log segment of this layout version"));
+        }
+        Ok(reader)
+    }
+
+    /// Moves to `offset`, which must be the start of a record.
+    pub fn seek_to(&mut self, offset: u64) -> Result<(), SegmentError> {
+        use std::io::Seek;
+        self.reader
+            .seek(std::io::SeekFrom::Start(offset))
+            .map_err(|source| SegmentError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.offset = offset;
+        Ok(())
+    }
+
+    /// Skips the next record without checking it.
+    pub fn skip(&mut self) -> Result<(), SegmentError> {
+        let mut head = [0u8; 8];
+        self.read_exact(&mut head)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if len == 0 || len > MAX_RECORD_LEN {
+            return Err(self.corrupt(&format!("record length {len} is impossible")));
+        }
+        self.reader
+            .seek_relative(i64::from(len))
+            .map_err(|source| SegmentError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.offset += u64::from(len);
+        Ok(())
+    }
+
+    /// Appends the next record, framed as on disk, to `out` and returns its
+    /// txid. The caller knows how many records there are: running out of
+    /// bytes is corruption here, not the end.
+    pub fn next_framed(&mut self, out: &mut Vec<u8>) -> Result<TxId, SegmentError> {
+        let at = self.offset;
+        let mut head = [0u8; 8];
+        self.read_exact(&mut head)?;
+        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        if len == 0 || len > MAX_RECORD_LEN {
+            return Err(self.corrupt_at(at, &format!("record length {len} is impossible")));
+        }
+        let start = out.len();
+        out.extend_from_slice(&head);
+        out.resize(start + 8 + len as usize, 0);
+        if let Err(err) = self.read_exact(&mut out[start + 8..]) {
+            out.truncate(start);
+            return Err(err);
+        }
+        match read_record(&out[start..], 0) {
+            Ok(Some((record, _))) => Ok(record.txid),
+            Ok(None) => Err(self.corrupt_at(at, "record is empty")),
+            Err(why) => {
+                out.truncate(start);
+                Err(self.corrupt_at(at, &why))
+            }
+        }
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), SegmentError> {
+        self.reader.read_exact(buf).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::UnexpectedEof {
+                self.corrupt("ends in the middle of a record")
+            } else {
+                SegmentError::Io {
+                    path: self.path.clone(),
+                    source,
+                }
+            }
+        })?;
+        self.offset += buf.len() as u64;
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: &str) -> SegmentError {
+        self.corrupt_at(self.offset, reason)
+    }
+
+    fn corrupt_at(&self, offset: u64, reason: &str) -> SegmentError {
+        SegmentError::Corrupt {
+            path: self.path.clone(),
+            offset,
+            reason: reason.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

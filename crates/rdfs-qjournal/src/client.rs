@@ -1,0 +1,587 @@
+//! The namenode's side of the quorum journal: format it, see who holds the
+//! leadership lease, become the writer (a new epoch), and read committed
+//! edits as a standby. Every call goes to all journalnodes at once and is
+//! decided by a majority.
+
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use tonic::transport::Channel;
+
+use rdfs_common::config::QuorumJournalUri;
+use rdfs_common::grpc::MAX_MESSAGE_SIZE;
+use rdfs_proto::editlog::EditRecord;
+use rdfs_proto::q_journal_protocol_client::QJournalProtocolClient;
+use rdfs_proto::{
+    FormatJournalRequest, GetJournalStateRequest, GetJournalStateResponse, JournalFaultKind,
+    NewEpochRequest, ReadEditsRequest,
+};
+
+use crate::fault::JnError;
+use crate::quorum::{QuorumCall, Waited, majority};
+use crate::segment::{self, TxId};
+use crate::stamp::NamespaceStamp;
+use crate::writer::QuorumWriter;
+
+/// How long a read waits, after a majority answered, for the rest.
+const READ_GRACE: Duration = Duration::from_millis(100);
+
+/// Why a quorum call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QuorumError {
+    /// A journalnode has promised a newer epoch: another namenode took over.
+    #[error(
+        "journalnode {journalnode} has promised epoch {promised}, newer than our epoch {ours}: another namenode took over"
+    )]
+    Fenced {
+        journalnode: String,
+        ours: u64,
+        promised: u64,
+    },
+    /// The current writer's lease is still held on a majority.
+    #[error(
+        "the leadership lease of {writer} is still held on a majority of journalnodes for about {remaining_ms} ms"
+    )]
+    LeaseHeld { writer: String, remaining_ms: u64 },
+    #[error("{succeeded} journalnodes succeeded, {needed} needed: {errors}")]
+    NoQuorum {
+        needed: usize,
+        succeeded: usize,
+        errors: String,
+    },
+    #[error("the journal is not formatted: {0}")]
+    NotFormatted(String),
+    #[error("the journal belongs to another namespace: {0}")]
+    Mismatch(String),
+    #[error("the journal is already formatted: {0}")]
+    AlreadyFormatted(String),
+    /// The edits asked for are gone from every journalnode that answered
+    /// (purged after a checkpoint): the reader needs a newer image.
+    #[error(
+        "edits from txid {from_txid} were purged; the oldest the journalnodes hold is {oldest}"
+    )]
+    Purged { from_txid: TxId, oldest: TxId },
+    /// Recovery found the journalnodes in a state the protocol rules out.
+    #[error("recovery of the journal failed: {0}")]
+    Recovery(String),
+    /// The caller broke the writer's rules (txids out of order, no segment
+    /// open, recover() not run first).
+    #[error("{0}")]
+    Usage(String),
+    /// A batch failed to reach a majority: the journalnodes may now hold
+    /// gaps, so this writer takes no more edits; take a new epoch.
+    #[error("the writer of epoch {epoch} failed earlier and takes no more edits: {why}")]
+    WriterFailed { epoch: u64, why: String },
+}
+
+/// Who holds the leadership lease, as a majority sees it.
+#[derive(Debug, Clone)]
+pub struct LeaseView {
+    /// The newest epoch promised on the journalnodes that answered.
+    pub epoch: u64,
+    /// Its writer.
+    pub writer: String,
+    /// Whether too few journalnodes have gone a lease timeout without
+    /// hearing from their writer for a new epoch to be granted.
+    pub held: bool,
+    /// How long until it would no longer be held, if the writer stays
+    /// silent (0 when not held).
+    pub remaining_ms: u64,
+}
+
+/// One journalnode, connected on first use.
+pub(crate) struct Remote {
+    pub(crate) name: String,
+    connect_timeout: Duration,
+    channel: OnceLock<Result<Channel, String>>,
+}
+
+impl Remote {
+    pub(crate) fn client(&self) -> Result<QJournalProtocolClient<Channel>, JnError> {
+        let channel = self.channel.get_or_init(|| {
+            rdfs_common::grpc::channel(&self.name, self.connect_timeout)
+                .map_err(|err| format!("bad journalnode address {}: {err}", self.name))
+        });
+        match channel {
+            Ok(channel) => Ok(QJournalProtocolClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                .max_encoding_message_size(MAX_MESSAGE_SIZE)),
+            Err(why) => Err(JnError::Rpc(why.clone())),
+        }
+    }
+}
+
+pub(crate) struct Journalnodes {
+    pub(crate) journal_id: String,
+    pub(crate) names: Vec<String>,
+    pub(crate) remotes: Vec<Remote>,
+}
+
+#[derive(Clone)]
+pub struct QuorumClient {
+    pub(crate) jns: Arc<Journalnodes>,
+    pub(crate) timeout: Duration,
+    pub(crate) recovery_timeout: Duration,
+}
+
+impl std::fmt::Debug for QuorumClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumClient")
+            .field("journal", &self.jns.journal_id)
+            .field("journalnodes", &self.jns.names)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn rpc_err(status: tonic::Status) -> JnError {
+    JnError::from_status(&status)
+}
+
+impl QuorumClient {
+    /// Connections are made on first use, so a journalnode that is down
+    /// now costs nothing until it is called.
+    pub fn new(uri: &QuorumJournalUri, timeout: Duration) -> Self {
+        let names = uri.journalnodes.clone();
+        let remotes = names
+            .iter()
+            .map(|name| Remote {
+                name: name.clone(),
+                connect_timeout: timeout,
+                channel: OnceLock::new(),
+            })
+            .collect();
+        Self {
+            jns: Arc::new(Journalnodes {
+                journal_id: uri.journal_id.clone(),
+                names,
+                remotes,
+            }),
+            timeout,
+            // Recovery moves whole segments between journalnodes.
+            recovery_timeout: timeout.max(Duration::from_secs(60)),
+        }
+    }
+
+    /// How long recovery calls (which may move a whole segment) may take;
+    /// the default is the call timeout or 60 s, whichever is longer.
+    pub fn with_recovery_timeout(mut self, timeout: Duration) -> Self {
+        self.recovery_timeout = timeout;
+        self
+    }
+
+    pub fn journalnodes(&self) -> &[String] {
+        &self.jns.names
+    }
+
+    pub fn journal_id(&self) -> &str {
+        &self.jns.journal_id
+    }
+
+    /// One call per journalnode; one that cannot even be addressed fails
+    /// at once.
+    pub(crate) fn direct<T, F, Fut>(&self, f: F) -> Vec<BoxFuture<'static, Result<T, JnError>>>
+    where
+        T: Send + 'static,
+        F: Fn(QJournalProtocolClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<T, JnError>> + Send + 'static,
+    {
+        self.jns
+            .remotes
+            .iter()
+            .map(|remote| -> BoxFuture<'static, Result<T, JnError>> {
+                match remote.client() {
+                    Ok(client) => Box::pin(f(client)),
+                    Err(err) => Box::pin(async move { Err(err) }),
+                }
+            })
+            .collect()
+    }
+
+    fn no_quorum<T: Send + 'static>(&self, call: &QuorumCall<'_, T>, needed: usize) -> QuorumError {
+        QuorumError::NoQuorum {
+            needed,
+            succeeded: call.successes.len(),
+            errors: call.errors(),
+        }
+    }
+
+    fn states(&self) -> QuorumCall<'_, GetJournalStateResponse> {
+        let journal_id = self.jns.journal_id.clone();
+        let calls = self.direct(move |mut client| {
+            let journal_id = journal_id.clone();
+            async move {
+                Ok(client
+                    .get_journal_state(GetJournalStateRequest { journal_id })
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner())
+            }
+        });
+        QuorumCall::new(&self.jns.names, calls, self.timeout)
+    }
+
+    /// The journal state of a majority; `NoQuorum` without one.
+    async fn majority_states(&self) -> Result<Vec<(usize, GetJournalStateResponse)>, QuorumError> {
+        let mut call = self.states();
+        match call.wait_for_majority(|_| false).await {
+            Waited::Succeeded => Ok(std::mem::take(&mut call.successes)),
+            _ => Err(self.no_quorum(&call, majority(self.jns.names.len()))),
+        }
+    }
+
+    /// Formats the journal on every journalnode: all must succeed, so no
+    /// journalnode is left behind unformatted (as in HDFS).
+    pub async fn format(&self, stamp: &NamespaceStamp, force: bool) -> Result<(), QuorumError> {
+        let journal_id = self.jns.journal_id.clone();
+        let proto = stamp.to_proto();
+        let calls = self.direct(move |mut client| {
+            let request = FormatJournalRequest {
+                journal_id: journal_id.clone(),
+                stamp: Some(proto.clone()),
+                force,
+            };
+            async move {
+                client.format_journal(request).await.map_err(rpc_err)?;
+                Ok(())
+            }
+        });
+        let n = self.jns.names.len();
+        let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
+        if call.wait_for(n, 0, |_| false).await == Waited::Succeeded {
+            tracing::info!(journal = %self.jns.journal_id, force, "journal formatted on every journalnode");
+            return Ok(());
+        }
+        let formatted: Vec<String> = call
+            .failures
+            .iter()
+            .filter(|(_, err)| err.kind() == Some(JournalFaultKind::JournalFaultAlreadyFormatted))
+            .map(|(i, err)| format!("{}: {err}", call.name(*i)))
+            .collect();
+        if !formatted.is_empty() {
+            return Err(QuorumError::AlreadyFormatted(formatted.join("; ")));
+        }
+        Err(self.no_quorum(&call, n))
+    }
+
+    /// The namespace the journal is formatted for, or `None` when no
+    /// journalnode that answered is formatted. Waits for more than a
+    /// majority only when the answers disagree.
+    pub async fn formatted_stamp(&self) -> Result<Option<NamespaceStamp>, QuorumError> {
+        let n = self.jns.names.len();
+        let mut call = self.states();
+        loop {
+            let answered = &call.successes;
+            let unanimous = answered
+                .windows(2)
+                .all(|w| w[0].1.formatted == w[1].1.formatted && w[0].1.stamp == w[1].1.stamp);
+            if answered.len() >= majority(n) && unanimous {
+                break;
+            }
+            if !call.next().await {
+                break;
+            }
+        }
+        if call.successes.len() < majority(n) {
+            return Err(self.no_quorum(&call, majority(n)));
+        }
+        let mut stamp: Option<(usize, NamespaceStamp)> = None;
+        for (i, state) in call.successes.iter().filter(|(_, s)| s.formatted) {
+            let theirs = NamespaceStamp::from_proto(&state.stamp.clone().unwrap_or_default());
+            match &stamp {
+                None => stamp = Some((*i, theirs)),
+                Some((first, ours)) => {
+                    if let Some(why) = ours.mismatch(&theirs) {
+                        return Err(QuorumError::Mismatch(format!(
+                            "journalnodes {} and {} disagree: {why}",
+                            call.name(*first),
+                            call.name(*i)
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(stamp.map(|(_, stamp)| stamp))
+    }
+
+    /// Who holds the leadership lease: a new epoch is granted only once a
+    /// majority has gone `lease_timeout` without hearing from its writer.
+    pub async fn lease_view(&self, lease_timeout: Duration) -> Result<LeaseView, QuorumError> {
+        let states = self.majority_states().await?;
+        Ok(lease_view_of(&states, lease_timeout, self.jns.names.len()))
+    }
+
+    /// Becomes the writer: takes an epoch one above any a majority has
+    /// promised. Refused while the current writer's lease is held on a
+    /// majority, unless `take_over_held_lease` (an operator's forced
+    /// failover). The writer must [`QuorumWriter::recover`] before writing.
+    pub async fn new_epoch(
+        &self,
+        stamp: &NamespaceStamp,
+        writer_id: &str,
+        lease_timeout: Duration,
+        take_over_held_lease: bool,
+    ) -> Result<QuorumWriter, QuorumError> {
+        let n = self.jns.names.len();
+        let need = majority(n);
+        let states = self.majority_states().await?;
+        let unformatted: Vec<&str> = states
+            .iter()
+            .filter(|(_, s)| !s.formatted)
+            .map(|(i, _)| self.jns.names[*i].as_str())
+            .collect();
+        if unformatted.len() >= need {
+            return Err(QuorumError::NotFormatted(format!(
+                "journal '{}' is not formatted on {}",
+                self.jns.journal_id,
+                unformatted.join(", ")
+            )));
+        }
+        for (i, state) in states.iter().filter(|(_, s)| s.formatted) {
+            let theirs = NamespaceStamp::from_proto(&state.stamp.clone().unwrap_or_default());
+            if let Some(why) = theirs.mismatch(stamp) {
+                return Err(QuorumError::Mismatch(format!(
+                    "journalnode {}: {why}",
+                    self.jns.names[*i]
+                )));
+            }
+        }
+        // Asking a majority first keeps a hopeless candidate from bumping
+        // the promise on the few journalnodes that lost touch with the
+        // writer, which would fence it there for nothing.
+        let view = lease_view_of(&states, lease_timeout, n);
+        if view.held && !take_over_held_lease {
+            return Err(QuorumError::LeaseHeld {
+                writer: view.writer,
+                remaining_ms: view.remaining_ms,
+            });
+        }
+        let epoch = states
+            .iter()
+            .map(|(_, s)| s.last_promised_epoch)
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let request = NewEpochRequest {
+            journal_id: self.jns.journal_id.clone(),
+            stamp: Some(stamp.to_proto()),
+            epoch,
+            writer_id: writer_id.to_string(),
+            lease_timeout_ms: lease_timeout.as_millis() as u64,
+            take_over_held_lease,
+        };
+        let sent_at = std::time::Instant::now();
+        let calls = self.direct(move |mut client| {
+            let request = request.clone();
+            async move {
+                Ok(client
+                    .new_epoch(request)
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner())
+            }
+        });
+        let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
+        if call.wait_for_majority(|_| false).await != Waited::Succeeded {
+            return Err(self.new_epoch_failure(&call, epoch));
+        }
+        let last_segment_txid = call
+            .successes
+            .iter()
+            .map(|(_, r)| r.last_segment_txid)
+            .max()
+            .unwrap_or(0);
+        tracing::info!(journal = %self.jns.journal_id, epoch, writer = writer_id,
+            granted = call.successes.len(), last_segment_txid, "new writer epoch");
+        Ok(QuorumWriter::new(
+            self.clone(),
+            writer_id.to_string(),
+            epoch,
+            lease_timeout,
+            last_segment_txid,
+            sent_at,
+        ))
+    }
+
+    fn new_epoch_failure<T: Send + 'static>(
+        &self,
+        call: &QuorumCall<'_, T>,
+        epoch: u64,
+    ) -> QuorumError {
+        let need = majority(self.jns.names.len());
+        let of_kind = |kind: JournalFaultKind| {
+            call.failures
+                .iter()
+                .filter(move |(_, err)| err.kind() == Some(kind))
+        };
+        let named = |(i, err): &(usize, JnError)| format!("journalnode {}: {err}", call.name(*i));
+        if let Some(failure) = of_kind(JournalFaultKind::JournalFaultMismatch).next() {
+            return QuorumError::Mismatch(named(failure));
+        }
+        if let Some((i, err)) = of_kind(JournalFaultKind::JournalFaultEpochNotNewer).next() {
+            return QuorumError::Fenced {
+                journalnode: call.name(*i).to_string(),
+                ours: epoch,
+                promised: err.fault().map_or(0, |f| f.promised_epoch),
+            };
+        }
+        let mut held: Vec<(String, u64)> = of_kind(JournalFaultKind::JournalFaultLeaseHeld)
+            .filter_map(|(_, err)| err.fault())
+            .map(|f| (f.lease_holder.clone(), f.lease_remaining_ms))
+            .collect();
+        let missing = need.saturating_sub(call.successes.len());
+        if !held.is_empty() && call.failures.len() > self.jns.names.len() - need {
+            held.sort_by_key(|(_, ms)| *ms);
+            let (writer, remaining_ms) = held[missing.min(held.len()).saturating_sub(1)].clone();
+            return QuorumError::LeaseHeld {
+                writer,
+                remaining_ms,
+            };
+        }
+        let unformatted: Vec<String> = of_kind(JournalFaultKind::JournalFaultNotFormatted)
+            .map(named)
+            .collect();
+        if !unformatted.is_empty() {
+            return QuorumError::NotFormatted(unformatted.join("; "));
+        }
+        self.no_quorum(call, need)
+    }
+
+    /// Committed edits with txid >= from_txid, contiguous, at most
+    /// max_records, from finalized and in-progress segments; empty when
+    /// there are none yet. Never returns an edit a majority has not
+    /// acknowledged.
+    pub async fn read_committed(
+        &self,
+        from_txid: u64,
+        max_records: usize,
+    ) -> Result<Vec<EditRecord>, QuorumError> {
+        if max_records == 0 {
+            return Ok(Vec::new());
+        }
+        let from = from_txid.max(1);
+        let journal_id = self.jns.journal_id.clone();
+        let calls = self.direct(move |mut client| {
+            let request = ReadEditsRequest {
+                journal_id: journal_id.clone(),
+                from_txid: from,
+                max_records: max_records as u64,
+            };
+            async move {
+                let mut stream = client
+                    .read_edits(request)
+                    .await
+                    .map_err(rpc_err)?
+                    .into_inner();
+                let mut first_available = None;
+                let mut records = Vec::new();
+                while let Some(chunk) = stream.message().await.map_err(rpc_err)? {
+                    first_available.get_or_insert(chunk.first_available_txid);
+                    records.extend(
+                        segment::decode_records(&chunk.records).map_err(JnError::BadReply)?,
+                    );
+                }
+                if records.len() > max_records {
+                    return Err(JnError::BadReply(format!(
+                        "{} edits sent, {max_records} asked for",
+                        records.len()
+                    )));
+                }
+                if let Some((i, record)) = records
+                    .iter()
+                    .enumerate()
+                    .find(|(i, r)| r.txid != from + *i as u64)
+                {
+                    return Err(JnError::BadReply(format!(
+                        "txid {} sent where {} belongs",
+                        record.txid,
+                        from + i as u64
+                    )));
+                }
+                Ok((records, first_available.unwrap_or(0)))
+            }
+        });
+        let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
+        if call.wait_for_majority(|_| false).await != Waited::Succeeded {
+            return Err(self.no_quorum(&call, majority(self.jns.names.len())));
+        }
+        // Every journalnode serves only committed edits, so the longest
+        // answer is as safe as any and the most up to date. A journalnode
+        // that restarted serves nothing of the open segment until the next
+        // one, so the first majority may be the ones knowing least: the
+        // others get a moment to answer too.
+        call.linger(READ_GRACE).await;
+        let answers = std::mem::take(&mut call.successes);
+        let purged_on: Vec<TxId> = answers
+            .iter()
+            .map(|(_, (_, oldest))| *oldest)
+            .filter(|oldest| *oldest > from)
+            .collect();
+        let best = answers
+            .into_iter()
+            .map(|(_, (records, _))| records)
+            .max_by_key(Vec::len)
+            .unwrap_or_default();
+        if best.is_empty() && purged_on.len() >= majority(self.jns.names.len()) {
+            return Err(QuorumError::Purged {
+                from_txid: from,
+                oldest: purged_on.into_iter().min().unwrap_or(0),
+            });
+        }
+        Ok(best)
+    }
+
+    /// The highest txid known committed (for -bootstrapStandby and status).
+    pub async fn last_committed_txid(&self) -> Result<u64, QuorumError> {
+        let states = self.majority_states().await?;
+        Ok(states
+            .iter()
+            .map(|(_, s)| s.committed_txid)
+            .max()
+            .unwrap_or(0))
+    }
+}
+
+/// The lease as the journalnodes that answered see it: it is held until a
+/// majority of all journalnodes has gone `lease_timeout` without their
+/// writer.
+fn lease_view_of(
+    states: &[(usize, GetJournalStateResponse)],
+    lease_timeout: Duration,
+    n: usize,
+) -> LeaseView {
+    let lease_ms = lease_timeout.as_millis() as u64;
+    let epoch = states
+        .iter()
+        .map(|(_, s)| s.last_promised_epoch)
+        .max()
+        .unwrap_or(0);
+    let writer = states
+        .iter()
+        .find(|(_, s)| s.last_promised_epoch == epoch)
+        .map(|(_, s)| s.writer_id.clone())
+        .unwrap_or_default();
+    let mut remaining: Vec<u64> = states
+        .iter()
+        .map(|(_, s)| match s.writer_silent_ms {
+            Some(silent) if s.last_promised_epoch > 0 => lease_ms.saturating_sub(silent),
+            _ => 0,
+        })
+        .collect();
+    remaining.sort_unstable();
+    let need = majority(n);
+    let expired = remaining.iter().filter(|ms| **ms == 0).count();
+    let held = expired < need;
+    LeaseView {
+        epoch,
+        writer,
+        held,
+        remaining_ms: if held {
+            remaining.get(need - 1).copied().unwrap_or(lease_ms)
+        } else {
+            0
+        },
+    }
+}
