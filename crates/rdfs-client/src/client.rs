@@ -1,6 +1,7 @@
-//! [`DfsClient`]: one connection to a namenode plus the settings and
-//! identity of this client; namespace calls live here, data goes through
-//! [`crate::DfsOutputStream`] and [`crate::DfsInputStream`].
+//! [`DfsClient`]: the connections to a namenode (or to the namenodes of an
+//! HA nameservice, failing over between them in `failover.rs`) plus
+//! the settings and identity of this client; namespace calls live here, data
+//! goes through [`crate::DfsOutputStream`] and [`crate::DfsInputStream`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,6 @@ use std::time::Duration;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
 
 use rdfs_common::config::Config;
 use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE, USER_METADATA_KEY};
@@ -20,6 +20,7 @@ use rdfs_proto as pb;
 use rdfs_proto::client_namenode_client::ClientNamenodeClient;
 
 use crate::error::{ClientError, Result};
+use crate::failover::FailoverChannel;
 use crate::input::DfsInputStream;
 use crate::output::DfsOutputStream;
 
@@ -45,6 +46,13 @@ pub struct ClientSettings {
     pub replace_best_effort: bool,
     /// How often leases are renewed while files are open for writing.
     pub lease_renew_interval: Duration,
+    /// Requests one namenode call may send, over all namenodes, before it
+    /// fails: a standby namenode or one that cannot be reached costs one.
+    pub failover_max_attempts: u32,
+    /// Pause after every namenode failed once, doubling each round...
+    pub failover_sleep_base: Duration,
+    /// ...up to this.
+    pub failover_sleep_max: Duration,
 }
 
 /// HDFS's ReplaceDatanodeOnFailure policies.
@@ -88,6 +96,9 @@ impl ClientSettings {
             lease_renew_interval: Duration::from_millis(
                 (config.namenode.lease_soft_limit_ms / 2).max(100),
             ),
+            failover_max_attempts: config.client.failover_max_attempts.max(1),
+            failover_sleep_base: Duration::from_millis(config.client.failover_sleep_base_ms),
+            failover_sleep_max: Duration::from_millis(config.client.failover_sleep_max_ms),
         }
     }
 }
@@ -110,7 +121,8 @@ impl Interceptor for UserInterceptor {
     }
 }
 
-pub(crate) type NamenodeClient = ClientNamenodeClient<InterceptedService<Channel, UserInterceptor>>;
+pub(crate) type NamenodeClient =
+    ClientNamenodeClient<InterceptedService<FailoverChannel, UserInterceptor>>;
 
 /// Options of a new file.
 #[derive(Debug, Clone)]
@@ -159,7 +171,11 @@ impl Drop for LeaseGuard {
 pub(crate) struct Inner {
     pub leases: Arc<LeaseRenewer>,
     pub namenode: NamenodeClient,
-    pub namenode_addr: String,
+    /// The transport under `namenode`, kept to ask which namenode is active.
+    pub failover: FailoverChannel,
+    pub namenode_addrs: Vec<String>,
+    /// The namenode addresses, comma-separated, for messages.
+    pub namenode_label: String,
     pub settings: ClientSettings,
     pub user: String,
     pub client_name: String,
@@ -177,20 +193,35 @@ pub use rdfs_proto::fsck_response::Entry as FsckEntry;
 
 impl DfsClient {
     /// A client of the namenode at `namenode_addr` (`host:port`), acting as
-    /// `user`.
+    /// `user`. Calls that cannot reach it are retried within the failover
+    /// settings, so a namenode restart does not fail them at once.
     pub fn new(namenode_addr: &str, user: &str, settings: ClientSettings) -> Result<Self> {
-        let channel = rdfs_common::grpc::endpoint(namenode_addr, settings.connect_timeout)
-            .map_err(|e| {
-                ClientError::InvalidArgument(format!("bad namenode address '{namenode_addr}': {e}"))
-            })?
-            .timeout(settings.socket_timeout)
-            .connect_lazy();
+        Self::new_nameservice(&[namenode_addr], user, settings)
+    }
+
+    /// A client of the HA nameservice whose namenodes are at
+    /// `namenode_addrs` (`host:port` each), acting as `user`. Each call goes
+    /// to the namenode that last served one (the first at the start) and
+    /// fails over to the next when it is standby or cannot be reached.
+    /// Must be called within a tokio runtime.
+    pub fn new_nameservice<S: AsRef<str>>(
+        namenode_addrs: &[S],
+        user: &str,
+        settings: ClientSettings,
+    ) -> Result<Self> {
+        let failover = FailoverChannel::new(namenode_addrs, &settings)?;
+        let namenode_addrs: Vec<String> = namenode_addrs
+            .iter()
+            .map(|addr| addr.as_ref().to_string())
+            .collect();
         let user_value = MetadataValue::try_from(user).map_err(|_| {
             ClientError::InvalidArgument(format!("user name '{user}' is not valid ASCII"))
         })?;
-        let namenode =
-            ClientNamenodeClient::with_interceptor(channel, UserInterceptor { user: user_value })
-                .max_decoding_message_size(MAX_MESSAGE_SIZE);
+        let namenode = ClientNamenodeClient::with_interceptor(
+            failover.clone(),
+            UserInterceptor { user: user_value },
+        )
+        .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let client_name = format!(
             "DFSClient_NONMAPREDUCE_{}_1",
             rand::random::<u32>() & 0x7fff_ffff
@@ -202,7 +233,9 @@ impl DfsClient {
                     running: parking_lot::Mutex::new(false),
                 }),
                 namenode,
-                namenode_addr: namenode_addr.to_string(),
+                failover,
+                namenode_label: namenode_addrs.join(","),
+                namenode_addrs,
                 datanodes: ChannelCache::new(settings.connect_timeout),
                 settings,
                 user: user.to_string(),
@@ -219,8 +252,20 @@ impl DfsClient {
         &self.inner.settings
     }
 
+    /// The namenode's address; for a nameservice, every namenode's,
+    /// comma-separated.
     pub fn namenode_addr(&self) -> &str {
-        &self.inner.namenode_addr
+        &self.inner.namenode_label
+    }
+
+    /// The addresses of the namenodes this client fails over between.
+    pub fn namenode_addrs(&self) -> &[String] {
+        &self.inner.namenode_addrs
+    }
+
+    /// The namenode calls go to first: the one that last served a call.
+    pub fn active_namenode(&self) -> &str {
+        self.inner.failover.active_addr()
     }
 
     /// `/user/<name>`, where relative paths start.
@@ -273,7 +318,7 @@ impl DfsClient {
     }
 
     pub(crate) fn remote(&self, status: tonic::Status) -> ClientError {
-        ClientError::from_status(status, &self.inner.namenode_addr)
+        ClientError::from_status(status, &self.inner.namenode_label)
     }
 
     pub async fn get_file_info(&self, path: &str) -> Result<Option<FileStatus>> {
