@@ -13,6 +13,7 @@ use futures::future::join_all;
 use tokio::time::timeout;
 use tonic::transport::Channel;
 
+use rdfs_common::ExceptionKind;
 use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
@@ -149,6 +150,10 @@ pub enum RecoveryError {
     NoParticipant { block: String, length: u64 },
     #[error("{block}: the namenode refused the outcome: {message}")]
     Commit { block: String, message: String },
+    /// The namenode that ordered the recovery is no longer active; the
+    /// new active orders it again, so this is no failure of the datanode.
+    #[error("{block}: the namenode that ordered the recovery is standby now: {message}")]
+    NamenodeNotActive { block: String, message: String },
 }
 
 /// How one datanode answered.
@@ -161,6 +166,8 @@ enum Answer<T> {
 /// Leads the recovery of blocks this datanode is primary for.
 pub struct Worker {
     pub ctx: Arc<DatanodeContext>,
+    /// The namenode that ordered the recovery: it is the one waiting for
+    /// the outcome.
     pub namenode: DatanodeProtocolClient<Channel>,
     /// This datanode, to call itself directly.
     pub datanode_uuid: String,
@@ -415,6 +422,12 @@ impl Worker {
                 tracing::info!(block = %block, recovery_id, new_length, delete_block, targets = ?new_targets,
                     "block recovery committed");
                 Ok(())
+            }
+            Err(status) if ExceptionKind::of_status(&status) == Some(ExceptionKind::Standby) => {
+                Err(RecoveryError::NamenodeNotActive {
+                    block: block.to_string(),
+                    message: status.message().to_string(),
+                })
             }
             Err(status) => Err(RecoveryError::Commit {
                 block: block.to_string(),

@@ -399,6 +399,7 @@ mod tests {
     fn a_flipped_byte_is_reported_once_until_the_replica_is_replaced() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ds = Arc::new(test_support::dataset(tmp.path(), 2));
+        let reported = ds.reports().subscribe("nn");
         let blocks: Vec<_> = (0..4)
             .map(|i| test_support::write_replica(&ds, 1073741825 + i, 5000))
             .collect();
@@ -412,11 +413,11 @@ mod tests {
             .collect();
         let pass = scan_all(&mut scanners);
         assert_eq!((pass.replicas, pass.bytes, pass.corrupt), (4, 20_000, 1));
-        let bad = ds.reports().take().bad;
+        let bad = reported.take().bad;
         assert_eq!(bad.len(), 1, "{bad:?}");
-        let (reported, storage_id, reason) = &bad[0];
-        assert_eq!(reported, victim);
-        assert_eq!(reported.pool_id, POOL);
+        let (reported_block, storage_id, reason) = &bad[0];
+        assert_eq!(reported_block, victim);
+        assert_eq!(reported_block.pool_id, POOL);
         assert_eq!(*storage_id, ds.storage_id_of(&info));
         assert!(reason.contains("checksum error at offset 2560"), "{reason}");
 
@@ -425,7 +426,7 @@ mod tests {
         // Verified again (period 0), it is still corrupt but not reported twice.
         let mut eager = scanner(&ds, info.volume, Duration::ZERO);
         assert_eq!(eager.scan_due().expect("pass").corrupt, 1);
-        assert!(ds.reports().take().bad.is_empty());
+        assert!(reported.take().bad.is_empty());
 
         // Deleted and written again, it is a new replica: healthy now, and
         // reported again if it goes bad.
@@ -436,13 +437,14 @@ mod tests {
         let (block_path, _) = test_support::files(&ds, rewritten.block_id);
         flip_byte(&block_path, 10);
         assert_eq!(scan_all(&mut eager).corrupt, 1);
-        assert_eq!(ds.reports().take().bad.len(), 1);
+        assert_eq!(reported.take().bad.len(), 1);
     }
 
     #[test]
     fn short_files_and_unreadable_meta_are_corrupt_but_missing_files_are_not() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ds = Arc::new(test_support::dataset(tmp.path(), 2));
+        let reported = ds.reports().subscribe("nn");
         let short = test_support::write_replica(&ds, 1, 5000);
         let bad_meta = test_support::write_replica(&ds, 2, 5000);
         let missing = test_support::write_replica(&ds, 3, 5000);
@@ -467,8 +469,7 @@ mod tests {
             .collect();
         let pass = scan_all(&mut scanners);
         assert_eq!((pass.replicas, pass.corrupt, pass.missing), (3, 2, 1));
-        let mut bad: Vec<_> = ds
-            .reports()
+        let mut bad: Vec<_> = reported
             .take()
             .bad
             .into_iter()
@@ -493,19 +494,21 @@ mod tests {
     fn a_replica_deleted_or_rewritten_during_its_scan_is_not_reported() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ds = Arc::new(test_support::dataset(tmp.path(), 1));
+        let reported = ds.reports().subscribe("nn");
         let block = test_support::write_replica(&ds, 7, 5000);
         let scanned = ds.replica(block.block_id).expect("replica");
         ds.invalidate(std::slice::from_ref(&block));
         assert!(!ds.report_corrupt(block.block_id, &scanned, "checksum error"));
         let rewritten = test_support::write_replica(&ds, 7, 6000);
         assert!(!ds.report_corrupt(rewritten.block_id, &scanned, "checksum error"));
-        assert!(ds.reports().take().bad.is_empty());
+        assert!(reported.take().bad.is_empty());
     }
 
     #[test]
     fn the_thread_verifies_new_replicas_throttled_and_stops_promptly() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ds = Arc::new(test_support::dataset(tmp.path(), 2));
+        let reported = ds.reports().subscribe("nn");
         test_support::write_replica(&ds, 1, 20_000);
         let stop = Arc::new(StopSignal::default());
         let settings = ScanSettings {
@@ -526,7 +529,7 @@ mod tests {
         ds.finalize(writer).expect("finalize");
         let started = Instant::now();
         let bad = loop {
-            let bad = ds.reports().take().bad;
+            let bad = reported.take().bad;
             if !bad.is_empty() || started.elapsed() > Duration::from_secs(5) {
                 break bad;
             }

@@ -290,7 +290,8 @@ pub struct Dataset {
     sync_behind: u64,
     sync_on_close: bool,
     /// Where replicas lost with a volume, found corrupt or found by the
-    /// directory scanner are reported; the namenode link drains it.
+    /// directory scanner are reported; each namenode's link drains its
+    /// own copy.
     reports: Arc<Reports>,
     failed_volumes_tolerated: u32,
     /// Data directories that could not even be opened at start.
@@ -329,8 +330,8 @@ impl Dataset {
         self
     }
 
-    /// The queue of reports for the namenode this dataset writes to; the
-    /// daemon's [`crate::context::DatanodeContext`] must share it.
+    /// Where this dataset's reports go, to be fanned out to every namenode;
+    /// the daemon's [`crate::context::DatanodeContext`] must share it.
     pub fn reports(&self) -> Arc<Reports> {
         Arc::clone(&self.reports)
     }
@@ -1653,6 +1654,7 @@ mod tests {
         use crate::test_support::{self, write_replica};
         let tmp = tempfile::tempdir().expect("tmp");
         let ds = test_support::dataset(tmp.path(), 2).tolerating(1, Vec::new());
+        let reported = ds.reports().subscribe("nn");
         let blocks: Vec<_> = (0..6).map(|i| write_replica(&ds, 100 + i, 1000)).collect();
         let on_broken: Vec<i64> = ds.finalized_on(1).into_iter().map(|(id, _)| id).collect();
         assert!(!on_broken.is_empty());
@@ -1673,8 +1675,7 @@ mod tests {
         let failure = ds.volumes()[1].failure().expect("failure");
         assert!(failure.reason.contains("rbw"), "{}", failure.reason);
 
-        let mut lost: Vec<_> = ds
-            .reports()
+        let mut lost: Vec<_> = reported
             .take()
             .changes
             .into_iter()
@@ -2057,7 +2058,7 @@ mod tests {
             ds.update_replica_under_recovery(&block, 2001, 1600)
                 .is_err()
         );
-        ds.reports().take();
+        let reported = ds.reports().subscribe("nn");
         let storage = ds
             .update_replica_under_recovery(&block, 2001, 1000)
             .expect("update");
@@ -2068,7 +2069,7 @@ mod tests {
             ..block.clone()
         };
         assert_eq!(read_all(&ds, &recovered), &data[..1000]);
-        let changes = ds.reports().take().changes;
+        let changes = reported.take().changes;
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].0, recovered);
         assert_eq!(changes[0].2, ReplicaChange::Received);

@@ -183,6 +183,7 @@ mod tests {
     fn deleted_truncated_damaged_and_stray_replicas_are_reconciled() {
         let tmp = tempfile::tempdir().expect("tmp");
         let ds = test_support::dataset(tmp.path(), 2);
+        let reported = ds.reports().subscribe("nn");
         let blocks: Vec<_> = (0..4)
             .map(|i| test_support::write_replica(&ds, 1073741825 + i, 5000))
             .collect();
@@ -234,7 +235,7 @@ mod tests {
             (1, 5000, 1001)
         );
         assert!(ds.replica(999).is_none());
-        let pending = ds.reports().take();
+        let pending = reported.take();
         let mut changes: Vec<_> = pending
             .changes
             .iter()
@@ -274,7 +275,7 @@ mod tests {
 
         // Reported once: the next scan finds the same damage and says nothing.
         assert!(reconcile(&ds).is_empty());
-        assert!(ds.reports().take().bad.is_empty());
+        assert!(reported.take().bad.is_empty());
     }
 
     #[test]

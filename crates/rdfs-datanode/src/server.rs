@@ -1,5 +1,5 @@
 //! Running a datanode: open and lock the volumes, listen for transfers,
-//! connect to the namenode, scan the replicas in the background, serve
+//! connect to the namenodes, scan the replicas in the background, serve
 //! until told to stop or until more volumes fail than tolerated.
 
 use std::future::Future;
@@ -19,7 +19,7 @@ use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 use rdfs_proto::inter_datanode_server::InterDatanodeServer;
 
 use crate::background::Background;
-use crate::bp_service::{BpService, LinkError};
+use crate::bp_service::{BpOfferService, LinkError, NamenodeLink, Timing};
 use crate::context::DatanodeContext;
 use crate::dataset::Dataset;
 use crate::error::DatanodeError;
@@ -70,7 +70,7 @@ pub struct Datanode {
     ctx: Arc<DatanodeContext>,
     listener: tokio::net::TcpListener,
     address: SocketAddr,
-    bp: BpService,
+    bp: BpOfferService,
     /// What the background scanners need.
     config: DatanodeConfig,
 }
@@ -141,23 +141,30 @@ impl Datanode {
             )),
             recovering: parking_lot::Mutex::new(Default::default()),
         });
-        let namenode_addr = config.namenode_rpc_address()?;
-        let channel = rdfs_common::grpc::endpoint(&namenode_addr, connect_timeout)
-            .map_err(|source| ServerError::NamenodeAddress {
-                addr: namenode_addr.clone(),
-                source,
-            })?
-            .timeout(Duration::from_millis(dn.socket_timeout_ms))
-            .connect_lazy();
-        let bp = BpService {
-            ctx: Arc::clone(&ctx),
-            namenode: DatanodeProtocolClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
-            namenode_addr,
-            id,
+        // Every namenode of the nameservice (one without HA).
+        let namenodes = config
+            .default_namenodes()?
+            .into_iter()
+            .map(|namenode| {
+                let channel = rdfs_common::grpc::endpoint(&namenode.address, connect_timeout)
+                    .map_err(|source| ServerError::NamenodeAddress {
+                        addr: namenode.address.clone(),
+                        source,
+                    })?
+                    .timeout(Duration::from_millis(dn.socket_timeout_ms))
+                    .connect_lazy();
+                Ok(NamenodeLink {
+                    namenode,
+                    client: DatanodeProtocolClient::new(channel)
+                        .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                })
+            })
+            .collect::<Result<Vec<_>, ServerError>>()?;
+        let timing = Timing {
             heartbeat_interval: Duration::from_millis(config.dfs.heartbeat_interval_ms),
             block_report_interval: Duration::from_millis(dn.block_report_interval_ms.max(1)),
         };
+        let bp = BpOfferService::new(Arc::clone(&ctx), id, namenodes, timing);
         Ok(Self {
             ctx,
             listener,
@@ -171,8 +178,9 @@ impl Datanode {
         self.address
     }
 
-    /// Serves transfers and talks to the namenode until `shutdown` resolves,
-    /// the namenode link fails for good, or more volumes fail than tolerated
+    /// Serves transfers and talks to the namenodes until `shutdown`
+    /// resolves, the storage fails under the namenode link or every
+    /// namenode refused this datanode, or more volumes fail than tolerated
     /// (then the error names them).
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Self {
@@ -183,8 +191,8 @@ impl Datanode {
             config,
         } = self;
         let stop = CancellationToken::new();
-        tracing::info!(xfer = %address, uuid = %bp.id.datanode_uuid, volumes = ctx.dataset.volumes().len(),
-            failed_volumes = ctx.dataset.failed_volume_count(), "datanode serving");
+        tracing::info!(xfer = %address, uuid = %bp.datanode_id().datanode_uuid, volumes = ctx.dataset.volumes().len(),
+            failed_volumes = ctx.dataset.failed_volume_count(), namenodes = ?bp.namenodes(), "datanode serving");
         let background = Background::start(&ctx.dataset, &config);
         let link = tokio::spawn(bp.run(stop.clone()));
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
