@@ -11,12 +11,21 @@
 # `rdfs dfs` talks to, so no configuration is needed. RDFS_DATANODES sets the
 # number of datanodes, RDFS_NN_PORT the namenode port, and RDFS_OPTS adds
 # generic options (-D key=value ...) to every daemon.
+#
+# RDFS_HA=1 starts an HA nameservice instead: three journalnodes
+# (127.0.0.1:8485-8487, or from RDFS_JN_PORT), two namenodes nn1 and nn2 (127.0.0.1:8020 and
+# :8021) and three datanodes, with automatic failover. Its configuration is
+# written to $RDFS_HOME/ha.toml; point clients at it with RDFS_CONF:
+#   RDFS_CONF=$RDFS_HOME/ha.toml rdfs dfs -ls /
+#   RDFS_CONF=$RDFS_HOME/ha.toml rdfs haadmin -getAllServiceState
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export RDFS_HOME=${RDFS_HOME:-$here/rdfs-home}
 NN_PORT=${RDFS_NN_PORT:-8020}
 DATANODES=${RDFS_DATANODES:-3}
+HA=${RDFS_HA:-0}
+JN_PORT=${RDFS_JN_PORT:-8485}
 PROFILE=${RDFS_PROFILE:-release}
 logs=$RDFS_HOME/logs
 pids=$RDFS_HOME/pids
@@ -43,7 +52,108 @@ start_daemon() { # name, then the rdfs arguments
   echo $! >"$pids/$name.pid"
 }
 
+write_ha_conf() {
+  cat >"$RDFS_HOME/ha.toml" <<EOT
+# Written by deploy/local-cluster.sh (RDFS_HA=1).
+[fs]
+default_fs = "hdfs://rdfs"
+
+[namenode]
+safemode_extension_ms = 2000
+
+[ha]
+nameservice = "rdfs"
+namenodes = ["nn1=127.0.0.1:$NN_PORT", "nn2=127.0.0.1:$((NN_PORT + 1))"]
+shared_edits_dir = "qjournal://127.0.0.1:$JN_PORT;127.0.0.1:$((JN_PORT + 1));127.0.0.1:$((JN_PORT + 2))/rdfs"
+EOT
+}
+
+wait_listening() { # port, name
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "$2 did not start listening on port $1; see $logs/$2.log" >&2
+  exit 1
+}
+
+start_ha() {
+  build
+  mkdir -p "$logs" "$pids"
+  write_ha_conf
+  export RDFS_CONF=$RDFS_HOME/ha.toml
+  local extra=()
+  read -r -a extra <<<"${RDFS_OPTS:-}"
+  for i in 1 2 3; do
+    local port=$((JN_PORT + i - 1))
+    start_daemon "journalnode$i" journalnode "${extra[@]}" -D "journalnode.rpc_address=127.0.0.1:$port" \
+      -D "journalnode.edits_dir=$RDFS_HOME/journalnode$i"
+    wait_listening "$port" "journalnode$i"
+  done
+  nn_args() { # id, port
+    echo -D "namenode.name_dirs=$RDFS_HOME/$1" -D "namenode.rpc_address=127.0.0.1:$2" -D "ha.namenode_id=$1"
+  }
+  local nn1_port=$NN_PORT nn2_port=$((NN_PORT + 1))
+  if [ ! -f "$RDFS_HOME/nn1/current/VERSION" ]; then
+    # shellcheck disable=SC2046
+    if ! "$(rdfs_bin)" namenode -format "${extra[@]}" $(nn_args nn1 "$nn1_port") >>"$logs/nn1.log" 2>&1; then
+      echo "formatting nn1 failed:" >&2; tail -n 5 "$logs/nn1.log" >&2; exit 1
+    fi
+    echo "formatted a new namespace in $RDFS_HOME/nn1 and the journal"
+  fi
+  # shellcheck disable=SC2046
+  start_daemon nn1 namenode "${extra[@]}" $(nn_args nn1 "$nn1_port")
+  wait_listening "$nn1_port" nn1
+  if [ ! -f "$RDFS_HOME/nn2/current/VERSION" ]; then
+    local ok=0
+    for _ in $(seq 1 50); do
+      # shellcheck disable=SC2046
+      if "$(rdfs_bin)" namenode -bootstrapStandby "${extra[@]}" $(nn_args nn2 "$nn2_port") >>"$logs/nn2.log" 2>&1; then ok=1; break; fi
+      sleep 0.2
+    done
+    [ "$ok" = 1 ] || { echo "bootstrapping nn2 failed; see $logs/nn2.log" >&2; exit 1; }
+  fi
+  # shellcheck disable=SC2046
+  start_daemon nn2 namenode "${extra[@]}" $(nn_args nn2 "$nn2_port")
+  for i in $(seq 1 "$DATANODES"); do
+    local d=$RDFS_HOME/datanode$i
+    start_daemon "datanode$i" datanode "${extra[@]}" -D "datanode.data_dirs=$d/data1,$d/data2" \
+      -D "datanode.xfer_address=127.0.0.1:0"
+  done
+  wait_datanodes
+  cat <<EOT
+rdfs HA is up: nameservice hdfs://rdfs (nn1 127.0.0.1:$nn1_port, nn2 127.0.0.1:$nn2_port),
+3 journalnodes, $DATANODES datanodes; logs in $logs/
+Try:
+  export RDFS_CONF=$RDFS_HOME/ha.toml
+  $(rdfs_bin) haadmin -getAllServiceState
+  $(rdfs_bin) dfs -put README.md /readme.md
+  kill -9 \$(cat $pids/nn1.pid)    # the other namenode takes over within seconds
+Stop with: RDFS_HA=1 deploy/local-cluster.sh stop
+EOT
+}
+
+wait_datanodes() {
+  printf 'waiting for %s datanodes to register' "$DATANODES"
+  local live=0
+  for _ in $(seq 1 150); do
+    live=$("$(rdfs_bin)" dfsadmin "$@" -report -live 2>/dev/null | sed -n 's/^Live datanodes (\([0-9]*\)):$/\1/p' || true)
+    if [ "${live:-0}" -ge "$DATANODES" ]; then break; fi
+    printf '.'; sleep 0.2
+  done
+  echo
+  if [ "${live:-0}" -lt "$DATANODES" ]; then
+    echo "only ${live:-0} of $DATANODES datanodes registered; see $logs/" >&2
+    status >&2
+    exit 1
+  fi
+  if ! timeout 60 "$(rdfs_bin)" dfsadmin "$@" -safemode wait >/dev/null 2>&1; then
+    echo "the namenode is still in safe mode; see $logs/" >&2
+  fi
+}
+
 start() {
+  if [ "$HA" = 1 ]; then start_ha; return; fi
   build
   mkdir -p "$logs" "$pids"
   # A short safe-mode extension: a restarted local cluster is writable
@@ -67,22 +177,7 @@ start() {
     start_daemon "datanode$i" datanode "${common[@]}" -D "datanode.data_dirs=$d/data1,$d/data2" \
       -D "datanode.xfer_address=127.0.0.1:0"
   done
-  printf 'waiting for %s datanodes to register' "$DATANODES"
-  local live=0
-  for _ in $(seq 1 150); do
-    live=$("$(rdfs_bin)" dfsadmin "${common[@]}" -report -live 2>/dev/null | sed -n 's/^Live datanodes (\([0-9]*\)):$/\1/p' || true)
-    if [ "${live:-0}" -ge "$DATANODES" ]; then break; fi
-    printf '.'; sleep 0.2
-  done
-  echo
-  if [ "${live:-0}" -lt "$DATANODES" ]; then
-    echo "only ${live:-0} of $DATANODES datanodes registered; see $logs/" >&2
-    status >&2
-    exit 1
-  fi
-  if ! timeout 60 "$(rdfs_bin)" dfsadmin "${common[@]}" -safemode wait >/dev/null 2>&1; then
-    echo "the namenode is still in safe mode; see $logs/namenode.log" >&2
-  fi
+  wait_datanodes "${common[@]}"
   cat <<EOT
 rdfs is up: namenode hdfs://127.0.0.1:$NN_PORT, $DATANODES datanodes; logs in $logs/
 Try:
@@ -115,7 +210,9 @@ stop() {
 }
 
 status() {
-  for name in namenode $(seq -f 'datanode%g' 1 "$DATANODES"); do
+  local names=(namenode)
+  [ "$HA" = 1 ] && names=(journalnode1 journalnode2 journalnode3 nn1 nn2)
+  for name in "${names[@]}" $(seq -f 'datanode%g' 1 "$DATANODES"); do
     if alive "$pids/$name.pid"; then
       echo "$name: running (pid $(cat "$pids/$name.pid")), log $logs/$name.log"
     else

@@ -244,7 +244,17 @@ fn path_errors_read_like_hdfs() {
 #[test]
 fn unreachable_namenode_and_bad_config_are_named() {
     let cluster = MiniCluster::builder().datanodes(1).start();
-    let run = cluster.rdfs("dfs", &["-fs", "hdfs://127.0.0.1:1", "-ls", "/"]);
+    let run = cluster.rdfs(
+        "dfs",
+        &[
+            "-fs",
+            "hdfs://127.0.0.1:1",
+            "-D",
+            "client.failover_max_attempts=3",
+            "-ls",
+            "/",
+        ],
+    );
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(
         run.stderr.starts_with("ls: Call to 127.0.0.1:1 failed"),

@@ -9,5 +9,6 @@ mod data_path;
 mod dfs_commands;
 mod durability;
 mod faults;
+mod ha;
 mod replication;
 mod write_path;

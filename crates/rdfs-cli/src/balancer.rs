@@ -118,12 +118,12 @@ fn utilization(node: &DatanodeInfo) -> f64 {
 
 fn run(generic: GenericOptions, options: Options) -> Result<u8> {
     let config = generic.load()?;
-    let authority = crate::generic::namenode_authority(&config)?;
+    let namenodes = crate::generic::namenode_addresses(&config)?;
     let user = client_user(&config);
     let settings = ClientSettings::from_config(&config);
     let heartbeat = Duration::from_millis(config.dfs.heartbeat_interval_ms);
     runtime()?.block_on(async {
-        let client = DfsClient::new(&authority, &user, settings)?;
+        let client = DfsClient::new_nameservice(&namenodes, &user, settings)?;
         println!("Balancing with threshold {}%", options.threshold);
         println!(
             "{:<26}{:>11}{:>22}{:>20}{:>19}",

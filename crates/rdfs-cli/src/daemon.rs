@@ -31,26 +31,72 @@ pub fn namenode(args: Vec<String>) -> u8 {
     run("namenode", || {
         let (generic, rest) = GenericOptions::parse_anywhere(args)?;
         let mut format = false;
+        let mut bootstrap = false;
+        let mut initialize_shared = false;
         let mut force = false;
         let mut cluster_id = None;
         let mut iter = rest.into_iter();
         while let Some(arg) = iter.next() {
             match arg.as_str() {
                 "-format" => format = true,
+                "-bootstrapStandby" => bootstrap = true,
+                "-initializeSharedEdits" => initialize_shared = true,
                 "-force" => force = true,
                 "-nonInteractive" => {}
                 "-clusterid" | "-clusterId" => {
                     cluster_id = Some(iter.next().context("-clusterid needs a cluster id")?)
                 }
                 other => bail!(
-                    "unknown option {other}\nUsage: rdfs namenode [-format [-force] [-nonInteractive] [-clusterid CID]] [generic options]"
+                    "unknown option {other}\nUsage: rdfs namenode [-format [-force] [-nonInteractive] [-clusterid CID] | -bootstrapStandby [-force] | -initializeSharedEdits [-force]] [generic options]"
                 ),
             }
         }
         let config = generic.load()?;
+        if usize::from(format) + usize::from(bootstrap) + usize::from(initialize_shared) > 1 {
+            bail!(
+                "-format, -bootstrapStandby and -initializeSharedEdits are separate steps; give one"
+            );
+        }
+        if (bootstrap || initialize_shared) && !config.is_ha() {
+            bail!(
+                "{} needs an HA nameservice: set ha.namenodes and ha.shared_edits_dir",
+                if bootstrap {
+                    "-bootstrapStandby"
+                } else {
+                    "-initializeSharedEdits"
+                }
+            );
+        }
+        if bootstrap {
+            let done = daemon_runtime()?
+                .block_on(rdfs_namenode::ha::admin::bootstrap_standby(&config, force))?;
+            println!(
+                "Bootstrapped from namenode {}: fsimage at txid {}, cluster id {}, block pool {}",
+                done.from, done.txid, done.info.cluster_id, done.info.block_pool_id
+            );
+            return Ok(());
+        }
+        if initialize_shared {
+            let last = daemon_runtime()?.block_on(
+                rdfs_namenode::ha::admin::initialize_shared_edits(&config, force),
+            )?;
+            println!(
+                "Shared edits initialized: the journal holds this namenode's edits up to txid {last}"
+            );
+            return Ok(());
+        }
         if format {
             let superuser = crate::generic::client_user(&config);
             let info = namenode::format(&config, force, cluster_id, &superuser)?;
+            if config.is_ha() {
+                daemon_runtime()?.block_on(rdfs_namenode::ha::admin::format_journal(
+                    &config, &info, force,
+                ))?;
+                println!(
+                    "Formatted the shared journal {}",
+                    config.ha.shared_edits_dir
+                );
+            }
             println!(
                 "Formatted namespace: cluster id {}, block pool {}, in {}",
                 info.cluster_id,
@@ -83,6 +129,22 @@ pub fn datanode(args: Vec<String>) -> u8 {
         let config = generic.load()?;
         daemon_runtime()?.block_on(async {
             let node = Datanode::start(&config).await?;
+            node.serve(rdfs_common::shutdown::signal()).await?;
+            Ok(())
+        })
+    })
+}
+
+pub fn journalnode(args: Vec<String>) -> u8 {
+    rdfs_common::logging::init("info");
+    run("journalnode", || {
+        let (generic, rest) = GenericOptions::parse_anywhere(args)?;
+        if let Some(other) = rest.first() {
+            bail!("unknown option {other}\nUsage: rdfs journalnode [generic options]");
+        }
+        let config = generic.load()?;
+        daemon_runtime()?.block_on(async {
+            let node = rdfs_qjournal::Journalnode::start(&config).await?;
             node.serve(rdfs_common::shutdown::signal()).await?;
             Ok(())
         })

@@ -72,12 +72,12 @@ fn run(args: Vec<String>) -> Result<u8> {
     }
     let options = parse(&rest[1..])?;
     let config = generic.load()?;
-    let authority = crate::generic::namenode_authority(&config)?;
+    let namenodes = crate::generic::namenode_addresses(&config)?;
     let user = client_user(&config);
     let settings = ClientSettings::from_config(&config);
     let path = crate::generic::absolute_path(&config, &options.path);
     runtime()?.block_on(async {
-        let client = DfsClient::new(&authority, &user, settings)?;
+        let client = DfsClient::new_nameservice(&namenodes, &user, settings)?;
         let mut attempt = 0;
         loop {
             match client.recover_lease(&path).await {

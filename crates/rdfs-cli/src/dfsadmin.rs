@@ -34,11 +34,11 @@ fn run(args: Vec<String>) -> Result<u8> {
     };
     let options = &rest[1..];
     let config = generic.load()?;
-    let authority = crate::generic::namenode_authority(&config)?;
+    let namenodes = crate::generic::namenode_addresses(&config)?;
     let user = client_user(&config);
     let settings = ClientSettings::from_config(&config);
     runtime()?.block_on(async {
-        let client = DfsClient::new(&authority, &user, settings)?;
+        let client = DfsClient::new_nameservice(&namenodes, &user, settings)?;
         match command.as_str() {
             "-report" => report(&client, options).await,
             "-safemode" => safe_mode(&client, options).await,

@@ -72,17 +72,19 @@ fn run(args: Vec<String>) -> Result<u8> {
     let options = parse(rest)?;
     let config = generic.load()?;
     let user = client_user(&config);
-    let authority = crate::generic::namenode_authority(&config)?;
+    let namenodes = crate::generic::namenode_addresses(&config)?;
     let raw = options.path.clone().unwrap_or_else(|| "/".to_string());
     let path = crate::generic::absolute_path(&config, &raw);
     runtime()?.block_on(async {
-        let client = DfsClient::new(&authority, &user, ClientSettings::from_config(&config))?;
+        let client =
+            DfsClient::new_nameservice(&namenodes, &user, ClientSettings::from_config(&config))?;
         if client.get_file_info(&path).await?.is_none() {
             eprintln!(
                 "FileSystem is inaccessible due to:\nFile does not exist: {path}\nDFSck exiting."
             );
             return Ok(0);
         }
+        let authority = crate::generic::namenode_authority(&config)?;
         eprintln!("Connecting to namenode via hdfs://{authority}/fsck?ugi={user}&path={path}");
         let started = Instant::now();
         let entries = client.fsck(&path).await?;

@@ -108,6 +108,17 @@ pub fn namenode_authority(config: &Config) -> Result<String> {
     })
 }
 
+/// The namenodes `fs.default_fs` names: every namenode of the HA
+/// nameservice it names, else the one at its `host:port`.
+pub fn namenode_addresses(config: &Config) -> Result<Vec<String>> {
+    let authority = namenode_authority(config)?;
+    Ok(config
+        .namenodes_for(&authority)?
+        .into_iter()
+        .map(|nn| nn.address)
+        .collect())
+}
+
 /// The absolute path an operator's path argument names: the path part of
 /// an `hdfs://host:port/...` URI, or a path relative to the user's home.
 pub fn absolute_path(config: &Config, raw: &str) -> String {

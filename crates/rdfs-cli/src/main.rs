@@ -10,6 +10,7 @@ mod dfsadmin;
 mod fsck;
 mod generic;
 mod getconf;
+mod haadmin;
 mod report;
 
 use std::process::ExitCode;
@@ -23,9 +24,18 @@ use clap::Parser;
     after_help = "Generic options (-D key=value, -fs URI, -conf FILE) go after the command, as in Hadoop."
 )]
 enum Cli {
-    /// Run the namenode, or format its name directories (-format [-force] [-clusterid CID]).
+    /// Run the namenode, or format its name directories (-format [-force] [-clusterid CID]),
+    /// copy another HA namenode's image (-bootstrapStandby [-force]) or move a namenode's
+    /// edits onto the journalnodes (-initializeSharedEdits [-force]).
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Namenode { args: Vec<String> },
+    /// Run a journalnode: it keeps the edit log an HA nameservice's namenodes share.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Journalnode { args: Vec<String> },
+    /// HA administration (-getServiceState, -getAllServiceState, -transitionToActive,
+    /// -transitionToStandby, -failover), as `hdfs haadmin`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Haadmin { args: Vec<String> },
     /// Run a datanode.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Datanode { args: Vec<String> },
@@ -58,6 +68,8 @@ fn main() -> ExitCode {
     let code = match cli {
         Cli::Namenode { args } => daemon::namenode(args),
         Cli::Datanode { args } => daemon::datanode(args),
+        Cli::Journalnode { args } => daemon::journalnode(args),
+        Cli::Haadmin { args } => haadmin::main(args),
         Cli::Dfs { args } => dfs::main(args),
         Cli::Fsck { args } => fsck::main(args),
         Cli::Dfsadmin { args } => dfsadmin::main(args),

@@ -224,6 +224,21 @@ impl DatanodeManager {
             .filter(|&idx| self.nodes[idx as usize].alive)
     }
 
+    /// Forgets every deletion, copy and recovery not yet sent: work a
+    /// standby computed from a view that lagged the active's.
+    pub fn clear_pending_work(&mut self) -> usize {
+        let mut cleared = 0;
+        for node in &mut self.nodes {
+            cleared += node.pending_deletions.len()
+                + node.pending_transfers.len()
+                + node.pending_recoveries.len();
+            node.pending_deletions.clear();
+            node.pending_transfers.clear();
+            node.pending_recoveries.clear();
+        }
+        cleared
+    }
+
     pub fn all(&self) -> impl Iterator<Item = &DatanodeDescriptor> {
         self.nodes.iter()
     }

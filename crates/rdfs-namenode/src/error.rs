@@ -41,6 +41,8 @@ pub enum NamenodeError {
     #[error("{0}")]
     SafeMode(String),
     #[error("{0}")]
+    Standby(String),
+    #[error("{0}")]
     Io(String),
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -67,6 +69,7 @@ impl NamenodeError {
             Self::UnregisteredNode(_) => ExceptionKind::UnregisteredNode,
             Self::DisallowedDatanode(_) => ExceptionKind::DisallowedDatanode,
             Self::SafeMode(_) => ExceptionKind::SafeMode,
+            Self::Standby(_) => ExceptionKind::Standby,
             Self::Io(_) | Self::Journal(_) => ExceptionKind::Io,
         }
     }

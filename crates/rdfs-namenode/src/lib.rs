@@ -12,6 +12,7 @@ pub mod edit_log;
 pub mod error;
 pub mod fsck;
 pub mod fsimage;
+pub mod ha;
 pub mod hosts;
 pub mod lease;
 pub mod names;

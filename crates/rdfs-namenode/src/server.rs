@@ -17,9 +17,13 @@ use rdfs_common::ids::{
 use rdfs_common::time::now_ms;
 use rdfs_proto::client_namenode_server::ClientNamenodeServer;
 use rdfs_proto::datanode_protocol_server::DatanodeProtocolServer;
+use rdfs_proto::ha_service_server::HaServiceServer;
 
 use crate::checkpoint::{CheckpointPolicy, Checkpointer};
 use crate::edit_log::{FileJournal, Journal, JournalError};
+use crate::ha::NamenodeHandle;
+use crate::ha::node::HaNode;
+use crate::ha::service::HaServiceImpl;
 use crate::namesystem::{Namesystem, NamesystemConfig, empty_state};
 use crate::rpc::client_service::ClientService;
 use crate::rpc::datanode_service::DatanodeService;
@@ -53,6 +57,8 @@ pub enum ServerError {
     EditLogFailed,
     #[error(transparent)]
     Namesystem(#[from] crate::error::NamenodeError),
+    #[error("{0}")]
+    Ha(String),
 }
 
 /// Formats the configured name dirs with a new namespace whose root belongs
@@ -94,20 +100,61 @@ pub fn format(
 
 /// A namenode that has loaded its namespace and is ready to serve.
 pub struct Namenode {
-    namesystem: Arc<Namesystem>,
-    journal: Arc<FileJournal>,
-    checkpointer: Arc<Checkpointer>,
-    storage: NameStorage,
+    handle: Arc<NamenodeHandle>,
+    mode: Mode,
     listener: tokio::net::TcpListener,
     address: SocketAddr,
-    fatal: CancellationToken,
     tick: Duration,
+}
+
+enum Mode {
+    /// One namenode writing its edit log to its own name dirs.
+    Single {
+        journal: Arc<FileJournal>,
+        checkpointer: Arc<Checkpointer>,
+        storage: NameStorage,
+        fatal: CancellationToken,
+    },
+    /// One of the namenodes of an HA nameservice.
+    Ha(Arc<HaNode>),
 }
 
 impl Namenode {
     /// Locks the name dirs, loads the newest fsimage and the edits after it,
-    /// and binds the RPC address. The namenode starts in safe mode.
+    /// and binds the RPC address. The namenode starts in safe mode; in an HA
+    /// nameservice it starts as standby.
     pub async fn start(config: &Config) -> Result<Self, ServerError> {
+        let (handle, mode) = if config.is_ha() {
+            let node = HaNode::open(config)?;
+            node.check_journal().await?;
+            (Arc::clone(node.handle()), Mode::Ha(node))
+        } else {
+            Self::open_single(config)?
+        };
+        let ns_config = handle.get().config().clone();
+        let addr = config.namenode_rpc_address()?;
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        let address = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        write_address_file(&config.namenode.name_dirs[0], address)?;
+        let tick = (ns_config.liveness.dead_after / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
+        Ok(Self {
+            handle,
+            mode,
+            listener,
+            address,
+            tick,
+        })
+    }
+
+    fn open_single(config: &Config) -> Result<(Arc<NamenodeHandle>, Mode), ServerError> {
         let mut storage = NameStorage::open(&config.namenode.name_dirs)?;
         let ns_config = NamesystemConfig::from_config(config);
         let started = std::time::Instant::now();
@@ -152,123 +199,77 @@ impl Namenode {
             loaded.image_txid,
             policy,
         ));
-        let addr = config.namenode_rpc_address()?;
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: addr.clone(),
-                source,
-            })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        write_address_file(&config.namenode.name_dirs[0], address)?;
-        let tick = (ns_config.liveness.dead_after / 4)
-            .clamp(Duration::from_millis(100), Duration::from_secs(1));
-        Ok(Self {
-            namesystem,
-            journal,
-            checkpointer,
-            storage,
-            listener,
-            address,
-            fatal,
-            tick,
-        })
+        Ok((
+            NamenodeHandle::single(namesystem),
+            Mode::Single {
+                journal,
+                checkpointer,
+                storage,
+                fatal,
+            },
+        ))
     }
 
     pub fn address(&self) -> SocketAddr {
         self.address
     }
 
-    pub fn namesystem(&self) -> &Arc<Namesystem> {
-        &self.namesystem
+    /// The current namesystem (in HA it is replaced when the namenode steps
+    /// down).
+    pub fn namesystem(&self) -> Arc<Namesystem> {
+        self.handle.get()
     }
 
     /// Serves until `shutdown` resolves (or the edit log fails), then closes
     /// the edit log cleanly.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Self {
-            namesystem,
-            journal,
-            checkpointer,
-            storage,
+            handle,
+            mode,
             listener,
             address,
-            fatal,
             tick,
         } = self;
         let stop = CancellationToken::new();
-        let ticker = {
-            let namesystem = Arc::clone(&namesystem);
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(tick);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = interval.tick() => namesystem.tick(),
-                    }
-                }
-            })
+        let mut tasks = vec![
+            spawn_ticker(Arc::clone(&handle), tick, stop.clone()),
+            spawn_replication_monitor(Arc::clone(&handle), stop.clone()),
+            spawn_lease_monitor(Arc::clone(&handle), stop.clone()),
+        ];
+        let (checkpointer, fatal, ha_node) = match &mode {
+            Mode::Single {
+                checkpointer,
+                fatal,
+                ..
+            } => {
+                tasks.push(tokio::spawn(Arc::clone(checkpointer).run(stop.clone())));
+                (Some(Arc::clone(checkpointer)), fatal.clone(), None)
+            }
+            Mode::Ha(node) => (None, CancellationToken::new(), Some(Arc::clone(node))),
         };
-        let monitor = {
-            let namesystem = Arc::clone(&namesystem);
-            let stop = stop.clone();
-            let config = namesystem.config().clone();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(config.replication_interval);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                let mut last_decommission_check = tokio::time::Instant::now();
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = interval.tick() => {
-                            let due = last_decommission_check.elapsed() >= config.decommission_interval;
-                            if due {
-                                last_decommission_check = tokio::time::Instant::now();
-                            }
-                            namesystem.replication_round(due);
-                        }
-                    }
-                }
-            })
-        };
-        let lease_monitor = {
-            let namesystem = Arc::clone(&namesystem);
-            let stop = stop.clone();
-            let every = namesystem.config().lease_recheck_interval;
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(every);
-                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        _ = interval.tick() => {
-                            if let Err(err) = namesystem.check_leases(std::time::Instant::now()).await {
-                                tracing::warn!(error = %err, "lease monitor round failed");
-                            }
-                        }
-                    }
-                }
-            })
-        };
-        let checkpoints = tokio::spawn(Arc::clone(&checkpointer).run(stop.clone()));
-        tracing::info!(rpc = %address, cluster_id = %storage.info.cluster_id,
-            block_pool_id = %storage.info.block_pool_id, "namenode serving (in safe mode until enough blocks are reported)");
+        let controller = ha_node.as_ref().map(|node| {
+            tasks.push(tokio::spawn(Arc::clone(node).run_checkpoints(stop.clone())));
+            tokio::spawn(Arc::clone(node).run(stop.clone()))
+        });
+        let info = handle.get().namespace_info().clone();
+        tracing::info!(rpc = %address, cluster_id = %info.cluster_id,
+            block_pool_id = %info.block_pool_id, ha = handle.is_ha(),
+            "namenode serving (in safe mode until enough blocks are reported)");
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
         let fatal_signal = fatal.clone();
         let result = rdfs_common::grpc::server()
             .add_service(
-                ClientNamenodeServer::new(ClientService::new(
-                    Arc::clone(&namesystem),
-                    checkpointer,
-                ))
-                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                ClientNamenodeServer::new(ClientService::new(Arc::clone(&handle), checkpointer))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
-                DatanodeProtocolServer::new(DatanodeService::new(Arc::clone(&namesystem)))
+                DatanodeProtocolServer::new(DatanodeService::new(Arc::clone(&handle)))
                     .max_decoding_message_size(MAX_MESSAGE_SIZE),
+            )
+            .add_service(
+                HaServiceServer::new(HaServiceImpl::new(Arc::clone(&handle), ha_node))
+                    .max_decoding_message_size(MAX_MESSAGE_SIZE)
+                    .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
             .serve_with_incoming_shutdown(incoming, async move {
                 tokio::select! {
@@ -278,22 +279,99 @@ impl Namenode {
             })
             .await;
         stop.cancel();
-        let _ = ticker.await;
-        let _ = monitor.await;
-        let _ = lease_monitor.await;
-        let _ = checkpoints.await;
+        for task in tasks {
+            let _ = task.await;
+        }
+        if let Some(controller) = controller {
+            let _ = controller.await;
+        }
         if fatal.is_cancelled() {
             return Err(ServerError::EditLogFailed);
         }
         result?;
-        journal.close().await?;
+        if let Mode::Single {
+            journal, storage, ..
+        } = mode
+        {
+            journal.close().await?;
+            drop(storage);
+        }
         tracing::info!(
-            last_txid = namesystem.last_txid(),
+            last_txid = handle.get().last_txid(),
             "namenode stopped; edit log finalized"
         );
-        drop(storage);
         Ok(())
     }
+}
+
+/// Dead-node detection and safe mode, whatever the role.
+fn spawn_ticker(
+    handle: Arc<NamenodeHandle>,
+    tick: Duration,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tick);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = interval.tick() => handle.get().tick(),
+            }
+        }
+    })
+}
+
+/// Re-replication, deletions and decommissioning: the active's work only.
+fn spawn_replication_monitor(
+    handle: Arc<NamenodeHandle>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let config = handle.get().config().clone();
+        let mut interval = tokio::time::interval(config.replication_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_decommission_check = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = interval.tick() => {
+                    if !handle.is_serving_active() {
+                        continue;
+                    }
+                    let due = last_decommission_check.elapsed() >= config.decommission_interval;
+                    if due {
+                        last_decommission_check = tokio::time::Instant::now();
+                    }
+                    handle.get().replication_round(due);
+                }
+            }
+        }
+    })
+}
+
+/// Lease expiry and recovery: the active's work only.
+fn spawn_lease_monitor(
+    handle: Arc<NamenodeHandle>,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = handle.get().config().lease_recheck_interval;
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = interval.tick() => {
+                    if !handle.is_serving_active() {
+                        continue;
+                    }
+                    if let Err(err) = handle.get().check_leases(std::time::Instant::now()).await {
+                        tracing::warn!(error = %err, "lease monitor round failed");
+                    }
+                }
+            }
+        }
+    })
 }
 
 fn write_address_file(dir: &Path, address: SocketAddr) -> Result<(), ServerError> {

@@ -80,6 +80,18 @@ pub fn format(
     info: &NamespaceInfo,
     image: &[u8],
 ) -> Result<(), StorageError> {
+    format_with_image(dirs, force, info, 0, image)
+}
+
+/// Like [`format`], starting from an image at `txid` (another namenode's,
+/// for `-bootstrapStandby`).
+pub fn format_with_image(
+    dirs: &[PathBuf],
+    force: bool,
+    info: &NamespaceInfo,
+    txid: TxId,
+    image: &[u8],
+) -> Result<(), StorageError> {
     for dir in dirs {
         if dir.exists() {
             let non_empty = std::fs::read_dir(dir)
@@ -104,7 +116,7 @@ pub fn format(
         }
         let current = dir.join("current");
         std::fs::create_dir_all(&current).map_err(io_err(&current))?;
-        write_durably(&current.join(crate::fsimage::file_name(0)), image)?;
+        write_durably(&current.join(crate::fsimage::file_name(txid)), image)?;
         write_durably(&current.join("VERSION"), render_version(info).as_bytes())?;
         rdfs_common::durable::sync_dir(&current).map_err(io_err(&current))?;
     }
@@ -179,6 +191,8 @@ pub struct Loaded {
     pub image_txid: TxId,
     /// The txid of the last edit replayed.
     pub last_txid: TxId,
+    /// The edits replayed onto the image.
+    pub edits: Vec<EditRecord>,
 }
 
 /// The name directories of a running namenode, locked for its lifetime.
@@ -318,11 +332,12 @@ impl NameStorage {
             state,
             image_txid,
             last_txid: best,
+            edits: history,
         })
     }
 
     /// The newest fsimage any directory holds that reads back whole.
-    fn load_image(&self, config: &NamesystemConfig) -> Result<(TxId, FsState), StorageError> {
+    pub fn load_image(&self, config: &NamesystemConfig) -> Result<(TxId, FsState), StorageError> {
         let mut candidates: Vec<(TxId, PathBuf)> = Vec::new();
         for dir in &self.current_dirs {
             match crate::fsimage::list(dir) {

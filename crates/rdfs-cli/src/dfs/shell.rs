@@ -20,6 +20,8 @@ pub type CommandResult = Result<(), UsageError>;
 
 pub struct Shell {
     settings: ClientSettings,
+    /// For the namenodes of an HA nameservice a path names.
+    config: Config,
     user: String,
     pub default_authority: String,
     pub cwd: String,
@@ -104,6 +106,7 @@ impl Shell {
         let user = crate::generic::client_user(&config);
         Ok(Self {
             settings: ClientSettings::from_config(&config),
+            config: config.clone(),
             cwd: format!("/user/{user}"),
             user,
             default_authority,
@@ -172,7 +175,14 @@ impl Shell {
         if let Some(client) = self.clients.get(authority) {
             return Ok(client.clone());
         }
-        let client = DfsClient::new(authority, &self.user, self.settings.clone())?;
+        let namenodes: Vec<String> = self
+            .config
+            .namenodes_for(authority)
+            .map_err(|e| ClientError::InvalidArgument(e.to_string()))?
+            .into_iter()
+            .map(|nn| nn.address)
+            .collect();
+        let client = DfsClient::new_nameservice(&namenodes, &self.user, self.settings.clone())?;
         self.clients.insert(authority.to_string(), client.clone());
         Ok(client)
     }

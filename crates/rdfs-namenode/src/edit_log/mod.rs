@@ -59,6 +59,11 @@ pub trait Journal: Send + Sync {
     /// Makes everything appended durable, finalizes the current segment and
     /// starts a new one; returns the first txid the new segment will hold.
     fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>>;
+
+    /// A standby applied the edit `txid`, tailed from the shared journal
+    /// (so [`Journal::last_txid`] follows it). Journals that only write
+    /// ignore it.
+    fn note_applied(&self, _txid: TxId) {}
 }
 
 impl From<SegmentError> for JournalError {

@@ -165,6 +165,18 @@ impl Namesystem {
 
     /// The namespace encoded as an fsimage, with the txid it reflects. Writers
     /// wait while it is encoded; nothing is written to disk here.
+    /// Finalizes the current edit segment and starts the next; the first
+    /// txid of the new one.
+    pub async fn roll_edits(&self) -> Result<TxId> {
+        match self.journal.roll().await {
+            Ok(first) => Ok(first),
+            Err(err) => {
+                self.fail(&err.to_string());
+                Err(err.into())
+            }
+        }
+    }
+
     pub(crate) fn encode_image(&self) -> (TxId, Vec<u8>) {
         let state = self.state.read();
         let txid = self.journal.last_txid();

@@ -9,6 +9,7 @@ use roaring::RoaringBitmap;
 use rdfs_common::protocol::{AdminState, DatanodeId, DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rdfs_common::time::now_ms;
 
+use super::standby::{PendingKind, PendingReport};
 use super::{Locked, Namesystem};
 use crate::apply::FsState;
 use crate::block_manager::{BlockState, ReportOutcome, ReportedState};
@@ -165,7 +166,7 @@ impl Namesystem {
         failed_volumes: u32,
     ) -> Vec<DatanodeCommand> {
         let mut state = self.state.write();
-        let Locked { fs, safe_mode } = &mut *state;
+        let Locked { fs, safe_mode, .. } = &mut *state;
         let Some(index) = fs
             .datanodes
             .heartbeat(uuid, storages, xceivers, xmits, failed_volumes)
@@ -285,10 +286,12 @@ impl Namesystem {
         storages: &[(String, Vec<ReportedReplica>)],
     ) -> Result<()> {
         self.check_pool(pool_id)?;
+        let standby = self.is_standby();
         let mut state = self.state.write();
+        let super::Locked { fs, pending, .. } = &mut *state;
         let FsState {
             blocks, datanodes, ..
-        } = &mut state.fs;
+        } = fs;
         let index = registered(datanodes, uuid)?;
         let mut reported = RoaringBitmap::new();
         let (mut added, mut unknown, mut corrupt) = (0u64, 0u64, 0u64);
@@ -297,6 +300,26 @@ impl Namesystem {
                 .get_mut(index)
                 .map_or(0, |n| n.storage_index(storage_id));
             for replica in replicas {
+                if standby
+                    && super::standby::must_wait_fs(
+                        blocks,
+                        replica.block_id,
+                        replica.generation_stamp,
+                    )
+                {
+                    Self::hold_back(
+                        pending,
+                        PendingReport::new(
+                            index,
+                            storage_id,
+                            replica.block_id,
+                            replica.generation_stamp,
+                            replica.num_bytes,
+                            PendingKind::Reported(replica.state),
+                        ),
+                    );
+                    continue;
+                }
                 let outcome = blocks.report_replica(
                     replica.block_id,
                     replica.generation_stamp,
@@ -362,12 +385,36 @@ impl Namesystem {
         events: &[(ExtendedBlock, String, ReplicaEvent)],
     ) -> Result<()> {
         self.check_pool(pool_id)?;
+        let standby = self.is_standby();
         let mut state = self.state.write();
+        let super::Locked { fs, pending, .. } = &mut *state;
         let FsState {
             blocks, datanodes, ..
-        } = &mut state.fs;
+        } = fs;
         let index = registered(datanodes, uuid)?;
         for (block, storage_id, event) in events {
+            let kind = match event {
+                ReplicaEvent::Receiving => Some(PendingKind::Reported(ReportedState::Rbw)),
+                ReplicaEvent::Received => Some(PendingKind::Received),
+                ReplicaEvent::Deleted => None,
+            };
+            if let Some(kind) = kind
+                && standby
+                && super::standby::must_wait_fs(blocks, block.block_id, block.generation_stamp)
+            {
+                Self::hold_back(
+                    pending,
+                    PendingReport::new(
+                        index,
+                        storage_id,
+                        block.block_id,
+                        block.generation_stamp,
+                        block.num_bytes,
+                        kind,
+                    ),
+                );
+                continue;
+            }
             match event {
                 ReplicaEvent::Receiving => {
                     // A replica being written: a candidate location of its
@@ -483,7 +530,7 @@ impl Namesystem {
             return;
         }
         let mut state = self.state.write();
-        let Locked { fs, safe_mode } = &mut *state;
+        let Locked { fs, safe_mode, .. } = &mut *state;
         let FsState {
             blocks, datanodes, ..
         } = fs;
@@ -575,7 +622,7 @@ impl Namesystem {
     pub fn replication_round(&self, check_decommissioning: bool) {
         let now = Instant::now();
         let mut state = self.state.write();
-        let Locked { fs, safe_mode } = &mut *state;
+        let Locked { fs, safe_mode, .. } = &mut *state;
         if safe_mode.is_on() {
             return;
         }

@@ -15,6 +15,7 @@ mod balancing;
 mod datanodes;
 mod lease;
 mod read;
+mod standby;
 mod write;
 
 use std::sync::Arc;
@@ -124,6 +125,8 @@ pub struct Caller {
 pub(crate) struct Locked {
     pub(crate) fs: FsState,
     pub(crate) safe_mode: SafeMode,
+    /// Reports a standby holds back until it tails their blocks' edits.
+    pub(crate) pending: Vec<standby::PendingReport>,
 }
 
 pub struct Namesystem {
@@ -131,9 +134,12 @@ pub struct Namesystem {
     journal: Arc<dyn Journal>,
     info: NamespaceInfo,
     config: NamesystemConfig,
-    /// Cancelled when the edit log fails: the namenode must stop, since its
-    /// memory may hold changes that are not durable.
+    /// Cancelled when the edit log fails: the namenode must stop (or, in
+    /// HA, step down and reload), since its memory may hold changes that
+    /// are not durable.
     fatal: CancellationToken,
+    /// A standby's namesystem: changes come only from tailed edits.
+    standby: std::sync::atomic::AtomicBool,
 }
 
 /// An empty namespace of this cluster (what `-format` saves as fsimage 0).
@@ -222,11 +228,16 @@ impl Namesystem {
             SafeMode::off(config.safe_mode)
         };
         Self {
-            state: RwLock::new(Locked { fs, safe_mode }),
+            state: RwLock::new(Locked {
+                fs,
+                safe_mode,
+                pending: Vec::new(),
+            }),
             journal,
             info,
             config,
             fatal,
+            standby: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -240,6 +251,12 @@ impl Namesystem {
 
     pub fn last_txid(&self) -> TxId {
         self.journal.last_txid()
+    }
+
+    /// Cancelled once the edit log has failed: this namesystem's memory may
+    /// hold changes that never became durable, so it must not serve again.
+    pub fn failed(&self) -> &CancellationToken {
+        &self.fatal
     }
 
     /// Refuses a change while in safe mode: "<operation>. Name node is in
@@ -257,6 +274,13 @@ impl Namesystem {
 
     /// Applies `op` and appends it to the journal; the caller holds the lock.
     fn log(&self, fs: &mut FsState, op: Op) -> Result<TxId> {
+        if self.is_standby() {
+            // The RPC layer turns callers away first; this guards the
+            // namespace should anything get through.
+            return Err(NamenodeError::Standby(
+                "Operation category WRITE is not supported in state standby".into(),
+            ));
+        }
         fs.apply(&op)
             .map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
         match self.journal.append(op) {

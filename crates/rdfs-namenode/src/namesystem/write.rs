@@ -152,7 +152,7 @@ impl Namesystem {
                 "Invalid values: dfs.bytes-per-checksum (={bpc}) must divide block size (={block_size}), at most {MAX_BLOCK_LEN}."
             )));
         }
-        let (txid, status) = {
+        let (txid, status) = 'created: {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot create file{src}"))?;
             let fs = &mut state.fs;
@@ -163,6 +163,13 @@ impl Namesystem {
                     return Err(NamenodeError::FileAlreadyExists(format!(
                         "{src} already exists as a directory"
                     )));
+                }
+                if existing.writer() == Some(client) && existing.block_slots().is_empty() {
+                    // A retry of this client's own create whose answer was
+                    // lost (a failover in between): hand back the file it
+                    // created, as HDFS's retry cache would.
+                    let status = file_status(fs, existing, Vec::new());
+                    break 'created (self.journal.last_txid(), status);
                 }
                 if existing.writer().is_some() {
                     let id = existing.id();

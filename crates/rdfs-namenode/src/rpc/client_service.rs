@@ -13,19 +13,26 @@ use rdfs_proto::client_namenode_server::ClientNamenode;
 use super::{caller, mode, required};
 use crate::checkpoint::Checkpointer;
 use crate::fsck::FsckEntry;
+use crate::ha::{Category, NamenodeHandle};
 use crate::namesystem::{DatanodeReportType, Namesystem, SafeModeAction};
 
 pub struct ClientService {
-    namesystem: Arc<Namesystem>,
-    checkpointer: Arc<Checkpointer>,
+    handle: Arc<NamenodeHandle>,
+    /// `None` in an HA nameservice, where the standby checkpoints.
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 impl ClientService {
-    pub fn new(namesystem: Arc<Namesystem>, checkpointer: Arc<Checkpointer>) -> Self {
+    pub fn new(handle: Arc<NamenodeHandle>, checkpointer: Option<Arc<Checkpointer>>) -> Self {
         Self {
-            namesystem,
+            handle,
             checkpointer,
         }
+    }
+
+    /// The namesystem for an operation only the active namenode serves.
+    fn ns(&self, category: Category) -> Result<Arc<Namesystem>, Status> {
+        Ok(self.handle.active(category)?)
     }
 }
 
@@ -37,7 +44,9 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
-        let status = self.namesystem.get_file_info(&request.get_ref().src)?;
+        let status = self
+            .ns(Category::Read)?
+            .get_file_info(&request.get_ref().src)?;
         Ok(Response::new(pb::GetFileInfoResponse {
             fs: status.as_ref().map(Into::into),
         }))
@@ -48,9 +57,9 @@ impl ClientNamenode for ClientService {
         request: Request<pb::GetListingRequest>,
     ) -> Result<Response<pb::GetListingResponse>, Status> {
         let req = request.get_ref();
-        let listing = self
-            .namesystem
-            .get_listing(&req.src, &req.start_after, req.need_location)?;
+        let listing =
+            self.ns(Category::Read)?
+                .get_listing(&req.src, &req.start_after, req.need_location)?;
         Ok(Response::new(pb::GetListingResponse {
             dir_list: listing.map(|l| pb::DirectoryListing {
                 partial_listing: l.entries.iter().map(Into::into).collect(),
@@ -64,7 +73,7 @@ impl ClientNamenode for ClientService {
         request: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
         let summary = self
-            .namesystem
+            .ns(Category::Read)?
             .get_content_summary(&request.get_ref().path)?;
         Ok(Response::new(pb::GetContentSummaryResponse {
             summary: Some((&summary).into()),
@@ -77,7 +86,7 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
         let req = request.get_ref();
         let located = self
-            .namesystem
+            .ns(Category::Read)?
             .get_block_locations(&req.src, req.offset, req.length)?;
         Ok(Response::new(pb::GetBlockLocationsResponse {
             locations: Some((&located).into()),
@@ -88,7 +97,7 @@ impl ClientNamenode for ClientService {
         &self,
         _request: Request<pb::GetServerDefaultsRequest>,
     ) -> Result<Response<pb::GetServerDefaultsResponse>, Status> {
-        let defaults = self.namesystem.server_defaults();
+        let defaults = self.ns(Category::Read)?.server_defaults();
         Ok(Response::new(pb::GetServerDefaultsResponse {
             server_defaults: Some((&defaults).into()),
         }))
@@ -101,7 +110,7 @@ impl ClientNamenode for ClientService {
         let caller = caller(&request);
         let req = request.into_inner();
         let result = self
-            .namesystem
+            .ns(Category::Write)?
             .mkdirs(&caller, &req.src, mode(req.permission)?, req.create_parent)
             .await?;
         Ok(Response::new(pb::MkdirsResponse { result }))
@@ -114,7 +123,7 @@ impl ClientNamenode for ClientService {
         let caller = caller(&request);
         let req = request.into_inner();
         let status = self
-            .namesystem
+            .ns(Category::Write)?
             .create(
                 &caller,
                 &req.src,
@@ -139,7 +148,7 @@ impl ClientNamenode for ClientService {
         let req = request.into_inner();
         let previous = req.previous.map(ExtendedBlock::from);
         let located = self
-            .namesystem
+            .ns(Category::Write)?
             .add_block_from(
                 &req.src,
                 &req.client_name,
@@ -160,7 +169,7 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(required(req.block, "block")?);
-        self.namesystem
+        self.ns(Category::Write)?
             .abandon_block(&block, &req.src, &req.holder, req.file_id)
             .await?;
         Ok(Response::new(pb::AbandonBlockResponse {}))
@@ -173,7 +182,7 @@ impl ClientNamenode for ClientService {
         let req = request.into_inner();
         let last = req.last.map(ExtendedBlock::from);
         let result = self
-            .namesystem
+            .ns(Category::Write)?
             .complete(&req.src, &req.client_name, last.as_ref(), req.file_id)
             .await?;
         Ok(Response::new(pb::CompleteResponse { result }))
@@ -184,7 +193,7 @@ impl ClientNamenode for ClientService {
         request: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
         let req = request.get_ref();
-        let result = self.namesystem.rename(&req.src, &req.dst).await?;
+        let result = self.ns(Category::Write)?.rename(&req.src, &req.dst).await?;
         Ok(Response::new(pb::RenameResponse { result }))
     }
 
@@ -193,7 +202,10 @@ impl ClientNamenode for ClientService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let req = request.get_ref();
-        let result = self.namesystem.delete(&req.src, req.recursive).await?;
+        let result = self
+            .ns(Category::Write)?
+            .delete(&req.src, req.recursive)
+            .await?;
         Ok(Response::new(pb::DeleteResponse { result }))
     }
 
@@ -203,7 +215,7 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
         let req = request.get_ref();
         let result = self
-            .namesystem
+            .ns(Category::Write)?
             .set_replication(&req.src, req.replication)
             .await?;
         Ok(Response::new(pb::SetReplicationResponse { result }))
@@ -214,7 +226,7 @@ impl ClientNamenode for ClientService {
         request: Request<pb::SetPermissionRequest>,
     ) -> Result<Response<pb::SetPermissionResponse>, Status> {
         let req = request.get_ref();
-        self.namesystem
+        self.ns(Category::Write)?
             .set_permission(&req.src, mode(req.permission)?)
             .await?;
         Ok(Response::new(pb::SetPermissionResponse {}))
@@ -227,7 +239,9 @@ impl ClientNamenode for ClientService {
         let req = request.get_ref();
         let owner = Some(req.username.as_str()).filter(|s| !s.is_empty());
         let group = Some(req.groupname.as_str()).filter(|s| !s.is_empty());
-        self.namesystem.set_owner(&req.src, owner, group).await?;
+        self.ns(Category::Write)?
+            .set_owner(&req.src, owner, group)
+            .await?;
         Ok(Response::new(pb::SetOwnerResponse {}))
     }
 
@@ -237,7 +251,7 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::SetTimesResponse>, Status> {
         let req = request.get_ref();
         let time = |t: i64| u64::try_from(t).ok();
-        self.namesystem
+        self.ns(Category::Write)?
             .set_times(&req.src, time(req.mtime), time(req.atime))
             .await?;
         Ok(Response::new(pb::SetTimesResponse {}))
@@ -247,7 +261,7 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
-        self.namesystem
+        self.ns(Category::Write)?
             .renew_lease(&request.get_ref().client_name)?;
         Ok(Response::new(pb::RenewLeaseResponse {}))
     }
@@ -258,7 +272,7 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::RecoverLeaseResponse>, Status> {
         let req = request.get_ref();
         let result = self
-            .namesystem
+            .ns(Category::Write)?
             .recover_lease(&req.src, &req.client_name)
             .await?;
         Ok(Response::new(pb::RecoverLeaseResponse { result }))
@@ -271,7 +285,7 @@ impl ClientNamenode for ClientService {
         let caller = caller(&request);
         let req = request.get_ref();
         let result = self
-            .namesystem
+            .ns(Category::Write)?
             .append(&caller, &req.src, &req.client_name)
             .await?;
         Ok(Response::new(pb::AppendResponse {
@@ -287,7 +301,7 @@ impl ClientNamenode for ClientService {
         let caller = caller(&request);
         let req = request.get_ref();
         let result = self
-            .namesystem
+            .ns(Category::Write)?
             .truncate(&caller, &req.src, req.new_length, &req.client_name)
             .await?;
         Ok(Response::new(pb::TruncateResponse { result }))
@@ -298,7 +312,7 @@ impl ClientNamenode for ClientService {
         request: Request<pb::FsyncRequest>,
     ) -> Result<Response<pb::FsyncResponse>, Status> {
         let req = request.get_ref();
-        self.namesystem
+        self.ns(Category::Write)?
             .fsync(&req.src, &req.client, req.last_block_length, req.file_id)
             .await?;
         Ok(Response::new(pb::FsyncResponse {}))
@@ -311,7 +325,7 @@ impl ClientNamenode for ClientService {
         let req = request.into_inner();
         let block = ExtendedBlock::from(required(req.block, "block")?);
         let located = self
-            .namesystem
+            .ns(Category::Write)?
             .update_block_for_pipeline(&block, &req.client_name)
             .await?;
         Ok(Response::new(pb::UpdateBlockForPipelineResponse {
@@ -326,7 +340,7 @@ impl ClientNamenode for ClientService {
         let req = request.into_inner();
         let old_block = ExtendedBlock::from(required(req.old_block, "old block")?);
         let new_block = ExtendedBlock::from(required(req.new_block, "new block")?);
-        self.namesystem
+        self.ns(Category::Write)?
             .update_pipeline(
                 &req.client_name,
                 &old_block,
@@ -344,7 +358,7 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::GetAdditionalDatanodeResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(required(req.block, "block")?);
-        let located = self.namesystem.get_additional_datanode(
+        let located = self.ns(Category::Write)?.get_additional_datanode(
             &req.src,
             &block,
             &req.existings,
@@ -369,7 +383,8 @@ impl ClientNamenode for ClientService {
             .into_iter()
             .map(Into::into)
             .collect();
-        self.namesystem.report_bad_blocks(&blocks, &reporter)?;
+        self.ns(Category::Write)?
+            .report_bad_blocks(&blocks, &reporter)?;
         Ok(Response::new(pb::ReportBadBlocksResponse {}))
     }
 
@@ -386,7 +401,8 @@ impl ClientNamenode for ClientService {
             _ => DatanodeReportType::All,
         };
         let datanodes = self
-            .namesystem
+            .handle
+            .get()
             .datanode_report(kind)
             .iter()
             .map(Into::into)
@@ -398,7 +414,7 @@ impl ClientNamenode for ClientService {
         &self,
         _request: Request<pb::GetFsStatsRequest>,
     ) -> Result<Response<pb::GetFsStatsResponse>, Status> {
-        Ok(Response::new((&self.namesystem.fs_stats()).into()))
+        Ok(Response::new((&self.ns(Category::Read)?.fs_stats()).into()))
     }
 
     type FsckStream = FsckStream;
@@ -408,7 +424,7 @@ impl ClientNamenode for ClientService {
         request: Request<pb::FsckRequest>,
     ) -> Result<Response<Self::FsckStream>, Status> {
         let remote_address = caller(&request).machine;
-        let report = self.namesystem.fsck(&request.get_ref().path)?;
+        let report = self.ns(Category::Read)?.fsck(&request.get_ref().path)?;
         let summary = pb::FsckResponse {
             entry: Some(pb::fsck_response::Entry::Summary(pb::FsckSummary {
                 live_datanodes: report.live_datanodes,
@@ -466,8 +482,8 @@ impl ClientNamenode for ClientService {
             Ok(pb::SafeModeAction::Leave) => SafeModeAction::Leave,
             _ => SafeModeAction::Get,
         };
-        let on = self.namesystem.safe_mode(action);
-        let tip = self.namesystem.safe_mode_tip().unwrap_or_default();
+        let on = self.handle.get().safe_mode(action);
+        let tip = self.handle.get().safe_mode_tip().unwrap_or_default();
         Ok(Response::new(pb::SetSafeModeResponse { on, tip }))
     }
 
@@ -475,8 +491,12 @@ impl ClientNamenode for ClientService {
         &self,
         _request: Request<pb::SaveNamespaceRequest>,
     ) -> Result<Response<pb::SaveNamespaceResponse>, Status> {
-        let txid = self
-            .checkpointer
+        let Some(checkpointer) = &self.checkpointer else {
+            return Err(rdfs_common::ExceptionKind::IllegalArgument.status(
+                "saveNamespace is not available in an HA nameservice: the standby checkpoints (ha.standby_checkpoint_txns, namenode.checkpoint_period_ms) and ships each image to the active",
+            ));
+        };
+        let txid = checkpointer
             .save()
             .await
             .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
@@ -487,11 +507,13 @@ impl ClientNamenode for ClientService {
         &self,
         _request: Request<pb::RollEditsRequest>,
     ) -> Result<Response<pb::RollEditsResponse>, Status> {
-        let first = self
-            .checkpointer
-            .roll_edits()
-            .await
-            .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
+        let first = match &self.checkpointer {
+            Some(checkpointer) => checkpointer
+                .roll_edits()
+                .await
+                .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?,
+            None => self.ns(Category::Write)?.roll_edits().await?,
+        };
         Ok(Response::new(pb::RollEditsResponse {
             new_segment_txid: first,
         }))
@@ -501,7 +523,7 @@ impl ClientNamenode for ClientService {
         &self,
         _request: Request<pb::RefreshNodesRequest>,
     ) -> Result<Response<pb::RefreshNodesResponse>, Status> {
-        let summary = self.namesystem.refresh_nodes()?;
+        let summary = self.handle.get().refresh_nodes()?;
         Ok(Response::new(pb::RefreshNodesResponse { summary }))
     }
 
@@ -510,9 +532,11 @@ impl ClientNamenode for ClientService {
         request: Request<pb::GetBlocksRequest>,
     ) -> Result<Response<pb::GetBlocksResponse>, Status> {
         let req = request.into_inner();
-        let blocks =
-            self.namesystem
-                .get_blocks(&req.datanode_uuid, req.size, req.min_block_size)?;
+        let blocks = self.ns(Category::Read)?.get_blocks(
+            &req.datanode_uuid,
+            req.size,
+            req.min_block_size,
+        )?;
         Ok(Response::new(pb::GetBlocksResponse {
             blocks: blocks.iter().map(Into::into).collect(),
         }))
@@ -524,8 +548,11 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::ScheduleReplicaMoveResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(super::required(req.block, "block")?);
-        self.namesystem
-            .schedule_replica_move(&block, &req.source_uuid, &req.target_uuid)?;
+        self.ns(Category::Write)?.schedule_replica_move(
+            &block,
+            &req.source_uuid,
+            &req.target_uuid,
+        )?;
         Ok(Response::new(pb::ScheduleReplicaMoveResponse {}))
     }
 }

@@ -11,17 +11,18 @@ use rdfs_proto::datanode_protocol_server::DatanodeProtocol;
 
 use super::required;
 use crate::datanode_manager::StorageState;
+use crate::ha::NamenodeHandle;
 use crate::namesystem::{
-    DatanodeCommand, Namesystem, Registration, ReplicaEvent, ReportedReplica, ReportedState,
+    DatanodeCommand, Registration, ReplicaEvent, ReportedReplica, ReportedState,
 };
 
 pub struct DatanodeService {
-    namesystem: Arc<Namesystem>,
+    handle: Arc<NamenodeHandle>,
 }
 
 impl DatanodeService {
-    pub fn new(namesystem: Arc<Namesystem>) -> Self {
-        Self { namesystem }
+    pub fn new(handle: Arc<NamenodeHandle>) -> Self {
+        Self { handle }
     }
 }
 
@@ -77,7 +78,8 @@ impl DatanodeProtocol for DatanodeService {
         &self,
         _request: Request<pb::VersionRequestRequest>,
     ) -> Result<Response<pb::VersionRequestResponse>, Status> {
-        let info = self.namesystem.namespace_info();
+        let namesystem = self.handle.get();
+        let info = namesystem.namespace_info();
         Ok(Response::new(pb::VersionRequestResponse {
             info: Some(pb::NamespaceInfo {
                 cluster_id: info.cluster_id.clone(),
@@ -100,7 +102,7 @@ impl DatanodeProtocol for DatanodeService {
             return Err(rdfs_common::ExceptionKind::IllegalArgument
                 .status("registration has an empty datanode uuid"));
         }
-        self.namesystem.register_datanode(Registration {
+        self.handle.get().register_datanode(Registration {
             id,
             cluster_id: registration.cluster_id.clone(),
             block_pool_id: registration.block_pool_id.clone(),
@@ -132,17 +134,37 @@ impl DatanodeProtocol for DatanodeService {
                 non_dfs_used: r.non_dfs_used,
             })
             .collect();
-        let result = self.namesystem.heartbeat(
+        let result = self.handle.get().heartbeat(
             &req.datanode_uuid,
             storages,
             req.xceiver_count,
             req.xmits_in_progress,
             req.failed_volumes,
         );
-        let pool_id = &self.namesystem.namespace_info().block_pool_id;
+        let namesystem = self.handle.get();
+        let pool_id = &namesystem.namespace_info().block_pool_id;
+        // Datanodes take commands only from the active; a standby's would
+        // come from a view that lags the active's.
+        let commands = if self.handle.is_serving_active() {
+            commands(result, pool_id)
+        } else if result
+            .iter()
+            .any(|c| matches!(c, DatanodeCommand::Reregister))
+        {
+            // Datanodes drop a standby's commands, so a standby that does
+            // not know the datanode (it restarted or reloaded) says so as
+            // an error, which every datanode answers by registering.
+            return Err(rdfs_common::ExceptionKind::UnregisteredNode.status(format!(
+                "datanode {} is not registered with namenode {}",
+                req.datanode_uuid,
+                self.handle.id()
+            )));
+        } else {
+            Vec::new()
+        };
         Ok(Response::new(pb::HeartbeatResponse {
-            commands: commands(result, pool_id),
-            ha_status: None,
+            commands,
+            ha_status: self.handle.ha_status_pb(),
         }))
     }
 
@@ -179,7 +201,8 @@ impl DatanodeProtocol for DatanodeService {
                 Ok((report.storage_id, replicas))
             })
             .collect::<Result<_, Status>>()?;
-        self.namesystem
+        self.handle
+            .get()
             .block_report(&req.datanode_uuid, &req.pool_id, &storages)?;
         Ok(Response::new(pb::BlockReportResponse {
             commands: Vec::new(),
@@ -205,7 +228,8 @@ impl DatanodeProtocol for DatanodeService {
             };
             events.push((block, item.storage_id, event));
         }
-        self.namesystem
+        self.handle
+            .get()
             .block_received_and_deleted(&req.datanode_uuid, &req.pool_id, &events)?;
         Ok(Response::new(pb::BlockReceivedAndDeletedResponse {}))
     }
@@ -216,7 +240,8 @@ impl DatanodeProtocol for DatanodeService {
     ) -> Result<Response<pb::DatanodeReportBadBlocksResponse>, Status> {
         let req = request.into_inner();
         let blocks: Vec<ExtendedBlock> = req.blocks.into_iter().map(Into::into).collect();
-        self.namesystem
+        self.handle
+            .get()
             .datanode_bad_blocks(&req.datanode_uuid, &blocks, &req.reason)?;
         Ok(Response::new(pb::DatanodeReportBadBlocksResponse {}))
     }
@@ -227,7 +252,8 @@ impl DatanodeProtocol for DatanodeService {
     ) -> Result<Response<pb::CommitBlockSynchronizationResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(required(req.block, "block")?);
-        self.namesystem
+        self.handle
+            .active(crate::ha::Category::Write)?
             .commit_block_synchronization(
                 &block,
                 req.new_generation_stamp,

@@ -1,0 +1,215 @@
+//! `rdfs haadmin`: the roles of an HA nameservice's namenodes and manual
+//! transitions, as `hdfs haadmin` offers them.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use rdfs_common::config::{Config, NamenodeAddress};
+use rdfs_proto as pb;
+use rdfs_proto::ha_service_client::HaServiceClient;
+use tonic::transport::Channel;
+
+use crate::generic::GenericOptions;
+
+const USAGE: &str = "Usage: rdfs haadmin [generic options]
+    [-getServiceState <serviceId>]
+    [-getAllServiceState]
+    [-checkHealth <serviceId>]
+    [-transitionToActive [--forceactive] <serviceId>]
+    [-transitionToStandby <serviceId>]
+    [-failover [--forceactive] <serviceId> <serviceId>]
+    [-help]";
+
+pub fn main(args: Vec<String>) -> u8 {
+    match run(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("haadmin: {err:#}");
+            255
+        }
+    }
+}
+
+fn run(args: Vec<String>) -> Result<u8> {
+    let (generic, rest) = GenericOptions::parse_anywhere(args)?;
+    let Some(command) = rest.first().cloned() else {
+        eprintln!("{USAGE}");
+        return Ok(255);
+    };
+    let config = generic.load()?;
+    let operands: Vec<&str> = rest[1..]
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let force_active = rest.iter().any(|a| a == "--forceactive");
+    let runtime = crate::generic::runtime()?;
+    runtime.block_on(async {
+        match command.as_str() {
+            "-getServiceState" => {
+                let nn = one(&config, &operands)?;
+                let status = status(&nn).await?;
+                println!("{}", state_name(status.state));
+                Ok(0)
+            }
+            "-getAllServiceState" => {
+                let namenodes = config.ha_namenodes()?;
+                if namenodes.is_empty() {
+                    bail!("no HA namenodes are configured (ha.namenodes is empty)");
+                }
+                for nn in namenodes {
+                    match status(&nn).await {
+                        Ok(status) => {
+                            println!("{:<50} {:<10}", nn.address, state_name(status.state))
+                        }
+                        Err(err) => println!("{:<50} Failed to connect: {err:#}", nn.address),
+                    }
+                }
+                Ok(0)
+            }
+            "-checkHealth" => {
+                let nn = one(&config, &operands)?;
+                let status = status(&nn).await?;
+                if status.ready_to_become_active
+                    || status.state == pb::HaState::Active as i32
+                {
+                    Ok(0)
+                } else {
+                    eprintln!("Health check failed: {}", status.not_ready_reason);
+                    Ok(1)
+                }
+            }
+            "-transitionToActive" => {
+                let nn = one(&config, &operands)?;
+                if !force_active {
+                    for other in config.ha_namenodes()?.into_iter().filter(|o| o.id != nn.id) {
+                        if let Ok(status) = status(&other).await
+                            && status.state == pb::HaState::Active as i32
+                        {
+                            bail!(
+                                "transitionToActive: Node {} is already active; refusing to make {} active too (use -failover {} {}).",
+                                other.id,
+                                nn.id,
+                                other.id,
+                                nn.id
+                            );
+                        }
+                    }
+                }
+                let epoch = to_active(&nn, false).await?;
+                eprintln!("{} is now active (journal epoch {epoch})", nn.id);
+                Ok(0)
+            }
+            "-transitionToStandby" => {
+                let nn = one(&config, &operands)?;
+                client(&nn)?
+                    .transition_to_standby(pb::TransitionToStandbyRequest {})
+                    .await
+                    .map_err(|s| anyhow::anyhow!("{}: {}", nn.id, s.message()))?;
+                Ok(0)
+            }
+            "-failover" => {
+                let [from, to] = operands.as_slice() else {
+                    bail!("-failover needs two namenode ids: FROM TO\n{USAGE}");
+                };
+                let from = find(&config, from)?;
+                let to = find(&config, to)?;
+                if from.id == to.id {
+                    bail!("-failover: {} and {} are the same namenode", from.id, to.id);
+                }
+                let target = status(&to)
+                    .await
+                    .with_context(|| format!("{} cannot be reached", to.id))?;
+                if !target.ready_to_become_active && !force_active {
+                    bail!(
+                        "{} is not ready to become active: {}",
+                        to.id,
+                        target.not_ready_reason
+                    );
+                }
+                // Step the old active down gracefully; if it cannot be
+                // reached, the new epoch fences it anyway.
+                if let Err(err) = client(&from)?
+                    .transition_to_standby(pb::TransitionToStandbyRequest {})
+                    .await
+                {
+                    eprintln!(
+                        "{} did not step down ({}); the new active's journal epoch fences it",
+                        from.id,
+                        err.message()
+                    );
+                }
+                to_active(&to, true).await?;
+                println!("Failover to {} successful", to.id);
+                Ok(0)
+            }
+            "-help" | "--help" | "-h" => {
+                println!("{USAGE}");
+                Ok(0)
+            }
+            other => {
+                eprintln!("{other}: Unknown command\n{USAGE}");
+                Ok(255)
+            }
+        }
+    })
+}
+
+fn find(config: &Config, id: &str) -> Result<NamenodeAddress> {
+    let namenodes = config.ha_namenodes()?;
+    namenodes
+        .iter()
+        .find(|nn| nn.id == id)
+        .cloned()
+        .with_context(|| {
+            format!(
+                "{id} is not a namenode of this nameservice (ha.namenodes: {})",
+                namenodes
+                    .iter()
+                    .map(|nn| nn.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })
+}
+
+fn one(config: &Config, operands: &[&str]) -> Result<NamenodeAddress> {
+    match operands {
+        [id] => find(config, id),
+        _ => bail!("expected one namenode id\n{USAGE}"),
+    }
+}
+
+fn client(nn: &NamenodeAddress) -> Result<HaServiceClient<Channel>> {
+    let channel = rdfs_common::grpc::channel(&nn.address, Duration::from_secs(5))
+        .with_context(|| format!("bad address {} for {}", nn.address, nn.id))?;
+    Ok(HaServiceClient::new(channel))
+}
+
+async fn status(nn: &NamenodeAddress) -> Result<pb::GetServiceStatusResponse> {
+    let mut client = client(nn)?;
+    let call = client.get_service_status(pb::GetServiceStatusRequest {});
+    let response = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .map_err(|_| anyhow::anyhow!("{} ({}) did not answer", nn.id, nn.address))?
+        .map_err(|s| anyhow::anyhow!("{} ({}): {}", nn.id, nn.address, s.message()))?;
+    Ok(response.into_inner())
+}
+
+async fn to_active(nn: &NamenodeAddress, take_over: bool) -> Result<u64> {
+    let response = client(nn)?
+        .transition_to_active(pb::TransitionToActiveRequest { take_over })
+        .await
+        .map_err(|s| anyhow::anyhow!("{}", s.message()))?;
+    Ok(response.into_inner().epoch)
+}
+
+fn state_name(state: i32) -> &'static str {
+    match pb::HaState::try_from(state) {
+        Ok(pb::HaState::Active) => "active",
+        Ok(pb::HaState::Standby) => "standby",
+        Ok(pb::HaState::Stopping) => "stopping",
+        _ => "initializing",
+    }
+}

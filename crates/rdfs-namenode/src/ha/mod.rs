@@ -1,0 +1,208 @@
+//! High availability: two or three namenodes share one edit log through a
+//! quorum of journalnodes, and the journal quorum alone decides which one is
+//! active (no ZooKeeper, no separate failover controller process).
+//!
+//! - The active writes every edit through the quorum ([`journal`]) and
+//!   renews a leadership lease on it; it stops serving the moment its lease,
+//!   measured on its own monotonic clock from before the last successful
+//!   renewal, runs out, and steps down when a journalnode reports a newer
+//!   epoch.
+//! - A standby tails committed edits, in-progress segment included, keeps
+//!   receiving datanode reports, checkpoints and ships images to the active
+//!   ([`node`]). When the journalnodes say the active's lease has lapsed it
+//!   takes a new epoch (which fences the old active), recovers the last
+//!   segment, applies the rest of the log and becomes active.
+//!
+//! [`NamenodeHandle`] is what RPC services hold: the current namesystem (a
+//! namenode that steps down reloads a fresh one, since its memory may hold
+//! edits that never became durable) and the role it serves in.
+
+pub mod admin;
+pub mod journal;
+pub mod node;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::{Mutex, RwLock};
+
+use rdfs_proto as pb;
+
+use crate::error::NamenodeError;
+use crate::namesystem::Namesystem;
+
+/// A namenode's role (HDFS's HAServiceState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Initializing,
+    Active,
+    Standby,
+    Stopping,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initializing => "initializing",
+            Self::Active => "active",
+            Self::Standby => "standby",
+            Self::Stopping => "stopping",
+        }
+    }
+
+    fn to_pb(self) -> pb::HaState {
+        match self {
+            Self::Initializing => pb::HaState::Initializing,
+            Self::Active => pb::HaState::Active,
+            Self::Standby => pb::HaState::Standby,
+            Self::Stopping => pb::HaState::Stopping,
+        }
+    }
+}
+
+/// Where a namenode stands in its nameservice.
+#[derive(Debug, Clone, Copy)]
+pub struct HaStatus {
+    pub role: Role,
+    /// The journal epoch it writes in while active.
+    pub epoch: u64,
+    /// While active: when its leadership lease runs out, on this host's
+    /// monotonic clock.
+    pub lease_until: Option<Instant>,
+}
+
+/// The current namesystem and the role it serves in.
+pub struct NamenodeHandle {
+    current: RwLock<Arc<Namesystem>>,
+    /// `None` for a namenode without HA: always active.
+    status: Option<Mutex<HaStatus>>,
+    id: String,
+}
+
+/// What a client or operator is asking for, as HDFS categorizes operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    Read,
+    Write,
+}
+
+impl NamenodeHandle {
+    /// A namenode without HA.
+    pub fn single(namesystem: Arc<Namesystem>) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(namesystem),
+            status: None,
+            id: "nn".to_string(),
+        })
+    }
+
+    /// An HA namenode, starting as standby.
+    pub fn ha(namesystem: Arc<Namesystem>, id: &str) -> Arc<Self> {
+        Arc::new(Self {
+            current: RwLock::new(namesystem),
+            status: Some(Mutex::new(HaStatus {
+                role: Role::Standby,
+                epoch: 0,
+                lease_until: None,
+            })),
+            id: id.to_string(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn is_ha(&self) -> bool {
+        self.status.is_some()
+    }
+
+    /// The namesystem, whatever the role (datanode reports, admin reads).
+    pub fn get(&self) -> Arc<Namesystem> {
+        Arc::clone(&self.current.read())
+    }
+
+    pub(crate) fn replace(&self, namesystem: Arc<Namesystem>) {
+        *self.current.write() = namesystem;
+    }
+
+    pub fn status(&self) -> HaStatus {
+        match &self.status {
+            Some(status) => *status.lock(),
+            None => HaStatus {
+                role: Role::Active,
+                epoch: 0,
+                lease_until: None,
+            },
+        }
+    }
+
+    pub(crate) fn set_status(&self, new: HaStatus) {
+        if let Some(status) = &self.status {
+            *status.lock() = new;
+        }
+    }
+
+    /// Moves the lease end forward (never backward) after a renewal.
+    pub(crate) fn extend_lease(&self, until: Instant) {
+        if let Some(status) = &self.status {
+            let mut status = status.lock();
+            if status.role == Role::Active && status.lease_until.is_none_or(|t| t < until) {
+                status.lease_until = Some(until);
+            }
+        }
+    }
+
+    /// Whether this namenode may act as the active one right now: it is
+    /// active and its lease has not run out.
+    pub fn is_serving_active(&self) -> bool {
+        let status = self.status();
+        status.role == Role::Active && status.lease_until.is_none_or(|t| Instant::now() < t)
+    }
+
+    /// The namesystem, for a client operation only the active serves; a
+    /// standby answers as HDFS's does, so clients fail over.
+    pub fn active(&self, category: Category) -> Result<Arc<Namesystem>, NamenodeError> {
+        if self.is_serving_active() {
+            return Ok(self.get());
+        }
+        let status = self.status();
+        let what = match category {
+            Category::Read => "READ",
+            Category::Write => "WRITE",
+        };
+        Err(NamenodeError::Standby(if status.role == Role::Active {
+            format!(
+                "Operation category {what} is not supported: namenode {} lost its leadership lease and is stepping down",
+                self.id
+            )
+        } else {
+            format!(
+                "Operation category {what} is not supported in state {} (namenode {})",
+                status.role.name(),
+                self.id
+            )
+        }))
+    }
+
+    /// What heartbeat responses tell datanodes about this namenode.
+    pub fn ha_status_pb(&self) -> Option<pb::NnHaStatus> {
+        self.status.as_ref()?;
+        let status = self.status();
+        let role = if status.role == Role::Active && !self.is_serving_active() {
+            Role::Standby
+        } else {
+            status.role
+        };
+        Some(pb::NnHaStatus {
+            state: role.to_pb() as i32,
+            epoch: if role == Role::Active {
+                status.epoch
+            } else {
+                0
+            },
+            txid: self.get().last_txid(),
+        })
+    }
+}

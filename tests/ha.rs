@@ -1,0 +1,449 @@
+//! High availability: three journalnodes, two namenodes, automatic failover
+//! through the journal quorum, fencing by epochs.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rdfs_client::{ClientSettings, CreateOptions, DfsClient};
+use rdfs_common::config::Config;
+
+use crate::harness::ha::HaCluster;
+use crate::harness::test_bytes;
+
+/// Writes `bytes` to `path` through `client`; whether the close was
+/// acknowledged.
+async fn write_file(client: &DfsClient, path: &str, bytes: &[u8]) -> Result<(), String> {
+    let mut out = client
+        .create(
+            path,
+            CreateOptions {
+                overwrite: true,
+                ..CreateOptions::default()
+            },
+        )
+        .await
+        .map_err(|e| format!("create {path}: {e}"))?;
+    out.write(bytes)
+        .await
+        .map_err(|e| format!("write {path}: {e}"))?;
+    out.close().await.map_err(|e| format!("close {path}: {e}"))
+}
+
+async fn read_file(client: &DfsClient, path: &str) -> Result<Vec<u8>, String> {
+    let mut input = client.open(path).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(chunk) = input.read_chunk().await.map_err(|e| e.to_string())? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// A client that talks to one namenode only and gives up at once.
+fn direct_client(cluster: &HaCluster, index: usize) -> DfsClient {
+    let mut config = Config::default();
+    config.client.failover_max_attempts = 1;
+    config.client.socket_timeout_ms = 3_000;
+    let addr = format!("127.0.0.1:{}", cluster.nn_ports[index]);
+    let _guard = tokio::runtime::Handle::try_current();
+    cluster.block_on(async {
+        DfsClient::new_nameservice(&[addr], "tester", ClientSettings::from_config(&config))
+            .expect("client")
+    })
+}
+
+#[test]
+fn killing_the_active_namenode_fails_over_without_losing_files() {
+    let mut cluster = HaCluster::builder().start();
+    let first = cluster.wait_active();
+    let client = cluster.client();
+    let data = test_bytes(300_000, 1);
+    cluster
+        .block_on(write_file(&client, "/before", &data))
+        .expect("write before failover");
+    cluster.kill_namenode(first);
+    let second = 1 - first;
+    cluster.wait_state(second, "active", Duration::from_secs(20));
+    assert_eq!(
+        cluster
+            .block_on(read_file(&client, "/before"))
+            .expect("read"),
+        data,
+        "a file closed before the failover reads back whole"
+    );
+    let after = test_bytes(200_000, 2);
+    cluster
+        .block_on(write_file(&client, "/after", &after))
+        .expect("write after failover");
+    // The old active comes back as a standby and catches up.
+    cluster.start_namenode(first);
+    cluster.wait_state(first, "standby", Duration::from_secs(20));
+    let all = cluster.haadmin(&["-getAllServiceState"]);
+    all.ok();
+    let text = all.stdout();
+    assert_eq!(text.matches("active").count(), 1, "{text}");
+    assert_eq!(text.matches("standby").count(), 1, "{text}");
+    // And it can take over again, with everything.
+    cluster.kill_namenode(second);
+    cluster.wait_state(first, "active", Duration::from_secs(20));
+    assert_eq!(
+        cluster
+            .block_on(read_file(&client, "/before"))
+            .expect("read"),
+        data
+    );
+    assert_eq!(
+        cluster
+            .block_on(read_file(&client, "/after"))
+            .expect("read"),
+        after
+    );
+}
+
+#[test]
+fn a_paused_active_steps_down_and_never_completes_a_write() {
+    let cluster = HaCluster::builder().start();
+    let old = cluster.wait_active();
+    let new = 1 - old;
+    let client = cluster.client();
+    cluster
+        .block_on(write_file(&client, "/a", b"before the pause"))
+        .expect("write");
+    cluster.namenode(old).signal(libc::SIGSTOP);
+    cluster.wait_state(new, "active", Duration::from_secs(20));
+    cluster
+        .block_on(write_file(&client, "/b", b"while the old active is paused"))
+        .expect("write to the new active");
+    cluster.namenode(old).signal(libc::SIGCONT);
+    // The moment it runs again its lease has lapsed: it must refuse writes.
+    let direct = direct_client(&cluster, old);
+    let refused = cluster.block_on(direct.mkdirs("/written-by-the-old-active", 0o755, true));
+    assert!(
+        refused.is_err(),
+        "the resumed old active accepted a write: {refused:?}"
+    );
+    cluster.wait_state(old, "standby", Duration::from_secs(20));
+    assert!(
+        cluster.namenode_log(old).contains("no longer active"),
+        "the old active logs that it stepped down"
+    );
+    assert_eq!(
+        cluster
+            .block_on(client.get_file_info("/written-by-the-old-active"))
+            .expect("stat"),
+        None
+    );
+    assert_eq!(
+        cluster.block_on(read_file(&client, "/b")).expect("read"),
+        b"while the old active is paused"
+    );
+    // The resumed standby follows the new active's edits.
+    cluster
+        .block_on(write_file(&client, "/c", b"after"))
+        .expect("write");
+    cluster.wait_until("the standby to tail /c", Duration::from_secs(10), || {
+        cluster
+            .namenode_log(old)
+            .contains("standby namespace reloaded")
+    });
+}
+
+#[test]
+fn haadmin_reports_roles_and_fails_over_on_request() {
+    let cluster = HaCluster::builder()
+        .datanodes(1)
+        .conf("dfs.replication", "1")
+        .start();
+    let active = cluster.wait_active();
+    let standby = 1 - active;
+    let (a, s) = (format!("nn{active}"), format!("nn{standby}"));
+    assert_eq!(
+        cluster
+            .haadmin(&["-getServiceState", &a])
+            .ok()
+            .stdout()
+            .trim(),
+        "active"
+    );
+    assert_eq!(
+        cluster
+            .haadmin(&["-getServiceState", &s])
+            .ok()
+            .stdout()
+            .trim(),
+        "standby"
+    );
+    // Two actives are refused.
+    let refused = cluster.haadmin(&["-transitionToActive", &s]);
+    assert_ne!(refused.code, 0);
+    assert!(
+        refused.stderr.contains("already active"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(cluster.states(), {
+        let mut expected = vec![String::new(), String::new()];
+        expected[active] = "active".into();
+        expected[standby] = "standby".into();
+        expected
+    });
+    // A graceful failover swaps them.
+    let failover = cluster.haadmin(&["-failover", &a, &s]);
+    failover.ok();
+    assert!(
+        failover
+            .stdout()
+            .contains(&format!("Failover to {s} successful"))
+    );
+    cluster.wait_state(active, "standby", Duration::from_secs(10));
+    assert_eq!(cluster.states()[standby], "active");
+    cluster.dfs(&["-mkdir", "/after-failover"]).ok();
+    let unknown = cluster.haadmin(&["-getServiceState", "nn9"]);
+    assert_ne!(unknown.code, 0);
+    assert!(
+        unknown.stderr.contains("nn9 is not a namenode"),
+        "{}",
+        unknown.stderr
+    );
+}
+
+#[test]
+fn a_namenode_of_another_cluster_refuses_the_journal() {
+    let cluster = HaCluster::builder().datanodes(0).start();
+    // A namenode formatted on its own (another cluster id) pointed at this
+    // nameservice's journal.
+    let stray = cluster.path("stray");
+    let format = std::process::Command::new(crate::harness::rdfs_bin())
+        .args(["namenode", "-format", "-D"])
+        .arg(format!("namenode.name_dirs={}", stray.display()))
+        .args(["-D", "namenode.rpc_address=127.0.0.1:0"])
+        .output()
+        .expect("format");
+    assert!(format.status.success());
+    let mut args = vec!["namenode".to_string()];
+    for kv in [
+        format!("namenode.name_dirs={}", stray.display()),
+        format!("namenode.rpc_address=127.0.0.1:{}", cluster.nn_ports[1]),
+        "ha.namenode_id=nn1".to_string(),
+        "ha.nameservice=ns".to_string(),
+        format!(
+            "ha.namenodes=nn0=127.0.0.1:{},nn1=127.0.0.1:{}",
+            cluster.nn_ports[0], cluster.nn_ports[1]
+        ),
+        format!(
+            "ha.shared_edits_dir=qjournal://{}/ns",
+            cluster
+                .jn_ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        ),
+    ] {
+        args.push("-D".into());
+        args.push(kv);
+    }
+    // nn1 of the cluster must not run for this: stop it first.
+    let mut cluster = cluster;
+    cluster.kill_namenode(1);
+    let output = std::process::Command::new(crate::harness::rdfs_bin())
+        .args(&args)
+        .output()
+        .expect("namenode");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is formatted for cluster") && stderr.contains("belongs to cluster"),
+        "{stderr}"
+    );
+}
+
+/// A small deterministic generator for the chaos schedule.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Chaos {
+    KillActive,
+    PauseActive,
+    KillJournalnode,
+    PauseJournalnode,
+}
+
+/// Under a continuous load of writers, SIGKILL and SIGSTOP the active
+/// namenode and kill or pause a minority of journalnodes. Every file whose
+/// close was acknowledged must read back identical, and no epoch may have
+/// had two writers. `RDFS_CHAOS_ROUNDS` and `RDFS_CHAOS_SEED` make it a
+/// longer, randomized run.
+#[test]
+fn chaos_every_acknowledged_file_survives() {
+    let rounds: u64 = std::env::var("RDFS_CHAOS_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6);
+    let seed: u64 = std::env::var("RDFS_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed_1234);
+    eprintln!("chaos: {rounds} rounds, seed {seed}");
+    let mut cluster = HaCluster::builder().start();
+    cluster.wait_active();
+    let addrs: Vec<String> = cluster
+        .nn_ports
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked: Arc<Mutex<Vec<(String, usize, u64)>>> = Arc::default();
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let writers: Vec<_> = (0..3)
+        .map(|worker| {
+            let (stop, acked, failed, addrs) = (
+                Arc::clone(&stop),
+                Arc::clone(&acked),
+                Arc::clone(&failed),
+                addrs.clone(),
+            );
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                let mut config = Config::default();
+                config.client.socket_timeout_ms = 5_000;
+                config.client.connect_timeout_ms = 2_000;
+                config.client.failover_max_attempts = 60;
+                let client = runtime.block_on(async {
+                    DfsClient::new_nameservice(
+                        &addrs,
+                        "tester",
+                        ClientSettings::from_config(&config),
+                    )
+                    .expect("client")
+                });
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let file_seed = (worker as u64) << 32 | n;
+                    let len = 1 + (file_seed.wrapping_mul(2654435761) % 150_000) as usize;
+                    let path = format!("/chaos/w{worker}/f{n}");
+                    let bytes = test_bytes(len, file_seed);
+                    match runtime.block_on(write_file(&client, &path, &bytes)) {
+                        Ok(()) => acked.lock().expect("lock").push((path, len, file_seed)),
+                        Err(_) => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    let mut rng = Rng(seed | 1);
+    let schedule = [
+        Chaos::KillActive,
+        Chaos::PauseActive,
+        Chaos::KillJournalnode,
+        Chaos::PauseJournalnode,
+    ];
+    for round in 0..rounds {
+        // The first four rounds cover every kind; later ones are random.
+        let event = if round < 4 {
+            schedule[round as usize]
+        } else {
+            schedule[rng.below(4) as usize]
+        };
+        std::thread::sleep(Duration::from_millis(500 + rng.below(1500)));
+        let active = cluster.wait_active();
+        eprintln!("chaos round {round}: {event:?} (active nn{active})");
+        match event {
+            Chaos::KillActive => {
+                cluster.kill_namenode(active);
+                cluster.wait_state(1 - active, "active", Duration::from_secs(30));
+                cluster.start_namenode(active);
+                cluster.wait_state(active, "standby", Duration::from_secs(30));
+            }
+            Chaos::PauseActive => {
+                cluster.namenode(active).signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(3_000 + rng.below(1_000)));
+                cluster.namenode(active).signal(libc::SIGCONT);
+                cluster.wait_state(active, "standby", Duration::from_secs(30));
+            }
+            Chaos::KillJournalnode => {
+                let jn = rng.below(3) as usize;
+                cluster.kill_journalnode(jn);
+                std::thread::sleep(Duration::from_millis(1_000 + rng.below(2_000)));
+                cluster.start_journalnode(jn);
+            }
+            Chaos::PauseJournalnode => {
+                let jn = rng.below(3) as usize;
+                cluster.journalnode(jn).signal(libc::SIGSTOP);
+                std::thread::sleep(Duration::from_millis(1_000 + rng.below(2_000)));
+                cluster.journalnode(jn).signal(libc::SIGCONT);
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+    for writer in writers {
+        writer.join().expect("writer thread");
+    }
+    // Quiescent: one active, one standby.
+    let active = cluster.wait_active();
+    cluster.wait_state(1 - active, "standby", Duration::from_secs(30));
+    let acked = acked.lock().expect("lock").clone();
+    eprintln!(
+        "chaos: {} files acknowledged, {} attempts failed",
+        acked.len(),
+        failed.load(Ordering::Relaxed)
+    );
+    assert!(
+        acked.len() >= 10,
+        "the load made too little progress to mean anything"
+    );
+    let client = cluster.client();
+    for (path, len, file_seed) in &acked {
+        let got = cluster
+            .block_on(read_file(&client, path))
+            .unwrap_or_else(|e| panic!("acknowledged file {path} cannot be read: {e}"));
+        assert!(
+            got == test_bytes(*len, *file_seed),
+            "acknowledged file {path} came back different ({} bytes, expected {len})",
+            got.len()
+        );
+    }
+    // A single writer per epoch: no epoch was won twice.
+    let mut epochs = HashSet::new();
+    for nn in 0..2 {
+        for line in cluster.namenode_log(nn).lines() {
+            if line.contains("this namenode is now active")
+                && let Some(epoch) = line
+                    .split("epoch=")
+                    .nth(1)
+                    .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            {
+                assert!(
+                    epochs.insert(epoch.to_string()),
+                    "epoch {epoch} had two writers"
+                );
+            }
+        }
+    }
+    assert!(
+        epochs.len() >= 3,
+        "expected several failovers, saw epochs {epochs:?}"
+    );
+    let _ = Instant::now();
+}
