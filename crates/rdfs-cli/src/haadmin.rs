@@ -118,6 +118,18 @@ fn run(args: Vec<String>) -> Result<u8> {
                 if from.id == to.id {
                     bail!("-failover: {} and {} are the same namenode", from.id, to.id);
                 }
+                // Only the active may be stepped down for a take-over:
+                // taking over from anyone else would leave the real active
+                // serving reads until its lease ran out.
+                if let Ok(source) = status(&from).await
+                    && source.state != pb::HaState::Active as i32
+                {
+                    bail!(
+                        "-failover: {} is not active (it is {}); nothing to fail over from",
+                        from.id,
+                        state_name(source.state)
+                    );
+                }
                 let target = status(&to)
                     .await
                     .with_context(|| format!("{} cannot be reached", to.id))?;
@@ -128,19 +140,36 @@ fn run(args: Vec<String>) -> Result<u8> {
                         target.not_ready_reason
                     );
                 }
-                // Step the old active down gracefully; if it cannot be
-                // reached, the new epoch fences it anyway.
-                if let Err(err) = client(&from)?
+                // Step the old active down gracefully. If it cannot be
+                // reached it may still be serving until its lease runs out,
+                // so the new one waits for the lease rather than taking over
+                // at once (its epoch then fences the old one's writes).
+                let stepped_down = match client(&from)?
                     .transition_to_standby(pb::TransitionToStandbyRequest {})
                     .await
                 {
-                    eprintln!(
-                        "{} did not step down ({}); the new active's journal epoch fences it",
-                        from.id,
-                        err.message()
-                    );
+                    Ok(_) => true,
+                    Err(err) => {
+                        eprintln!(
+                            "{} did not step down ({}); waiting for its leadership lease to lapse",
+                            from.id,
+                            err.message()
+                        );
+                        false
+                    }
+                };
+                let lease = Duration::from_millis(config.ha.lease_timeout_ms);
+                let deadline = std::time::Instant::now() + lease * 3;
+                loop {
+                    match to_active(&to, stepped_down).await {
+                        Ok(_) => break,
+                        Err(err) if std::time::Instant::now() < deadline => {
+                            tracing::debug!(error = %err, "not active yet; retrying");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(err) => return Err(err),
+                    }
                 }
-                to_active(&to, true).await?;
                 println!("Failover to {} successful", to.id);
                 Ok(0)
             }

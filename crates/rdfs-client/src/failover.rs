@@ -249,19 +249,21 @@ impl Shared {
                 tracing::info!(%detail, "namenode {from} is {what}; trying {to}")
             }
             Failure::Unreachable(_) => {
-                tracing::warn!(%detail, "namenode {from} is {what}; trying {to}")
+                tracing::info!(%detail, "namenode {from} is {what}; trying {to}")
             }
         }
     }
 
-    /// Logs a full round of failures; the first of a call at warn, later
-    /// ones quietly, so a namenode restart costs one line per call.
+    /// Logs a full round of failures; the first of a call at info, later
+    /// ones quietly, so a namenode restart costs one line per call. (Info,
+    /// not warn: failing over is what HA clients do; a call that gives up
+    /// reports its error to the caller.)
     fn log_retry(&self, answers: &[Option<Failure>], pause: Duration, attempts: u32, round: u32) {
         let summary = summarize(&self.namenodes, answers);
         let pause_ms = pause.as_millis();
         let max = self.max_attempts;
         if round == 0 {
-            tracing::warn!(
+            tracing::info!(
                 attempts,
                 max_attempts = max,
                 "{summary}; retrying in {pause_ms} ms"

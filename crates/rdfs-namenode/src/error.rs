@@ -70,6 +70,7 @@ impl NamenodeError {
             Self::DisallowedDatanode(_) => ExceptionKind::DisallowedDatanode,
             Self::SafeMode(_) => ExceptionKind::SafeMode,
             Self::Standby(_) => ExceptionKind::Standby,
+            Self::Journal(JournalError::NotActive(_)) => ExceptionKind::Standby,
             Self::Io(_) | Self::Journal(_) => ExceptionKind::Io,
         }
     }

@@ -38,6 +38,11 @@ pub enum JournalError {
     },
     #[error("the quorum journal: {0}")]
     Quorum(String),
+    /// This namenode may not (or no longer) write edits: it is a standby,
+    /// or it lost its epoch or its journal quorum. Clients try another
+    /// namenode.
+    #[error("{0}")]
+    NotActive(String),
     #[error("edit log has a gap: expected txid {expected}, found {found} in {path}")]
     Gap {
         path: std::path::PathBuf,

@@ -129,7 +129,7 @@ impl Inner {
 
     fn check(&self) -> Result<(), JournalError> {
         match &self.state.lock().failed {
-            Some(why) => Err(JournalError::Failed(why.clone())),
+            Some(why) => Err(not_active(why)),
             None => Ok(()),
         }
     }
@@ -199,7 +199,7 @@ impl Journal for QuorumJournal {
     fn append(&self, op: Op) -> Result<TxId, JournalError> {
         let mut state = self.inner.state.lock();
         if let Some(failed) = &state.failed {
-            return Err(JournalError::Failed(failed.clone()));
+            return Err(not_active(failed));
         }
         let txid = state.last_appended + 1;
         encode_record(&EditRecord { txid, op: Some(op) }, &mut state.pending);
@@ -232,6 +232,13 @@ impl Journal for QuorumJournal {
     }
 }
 
+/// The error of a journal that can no longer write: clients fail over.
+fn not_active(why: &str) -> JournalError {
+    JournalError::NotActive(format!(
+        "this namenode can no longer write edits ({why}); another namenode takes over"
+    ))
+}
+
 /// The journal a namesystem of an HA namenode holds.
 #[derive(Default)]
 pub struct HaJournal {
@@ -259,7 +266,7 @@ impl HaJournal {
     }
 
     fn standby_error() -> JournalError {
-        JournalError::Failed("this namenode is a standby: it writes no edits".into())
+        JournalError::NotActive("Operation category WRITE is not supported in state standby".into())
     }
 }
 

@@ -157,15 +157,25 @@ impl NamenodeHandle {
     /// Whether this namenode may act as the active one right now: it is
     /// active and its lease has not run out.
     pub fn is_serving_active(&self) -> bool {
-        let status = self.status();
-        status.role == Role::Active && status.lease_until.is_none_or(|t| Instant::now() < t)
+        let Some(status) = &self.status else {
+            return true;
+        };
+        let status = *status.lock();
+        status.role == Role::Active && status.lease_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// The namesystem, for a client operation only the active serves; a
     /// standby answers as HDFS's does, so clients fail over.
     pub fn active(&self, category: Category) -> Result<Arc<Namesystem>, NamenodeError> {
         if self.is_serving_active() {
-            return Ok(self.get());
+            let namesystem = self.get();
+            // The role and the namesystem are read separately: a step-down
+            // in between would hand out a standby's (lagging) namesystem,
+            // and a failed edit log means memory may hold edits that never
+            // became durable.
+            if !namesystem.is_standby() && !namesystem.failed().is_cancelled() {
+                return Ok(namesystem);
+            }
         }
         let status = self.status();
         let what = match category {

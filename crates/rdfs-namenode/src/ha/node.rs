@@ -35,6 +35,13 @@ const ROLL_TXNS: u64 = 100_000;
 const ROLL_PERIOD: Duration = Duration::from_secs(120);
 /// Bytes per chunk of a shipped image.
 const IMAGE_CHUNK: usize = 1024 * 1024;
+/// Edits kept on the journalnodes beyond the oldest retained image, so a
+/// namenode whose image is a little older can still catch up (HDFS's
+/// `dfs.namenode.num.extra.edits.retained`).
+const EXTRA_EDITS_RETAINED: u64 = 1_000_000;
+/// Tailing batches per round, so the controller stays responsive to
+/// operators and to the lease while a standby far behind catches up.
+const TAIL_ROUNDS: usize = 5;
 
 /// Timings of an HA namenode.
 #[derive(Debug, Clone)]
@@ -118,6 +125,11 @@ pub struct HaNode {
     image_lock: tokio::sync::Mutex<()>,
     /// Set when the active last rolled its segment.
     rolled_at: Mutex<Instant>,
+    rolling: std::sync::atomic::AtomicBool,
+    /// Whether the last tailing round reached the end of the committed
+    /// journal: a standby that cannot catch up (its image predates the
+    /// purged edits) must not try to take over.
+    caught_up: std::sync::atomic::AtomicBool,
 }
 
 impl HaNode {
@@ -156,6 +168,8 @@ impl HaNode {
             command_queue: Mutex::new(Some(queue)),
             image_lock: tokio::sync::Mutex::new(()),
             rolled_at: Mutex::new(Instant::now()),
+            rolling: std::sync::atomic::AtomicBool::new(false),
+            caught_up: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -231,8 +245,14 @@ impl HaNode {
                 }
                 _ = renew.tick(), if role == Role::Active => self.renew().await,
                 Some(command) = queue.recv() => self.handle_command(command).await,
-                _ = health.tick(), if role == Role::Standby && self.settings.automatic_failover => {
-                    self.maybe_take_over().await;
+                _ = health.tick(), if role == Role::Initializing
+                    || (role == Role::Standby && self.settings.automatic_failover) => {
+                    if role == Role::Initializing {
+                        // A reload after stepping down failed: try again.
+                        self.reload().await;
+                    } else {
+                        self.maybe_take_over().await;
+                    }
                 }
                 _ = tail.tick(), if role == Role::Standby => {
                     if let Err(err) = self.tail_once().await {
@@ -244,7 +264,7 @@ impl HaNode {
         self.shut_down().await;
     }
 
-    async fn handle_command(&self, command: Command) {
+    async fn handle_command(self: &Arc<Self>, command: Command) {
         match command {
             Command::ToActive { take_over, reply } => {
                 let result = self.become_active(take_over).await;
@@ -261,9 +281,18 @@ impl HaNode {
 
     /// Applies committed edits the active wrote since the last round.
     async fn tail_once(&self) -> Result<usize, String> {
+        let result = self.tail_rounds().await;
+        self.caught_up
+            .store(matches!(result, Ok((_, true))), Ordering::Release);
+        result.map(|(applied, _)| applied)
+    }
+
+    /// Up to [`TAIL_ROUNDS`] batches; how many edits were applied and
+    /// whether the end of the committed journal was reached.
+    async fn tail_rounds(&self) -> Result<(usize, bool), String> {
         let namesystem = self.handle.get();
         let mut applied = 0;
-        loop {
+        for _ in 0..TAIL_ROUNDS {
             let from = namesystem.last_txid() + 1;
             let records = tokio::time::timeout(
                 self.settings.journal_timeout,
@@ -273,7 +302,7 @@ impl HaNode {
             .map_err(|_| "the journal did not answer in time".to_string())?
             .map_err(|e| e.to_string())?;
             if records.is_empty() {
-                return Ok(applied);
+                return Ok((applied, true));
             }
             let count = records.len();
             namesystem
@@ -281,13 +310,19 @@ impl HaNode {
                 .map_err(|e| format!("applying tailed edits from txid {from}: {e}"))?;
             applied += count;
             if count < TAIL_BATCH {
-                return Ok(applied);
+                return Ok((applied, true));
             }
         }
+        Ok((applied, false))
     }
 
     /// Takes over when the journalnodes say the active's lease has lapsed.
     async fn maybe_take_over(&self) {
+        if !self.caught_up.load(Ordering::Acquire) {
+            // Taking an epoch it cannot use would only fence the active
+            // and hold up a healthier standby.
+            return;
+        }
         let view = match self.qjm.lease_view(self.settings.lease_timeout).await {
             Ok(view) => view,
             Err(err) => {
@@ -313,8 +348,14 @@ impl HaNode {
         if status.role == Role::Active {
             return Ok(status.epoch);
         }
+        if status.role != Role::Standby {
+            return Err(format!("it is {}", status.role.name()));
+        }
         let started = Instant::now();
         let namesystem = self.handle.get();
+        if namesystem.failed().is_cancelled() {
+            return Err("its namespace is being reloaded".into());
+        }
         let writer = self
             .qjm
             .new_epoch(
@@ -363,7 +404,7 @@ impl HaNode {
                 "this standby applied edits up to txid {} but the recovered journal ends at {last}",
                 namesystem.last_txid()
             );
-            self.reload().await;
+            self.demote(&why).await;
             return Err(why);
         }
         writer
@@ -396,7 +437,7 @@ impl HaNode {
 
     /// Renews the leadership lease; steps down when fenced, or when the
     /// lease ran out without a successful renewal.
-    async fn renew(&self) {
+    async fn renew(self: &Arc<Self>) {
         let Some(journal) = self.journal.lock().quorum() else {
             return;
         };
@@ -437,21 +478,30 @@ impl HaNode {
         }
     }
 
-    async fn maybe_roll(&self, journal: &QuorumJournal) {
+    /// Rolls the segment when it is due, in its own task: a roll waits for
+    /// the batch in flight and two quorum calls, and must never hold up
+    /// the lease renewal.
+    async fn maybe_roll(self: &Arc<Self>, journal: &Arc<QuorumJournal>) {
         let pending = journal.last_txid().saturating_sub(journal.segment_first()) + 1;
         let due = {
             let rolled = self.rolled_at.lock();
             pending >= ROLL_TXNS || (rolled.elapsed() >= ROLL_PERIOD && pending > 1)
         };
-        if due {
+        if !due || self.rolling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let node = Arc::clone(self);
+        let journal = Arc::clone(journal);
+        tokio::spawn(async move {
             match journal.roll().await {
                 Ok(first) => {
                     tracing::info!(next_segment = first, "rolled the edit log segment");
-                    *self.rolled_at.lock() = Instant::now();
+                    *node.rolled_at.lock() = Instant::now();
                 }
                 Err(err) => tracing::error!(error = %err, "rolling the edit log failed"),
             }
-        }
+            node.rolling.store(false, Ordering::Release);
+        });
     }
 
     /// Stops being active and rebuilds the namespace from the local image
@@ -459,14 +509,18 @@ impl HaNode {
     /// a majority.
     async fn demote(&self, why: &str) {
         let status = self.handle.status();
+        // Neither active nor a standby until the namespace is reloaded: the
+        // old one may hold edits that never became durable, so nothing may
+        // read, checkpoint or promote it.
         self.handle.set_status(HaStatus {
-            role: Role::Standby,
+            role: Role::Initializing,
             epoch: 0,
             lease_until: None,
         });
         if let Some(journal) = self.journal.lock().quorum() {
             journal.abort(&format!("namenode stepped down: {why}"));
         }
+        self.handle.get().failed().cancel();
         self.handle.get().set_standby();
         tracing::warn!(
             namenode = self.handle.id(),
@@ -480,6 +534,9 @@ impl HaNode {
     /// Replaces the namesystem with a standby one loaded from the newest
     /// local image and caught up on the journal.
     async fn reload(&self) {
+        // Not while an image is being written: loading sets aside
+        // half-written temp files.
+        let _images = self.image_lock.lock().await;
         let storage_dirs = self.storage.current_dirs.clone();
         let storage = Arc::clone(&self.storage);
         let config = self.ns_config.clone();
@@ -491,8 +548,13 @@ impl HaNode {
         match built {
             Ok((namesystem, journal, image_txid)) => {
                 self.image_txid.store(image_txid, Ordering::Release);
-                *self.journal.lock() = journal;
                 self.handle.replace(namesystem);
+                *self.journal.lock() = journal;
+                self.handle.set_status(HaStatus {
+                    role: Role::Standby,
+                    epoch: 0,
+                    lease_until: None,
+                });
                 match self.tail_once().await {
                     Ok(applied) => {
                         tracing::info!(image_txid, applied, "standby namespace reloaded")
@@ -502,7 +564,7 @@ impl HaNode {
             }
             Err(err) => {
                 tracing::error!(error = %err, dirs = ?storage_dirs,
-                    "cannot reload the namespace; this namenode stays standby with its old namespace and will not become active");
+                    "cannot reload the namespace; this namenode serves nothing and retries");
             }
         }
     }
@@ -546,6 +608,14 @@ impl HaNode {
                 continue;
             }
             let namesystem = self.handle.get();
+            // Only a namespace built from committed edits alone: never one
+            // that was active (it may hold edits that never became durable).
+            if !namesystem.is_standby()
+                || namesystem.failed().is_cancelled()
+                || self.journal.lock().quorum().is_some()
+            {
+                continue;
+            }
             let pending = namesystem
                 .last_txid()
                 .saturating_sub(self.image_txid.load(Ordering::Acquire));
@@ -640,7 +710,10 @@ impl HaNode {
         if let Some(journal) = self.journal.lock().quorum() {
             let writer = Arc::clone(journal.writer());
             tokio::spawn(async move {
-                if let Err(err) = writer.purge_older_than(oldest + 1).await {
+                let keep_from = (oldest + 1).saturating_sub(EXTRA_EDITS_RETAINED);
+                if keep_from > 1
+                    && let Err(err) = writer.purge_older_than(keep_from).await
+                {
                     tracing::warn!(error = %err, "cannot purge old edit segments from the journalnodes");
                 }
             });

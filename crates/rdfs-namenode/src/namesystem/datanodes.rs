@@ -293,6 +293,10 @@ impl Namesystem {
             blocks, datanodes, ..
         } = fs;
         let index = registered(datanodes, uuid)?;
+        if standby {
+            // A full report supersedes what this datanode said before.
+            pending.retain(|r| r.datanode() != index);
+        }
         let mut reported = RoaringBitmap::new();
         let (mut added, mut unknown, mut corrupt) = (0u64, 0u64, 0u64);
         for (storage_id, replicas) in storages {
@@ -396,7 +400,15 @@ impl Namesystem {
             let kind = match event {
                 ReplicaEvent::Receiving => Some(PendingKind::Reported(ReportedState::Rbw)),
                 ReplicaEvent::Received => Some(PendingKind::Received),
-                ReplicaEvent::Deleted => None,
+                ReplicaEvent::Deleted => {
+                    if standby {
+                        // The replica is gone: reports of it still held
+                        // back must not bring it back later.
+                        pending
+                            .retain(|r| !(r.datanode() == index && r.block_id() == block.block_id));
+                    }
+                    None
+                }
             };
             if let Some(kind) = kind
                 && standby

@@ -44,6 +44,14 @@ pub(crate) enum PendingKind {
 }
 
 impl PendingReport {
+    pub(crate) fn datanode(&self) -> DatanodeIndex {
+        self.datanode
+    }
+
+    pub(crate) fn block_id(&self) -> i64 {
+        self.block_id
+    }
+
     pub(crate) fn new(
         datanode: DatanodeIndex,
         storage_id: &str,
@@ -91,7 +99,10 @@ impl Namesystem {
     /// Queues a report a standby cannot apply yet.
     pub(crate) fn hold_back(pending: &mut Vec<PendingReport>, report: PendingReport) {
         if pending.len() >= MAX_PENDING_REPORTS {
-            pending.remove(0);
+            // Drop the oldest tenth at once rather than shifting a million
+            // entries per report; datanodes' next full reports carry them.
+            pending.drain(..MAX_PENDING_REPORTS / 10);
+            tracing::warn!("too many datanode reports held back; the oldest were dropped");
         }
         pending.push(report);
     }
