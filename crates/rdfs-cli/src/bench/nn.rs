@@ -1,7 +1,9 @@
 //! `rdfs bench nn`: namenode operations per second (HDFS's
 //! NNThroughputBenchmark). `-inprocess` drives the namesystem and a file
 //! edit log directly, without RPC, so the cost of the namespace and the edit
-//! log can be told from that of the transport.
+//! log can be told from that of the transport. `-qjournal URI` writes the
+//! edit log through a quorum of running journalnodes instead (HA), taking
+//! over the journal id it names.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,6 +12,7 @@ use anyhow::{Result, bail};
 use tokio_util::sync::CancellationToken;
 
 use rdfs_namenode::edit_log::{FileJournal, Journal};
+use rdfs_namenode::ha::journal::QuorumJournal;
 use rdfs_namenode::namesystem::{Caller, Namesystem, NamesystemConfig, empty_state};
 use rdfs_namenode::storage::NamespaceInfo;
 
@@ -23,7 +26,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 pub(super) fn run(args: &[String]) -> Result<()> {
-    let options = Options::parse(args, &["op", "threads", "files", "dir"], &["inprocess"])?;
+    let options = Options::parse(
+        args,
+        &["op", "threads", "files", "dir", "qjournal"],
+        &["inprocess"],
+    )?;
     let op = options.value("op").unwrap_or("create").to_string();
     if op != "create" {
         bail!("-op {op}: only create is measured so far");
@@ -49,14 +56,22 @@ pub(super) fn run(args: &[String]) -> Result<()> {
             ctime: 0,
         };
         let config = NamesystemConfig::from_config(&rdfs_common::config::Config::default());
-        let journal = Arc::new(FileJournal::open(std::slice::from_ref(&current), 1)?);
+        let (file_journal, quorum) = match options.value("qjournal") {
+            None => (Some(Arc::new(FileJournal::open(std::slice::from_ref(&current), 1)?)), None),
+            Some(uri) => (None, Some(quorum_journal(uri, &info).await?)),
+        };
+        let journal: Arc<dyn Journal> = match (&file_journal, &quorum) {
+            (Some(file), _) => Arc::clone(file) as Arc<dyn Journal>,
+            (None, Some(quorum)) => Arc::clone(quorum) as Arc<dyn Journal>,
+            (None, None) => bail!("no edit log"),
+        };
         let state = empty_state(&info, &config, "bench", "supergroup", 0);
-        let ns = Arc::new(Namesystem::new(info, config, state, Arc::clone(&journal) as Arc<dyn Journal>, CancellationToken::new(), false));
+        let ns = Arc::new(Namesystem::new(info, config, state, Arc::clone(&journal), CancellationToken::new(), false));
         let caller = Caller { user: "bench".into(), machine: "127.0.0.1".into() };
         for t in 0..threads {
             ns.mkdirs(&caller, &format!("/bench/t{t}"), 0o755, true).await?;
         }
-        let syncs_before = journal.syncs();
+        let syncs_before = file_journal.as_ref().map_or(0, |j| j.syncs());
         let per_thread = files / threads as u64;
         let started = Instant::now();
         let mut tasks = Vec::new();
@@ -81,12 +96,13 @@ pub(super) fn run(args: &[String]) -> Result<()> {
             latencies.extend(task.await??);
         }
         let elapsed = started.elapsed();
-        let syncs = journal.syncs() - syncs_before;
+        let syncs = file_journal.as_ref().map(|j| j.syncs() - syncs_before);
         latencies.sort_unstable();
         let ops = latencies.len() as f64;
         println!(
-            "rdfs bench nn -op create -inprocess: {threads} threads, {} creates (create + complete, 2 synced edits each)",
-            latencies.len()
+            "rdfs bench nn -op create -inprocess: {threads} threads, {} creates (create + complete, 2 synced edits each), edit log {}",
+            latencies.len(),
+            options.value("qjournal").map_or("in a local name dir".to_string(), |uri| format!("through the quorum {uri}"))
         );
         println!("throughput:         {:.0} creates/s ({:.0} synced edits/s)", ops / elapsed.as_secs_f64(), 2.0 * ops / elapsed.as_secs_f64());
         println!(
@@ -94,8 +110,35 @@ pub(super) fn run(args: &[String]) -> Result<()> {
             percentile(&latencies, 0.5).as_secs_f64() * 1e6,
             percentile(&latencies, 0.99).as_secs_f64() * 1e6
         );
-        println!("group commit:       {syncs} fsyncs for {:.0} edits ({:.1} edits per fsync)", 2.0 * ops, 2.0 * ops / syncs.max(1) as f64);
-        journal.close().await?;
+        if let Some(syncs) = syncs {
+            println!("group commit:       {syncs} fsyncs for {:.0} edits ({:.1} edits per fsync)", 2.0 * ops, 2.0 * ops / syncs.max(1) as f64);
+        }
+        match (&file_journal, &quorum) {
+            (Some(file), _) => file.close().await?,
+            (None, Some(quorum)) => {
+                quorum.close().await?;
+            }
+            _ => {}
+        }
         Ok(())
     })
+}
+
+/// Takes over the journal `uri` names (formatting it for this benchmark's
+/// namespace) and opens a quorum journal at txid 1.
+async fn quorum_journal(uri: &str, info: &NamespaceInfo) -> Result<Arc<QuorumJournal>> {
+    let uri = rdfs_common::config::QuorumJournalUri::parse(uri)?;
+    let client = rdfs_qjournal::QuorumClient::new(&uri, Duration::from_secs(10));
+    let stamp = rdfs_namenode::ha::node::stamp_of(info);
+    client.format(&stamp, true).await?;
+    let writer = client
+        .new_epoch(&stamp, "bench", Duration::from_secs(3), true)
+        .await?;
+    writer.recover().await?;
+    writer.start_segment(1).await?;
+    Ok(Arc::new(QuorumJournal::new(
+        Arc::new(writer),
+        1,
+        CancellationToken::new(),
+    )))
 }

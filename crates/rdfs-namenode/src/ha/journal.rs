@@ -96,7 +96,20 @@ impl QuorumJournal {
     }
 
     async fn turn(&self, kind: Turn) -> Result<TxId, JournalError> {
+        self.turn_until(kind, None).await
+    }
+
+    /// Takes the turn and sends the pending batch, unless (`until`) the
+    /// edits the caller waits for became durable while it queued for the
+    /// turn: callers that arrive during a send all ride on the next one,
+    /// instead of each sending whatever little is pending by then.
+    async fn turn_until(&self, kind: Turn, until: Option<TxId>) -> Result<TxId, JournalError> {
         let guard = Arc::clone(&self.inner.turn).lock_owned().await;
+        if let Some(txid) = until
+            && self.inner.synced.load(Ordering::Acquire) >= txid
+        {
+            return Ok(txid + 1);
+        }
         let inner = Arc::clone(&self.inner);
         match tokio::spawn(async move { inner.run(kind, guard).await }).await {
             Ok(result) => result,
@@ -218,7 +231,7 @@ impl Journal for QuorumJournal {
                     return Ok(());
                 }
                 self.inner.check()?;
-                self.turn(Turn::Sync).await?;
+                self.turn_until(Turn::Sync, Some(txid)).await?;
             }
         })
     }
