@@ -33,6 +33,9 @@ const TAIL_BATCH: usize = 20_000;
 /// segment to recover after a failover stays small.
 const ROLL_TXNS: u64 = 100_000;
 const ROLL_PERIOD: Duration = Duration::from_secs(120);
+/// How soon after a journalnode falls behind the segment is rolled so it
+/// can rejoin.
+const LAGGING_ROLL_DELAY: Duration = Duration::from_secs(2);
 /// Bytes per chunk of a shipped image.
 const IMAGE_CHUNK: usize = 1024 * 1024;
 /// Edits kept on the journalnodes beyond the oldest retained image, so a
@@ -483,10 +486,19 @@ impl HaNode {
     /// the lease renewal.
     async fn maybe_roll(self: &Arc<Self>, journal: &Arc<QuorumJournal>) {
         let pending = journal.last_txid().saturating_sub(journal.segment_first()) + 1;
+        // A journalnode that missed a batch (it was down, paused or slow)
+        // rejoins only at the next segment; until then one more failure
+        // would leave no majority. So roll soon after one falls behind.
+        let lagging = journal.writer().out_of_sync();
         let due = {
             let rolled = self.rolled_at.lock();
-            pending >= ROLL_TXNS || (rolled.elapsed() >= ROLL_PERIOD && pending > 1)
+            pending >= ROLL_TXNS
+                || (rolled.elapsed() >= ROLL_PERIOD && pending > 1)
+                || (!lagging.is_empty() && rolled.elapsed() >= LAGGING_ROLL_DELAY && pending > 1)
         };
+        if due && !lagging.is_empty() {
+            tracing::info!(lagging = ?lagging, "rolling the segment so lagging journalnodes rejoin");
+        }
         if !due || self.rolling.swap(true, Ordering::AcqRel) {
             return;
         }
