@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use rdfs_client::{ClientSettings, DfsClient};
 use rdfs_common::config::Config;
 
-use super::{Daemon, Run, rdfs_bin, wait_for};
+use super::{Daemon, Run, rdfs_bin, spawn_daemon, wait_for};
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
@@ -130,25 +130,7 @@ impl HaCluster {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Daemon {
-        let log = self.path(&format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let child = Command::new(rdfs_bin())
-            .args(args)
-            .env("RDFS_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn rdfs");
-        Daemon {
-            name: name.to_string(),
-            child,
-            log,
-        }
+        spawn_daemon(self.dir.path(), name, args)
     }
 
     fn namenode_args(&self, index: usize) -> Vec<String> {

@@ -257,25 +257,7 @@ impl MiniCluster {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Daemon {
-        let log = self.path(&format!("{name}.log"));
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let child = Command::new(rdfs_bin())
-            .args(args)
-            .env("RDFS_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("log"))
-            .stderr(log_file)
-            .spawn()
-            .expect("spawn rdfs");
-        Daemon {
-            name: name.to_string(),
-            child,
-            log,
-        }
+        spawn_daemon(self.dir.path(), name, args)
     }
 
     fn format_namenode(&self) {
@@ -605,6 +587,29 @@ impl MiniCluster {
 
     pub fn wait_until(&self, what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
         wait_for(what, timeout, || condition().then_some(()));
+    }
+}
+
+/// Starts `rdfs <args>` as daemon `name`, logging to `<dir>/<name>.log`.
+fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Daemon {
+    let log = dir.join(format!("{name}.log"));
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .expect("log file");
+    let child = Command::new(rdfs_bin())
+        .args(args)
+        .env("RDFS_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("log"))
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn rdfs");
+    Daemon {
+        name: name.to_string(),
+        child,
+        log,
     }
 }
 

@@ -75,6 +75,12 @@ async fn a_failed_append_is_undone_and_the_journalnode_stays_usable() {
     let (cluster, client) = Cluster::formatted(3).await;
     let writer = writer(&client, "nn1").await;
     write(&writer, 1, 3).await;
+    // A majority acknowledged 1..3; this journalnode may still be writing
+    // them, and the injected failure must hit the next batch, not this one.
+    eventually("journalnode 0 holds 1..3", || {
+        cluster.segments(0).contains(&(1, None)) && cluster.segment_txids(0, 1) == vec![1, 2, 3]
+    })
+    .await;
     let path = cluster.current_dir(0).join(segment::in_progress_name(1));
     let before = std::fs::metadata(&path).expect("segment").len();
 
