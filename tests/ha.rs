@@ -447,3 +447,166 @@ fn chaos_every_acknowledged_file_survives() {
     );
     let _ = Instant::now();
 }
+
+/// The fsimages in a name directory, by txid.
+fn image_txids(dir: &std::path::Path) -> Vec<u64> {
+    let mut txids: Vec<u64> = std::fs::read_dir(dir.join("current"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()?
+                        .strip_prefix("fsimage_")?
+                        .parse()
+                        .ok()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    txids.sort_unstable();
+    txids
+}
+
+#[test]
+fn the_standby_checkpoints_and_ships_the_image_to_the_active() {
+    let cluster = HaCluster::builder()
+        .datanodes(1)
+        .conf("dfs.replication", "1")
+        .conf("ha.standby_checkpoint_txns", "10")
+        .conf("namenode.checkpoint_check_ms", "200")
+        .start();
+    let active = cluster.wait_active();
+    let standby = 1 - active;
+    for i in 0..15 {
+        cluster.dfs(&["-mkdir", "-p", &format!("/ckpt/d{i}")]).ok();
+    }
+    let newest = |nn: usize| {
+        image_txids(&cluster.path(&format!("nn{nn}")))
+            .last()
+            .copied()
+            .unwrap_or(0)
+    };
+    cluster.wait_until(
+        "a standby checkpoint in both namenodes' name dirs",
+        Duration::from_secs(20),
+        || newest(standby) >= 10 && newest(active) >= 10,
+    );
+    assert!(
+        cluster
+            .namenode_log(active)
+            .contains("received a checkpoint from a standby")
+    );
+    // The active can restart from the shipped image plus the journal.
+    let mut cluster = cluster;
+    cluster.kill_namenode(standby);
+    cluster.wait_state(active, "active", Duration::from_secs(5));
+    cluster.kill_namenode(active);
+    cluster.start_namenode(active);
+    cluster.wait_state(active, "active", Duration::from_secs(30));
+    cluster.dfs(&["-test", "-d", "/ckpt/d14"]).ok();
+}
+
+#[test]
+fn initialize_shared_edits_turns_a_namenode_into_the_first_of_an_ha_pair() {
+    use crate::harness::MiniCluster;
+    let mut single = MiniCluster::builder().datanodes(1).replication(1).start();
+    single.dfs(&["-mkdir", "-p", "/kept/dir"]).ok();
+    single.dfs(&["-touchz", "/kept/file"]).ok();
+    assert_eq!(single.stop_namenode_gracefully(), Some(0));
+    let name_dir = single.name_dir();
+    let jn_ports: Vec<u16> = (0..3).map(|_| crate::harness::ha::free_port()).collect();
+    let nn_ports = [
+        crate::harness::ha::free_port(),
+        crate::harness::ha::free_port(),
+    ];
+    let ha_conf = vec![
+        "ha.nameservice=ns".to_string(),
+        format!(
+            "ha.namenodes=nn0=127.0.0.1:{},nn1=127.0.0.1:{}",
+            nn_ports[0], nn_ports[1]
+        ),
+        format!(
+            "ha.shared_edits_dir=qjournal://{}/ns",
+            jn_ports
+                .iter()
+                .map(|p| format!("127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        ),
+        "fs.default_fs=hdfs://ns".to_string(),
+        "ha.namenode_id=nn0".to_string(),
+        format!("namenode.name_dirs={}", name_dir.display()),
+        format!("namenode.rpc_address=127.0.0.1:{}", nn_ports[0]),
+        "namenode.safemode_extension_ms=0".to_string(),
+        "client.failover_max_attempts=40".to_string(),
+    ];
+    let with_conf = |args: &[&str]| -> Vec<String> {
+        let mut out: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        for kv in &ha_conf {
+            out.push("-D".into());
+            out.push(kv.clone());
+        }
+        out
+    };
+    let _journalnodes: Vec<_> = jn_ports
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let mut args = with_conf(&["journalnode"]);
+            args.extend([
+                "-D".to_string(),
+                format!(
+                    "journalnode.edits_dir={}",
+                    single.path(&format!("jn{i}")).display()
+                ),
+                "-D".to_string(),
+                format!("journalnode.rpc_address=127.0.0.1:{port}"),
+            ]);
+            crate::harness::spawn_daemon(single.dir.path(), &format!("jn{i}"), &args)
+        })
+        .collect();
+    for port in &jn_ports {
+        single.wait_until("a journalnode listens", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_ok()
+        });
+    }
+    let init = std::process::Command::new(crate::harness::rdfs_bin())
+        .args(with_conf(&["namenode", "-initializeSharedEdits"]))
+        .output()
+        .expect("initializeSharedEdits");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let _namenode =
+        crate::harness::spawn_daemon(single.dir.path(), "ha-nn0", &with_conf(&["namenode"]));
+    // Generic options go right after the command name, as Hadoop wants.
+    let rdfs = |args: &[&str]| {
+        std::process::Command::new(crate::harness::rdfs_bin())
+            .args(with_conf(&args[..1]))
+            .args(&args[1..])
+            .env("HADOOP_USER_NAME", "tester")
+            .output()
+            .expect("rdfs")
+    };
+    single.wait_until("nn0 to be active", Duration::from_secs(30), || {
+        String::from_utf8_lossy(&rdfs(&["haadmin", "-getServiceState", "nn0"]).stdout).trim()
+            == "active"
+    });
+    // Everything the namenode held before moved onto the journal with it.
+    assert!(
+        rdfs(&["dfs", "-test", "-d", "/kept/dir"]).status.success(),
+        "initializeSharedEdits said: {}\nthe HA namenode logged:\n{}",
+        String::from_utf8_lossy(&init.stdout),
+        std::fs::read_to_string(single.path("ha-nn0.log")).unwrap_or_default()
+    );
+    assert!(rdfs(&["dfs", "-test", "-e", "/kept/file"]).status.success());
+    let mkdir = rdfs(&["dfs", "-mkdir", "/written-in-ha"]);
+    assert!(
+        mkdir.status.success(),
+        "{}",
+        String::from_utf8_lossy(&mkdir.stderr)
+    );
+}

@@ -591,7 +591,7 @@ impl MiniCluster {
 }
 
 /// Starts `rdfs <args>` as daemon `name`, logging to `<dir>/<name>.log`.
-fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Daemon {
+pub fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Daemon {
     let log = dir.join(format!("{name}.log"));
     let log_file = std::fs::OpenOptions::new()
         .create(true)
