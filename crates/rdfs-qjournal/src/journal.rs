@@ -142,6 +142,12 @@ struct State {
     /// When this journalnode last heard from the writer of the promised
     /// epoch, on its own monotonic clock: the leadership lease.
     writer_heard_at: Option<Instant>,
+    /// The lease the current writer asked for when it took its epoch. A
+    /// candidate configured with a shorter lease must still wait out the
+    /// holder's, or the holder would go on serving while another writes.
+    /// Unknown (zero) after a restart, when `writer_heard_at` is reset to
+    /// now and the candidate's own lease applies.
+    holder_lease: Duration,
     /// The highest txid a writer said a majority acknowledged, or the end
     /// of a finalized segment. Only ever grows (until a forced format):
     /// committed edits stay committed whoever writes next.
@@ -506,11 +512,12 @@ impl Journal {
             && let Some(heard) = st.writer_heard_at
         {
             let silent = heard.elapsed();
-            if silent < lease_timeout {
+            let lease = lease_timeout.max(st.holder_lease);
+            if silent < lease {
                 return Err(JournalError::LeaseHeld {
                     holder: st.promised_writer.clone(),
                     epoch: st.promised_epoch,
-                    remaining_ms: (lease_timeout - silent).as_millis().max(1) as u64,
+                    remaining_ms: (lease - silent).as_millis().max(1) as u64,
                 });
             }
         }
@@ -518,6 +525,7 @@ impl Journal {
         self.persist_promise(&mut st, epoch, writer)?;
         st.open = None;
         st.writer_heard_at = Some(Instant::now());
+        st.holder_lease = lease_timeout;
         tracing::info!(journal = %self.id, epoch, writer, previous_epoch = previous.0,
             previous_writer = %previous.1, take_over_held_lease, "promised a new epoch");
         let last_segment_txid = self.segments()?.iter().map(|s| s.first).max().unwrap_or(0);

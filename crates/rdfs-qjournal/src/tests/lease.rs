@@ -84,3 +84,28 @@ impl LeaseCheck for QuorumWriter {
         left > Duration::ZERO && left <= LEASE
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_candidate_with_a_shorter_lease_still_waits_out_the_holders() {
+    let (_cluster, client) = Cluster::formatted(3).await;
+    let holder_lease = Duration::from_millis(1_500);
+    let holder = client
+        .new_epoch(&stamp(), "nn1", holder_lease, false)
+        .await
+        .expect("first epoch");
+    holder.recover().await.expect("recover");
+    // The holder goes silent; a candidate configured with a much shorter
+    // lease must not take over before the holder's own lease is over.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let err = client
+        .new_epoch(&stamp(), "nn2", Duration::from_millis(100), false)
+        .await
+        .expect_err("the holder's lease still runs");
+    assert!(err.to_string().contains("nn1"), "{err}");
+    tokio::time::sleep(holder_lease).await;
+    let taken = client
+        .new_epoch(&stamp(), "nn2", Duration::from_millis(100), false)
+        .await
+        .expect("the holder's lease is over");
+    assert!(taken.epoch() > holder.epoch());
+}
