@@ -7,98 +7,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdfs_common::ExceptionKind;
-use rdfs_common::protocol::{DatanodeId, ExtendedBlock, LocatedBlocks};
-use rdfs_namenode::datanode_manager::{Liveness, StorageState};
+use rdfs_common::protocol::{ExtendedBlock, LocatedBlocks};
 use rdfs_namenode::edit_log::{Journal, MemoryJournal};
 use rdfs_namenode::fsck::FsckEntry;
 use rdfs_namenode::namesystem::{
-    Caller, DatanodeCommand, NAMENODE_LEASE_HOLDER, Namesystem, NamesystemConfig, RecoverOrder,
-    Registration, ReplicaEvent, empty_state, replay,
+    DatanodeCommand, NAMENODE_LEASE_HOLDER, Namesystem, RecoverOrder, ReplicaEvent, empty_state,
+    replay,
 };
-use rdfs_namenode::safe_mode::SafeModeConfig;
-use rdfs_namenode::storage::NamespaceInfo;
 use tokio_util::sync::CancellationToken;
 
-const BLOCK: u64 = 1024 * 1024;
+mod common;
 
-fn info() -> NamespaceInfo {
-    NamespaceInfo {
-        cluster_id: "CID-test".into(),
-        block_pool_id: "BP-1-127.0.0.1-1".into(),
-        namespace_id: 1,
-        layout_version: -1,
-        ctime: 0,
-    }
-}
-
-fn config() -> NamesystemConfig {
-    NamesystemConfig {
-        default_replication: 3,
-        min_replication: 1,
-        max_replication: 512,
-        default_block_size: BLOCK,
-        liveness: Liveness {
-            stale_after: Duration::from_secs(30),
-            dead_after: Duration::from_secs(600),
-        },
-        safe_mode: SafeModeConfig {
-            threshold: 0.999,
-            min_datanodes: 0,
-            extension: Duration::ZERO,
-        },
-        lease_soft_limit: Duration::from_secs(60),
-        lease_hard_limit: Duration::from_secs(1200),
-        ..NamesystemConfig::from_config(&rdfs_common::config::Config::default())
-    }
-}
+use common::{BLOCK, caller, config, heartbeat, info, register};
 
 fn namesystem(journal: Arc<MemoryJournal>) -> Namesystem {
-    let mut state = empty_state(&info(), &config(), "", "", 0);
-    replay(&mut state, &journal.records()).expect("replay");
-    Namesystem::new(
-        info(),
-        config(),
-        state,
-        journal,
-        CancellationToken::new(),
-        false,
-    )
-}
-
-fn caller() -> Caller {
-    Caller {
-        user: "alice".into(),
-        machine: "10.0.0.1".into(),
-    }
-}
-
-fn register(ns: &Namesystem, n: usize) {
-    for i in 0..n {
-        ns.register_datanode(Registration {
-            id: DatanodeId {
-                ip_addr: "127.0.0.1".into(),
-                hostname: "h".into(),
-                datanode_uuid: format!("dn-{i}"),
-                xfer_port: 9000 + i as u16,
-                ..Default::default()
-            },
-            cluster_id: "CID-test".into(),
-            block_pool_id: "BP-1-127.0.0.1-1".into(),
-            storage_ids: vec![format!("DS-{i}")],
-        })
-        .expect("register");
-        heartbeat(ns, i);
-    }
-}
-
-fn heartbeat(ns: &Namesystem, i: usize) -> Vec<DatanodeCommand> {
-    let storage = StorageState {
-        storage_id: format!("DS-{i}"),
-        capacity: 1 << 40,
-        remaining: 1 << 40,
-        ..Default::default()
-    };
-    ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0)
+    common::namesystem_with(journal, config())
 }
 
 /// The recovery orders every datanode gets with its next heartbeat.

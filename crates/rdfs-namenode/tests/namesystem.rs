@@ -3,100 +3,34 @@
 //! rebuilds exactly the same namespace.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdfs_common::ExceptionKind;
 use rdfs_common::protocol::{DatanodeId, ExtendedBlock};
-use rdfs_namenode::datanode_manager::{Liveness, StorageState};
 use rdfs_namenode::edit_log::{Journal, MemoryJournal};
 use rdfs_namenode::namesystem::{
-    Caller, Namesystem, NamesystemConfig, Registration, ReplicaEvent, SafeModeAction, empty_state,
-    replay,
+    Namesystem, NamesystemConfig, Registration, ReplicaEvent, SafeModeAction,
 };
-use rdfs_namenode::safe_mode::SafeModeConfig;
-use rdfs_namenode::storage::NamespaceInfo;
-use tokio_util::sync::CancellationToken;
 
-fn info() -> NamespaceInfo {
-    NamespaceInfo {
-        cluster_id: "CID-test".into(),
-        block_pool_id: "BP-1-127.0.0.1-1".into(),
-        namespace_id: 1,
-        layout_version: -1,
-        ctime: 0,
-    }
-}
+mod common;
 
+use common::{caller, register};
+
+/// The common set-up, with two entries per listing (so paging shows) and
+/// at most 100 deletions per heartbeat.
 fn config() -> NamesystemConfig {
     NamesystemConfig {
-        default_replication: 3,
-        min_replication: 1,
-        max_replication: 512,
-        default_block_size: 1024 * 1024,
-        bytes_per_checksum: 512,
-        write_packet_size: 65536,
         listing_limit: 2,
         invalidate_limit: 100,
-        liveness: Liveness {
-            stale_after: Duration::from_secs(30),
-            dead_after: Duration::from_secs(600),
-        },
-        safe_mode: SafeModeConfig {
-            threshold: 0.999,
-            min_datanodes: 0,
-            extension: Duration::ZERO,
-        },
-        ..NamesystemConfig::from_config(&rdfs_common::config::Config::default())
+        ..common::config()
     }
 }
 
 fn namesystem(journal: Arc<MemoryJournal>) -> Namesystem {
-    let mut state = empty_state(&info(), &config(), "", "", 0);
-    replay(&mut state, &journal.records()).expect("replay");
-    Namesystem::new(
-        info(),
-        config(),
-        state,
-        journal,
-        CancellationToken::new(),
-        false,
-    )
-}
-
-fn caller() -> Caller {
-    Caller {
-        user: "alice".into(),
-        machine: "10.0.0.1".into(),
-    }
+    common::namesystem_with(journal, config())
 }
 
 fn kind<T: std::fmt::Debug>(result: rdfs_namenode::error::Result<T>) -> ExceptionKind {
     result.expect_err("should fail").kind()
-}
-
-fn register(ns: &Namesystem, n: usize) {
-    for i in 0..n {
-        ns.register_datanode(Registration {
-            id: DatanodeId {
-                ip_addr: "127.0.0.1".into(),
-                hostname: "h".into(),
-                datanode_uuid: format!("dn-{i}"),
-                xfer_port: 9000 + i as u16,
-                ..Default::default()
-            },
-            cluster_id: "CID-test".into(),
-            block_pool_id: "BP-1-127.0.0.1-1".into(),
-            storage_ids: vec![format!("DS-{i}")],
-        })
-        .expect("register");
-        let storage = StorageState {
-            storage_id: format!("DS-{i}"),
-            capacity: 1 << 40,
-            remaining: 1 << 40,
-            ..Default::default()
-        };
-        ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0);
-    }
 }
 
 #[tokio::test]

@@ -1,0 +1,103 @@
+//! Set-up shared by the in-process namesystem tests: a namespace of one
+//! test cluster over an in-memory journal, a caller, registered datanodes.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdfs_common::protocol::DatanodeId;
+use rdfs_namenode::datanode_manager::{Liveness, StorageState};
+use rdfs_namenode::edit_log::MemoryJournal;
+use rdfs_namenode::namesystem::{
+    Caller, DatanodeCommand, Namesystem, NamesystemConfig, Registration, empty_state, replay,
+};
+use rdfs_namenode::safe_mode::SafeModeConfig;
+use rdfs_namenode::storage::NamespaceInfo;
+use tokio_util::sync::CancellationToken;
+
+pub const BLOCK: u64 = 1024 * 1024;
+
+pub fn info() -> NamespaceInfo {
+    NamespaceInfo {
+        cluster_id: "CID-test".into(),
+        block_pool_id: "BP-1-127.0.0.1-1".into(),
+        namespace_id: 1,
+        layout_version: -1,
+        ctime: 0,
+    }
+}
+
+/// Replication 3 (minimum 1), 1 MiB blocks, datanodes never stale or dead
+/// within a test, and safe mode left as soon as the blocks are reported.
+pub fn config() -> NamesystemConfig {
+    NamesystemConfig {
+        default_replication: 3,
+        min_replication: 1,
+        max_replication: 512,
+        default_block_size: BLOCK,
+        liveness: Liveness {
+            stale_after: Duration::from_secs(30),
+            dead_after: Duration::from_secs(600),
+        },
+        safe_mode: SafeModeConfig {
+            threshold: 0.999,
+            min_datanodes: 0,
+            extension: Duration::ZERO,
+        },
+        ..NamesystemConfig::from_config(&rdfs_common::config::Config::default())
+    }
+}
+
+/// A namesystem with `config`, rebuilt from everything in `journal`.
+pub fn namesystem_with(journal: Arc<MemoryJournal>, config: NamesystemConfig) -> Namesystem {
+    let mut state = empty_state(&info(), &config, "", "", 0);
+    replay(&mut state, &journal.records()).expect("replay");
+    Namesystem::new(
+        info(),
+        config,
+        state,
+        journal,
+        CancellationToken::new(),
+        false,
+    )
+}
+
+pub fn caller() -> Caller {
+    Caller {
+        user: "alice".into(),
+        machine: "10.0.0.1".into(),
+    }
+}
+
+/// Registers datanodes `dn-0` .. `dn-{n-1}`, one 1 TiB storage each, and
+/// heartbeats each once.
+pub fn register(ns: &Namesystem, n: usize) {
+    for i in 0..n {
+        ns.register_datanode(Registration {
+            id: DatanodeId {
+                ip_addr: "127.0.0.1".into(),
+                hostname: "h".into(),
+                datanode_uuid: format!("dn-{i}"),
+                xfer_port: 9000 + i as u16,
+                ..Default::default()
+            },
+            cluster_id: "CID-test".into(),
+            block_pool_id: "BP-1-127.0.0.1-1".into(),
+            storage_ids: vec![format!("DS-{i}")],
+        })
+        .expect("register");
+        heartbeat(ns, i);
+    }
+}
+
+/// A heartbeat of `dn-{i}`; the commands it gets back.
+pub fn heartbeat(ns: &Namesystem, i: usize) -> Vec<DatanodeCommand> {
+    let storage = StorageState {
+        storage_id: format!("DS-{i}"),
+        capacity: 1 << 40,
+        remaining: 1 << 40,
+        ..Default::default()
+    };
+    ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0)
+}
