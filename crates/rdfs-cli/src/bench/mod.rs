@@ -3,24 +3,37 @@
 //! - `rdfs bench namespace [-files N] [-dir D]`: builds N one-block files in
 //!   memory (no RPC), then prints resident bytes per file+block, the time to
 //!   save the fsimage, and the time to load it and replay edits.
-//! - `rdfs bench nn -op create [-threads T] [-files N] -inprocess [-dir D]`:
-//!   synced creates per second through the namesystem and a file edit log,
-//!   with latency percentiles.
+//! - `rdfs bench nn -op OP [-threads T] [-files N] [-inprocess [-dir D]]`:
+//!   namenode operations per second with latency percentiles, over RPC
+//!   against the cluster `fs.default_fs` names, or in-process.
+//! - `rdfs bench io -write|-read|-clean [-files N] [-size S] [-replication R]`:
+//!   aggregate and per-file MB/s against a running cluster (TestDFSIO).
+//!
+//! Every subcommand takes the generic options (`-D key=value`, `-fs URI`,
+//! `-conf FILE`) anywhere on its command line.
 
+mod io;
 mod namespace;
 mod nn;
 
 use anyhow::{Result, bail};
 
+use crate::generic::GenericOptions;
+
+const USAGE: &str = "usage: rdfs bench namespace [-files N] [-dir D]
+       rdfs bench nn -op create|mkdirs|open|fileStatus|listStatus|rename|delete [-threads T] [-files N] [-inprocess [-dir D] [-qjournal URI]]
+       rdfs bench nn ... [-filesPerDir F] [-baseDir PATH] [-clients C] [-keepResults]
+       rdfs bench io -write|-read|-clean [-files N] [-size S] [-replication R] [-blockSize B] [-dir PATH]";
+
 pub fn main(args: Vec<String>) -> u8 {
     rdfs_common::logging::init("warn");
-    let result = match args.split_first() {
-        Some((what, rest)) if what == "namespace" => namespace::run(rest),
-        Some((what, rest)) if what == "nn" => nn::run(rest),
-        _ => Err(anyhow::anyhow!(
-            "usage: rdfs bench namespace [-files N] [-dir D]\n       rdfs bench nn -op create [-threads T] [-files N] -inprocess [-dir D]"
-        )),
-    };
+    let result =
+        GenericOptions::parse_anywhere(args).and_then(|(generic, args)| match args.split_first() {
+            Some((what, rest)) if what == "namespace" => namespace::run(rest),
+            Some((what, rest)) if what == "nn" => nn::run(rest, &generic),
+            Some((what, rest)) if what == "io" => io::run(rest, &generic),
+            _ => Err(anyhow::anyhow!(USAGE)),
+        });
     match result {
         Ok(()) => 0,
         Err(err) => {
@@ -102,4 +115,26 @@ pub(crate) fn scratch(
             Ok((tmp.path().to_path_buf(), Some(tmp)))
         }
     }
+}
+
+/// A client of the cluster (or HA nameservice) `fs.default_fs` names, as
+/// `rdfs dfs` would make it. Must be called within a tokio runtime.
+pub(crate) fn cluster_client(
+    config: &rdfs_common::config::Config,
+) -> Result<rdfs_client::DfsClient> {
+    let namenodes = crate::generic::namenode_addresses(config)?;
+    let user = crate::generic::client_user(config);
+    Ok(rdfs_client::DfsClient::new_nameservice(
+        &namenodes,
+        &user,
+        rdfs_client::ClientSettings::from_config(config),
+    )?)
+}
+
+/// Latency percentile `p` (0..=1) of sorted samples.
+pub(crate) fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    if sorted.is_empty() {
+        return std::time::Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }

@@ -269,5 +269,14 @@ pub(super) fn run(args: &[String]) -> Result<()> {
         records.len(),
         records.len() as f64 / (replayed - decoded).as_secs_f64().max(1e-9)
     );
+    println!(
+        "figure namespace_bytes_per_file {:.1} bytes",
+        resident as f64 / files as f64
+    );
+    println!("figure fsimage_save {:.2} s", saved.as_secs_f64());
+    println!(
+        "figure fsimage_load_and_replay {:.2} s",
+        replayed.as_secs_f64()
+    );
     Ok(())
 }
