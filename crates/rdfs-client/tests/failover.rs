@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 
 use rdfs_client::{ClientError, ClientSettings, DfsClient};
@@ -166,7 +165,7 @@ fn serve_on(nn: &Arc<FakeNamenode>, listener: TcpListener) {
     tokio::spawn(
         rdfs_common::grpc::server()
             .add_service(service)
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(rdfs_common::grpc::incoming(listener)),
     );
 }
 

@@ -32,6 +32,14 @@ pub fn server() -> Server {
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
 }
 
+/// The connections a server accepts on `listener`, with `TCP_NODELAY` set.
+/// (tonic applies its own `tcp_nodelay` only when it binds the socket
+/// itself; without it, small replies such as pipeline acks and namenode
+/// answers wait on Nagle's algorithm and the peer's delayed ACK: 40 ms.)
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}
+
 /// A lazily connecting channel to `addr` (`host:port`) with rdfs's transport
 /// settings. Fails only if the address cannot form a URI.
 pub fn channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {

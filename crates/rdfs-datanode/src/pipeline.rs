@@ -930,7 +930,7 @@ mod tests {
                 rdfs_common::grpc::server()
                     .add_service(pb::data_transfer_server::DataTransferServer::new(service))
                     .serve_with_incoming_shutdown(
-                        tokio_stream::wrappers::TcpListenerStream::new(listener),
+                        rdfs_common::grpc::incoming(listener),
                         async move { stop.cancelled().await },
                     ),
             );

@@ -195,7 +195,7 @@ impl Datanode {
             failed_volumes = ctx.dataset.failed_volume_count(), namenodes = ?bp.namenodes(), "datanode serving");
         let background = Background::start(&ctx.dataset, &config);
         let link = tokio::spawn(bp.run(stop.clone()));
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = rdfs_common::grpc::incoming(listener);
         let stop_server = stop.clone();
         let server = tokio::spawn(
             rdfs_common::grpc::server()

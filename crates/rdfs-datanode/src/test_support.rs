@@ -90,10 +90,9 @@ pub async fn serve(
         .add_service(InterDatanodeServer::new(
             crate::recovery_service::RecoveryService::new(ctx),
         ))
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move { stop.cancelled().await },
-        );
+        .serve_with_incoming_shutdown(rdfs_common::grpc::incoming(listener), async move {
+            stop.cancelled().await
+        });
     tokio::spawn(server);
     addr
 }

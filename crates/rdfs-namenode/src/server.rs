@@ -255,7 +255,7 @@ impl Namenode {
         tracing::info!(rpc = %address, cluster_id = %info.cluster_id,
             block_pool_id = %info.block_pool_id, ha = handle.is_ha(),
             "namenode serving (in safe mode until enough blocks are reported)");
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let incoming = rdfs_common::grpc::incoming(listener);
         let fatal_signal = fatal.clone();
         let result = rdfs_common::grpc::server()
             .add_service(

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use rdfs_common::config::Config;
@@ -171,7 +171,7 @@ impl Journalnode {
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+            .serve_with_incoming_shutdown(rdfs_common::grpc::incoming(listener), shutdown)
             .await?;
         tracing::info!(rpc = %address, edits_dir = %edits_dir.display(), "journalnode stopped");
         Ok(())

@@ -93,10 +93,9 @@ impl FakeNamenode {
     fn serve(self: &Arc<Self>, listener: tokio::net::TcpListener, stop: CancellationToken) {
         let server = rdfs_common::grpc::server()
             .add_service(DatanodeProtocolServer::new(Service(Arc::clone(self))))
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
-                async move { stop.cancelled().await },
-            );
+            .serve_with_incoming_shutdown(rdfs_common::grpc::incoming(listener), async move {
+                stop.cancelled().await
+            });
         tokio::spawn(server);
     }
 
