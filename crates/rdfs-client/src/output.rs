@@ -144,6 +144,42 @@ impl DfsOutputStream {
         self.sticky(result)
     }
 
+    /// As [`Self::write`], for data the caller already holds in [`Bytes`]:
+    /// whole packets of it go to the pipeline as they are, without being
+    /// copied into the packet buffer.
+    pub async fn write_bytes(&mut self, data: Bytes) -> Result<()> {
+        self.check_open()?;
+        let result = self.write_shared(data).await;
+        self.sticky(result)
+    }
+
+    async fn write_shared(&mut self, mut data: Bytes) -> Result<()> {
+        let settings = self.client.settings();
+        let (packet_size, bpc) = (settings.write_packet_size, settings.bytes_per_checksum);
+        while !data.is_empty() {
+            let block_room = (self.block_size - self.bytes_in_block()) as usize;
+            let packet_limit = packet_size - (self.packet_start() % u64::from(bpc)) as usize;
+            let whole = packet_limit.min(block_room);
+            if self.packet.is_empty() && data.len() >= whole {
+                let packet = data.split_to(whole);
+                self.written += whole as u64;
+                self.send_data(packet, false).await?;
+                if self.bytes_in_block() == self.block_size {
+                    self.end_block().await?;
+                }
+            } else {
+                // Top up the partly filled packet (or buffer a short tail).
+                let take = data
+                    .len()
+                    .min(packet_limit - self.packet.len())
+                    .min(block_room);
+                self.write_inner(&data[..take]).await?;
+                bytes::Buf::advance(&mut data, take);
+            }
+        }
+        Ok(())
+    }
+
     async fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
         let settings = self.client.settings();
         let (packet_size, bpc) = (settings.write_packet_size, settings.bytes_per_checksum);
@@ -172,13 +208,20 @@ impl DfsOutputStream {
 
     /// Sends the buffered bytes as a packet (an empty one only to sync).
     async fn send_packet(&mut self, sync: bool) -> Result<()> {
-        if self.packet.is_empty() && !sync {
+        if self.packet.is_empty() && (!sync || self.block.is_none()) {
             return Ok(());
         }
+        let data: Bytes = self.packet.split().freeze();
+        let sent = self.send_data(data, sync).await;
+        let capacity = self.client.settings().write_packet_size;
+        self.packet.reserve(capacity);
+        sent
+    }
+
+    /// Sends `data` as the next packet of the current block (starting the
+    /// block first if needed), with its checksums.
+    async fn send_data(&mut self, data: Bytes, sync: bool) -> Result<()> {
         if self.block.is_none() {
-            if self.packet.is_empty() {
-                return Ok(());
-            }
             self.block = Some(match self.reopen.take() {
                 Some(last) => {
                     BlockWriter::append(
@@ -195,12 +238,9 @@ impl DfsOutputStream {
             });
         }
         let start = self.packet_start();
-        let data: Bytes = self.packet.split().freeze();
         let bpc = self.client.settings().bytes_per_checksum;
         let mut sums = BytesMut::with_capacity(checksum::checksums_len_at(start, data.len(), bpc));
         checksum::compute_at(&data, start, bpc, &mut sums);
-        let capacity = self.client.settings().write_packet_size;
-        self.packet.reserve(capacity);
         match self.block.as_mut() {
             Some(block) => block.send(data, sums.freeze(), false, sync).await,
             None => Err(ClientError::Pipeline("no block to write to".into())),

@@ -27,7 +27,9 @@ const LOCAL_READ_SIZE: usize = 1024 * 1024;
 
 /// Where bytes come from.
 enum Source {
-    Local(tokio::fs::File),
+    /// Read on a blocking thread straight into the buffer that becomes the
+    /// packets (tokio's File would copy every byte once more).
+    Local(std::sync::Arc<std::fs::File>),
     Stdin(tokio::io::Stdin),
     Remote(Box<DfsInputStream>),
 }
@@ -38,7 +40,7 @@ impl Source {
     async fn next(&mut self, buf: &mut Vec<u8>, eager: bool) -> Result<Option<Bytes>, String> {
         let reader: &mut (dyn AsyncRead + Unpin + Send) = match self {
             Source::Remote(input) => return input.read_chunk().await.map_err(|e| e.to_string()),
-            Source::Local(file) => file,
+            Source::Local(file) => return read_local(std::sync::Arc::clone(file)).await,
             Source::Stdin(stdin) => stdin,
         };
         buf.resize(LOCAL_READ_SIZE, 0);
@@ -62,6 +64,22 @@ impl Source {
             Ok(Some(Bytes::copy_from_slice(&buf[..filled])))
         }
     }
+}
+
+/// Up to [`LOCAL_READ_SIZE`] bytes of `file`, or `None` at its end.
+async fn read_local(file: std::sync::Arc<std::fs::File>) -> Result<Option<Bytes>, String> {
+    let data = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut data = Vec::with_capacity(LOCAL_READ_SIZE);
+        (&*file)
+            .take(LOCAL_READ_SIZE as u64)
+            .read_to_end(&mut data)
+            .map(|_| data)
+    })
+    .await
+    .map_err(|e| format!("local read failed: {e}"))?
+    .map_err(|e| e.to_string())?;
+    Ok((!data.is_empty()).then(|| Bytes::from(data)))
 }
 
 struct CopyOptions {
@@ -135,11 +153,12 @@ async fn write_remote(
             .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         while let Some(chunk) = source.next(&mut buf, options.flush.is_some()).await? {
-            out.write(&chunk).await.map_err(|e| e.to_string())?;
+            let len = chunk.len() as u64;
+            out.write_bytes(chunk).await.map_err(|e| e.to_string())?;
             if let Some(flush) = options.flush {
                 flush.apply(&mut out).await?;
             }
-            bar.inc(chunk.len() as u64);
+            bar.inc(len);
         }
         out.close().await.map_err(|e| e.to_string())?;
         if !options.direct {
@@ -453,8 +472,8 @@ async fn put_path(
         }
         return;
     }
-    let file = match tokio::fs::File::open(local).await {
-        Ok(file) => file,
+    let file = match std::fs::File::open(local) {
+        Ok(file) => std::sync::Arc::new(file),
         Err(err) => return shell.fail(format!("`{shown}': {}", first_line(&err))),
     };
     let preserve = options.preserve.then(|| local_status(&meta));
@@ -709,7 +728,7 @@ pub async fn append_to_file(shell: &mut Shell, args: Vec<String>) -> CommandResu
                 shell.fail_path(source, "Is a directory");
                 return Ok(());
             }
-            Ok(file) => inputs.push(Source::Local(file)),
+            Ok(file) => inputs.push(Source::Local(std::sync::Arc::new(file.into_std().await))),
             Err(err) => {
                 let what = if err.kind() == std::io::ErrorKind::NotFound {
                     "No such file or directory".to_string()
@@ -757,7 +776,7 @@ pub async fn append_to_file(shell: &mut Shell, args: Vec<String>) -> CommandResu
         let mut buf = Vec::new();
         for mut input in inputs {
             while let Some(chunk) = input.next(&mut buf, flush.is_some()).await? {
-                out.write(&chunk).await.map_err(|e| e.to_string())?;
+                out.write_bytes(chunk).await.map_err(|e| e.to_string())?;
                 if let Some(flush) = flush {
                     flush.apply(&mut out).await?;
                 }
