@@ -209,6 +209,10 @@ struct ReplicaMap {
     replicas: HashMap<i64, ReplicaInfo>,
     /// The write sessions holding replicas.
     writers: HashMap<i64, Writer>,
+    /// The session that last released each replica it left unfinalized,
+    /// until another session takes it: that session's responder may still
+    /// be acknowledging packets the writer stored before it gave up.
+    released_sessions: HashMap<i64, u64>,
     /// Replicas already reported corrupt: each is reported once, until it
     /// is deleted or replaced.
     reported_bad: HashSet<i64>,
@@ -235,6 +239,7 @@ impl ReplicaMap {
 
     fn remove(&mut self, block_id: i64) -> Option<ReplicaInfo> {
         self.reported_bad.remove(&block_id);
+        self.released_sessions.remove(&block_id);
         self.replicas.remove(&block_id)
     }
 
@@ -251,6 +256,7 @@ impl ReplicaMap {
     }
 
     fn lease(&mut self, block_id: i64) -> WriterLease {
+        self.released_sessions.remove(&block_id);
         static SESSIONS: AtomicU64 = AtomicU64::new(1);
         let session = SESSIONS.fetch_add(1, Ordering::Relaxed);
         let cancel = CancellationToken::new();
@@ -822,6 +828,9 @@ impl Dataset {
             {
                 info.num_bytes = written;
                 info.acked = acked.unwrap_or(info.acked).min(written);
+                if let Some(lease) = &lease {
+                    map.released_sessions.insert(block_id, lease.session);
+                }
             }
         }
         drop(lease);
@@ -860,14 +869,22 @@ impl Dataset {
     /// `end` (an acknowledged packet), if `session` still writes it.
     pub fn set_acked(&self, block_id: i64, session: u64, end: u64) {
         let mut map = self.replicas.lock();
-        if !map.is_writer(block_id, session) {
+        // The writer thread may have released the replica (a later packet
+        // was bad) before the responder acknowledged the earlier ones; what
+        // it stored and the pipeline acknowledged still counts.
+        let released = map.released_sessions.get(&block_id) == Some(&session);
+        if !map.is_writer(block_id, session) && !released {
             return;
         }
         if let Some(info) = map.replicas.get_mut(&block_id)
             && info.state == ReplicaState::Rbw
         {
-            info.acked = info.acked.max(end);
-            info.num_bytes = info.num_bytes.max(end);
+            if released {
+                info.acked = info.acked.max(end.min(info.num_bytes));
+            } else {
+                info.acked = info.acked.max(end);
+                info.num_bytes = info.num_bytes.max(end);
+            }
         }
     }
 
