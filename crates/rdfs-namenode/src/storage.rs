@@ -470,14 +470,15 @@ fn recover_dir(dir: &Path) -> Result<Vec<EditRecord>, StorageError> {
                 .write(true)
                 .open(&seg.path)
                 .map_err(io_err(&seg.path))?;
-            let keep = contents.valid_len.max(segment::HEADER_LEN as u64);
-            if contents.valid_len < segment::HEADER_LEN as u64 {
+            if contents.valid_len == 0 {
+                // The header itself is torn: the segment was being created.
                 file.set_len(0).map_err(io_err(&seg.path))?;
                 (&file)
-                    .write_all(&segment::header())
+                    .write_all(&segment::header(segment::LOCAL_EPOCH))
                     .map_err(io_err(&seg.path))?;
             } else {
-                file.set_len(keep).map_err(io_err(&seg.path))?;
+                file.set_len(contents.valid_len)
+                    .map_err(io_err(&seg.path))?;
             }
             file.sync_all().map_err(io_err(&seg.path))?;
         }
@@ -559,7 +560,7 @@ mod tests {
 
     /// A segment of `SetPermission` edits `first..=last`, optionally cut short.
     fn segment_bytes(first: TxId, last: TxId, cut: usize) -> Vec<u8> {
-        let mut bytes = segment::header().to_vec();
+        let mut bytes = segment::header(segment::LOCAL_EPOCH).to_vec();
         for txid in first..=last {
             let op = Op::SetPermission(rdfs_proto::editlog::SetPermission {
                 inode_id: 16385,

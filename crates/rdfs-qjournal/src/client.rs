@@ -3,23 +3,19 @@
 //! edits as a standby. Every call goes to all journalnodes at once and is
 //! decided by a majority.
 
-use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
-use tonic::transport::Channel;
-
 use rdfs_common::config::QuorumJournalUri;
-use rdfs_common::grpc::MAX_MESSAGE_SIZE;
+use rdfs_common::time::{BootClock, Clock};
 use rdfs_proto::editlog::EditRecord;
-use rdfs_proto::q_journal_protocol_client::QJournalProtocolClient;
 use rdfs_proto::{
     FormatJournalRequest, GetJournalStateRequest, GetJournalStateResponse, JournalFaultKind,
     NewEpochRequest, ReadEditsRequest,
 };
 
 use crate::fault::JnError;
+use crate::peer::{GrpcPeer, JournalPeer, PeerCall};
 use crate::quorum::{QuorumCall, Waited, majority};
 use crate::segment::{self, TxId};
 use crate::stamp::NamespaceStamp;
@@ -91,32 +87,10 @@ pub struct LeaseView {
     pub remaining_ms: u64,
 }
 
-/// One journalnode, connected on first use.
-pub(crate) struct Remote {
-    pub(crate) name: String,
-    connect_timeout: Duration,
-    channel: OnceLock<Result<Channel, String>>,
-}
-
-impl Remote {
-    pub(crate) fn client(&self) -> Result<QJournalProtocolClient<Channel>, JnError> {
-        let channel = self.channel.get_or_init(|| {
-            rdfs_common::grpc::channel(&self.name, self.connect_timeout)
-                .map_err(|err| format!("bad journalnode address {}: {err}", self.name))
-        });
-        match channel {
-            Ok(channel) => Ok(QJournalProtocolClient::new(channel.clone())
-                .max_decoding_message_size(MAX_MESSAGE_SIZE)
-                .max_encoding_message_size(MAX_MESSAGE_SIZE)),
-            Err(why) => Err(JnError::Rpc(why.clone())),
-        }
-    }
-}
-
 pub(crate) struct Journalnodes {
     pub(crate) journal_id: String,
     pub(crate) names: Vec<String>,
-    pub(crate) remotes: Vec<Remote>,
+    pub(crate) peers: Vec<Arc<dyn JournalPeer>>,
 }
 
 #[derive(Clone)]
@@ -124,6 +98,8 @@ pub struct QuorumClient {
     pub(crate) jns: Arc<Journalnodes>,
     pub(crate) timeout: Duration,
     pub(crate) recovery_timeout: Duration,
+    /// The clock a writer's leadership lease is measured on.
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for QuorumClient {
@@ -136,32 +112,36 @@ impl std::fmt::Debug for QuorumClient {
     }
 }
 
-pub(crate) fn rpc_err(status: tonic::Status) -> JnError {
-    JnError::from_status(&status)
-}
-
 impl QuorumClient {
     /// Connections are made on first use, so a journalnode that is down
     /// now costs nothing until it is called.
     pub fn new(uri: &QuorumJournalUri, timeout: Duration) -> Self {
-        let names = uri.journalnodes.clone();
-        let remotes = names
+        let peers = uri
+            .journalnodes
             .iter()
-            .map(|name| Remote {
-                name: name.clone(),
-                connect_timeout: timeout,
-                channel: OnceLock::new(),
-            })
+            .map(|name| Arc::new(GrpcPeer::new(name.clone(), timeout)) as Arc<dyn JournalPeer>)
             .collect();
+        Self::with_peers(&uri.journal_id, peers, timeout, Arc::new(BootClock))
+    }
+
+    /// A client of the journal `journal_id` on `peers`, with leases on
+    /// `clock` (the simulator passes its own of each).
+    pub(crate) fn with_peers(
+        journal_id: &str,
+        peers: Vec<Arc<dyn JournalPeer>>,
+        timeout: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             jns: Arc::new(Journalnodes {
-                journal_id: uri.journal_id.clone(),
-                names,
-                remotes,
+                journal_id: journal_id.to_string(),
+                names: peers.iter().map(|peer| peer.name().to_string()).collect(),
+                peers,
             }),
             timeout,
             // Recovery moves whole segments between journalnodes.
             recovery_timeout: timeout.max(Duration::from_secs(60)),
+            clock,
         }
     }
 
@@ -180,24 +160,12 @@ impl QuorumClient {
         &self.jns.journal_id
     }
 
-    /// One call per journalnode; one that cannot even be addressed fails
-    /// at once.
-    pub(crate) fn direct<T, F, Fut>(&self, f: F) -> Vec<BoxFuture<'static, Result<T, JnError>>>
-    where
-        T: Send + 'static,
-        F: Fn(QJournalProtocolClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<T, JnError>> + Send + 'static,
-    {
-        self.jns
-            .remotes
-            .iter()
-            .map(|remote| -> BoxFuture<'static, Result<T, JnError>> {
-                match remote.client() {
-                    Ok(client) => Box::pin(f(client)),
-                    Err(err) => Box::pin(async move { Err(err) }),
-                }
-            })
-            .collect()
+    /// One call per journalnode.
+    pub(crate) fn direct<T>(
+        &self,
+        f: impl Fn(&dyn JournalPeer) -> PeerCall<T>,
+    ) -> Vec<PeerCall<T>> {
+        self.jns.peers.iter().map(|peer| f(peer.as_ref())).collect()
     }
 
     fn no_quorum<T: Send + 'static>(&self, call: &QuorumCall<'_, T>, needed: usize) -> QuorumError {
@@ -210,15 +178,10 @@ impl QuorumClient {
 
     fn states(&self) -> QuorumCall<'_, GetJournalStateResponse> {
         let journal_id = self.jns.journal_id.clone();
-        let calls = self.direct(move |mut client| {
-            let journal_id = journal_id.clone();
-            async move {
-                Ok(client
-                    .get_journal_state(GetJournalStateRequest { journal_id })
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner())
-            }
+        let calls = self.direct(move |peer| {
+            peer.get_journal_state(GetJournalStateRequest {
+                journal_id: journal_id.clone(),
+            })
         });
         QuorumCall::new(&self.jns.names, calls, self.timeout)
     }
@@ -237,16 +200,12 @@ impl QuorumClient {
     pub async fn format(&self, stamp: &NamespaceStamp, force: bool) -> Result<(), QuorumError> {
         let journal_id = self.jns.journal_id.clone();
         let proto = stamp.to_proto();
-        let calls = self.direct(move |mut client| {
-            let request = FormatJournalRequest {
+        let calls = self.direct(move |peer| {
+            peer.format_journal(FormatJournalRequest {
                 journal_id: journal_id.clone(),
                 stamp: Some(proto.clone()),
                 force,
-            };
-            async move {
-                client.format_journal(request).await.map_err(rpc_err)?;
-                Ok(())
-            }
+            })
         });
         let n = self.jns.names.len();
         let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
@@ -372,17 +331,8 @@ impl QuorumClient {
             lease_timeout_ms: lease_timeout.as_millis() as u64,
             take_over_held_lease,
         };
-        let sent_at = std::time::Instant::now();
-        let calls = self.direct(move |mut client| {
-            let request = request.clone();
-            async move {
-                Ok(client
-                    .new_epoch(request)
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner())
-            }
-        });
+        let sent_at = self.clock.now();
+        let calls = self.direct(move |peer| peer.new_epoch(request.clone()));
         let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
         if call.wait_for_majority(|_| false).await != Waited::Succeeded {
             return Err(self.new_epoch_failure(&call, epoch));
@@ -463,21 +413,17 @@ impl QuorumClient {
         }
         let from = from_txid.max(1);
         let journal_id = self.jns.journal_id.clone();
-        let calls = self.direct(move |mut client| {
-            let request = ReadEditsRequest {
+        let calls = self.direct(move |peer| {
+            let read = peer.read_edits(ReadEditsRequest {
                 journal_id: journal_id.clone(),
                 from_txid: from,
                 max_records: max_records as u64,
-            };
-            async move {
-                let mut stream = client
-                    .read_edits(request)
-                    .await
-                    .map_err(rpc_err)?
-                    .into_inner();
+            });
+            Box::pin(async move {
+                let chunks = read.await?;
                 let mut first_available = None;
                 let mut records = Vec::new();
-                while let Some(chunk) = stream.message().await.map_err(rpc_err)? {
+                for chunk in chunks {
                     first_available.get_or_insert(chunk.first_available_txid);
                     records.extend(
                         segment::decode_records(&chunk.records).map_err(JnError::BadReply)?,
@@ -501,7 +447,7 @@ impl QuorumClient {
                     )));
                 }
                 Ok((records, first_available.unwrap_or(0)))
-            }
+            })
         });
         let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
         if call.wait_for_majority(|_| false).await != Waited::Succeeded {

@@ -18,22 +18,21 @@
 //! runtime by the server.
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use rdfs_common::durable;
+use rdfs_common::time::{BootClock, BootInstant, Clock};
 use rdfs_proto::{
     GetEditLogManifestResponse, GetJournalStateResponse, JournalRequestInfo, NewEpochResponse,
     PrepareRecoveryResponse, SegmentStateProto,
 };
 
-use crate::segment::{self, SegmentError, SegmentFile, SegmentReader, TxId};
+use crate::disk::{Disk, DiskFile, FsDisk};
+use crate::segment::{self, SegmentContents, SegmentError, SegmentFile, SegmentReader, TxId};
 use crate::stamp::NamespaceStamp;
 
 const VERSION_FILE: &str = "VERSION";
@@ -124,7 +123,7 @@ pub fn validate_journal_id(id: &str) -> Result<(), JournalError> {
 struct OpenSegment {
     first: TxId,
     path: PathBuf,
-    file: File,
+    file: Box<dyn DiskFile>,
     /// Bytes durable on disk.
     len: u64,
     next_txid: TxId,
@@ -140,8 +139,8 @@ struct State {
     promised_writer: String,
     last_writer_epoch: u64,
     /// When this journalnode last heard from the writer of the promised
-    /// epoch, on its own monotonic clock: the leadership lease.
-    writer_heard_at: Option<Instant>,
+    /// epoch, on its own boot clock: the leadership lease.
+    writer_heard_at: Option<BootInstant>,
     /// The lease the current writer asked for when it took its epoch. A
     /// candidate configured with a shorter lease must still wait out the
     /// holder's, or the holder would go on serving while another writes.
@@ -178,8 +177,9 @@ pub(crate) struct ReadPart {
     to: TxId,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct ReadPlan {
+    disk: Option<Arc<dyn Disk>>,
     pub(crate) parts: Vec<ReadPart>,
     /// The oldest txid held (0 when none).
     pub(crate) first_available: TxId,
@@ -189,6 +189,8 @@ pub(crate) struct Journal {
     id: String,
     root: PathBuf,
     dir: PathBuf,
+    disk: Arc<dyn Disk>,
+    clock: Arc<dyn Clock>,
     state: Mutex<State>,
 }
 
@@ -197,6 +199,16 @@ impl Journal {
     /// tail on an in-progress segment (a crash mid-append) is cut off: the
     /// writer never counted that batch as acknowledged by this node.
     pub(crate) fn open(edits_dir: &Path, id: &str) -> Result<Self, JournalError> {
+        Self::open_on(Arc::new(FsDisk), Arc::new(BootClock), edits_dir, id)
+    }
+
+    /// Like [`Self::open`], on `disk`, with leases on `clock`.
+    pub(crate) fn open_on(
+        disk: Arc<dyn Disk>,
+        clock: Arc<dyn Clock>,
+        edits_dir: &Path,
+        id: &str,
+    ) -> Result<Self, JournalError> {
         validate_journal_id(id)?;
         let root = edits_dir.join(id);
         let dir = root.join("current");
@@ -204,27 +216,31 @@ impl Journal {
             id: id.to_string(),
             root,
             dir,
+            disk,
+            clock,
             state: Mutex::new(State::default()),
         };
         let version = journal.dir.join(VERSION_FILE);
-        let text = match fs::read_to_string(&version) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(journal),
-            Err(err) => return Err(io_err("read", &version)(err)),
+        let Some(text) = journal.read_text(&version)? else {
+            return Ok(journal);
         };
         let stamp = NamespaceStamp::parse_version(&text).map_err(|why| JournalError::Damaged {
             path: version.clone(),
             why,
         })?;
         let (promised_epoch, promised_writer) =
-            read_epoch_file(&journal.dir.join(PROMISED_EPOCH_FILE))?;
-        let (last_writer_epoch, _) = read_epoch_file(&journal.dir.join(WRITER_EPOCH_FILE))?;
+            journal.read_epoch_file(&journal.dir.join(PROMISED_EPOCH_FILE))?;
+        let (last_writer_epoch, _) =
+            journal.read_epoch_file(&journal.dir.join(WRITER_EPOCH_FILE))?;
         let paxos = journal.dir.join(PAXOS_DIR);
-        fs::create_dir_all(&paxos).map_err(io_err("create", &paxos))?;
+        journal
+            .disk
+            .create_dir_all(&paxos)
+            .map_err(io_err("create", &paxos))?;
         for first in journal.accepted_segments()? {
             journal.complete_half_done_accept(first)?;
         }
-        let segments = segment::list_segments(&journal.dir)?;
+        let segments = journal.segments()?;
         for seg in segments.iter().filter(|s| s.last.is_none()) {
             journal.repair_in_progress(seg)?;
         }
@@ -239,7 +255,7 @@ impl Journal {
             // A restarted journalnode cannot know when the writer last
             // called: it assumes just now, so no one takes over before a
             // whole lease has passed without the writer.
-            st.writer_heard_at = (promised_epoch > 0).then(Instant::now);
+            st.writer_heard_at = (promised_epoch > 0).then(|| journal.clock.now());
         }
         tracing::info!(journal = %id, promised_epoch, last_writer_epoch, segments = segments.len(),
             "journal opened");
@@ -247,7 +263,7 @@ impl Journal {
     }
 
     fn repair_in_progress(&self, seg: &SegmentFile) -> Result<(), JournalError> {
-        let contents = segment::read_segment(&seg.path)?;
+        let contents = self.read_segment(&seg.path)?;
         check_contiguous(
             &seg.path,
             seg.first,
@@ -256,19 +272,21 @@ impl Journal {
         let Some(why) = contents.torn_tail else {
             return Ok(());
         };
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&seg.path)
+        let mut file = self
+            .disk
+            .open_write(&seg.path)
             .map_err(io_err("open", &seg.path))?;
-        if contents.valid_len < segment::HEADER_LEN as u64 {
+        if contents.valid_len == 0 {
+            // The header itself is torn: the file was being created and
+            // holds no edits, so whose they were does not matter.
             file.set_len(0).map_err(io_err("truncate", &seg.path))?;
-            file.write_all_at(&segment::header(), 0)
+            file.write_all_at(&segment::header(0), 0)
                 .map_err(io_err("write", &seg.path))?;
         } else {
             file.set_len(contents.valid_len)
                 .map_err(io_err("truncate", &seg.path))?;
         }
-        file.sync_all().map_err(io_err("sync", &seg.path))?;
+        file.sync_data().map_err(io_err("sync", &seg.path))?;
         tracing::warn!(journal = %self.id, path = %seg.path.display(), why = %why,
             kept_edits = contents.records.len(), kept_bytes = contents.valid_len,
             "cut the torn tail off an in-progress segment");
@@ -324,7 +342,7 @@ impl Journal {
             self.persist_promise(st, info.epoch, &info.writer_id)?;
             st.open = None;
         }
-        st.writer_heard_at = Some(Instant::now());
+        st.writer_heard_at = Some(self.clock.now());
         st.committed_txid = st.committed_txid.max(info.committed_txid);
         Ok(())
     }
@@ -353,7 +371,8 @@ impl Journal {
         writer: &str,
     ) -> Result<(), JournalError> {
         let path = self.dir.join(PROMISED_EPOCH_FILE);
-        durable::write_file(&path, format!("{epoch}\nwriter={writer}\n").as_bytes())
+        self.disk
+            .write_durably(&path, format!("{epoch}\nwriter={writer}\n").as_bytes())
             .map_err(io_err("write", &path))?;
         st.promised_epoch = epoch;
         st.promised_writer = writer.to_string();
@@ -362,14 +381,88 @@ impl Journal {
 
     fn persist_writer_epoch(&self, st: &mut State, epoch: u64) -> Result<(), JournalError> {
         let path = self.dir.join(WRITER_EPOCH_FILE);
-        durable::write_file(&path, format!("{epoch}\n").as_bytes())
+        self.disk
+            .write_durably(&path, format!("{epoch}\n").as_bytes())
             .map_err(io_err("write", &path))?;
         st.last_writer_epoch = epoch;
         Ok(())
     }
 
     fn segments(&self) -> Result<Vec<SegmentFile>, JournalError> {
-        Ok(segment::list_segments(&self.dir)?)
+        let names = self
+            .disk
+            .list(&self.dir)
+            .map_err(io_err("list", &self.dir))?;
+        Ok(segment::segments_named(&self.dir, &names))
+    }
+
+    fn read_segment(&self, path: &Path) -> Result<SegmentContents, JournalError> {
+        let bytes = self.disk.read(path).map_err(io_err("read", path))?;
+        Ok(segment::decode_segment(path, &bytes)?)
+    }
+
+    /// The file at `path` as text; `None` when it does not exist.
+    fn read_text(&self, path: &Path) -> Result<Option<String>, JournalError> {
+        let bytes = match self.disk.read(path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(io_err("read", path)(err)),
+        };
+        String::from_utf8(bytes)
+            .map(Some)
+            .map_err(|_| JournalError::Damaged {
+                path: path.to_path_buf(),
+                why: "not UTF-8 text".into(),
+            })
+    }
+
+    /// An epoch file: the number on its first line, and `writer=<id>`
+    /// after.
+    fn read_epoch_file(&self, path: &Path) -> Result<(u64, String), JournalError> {
+        let Some(text) = self.read_text(path)? else {
+            return Ok((0, String::new()));
+        };
+        let mut lines = text.lines();
+        let epoch = lines
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or_else(|| JournalError::Damaged {
+                path: path.to_path_buf(),
+                why: format!("'{}' is not an epoch", text.trim()),
+            })?;
+        let writer = lines
+            .find_map(|line| line.strip_prefix("writer="))
+            .unwrap_or_default()
+            .to_string();
+        Ok((epoch, writer))
+    }
+
+    /// `(segment first txid, path)` of every file under `paxos/`:
+    /// decisions (`<first>`) and staged edits (`<first>.epoch-<e>.edits`).
+    fn paxos_files(&self) -> Result<Vec<(TxId, PathBuf)>, JournalError> {
+        let paxos = self.dir.join(PAXOS_DIR);
+        let names = match self.disk.list(&paxos) {
+            Ok(names) => names,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(io_err("list", &paxos)(err)),
+        };
+        Ok(names
+            .into_iter()
+            .filter_map(|name| {
+                let digits = name.split('.').next().unwrap_or(&name);
+                let first = digits.parse().ok()?;
+                Some((first, paxos.join(&name)))
+            })
+            .collect())
+    }
+
+    fn sync_dir(&self, dir: &Path) -> Result<(), JournalError> {
+        self.disk.sync_dir(dir).map_err(io_err("sync", dir))
+    }
+
+    fn remove_synced(&self, path: &Path) -> Result<(), JournalError> {
+        self.disk.remove(path).map_err(io_err("remove", path))?;
+        self.sync_dir(&self.dir)
     }
 
     /// The segment starting at `first`, finalized preferred.
@@ -392,7 +485,8 @@ impl Journal {
             let last = match (seg.last, &st.open) {
                 (Some(last), _) => last,
                 (None, Some(open)) if open.first == seg.first => open.next_txid - 1,
-                (None, _) => segment::read_segment(&seg.path)?
+                (None, _) => self
+                    .read_segment(&seg.path)?
                     .records
                     .last()
                     .map_or(0, |r| r.txid),
@@ -417,7 +511,9 @@ impl Journal {
             stamp: Some(stamp.to_proto()),
             last_promised_epoch: st.promised_epoch,
             writer_id: st.promised_writer.clone(),
-            writer_silent_ms: st.writer_heard_at.map(|at| at.elapsed().as_millis() as u64),
+            writer_silent_ms: st
+                .writer_heard_at
+                .map(|at| self.clock.now().saturating_duration_since(at).as_millis() as u64),
             last_writer_epoch: st.last_writer_epoch,
             highest_txid,
             committed_txid: st.committed_txid.max(finalized),
@@ -434,7 +530,7 @@ impl Journal {
         }
         let mut st = self.state.lock();
         if !force {
-            let segments = if self.dir.is_dir() {
+            let segments = if self.disk.is_dir(&self.dir) {
                 self.segments()?.len()
             } else {
                 0
@@ -459,19 +555,24 @@ impl Journal {
             }
         }
         st.open = None;
-        if self.dir.exists() {
-            fs::remove_dir_all(&self.dir).map_err(io_err("erase", &self.dir))?;
+        if self.disk.exists(&self.dir) {
+            self.disk
+                .remove_dir_all(&self.dir)
+                .map_err(io_err("erase", &self.dir))?;
         }
         let paxos = self.dir.join(PAXOS_DIR);
-        fs::create_dir_all(&paxos).map_err(io_err("create", &paxos))?;
+        self.disk
+            .create_dir_all(&paxos)
+            .map_err(io_err("create", &paxos))?;
         let version = self.dir.join(VERSION_FILE);
-        durable::write_file(&version, stamp.render_version().as_bytes())
+        self.disk
+            .write_durably(&version, stamp.render_version().as_bytes())
             .map_err(io_err("write", &version))?;
         for dir in [&self.dir, &self.root] {
-            durable::sync_dir(dir).map_err(io_err("sync", dir))?;
+            self.sync_dir(dir)?;
         }
         if let Some(parent) = self.root.parent() {
-            durable::sync_dir(parent).map_err(io_err("sync", parent))?;
+            self.sync_dir(parent)?;
         }
         *st = State {
             stamp: Some(stamp.clone()),
@@ -511,7 +612,7 @@ impl Journal {
             && !take_over_held_lease
             && let Some(heard) = st.writer_heard_at
         {
-            let silent = heard.elapsed();
+            let silent = self.clock.now().saturating_duration_since(heard);
             let lease = lease_timeout.max(st.holder_lease);
             if silent < lease {
                 return Err(JournalError::LeaseHeld {
@@ -524,7 +625,7 @@ impl Journal {
         let previous = (st.promised_epoch, st.promised_writer.clone());
         self.persist_promise(&mut st, epoch, writer)?;
         st.open = None;
-        st.writer_heard_at = Some(Instant::now());
+        st.writer_heard_at = Some(self.clock.now());
         st.holder_lease = lease_timeout;
         tracing::info!(journal = %self.id, epoch, writer, previous_epoch = previous.0,
             previous_writer = %previous.1, take_over_held_lease, "promised a new epoch");
@@ -562,7 +663,7 @@ impl Journal {
             )));
         }
         if let Some(existing) = segments.iter().find(|s| s.first == txid) {
-            let edits = segment::read_segment(&existing.path)?.records.len();
+            let edits = self.read_segment(&existing.path)?.records.len();
             // The writer recovered the journal before starting here, so
             // edits an older epoch left in this segment were never
             // committed (a majority would have carried them into the
@@ -588,11 +689,11 @@ impl Journal {
         // was finished or abandoned.
         self.remove_accepted(txid)?;
         let path = self.dir.join(segment::in_progress_name(txid));
-        create_segment_file(&path)?;
-        let file = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(io_err("open", &path))?;
+        self.disk
+            .create_synced(&path, &segment::header(info.epoch))
+            .map_err(io_err("create", &path))?;
+        self.sync_dir(&self.dir)?;
+        let file = self.disk.open_write(&path).map_err(io_err("open", &path))?;
         st.open = Some(OpenSegment {
             first: txid,
             path,
@@ -751,7 +852,7 @@ impl Journal {
             self.remove_accepted(first)?;
             return Ok(());
         }
-        let contents = segment::read_segment(&seg.path)?;
+        let contents = self.read_segment(&seg.path)?;
         check_contiguous(&seg.path, first, contents.records.iter().map(|r| r.txid))?;
         let held = contents.records.last().map_or(first - 1, |r| r.txid);
         if held != last {
@@ -762,24 +863,25 @@ impl Journal {
         }
         if last + 1 == first {
             // An empty segment: nothing to keep.
-            fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
-            durable::sync_dir(&self.dir).map_err(io_err("sync", &self.dir))?;
+            self.remove_synced(&seg.path)?;
             self.remove_accepted(first)?;
             tracing::info!(journal = %self.id, first, "empty segment removed");
             return Ok(());
         }
         if contents.torn_tail.is_some() {
-            let file = OpenOptions::new()
-                .write(true)
-                .open(&seg.path)
+            let mut file = self
+                .disk
+                .open_write(&seg.path)
                 .map_err(io_err("open", &seg.path))?;
             file.set_len(contents.valid_len)
-                .and_then(|()| file.sync_all())
+                .and_then(|()| file.sync_data())
                 .map_err(io_err("truncate", &seg.path))?;
         }
         let done = self.dir.join(segment::finalized_name(first, last));
-        fs::rename(&seg.path, &done).map_err(io_err("rename", &seg.path))?;
-        durable::sync_dir(&self.dir).map_err(io_err("sync", &self.dir))?;
+        self.disk
+            .rename(&seg.path, &done)
+            .map_err(io_err("rename", &seg.path))?;
+        self.sync_dir(&self.dir)?;
         // A finalized segment is itself the decision: no recovery will ever
         // choose another length for it.
         self.remove_accepted(first)?;
@@ -805,24 +907,26 @@ impl Journal {
                 None if Some(seg.first) == open_first => false,
                 None => {
                     seg.first < min_txid_to_keep
-                        && segment::read_segment(&seg.path).is_ok_and(|c| {
+                        && self.read_segment(&seg.path).is_ok_and(|c| {
                             c.records.last().is_none_or(|r| r.txid < min_txid_to_keep)
                         })
                 }
             };
             if below {
-                fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
+                self.disk
+                    .remove(&seg.path)
+                    .map_err(io_err("remove", &seg.path))?;
                 purged += 1;
             }
         }
         let paxos = self.dir.join(PAXOS_DIR);
-        for (first, path) in paxos_files(&paxos)? {
+        for (first, path) in self.paxos_files()? {
             if first < min_txid_to_keep {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                self.disk.remove(&path).map_err(io_err("remove", &path))?;
             }
         }
         for dir in [&self.dir, &paxos] {
-            durable::sync_dir(dir).map_err(io_err("sync", dir))?;
+            self.sync_dir(dir)?;
         }
         st.highest_txid = None;
         tracing::info!(journal = %self.id, min_txid_to_keep, purged, "old segments purged");
@@ -843,7 +947,7 @@ impl Journal {
                 in_progress: false,
             }));
         }
-        let contents = segment::read_segment(&seg.path)?;
+        let contents = self.read_segment(&seg.path)?;
         check_contiguous(&seg.path, first, contents.records.iter().map(|r| r.txid))?;
         match contents.records.last() {
             Some(record) => Ok(Some(SegmentStateProto {
@@ -852,8 +956,7 @@ impl Journal {
                 in_progress: true,
             })),
             None => {
-                fs::remove_file(&seg.path).map_err(io_err("remove", &seg.path))?;
-                durable::sync_dir(&self.dir).map_err(io_err("sync", &self.dir))?;
+                self.remove_synced(&seg.path)?;
                 tracing::info!(journal = %self.id, path = %seg.path.display(), "removed an empty in-progress segment");
                 Ok(None)
             }
@@ -965,13 +1068,12 @@ impl Journal {
                 )));
             }
             let path = self.staged_path(first, info.epoch);
-            let mut file = File::create(&path).map_err(io_err("create", &path))?;
-            file.write_all(&segment::header())
-                .and_then(|()| file.write_all(framed))
-                .and_then(|()| file.sync_all())
+            let mut bytes = segment::header(info.epoch).to_vec();
+            bytes.extend_from_slice(framed);
+            self.disk
+                .create_synced(&path, &bytes)
                 .map_err(io_err("write", &path))?;
-            let paxos = self.dir.join(PAXOS_DIR);
-            durable::sync_dir(&paxos).map_err(io_err("sync", &paxos))?;
+            self.sync_dir(&self.dir.join(PAXOS_DIR))?;
             staged = Some(path);
         }
         self.write_accepted(
@@ -983,8 +1085,10 @@ impl Journal {
         )?;
         if let Some(staged) = staged {
             let target = self.dir.join(segment::in_progress_name(first));
-            fs::rename(&staged, &target).map_err(io_err("rename", &staged))?;
-            durable::sync_dir(&self.dir).map_err(io_err("sync", &self.dir))?;
+            self.disk
+                .rename(&staged, &target)
+                .map_err(io_err("rename", &staged))?;
+            self.sync_dir(&self.dir)?;
         }
         tracing::info!(journal = %self.id, first, last = chosen.last_txid, epoch = info.epoch,
             synced = needs_edits, "accepted recovery");
@@ -1004,20 +1108,22 @@ impl Journal {
             return Ok(());
         };
         let staged = self.staged_path(first, accepted.epoch);
-        if !staged.exists() {
+        if !self.disk.exists(&staged) {
             return Ok(());
         }
         let target = self.dir.join(segment::in_progress_name(first));
-        fs::rename(&staged, &target).map_err(io_err("rename", &staged))?;
-        durable::sync_dir(&self.dir).map_err(io_err("sync", &self.dir))?;
+        self.disk
+            .rename(&staged, &target)
+            .map_err(io_err("rename", &staged))?;
+        self.sync_dir(&self.dir)?;
         tracing::warn!(journal = %self.id, first, epoch = accepted.epoch,
             "finished an accepted recovery interrupted by a crash");
         Ok(())
     }
 
     fn accepted_segments(&self) -> Result<Vec<TxId>, JournalError> {
-        let paxos = self.dir.join(PAXOS_DIR);
-        Ok(paxos_files(&paxos)?
+        Ok(self
+            .paxos_files()?
             .into_iter()
             .filter(|(first, path)| {
                 path.file_name().and_then(|n| n.to_str()) == Some(&first.to_string())
@@ -1028,10 +1134,8 @@ impl Journal {
 
     fn read_accepted(&self, first: TxId) -> Result<Option<Accepted>, JournalError> {
         let path = self.dir.join(PAXOS_DIR).join(first.to_string());
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(err) => return Err(io_err("read", &path)(err)),
+        let Some(text) = self.read_text(&path)? else {
+            return Ok(None);
         };
         let pairs = rdfs_common::version_file::parse(&text);
         let num = |key: &str| {
@@ -1064,20 +1168,21 @@ impl Journal {
                 ("inProgress", accepted.segment.in_progress.to_string()),
             ],
         );
-        durable::write_file(&path, text.as_bytes()).map_err(io_err("write", &path))
+        self.disk
+            .write_durably(&path, text.as_bytes())
+            .map_err(io_err("write", &path))
     }
 
     fn remove_accepted(&self, first: TxId) -> Result<(), JournalError> {
-        let paxos = self.dir.join(PAXOS_DIR);
         let mut removed = false;
-        for (txid, path) in paxos_files(&paxos)? {
+        for (txid, path) in self.paxos_files()? {
             if txid == first {
-                fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                self.disk.remove(&path).map_err(io_err("remove", &path))?;
                 removed = true;
             }
         }
         if removed {
-            durable::sync_dir(&paxos).map_err(io_err("sync", &paxos))?;
+            self.sync_dir(&self.dir.join(PAXOS_DIR))?;
         }
         Ok(())
     }
@@ -1097,6 +1202,7 @@ impl Journal {
         self.check_formatted(&st)?;
         let segments = self.segments()?;
         let mut plan = ReadPlan {
+            disk: Some(Arc::clone(&self.disk)),
             parts: Vec::new(),
             first_available: segments
                 .iter()
@@ -1165,6 +1271,7 @@ impl Journal {
             )));
         }
         Ok(ReadPlan {
+            disk: Some(Arc::clone(&self.disk)),
             parts: vec![ReadPart {
                 path: seg.path,
                 seg_first: first,
@@ -1209,17 +1316,6 @@ fn append(open: &mut OpenSegment, framed: &[u8]) -> std::io::Result<()> {
     open.file.sync_data()
 }
 
-fn create_segment_file(path: &Path) -> Result<(), JournalError> {
-    let mut file = File::create(path).map_err(io_err("create", path))?;
-    file.write_all(&segment::header())
-        .and_then(|()| file.sync_all())
-        .map_err(io_err("write", path))?;
-    if let Some(dir) = path.parent() {
-        durable::sync_dir(dir).map_err(io_err("sync", dir))?;
-    }
-    Ok(())
-}
-
 fn check_contiguous(
     path: &Path,
     first: TxId,
@@ -1234,49 +1330,6 @@ fn check_contiguous(
         }
     }
     Ok(())
-}
-
-/// `(segment first txid, path)` of every file under `paxos/`: decisions
-/// (`<first>`) and staged edits (`<first>.epoch-<e>.edits`).
-fn paxos_files(paxos: &Path) -> Result<Vec<(TxId, PathBuf)>, JournalError> {
-    let entries = match fs::read_dir(paxos) {
-        Ok(entries) => entries,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => return Err(io_err("list", paxos)(err)),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(io_err("list", paxos))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let digits = name.split('.').next().unwrap_or(name);
-        if let Ok(first) = digits.parse() {
-            out.push((first, entry.path()));
-        }
-    }
-    Ok(out)
-}
-
-/// An epoch file: the number on its first line, and `writer=<id>` after.
-fn read_epoch_file(path: &Path) -> Result<(u64, String), JournalError> {
-    let text = match fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok((0, String::new())),
-        Err(err) => return Err(io_err("read", path)(err)),
-    };
-    let mut lines = text.lines();
-    let epoch = lines
-        .next()
-        .and_then(|line| line.trim().parse().ok())
-        .ok_or_else(|| JournalError::Damaged {
-            path: path.to_path_buf(),
-            why: format!("'{}' is not an epoch", text.trim()),
-        })?;
-    let writer = lines
-        .find_map(|line| line.strip_prefix("writer="))
-        .unwrap_or_default()
-        .to_string();
-    Ok((epoch, writer))
 }
 
 /// Reads the records of `plan`, at most `max_records`, handing them to
@@ -1294,7 +1347,16 @@ pub(crate) fn read_plan(
         if left == 0 {
             break;
         }
-        let mut reader = SegmentReader::open(&part.path)?;
+        let Some(disk) = &plan.disk else {
+            break;
+        };
+        let inner = disk
+            .open_read(&part.path)
+            .map_err(|source| SegmentError::Io {
+                path: part.path.clone(),
+                source,
+            })?;
+        let mut reader = SegmentReader::new(&part.path, inner)?;
         match part.offset {
             Some(offset) => reader.seek_to(offset)?,
             None => {

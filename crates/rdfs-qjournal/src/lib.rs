@@ -9,11 +9,19 @@
 //!   [`QuorumWriter`] (`writer`) that recovers the last segment
 //!   (`recovery`) and writes. `quorum` waits for majorities; `logger`
 //!   keeps each journalnode's calls in order.
+//! - Two seams let the same code run in the deterministic simulator
+//!   the client reaches journalnodes through a `peer`
+//!   trait (gRPC in production), and a journal stores its files through a
+//!   `disk` trait (the local filesystem in production). Leases are measured
+//!   on an injected [`rdfs_common::time::Clock`], the boot clock in
+//!   production, so a suspended host cannot outlive its lease.
 
 mod client;
+mod disk;
 mod fault;
 mod journal;
 mod logger;
+mod peer;
 mod quorum;
 mod recovery;
 pub mod segment;

@@ -19,9 +19,7 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
-use rdfs_proto::q_journal_protocol_client::QJournalProtocolClient;
 use rdfs_proto::{
     AcceptRecoveryRequest, FinalizeLogSegmentRequest, JournalHeartbeatRequest, JournalRequest,
     JournalRequestInfo, PrepareRecoveryRequest, PrepareRecoveryResponse, PurgeLogsRequest,
@@ -29,6 +27,7 @@ use rdfs_proto::{
 };
 
 use crate::fault::JnError;
+use crate::peer::JournalPeer;
 use crate::segment::TxId;
 
 /// Edits queued for one journalnode beyond which it is dropped out of sync
@@ -106,11 +105,8 @@ pub(crate) struct Logger {
 
 impl Logger {
     /// Starts the link's task; it ends when the logger is dropped.
-    pub(crate) fn spawn(
-        name: String,
-        client: Result<QJournalProtocolClient<Channel>, JnError>,
-        fence: FenceSlot,
-    ) -> Self {
+    pub(crate) fn spawn(peer: Arc<dyn JournalPeer>, fence: FenceSlot) -> Self {
+        let name = peer.name().to_string();
         let (jobs, queue) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             out_of_sync: Mutex::new(None),
@@ -118,7 +114,7 @@ impl Logger {
         });
         let link = Link {
             name: name.clone(),
-            client,
+            peer,
             shared: Arc::clone(&shared),
             fence,
         };
@@ -186,7 +182,7 @@ fn mark_out_of_sync(name: &str, shared: &Shared, why: &str) {
 
 struct Link {
     name: String,
-    client: Result<QJournalProtocolClient<Channel>, JnError>,
+    peer: Arc<dyn JournalPeer>,
     shared: Arc<Shared>,
     fence: FenceSlot,
 }
@@ -268,23 +264,13 @@ impl Link {
     }
 
     async fn call(&self, op: Op, info: JournalRequestInfo) -> Result<Reply, JnError> {
-        let mut client = self.client.clone()?;
-        let status = |s: tonic::Status| JnError::from_status(&s);
+        let info = Some(info);
+        let peer = &self.peer;
         match op {
-            Op::Heartbeat => {
-                client
-                    .journal_heartbeat(JournalHeartbeatRequest { info: Some(info) })
-                    .await
-                    .map_err(status)?;
-            }
+            Op::Heartbeat => peer.heartbeat(JournalHeartbeatRequest { info }).await?,
             Op::StartSegment { txid } => {
-                client
-                    .start_log_segment(StartLogSegmentRequest {
-                        info: Some(info),
-                        txid,
-                    })
-                    .await
-                    .map_err(status)?;
+                peer.start_log_segment(StartLogSegmentRequest { info, txid })
+                    .await?;
             }
             Op::Journal {
                 segment_first,
@@ -292,64 +278,43 @@ impl Link {
                 count,
                 records,
             } => {
-                client
-                    .journal(JournalRequest {
-                        info: Some(info),
-                        segment_first_txid: segment_first,
-                        first_txid,
-                        num_records: count,
-                        records: records.to_vec(),
-                    })
-                    .await
-                    .map_err(status)?;
+                peer.journal(JournalRequest {
+                    info,
+                    segment_first_txid: segment_first,
+                    first_txid,
+                    num_records: count,
+                    records: records.to_vec(),
+                })
+                .await?;
             }
             Op::Finalize { first, last } => {
-                client
-                    .finalize_log_segment(FinalizeLogSegmentRequest {
-                        info: Some(info),
-                        first_txid: first,
-                        last_txid: last,
-                    })
-                    .await
-                    .map_err(status)?;
+                peer.finalize_log_segment(FinalizeLogSegmentRequest {
+                    info,
+                    first_txid: first,
+                    last_txid: last,
+                })
+                .await?;
             }
             Op::Purge { min_txid_to_keep } => {
-                client
-                    .purge_logs(PurgeLogsRequest {
-                        info: Some(info),
-                        min_txid_to_keep,
-                    })
-                    .await
-                    .map_err(status)?;
+                peer.purge_logs(PurgeLogsRequest {
+                    info,
+                    min_txid_to_keep,
+                })
+                .await?;
             }
             Op::Prepare { segment_txid } => {
-                let response = client
-                    .prepare_recovery(PrepareRecoveryRequest {
-                        info: Some(info),
-                        segment_txid,
-                    })
-                    .await
-                    .map_err(status)?;
-                return Ok(Reply::Prepared(response.into_inner()));
+                let response = peer
+                    .prepare_recovery(PrepareRecoveryRequest { info, segment_txid })
+                    .await?;
+                return Ok(Reply::Prepared(response));
             }
             Op::Accept { chosen, edits } => {
                 let head = AcceptRecoveryRequest {
-                    info: Some(info),
+                    info,
                     segment_state: Some(chosen),
                     records: Vec::new(),
                 };
-                // Chunks are copied into messages as the stream is polled,
-                // not all at once.
-                let chunks = edits.unwrap_or_default();
-                let rest = (0..chunks.len()).map(move |i| AcceptRecoveryRequest {
-                    info: None,
-                    segment_state: None,
-                    records: chunks[i].to_vec(),
-                });
-                client
-                    .accept_recovery(tokio_stream::iter(std::iter::once(head).chain(rest)))
-                    .await
-                    .map_err(status)?;
+                peer.accept_recovery(head, edits).await?;
             }
         }
         Ok(Reply::Done)

@@ -12,13 +12,12 @@
 
 use std::cmp::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
 
 use bytes::Bytes;
 
 use rdfs_proto::{FetchSegmentRequest, PrepareRecoveryResponse, SegmentStateProto};
 
-use crate::client::{QuorumError, rpc_err};
+use crate::client::QuorumError;
 use crate::fault::JnError;
 use crate::logger::{Op, Reply};
 use crate::segment::{self, TxId};
@@ -112,7 +111,7 @@ impl QuorumWriter {
         let committed = self.state.lock().committed_txid;
         let calls = self.submit(&Op::Prepare { segment_txid }, committed, timeout);
         let prepared: Vec<(usize, PrepareRecoveryResponse)> = self
-            .await_majority(calls, timeout, Instant::now())
+            .await_majority(calls, timeout, self.client.clock.now())
             .await?
             .into_iter()
             .filter_map(|(i, reply)| match reply {
@@ -175,14 +174,15 @@ impl QuorumWriter {
                 })
                 .collect()
         };
-        self.await_majority(accept_calls, timeout, Instant::now())
+        self.await_majority(accept_calls, timeout, self.client.clock.now())
             .await?;
         let finalize = Op::Finalize {
             first: chosen.first_txid,
             last: chosen.last_txid,
         };
         let calls = self.submit(&finalize, committed, timeout);
-        self.await_majority(calls, timeout, Instant::now()).await?;
+        self.await_majority(calls, timeout, self.client.clock.now())
+            .await?;
         self.recovered(chosen.last_txid);
         tracing::info!(
             epoch = self.epoch,
@@ -233,21 +233,16 @@ impl QuorumWriter {
         i: usize,
         chosen: &SegmentStateProto,
     ) -> Result<Vec<Bytes>, JnError> {
-        let mut client = self.client.jns.remotes[i].client()?;
         let committed = self.state.lock().committed_txid;
         let request = FetchSegmentRequest {
             info: Some(self.info(committed)),
             first_txid: chosen.first_txid,
             last_txid: chosen.last_txid,
         };
-        let mut stream = client
-            .fetch_segment(request)
-            .await
-            .map_err(rpc_err)?
-            .into_inner();
+        let fetched = self.client.jns.peers[i].fetch_segment(request).await?;
         let mut chunks = Vec::new();
         let mut next = chosen.first_txid;
-        while let Some(chunk) = stream.message().await.map_err(rpc_err)? {
+        for chunk in fetched {
             for record in segment::decode_records(&chunk.records).map_err(JnError::BadReply)? {
                 if record.txid != next {
                     return Err(JnError::BadReply(format!(

@@ -1,13 +1,18 @@
 //! The on-disk form of edit log segments.
 //!
-//! A segment is a 12-byte header (`RDFSEDIT` and a big-endian layout version)
-//! followed by records, each a big-endian u32 payload length, a big-endian
-//! CRC32C of the payload, and the payload: an [`EditRecord`] protobuf. Files
-//! are named as HDFS names them: `edits_inprogress_<first>` while written,
-//! `edits_<first>-<last>` once finalized, txids zero-padded to 19 digits.
+//! A segment is a header — `RDFSEDIT`, a big-endian layout version and,
+//! from layout 2 on, the big-endian epoch of the writer whose edits it holds
+//! (0 for a namenode's local edits) — followed by records, each a big-endian
+//! u32 payload length, a big-endian CRC32C of the payload, and the payload:
+//! an [`EditRecord`] protobuf. The epoch is how journalnodes tell copies of
+//! one segment apart when writers of different epochs wrote the same txids
+//! (recovery may end a journal before a segment no majority holds edits of,
+//! and the next writer starts there again). Files are named as HDFS names
+//! them: `edits_inprogress_<first>` while written, `edits_<first>-<last>`
+//! once finalized, txids zero-padded to 19 digits.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use bytes::BufMut;
@@ -35,16 +40,78 @@ pub enum SegmentError {
 }
 
 pub const MAGIC: &[u8; 8] = b"RDFSEDIT";
-pub const LAYOUT_VERSION: u32 = 1;
-pub const HEADER_LEN: usize = 12;
+/// The layout written; layout 1 (no epoch) is still read.
+pub const LAYOUT_VERSION: u32 = 2;
+pub const HEADER_LEN: usize = 20;
+const V1_HEADER_LEN: usize = 12;
+/// The epoch in the header of a namenode's local segments, which no
+/// quorum writer wrote.
+pub const LOCAL_EPOCH: u64 = 0;
 /// No single record comes near this; a larger length is corruption.
 pub const MAX_RECORD_LEN: u32 = 16 * 1024 * 1024;
 
-pub fn header() -> [u8; HEADER_LEN] {
+/// The header of a segment holding edits of writer `epoch`.
+pub fn header(epoch: u64) -> [u8; HEADER_LEN] {
     let mut out = [0u8; HEADER_LEN];
     out[..8].copy_from_slice(MAGIC);
-    out[8..].copy_from_slice(&LAYOUT_VERSION.to_be_bytes());
+    out[8..12].copy_from_slice(&LAYOUT_VERSION.to_be_bytes());
+    out[12..].copy_from_slice(&epoch.to_be_bytes());
     out
+}
+
+/// What a segment's header says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// The epoch of the writer whose edits the segment holds (0 for local
+    /// edits and layout 1).
+    pub epoch: u64,
+    /// Where the first record starts.
+    pub len: usize,
+}
+
+/// Why a header cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HeaderFault {
+    /// Fewer bytes than a header: a crash while the file was created.
+    Short(usize),
+    Corrupt {
+        offset: u64,
+        reason: String,
+    },
+}
+
+fn parse_header(bytes: &[u8]) -> Result<Header, HeaderFault> {
+    if bytes.len() < V1_HEADER_LEN {
+        return Err(HeaderFault::Short(bytes.len()));
+    }
+    if &bytes[..8] != MAGIC {
+        return Err(HeaderFault::Corrupt {
+            offset: 0,
+            reason: "not an rdfs edit log segment".into(),
+        });
+    }
+    let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    match version {
+        1 => Ok(Header {
+            epoch: 0,
+            len: V1_HEADER_LEN,
+        }),
+        2 if bytes.len() < HEADER_LEN => Err(HeaderFault::Short(bytes.len())),
+        2 => {
+            let mut epoch = [0u8; 8];
+            epoch.copy_from_slice(&bytes[12..HEADER_LEN]);
+            Ok(Header {
+                epoch: u64::from_be_bytes(epoch),
+                len: HEADER_LEN,
+            })
+        }
+        other => Err(HeaderFault::Corrupt {
+            offset: 8,
+            reason: format!(
+                "layout version {other} is not supported (this rdfs reads 1 to {LAYOUT_VERSION})"
+            ),
+        }),
+    }
 }
 
 /// Appends one framed record to `out`.
@@ -78,43 +145,53 @@ pub struct SegmentFile {
     pub last: Option<TxId>,
 }
 
+/// The first and (when finalized) last txid a segment file name says.
+pub fn parse_name(name: &str) -> Option<(TxId, Option<TxId>)> {
+    if let Some(first) = name.strip_prefix("edits_inprogress_") {
+        return first.parse().ok().map(|first| (first, None));
+    }
+    let (first, last) = name.strip_prefix("edits_")?.split_once('-')?;
+    Some((first.parse().ok()?, Some(last.parse().ok()?)))
+}
+
+/// The segments among the entry `names` of `dir`, ordered by first txid
+/// (a finalized segment before an in-progress one at the same txid).
+pub fn segments_named<S: AsRef<str>>(dir: &Path, names: &[S]) -> Vec<SegmentFile> {
+    let mut out: Vec<SegmentFile> = names
+        .iter()
+        .filter_map(|name| {
+            let name = name.as_ref();
+            parse_name(name).map(|(first, last)| SegmentFile {
+                path: dir.join(name),
+                first,
+                last,
+            })
+        })
+        .collect();
+    out.sort_by_key(|s| (s.first, s.last.is_none()));
+    out
+}
+
 /// The segments in `dir`, ordered by first txid.
 pub fn list_segments(dir: &Path) -> Result<Vec<SegmentFile>, SegmentError> {
     let io = |source| SegmentError::Io {
         path: dir.to_path_buf(),
         source,
     };
-    let mut out = Vec::new();
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io)? {
-        let entry = entry.map_err(io)?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        if let Some(first) = name.strip_prefix("edits_inprogress_") {
-            if let Ok(first) = first.parse() {
-                out.push(SegmentFile {
-                    path: entry.path(),
-                    first,
-                    last: None,
-                });
-            }
-        } else if let Some(range) = name.strip_prefix("edits_")
-            && let Some((first, last)) = range.split_once('-')
-            && let (Ok(first), Ok(last)) = (first.parse(), last.parse())
-        {
-            out.push(SegmentFile {
-                path: entry.path(),
-                first,
-                last: Some(last),
-            });
+        if let Some(name) = entry.map_err(io)?.file_name().to_str() {
+            names.push(name.to_string());
         }
     }
-    out.sort_by_key(|s| (s.first, s.last.is_none()));
-    Ok(out)
+    Ok(segments_named(dir, &names))
 }
 
 /// What a segment holds.
 #[derive(Debug)]
 pub struct SegmentContents {
+    /// The epoch its header names (0 when the header is torn).
+    pub epoch: u64,
     pub records: Vec<EditRecord>,
     /// Bytes up to the end of the last whole, valid record.
     pub valid_len: u64,
@@ -173,35 +250,26 @@ pub fn read_segment(path: &Path) -> Result<SegmentContents, SegmentError> {
 }
 
 pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, SegmentError> {
-    if bytes.len() < HEADER_LEN {
-        return Ok(SegmentContents {
-            records: Vec::new(),
-            valid_len: 0,
-            torn_tail: Some(format!(
-                "header is {} bytes, shorter than {HEADER_LEN}",
-                bytes.len()
-            )),
-        });
-    }
-    if &bytes[..8] != MAGIC {
-        return Err(SegmentError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 0,
-            reason: "not an rdfs edit log segment".into(),
-        });
-    }
-    let version = u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-    if version != LAYOUT_VERSION {
-        return Err(SegmentError::Corrupt {
-            path: path.to_path_buf(),
-            offset: 8,
-            reason: format!(
-                "layout version {version} is not supported (expected {LAYOUT_VERSION})"
-            ),
-        });
-    }
+    let header = match parse_header(bytes) {
+        Ok(header) => header,
+        Err(HeaderFault::Short(len)) => {
+            return Ok(SegmentContents {
+                epoch: 0,
+                records: Vec::new(),
+                valid_len: 0,
+                torn_tail: Some(format!("header is {len} bytes, shorter than {HEADER_LEN}")),
+            });
+        }
+        Err(HeaderFault::Corrupt { offset, reason }) => {
+            return Err(SegmentError::Corrupt {
+                path: path.to_path_buf(),
+                offset,
+                reason,
+            });
+        }
+    };
     let mut records = Vec::new();
-    let mut offset = HEADER_LEN;
+    let mut offset = header.len;
     let torn_tail = loop {
         match read_record(bytes, offset) {
             Ok(None) => break None,
@@ -230,6 +298,7 @@ pub fn decode_segment(path: &Path, bytes: &[u8]) -> Result<SegmentContents, Segm
         }
     }
     Ok(SegmentContents {
+        epoch: header.epoch,
         records,
         valid_len: offset as u64,
         torn_tail,
@@ -259,13 +328,14 @@ pub fn decode_records_with_offsets(bytes: &[u8]) -> Result<Vec<(EditRecord, usiz
 
 /// Reads a segment file one framed record at a time, so serving a large
 /// segment never holds it all in memory.
-pub struct SegmentReader {
-    reader: std::io::BufReader<File>,
+pub struct SegmentReader<R = File> {
+    reader: std::io::BufReader<R>,
     path: PathBuf,
     offset: u64,
+    header: Header,
 }
 
-impl SegmentReader {
+impl SegmentReader<File> {
     /// Opens `path` and checks its header; the next record read is the
     /// first.
     pub fn open(path: &Path) -> Result<Self, SegmentError> {
@@ -273,22 +343,44 @@ impl SegmentReader {
             path: path.to_path_buf(),
             source,
         })?;
+        Self::new(path, file)
+    }
+}
+
+impl<R: Read + Seek> SegmentReader<R> {
+    /// Reads the segment `path` from `inner`, positioned at its start.
+    pub fn new(path: &Path, inner: R) -> Result<Self, SegmentError> {
         let mut reader = Self {
-            reader: std::io::BufReader::with_capacity(256 * 1024, file),
+            reader: std::io::BufReader::with_capacity(256 * 1024, inner),
             path: path.to_path_buf(),
             offset: 0,
+            header: Header { epoch: 0, len: 0 },
         };
-        let mut head = [0u8; HEADER_LEN];
+        let mut head = [0u8; V1_HEADER_LEN];
         reader.read_exact(&mut head)?;
-        if head != header() {
-            return Err(reader.corrupt("not an rdfs edit log segment of this layout version"));
+        let mut bytes = head.to_vec();
+        if u32::from_be_bytes([head[8], head[9], head[10], head[11]]) >= 2 {
+            let mut rest = [0u8; HEADER_LEN - V1_HEADER_LEN];
+            reader.read_exact(&mut rest)?;
+            bytes.extend_from_slice(&rest);
         }
+        reader.header = match parse_header(&bytes) {
+            Ok(header) => header,
+            Err(HeaderFault::Short(_)) => return Err(reader.corrupt("the header is cut short")),
+            Err(HeaderFault::Corrupt { offset, reason }) => {
+                return Err(reader.corrupt_at(offset, &reason));
+            }
+        };
         Ok(reader)
+    }
+
+    /// The segment's header.
+    pub fn header(&self) -> Header {
+        self.header
     }
 
     /// Moves to `offset`, which must be the start of a record.
     pub fn seek_to(&mut self, offset: u64) -> Result<(), SegmentError> {
-        use std::io::Seek;
         self.reader
             .seek(std::io::SeekFrom::Start(offset))
             .map_err(|source| SegmentError::Io {
@@ -392,7 +484,7 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_a_torn_tail_is_found() {
-        let mut bytes = header().to_vec();
+        let mut bytes = header(7).to_vec();
         for txid in 1..=3 {
             encode_record(&record(txid), &mut bytes);
         }
@@ -422,7 +514,7 @@ mod tests {
 
     #[test]
     fn damage_in_the_middle_is_corruption_not_a_torn_tail() {
-        let mut bytes = header().to_vec();
+        let mut bytes = header(7).to_vec();
         for txid in 1..=5 {
             encode_record(&record(txid), &mut bytes);
         }
@@ -433,18 +525,56 @@ mod tests {
     }
 
     #[test]
+    fn the_header_carries_the_epoch_and_layout_1_still_reads() {
+        let mut bytes = header(9).to_vec();
+        encode_record(&record(1), &mut bytes);
+        let contents = decode_segment(Path::new("x"), &bytes).expect("decodes");
+        assert_eq!((contents.epoch, contents.records.len()), (9, 1));
+        let mut reader =
+            SegmentReader::new(Path::new("x"), std::io::Cursor::new(&bytes)).expect("opens");
+        assert_eq!(
+            reader.header(),
+            Header {
+                epoch: 9,
+                len: HEADER_LEN
+            }
+        );
+        let mut framed = Vec::new();
+        assert_eq!(reader.next_framed(&mut framed).expect("record"), 1);
+
+        let mut v1 = MAGIC.to_vec();
+        v1.extend_from_slice(&1u32.to_be_bytes());
+        encode_record(&record(1), &mut v1);
+        let contents = decode_segment(Path::new("x"), &v1).expect("decodes");
+        assert_eq!((contents.epoch, contents.records.len()), (0, 1));
+        let reader = SegmentReader::new(Path::new("x"), std::io::Cursor::new(&v1)).expect("opens");
+        assert_eq!(reader.header(), Header { epoch: 0, len: 12 });
+
+        let contents = decode_segment(Path::new("x"), &header(3)[..15]).expect("torn");
+        assert!(contents.torn_tail.is_some());
+        let mut v3 = header(3);
+        v3[11] = 3;
+        let err = decode_segment(Path::new("x"), &v3).expect_err("unknown layout");
+        assert!(err.to_string().contains("layout version 3"), "{err}");
+    }
+
+    #[test]
     fn names_follow_hdfs() {
         assert_eq!(in_progress_name(1), "edits_inprogress_0000000000000000001");
         assert_eq!(
             finalized_name(1, 42),
             "edits_0000000000000000001-0000000000000000042"
         );
+        assert_eq!(parse_name(&in_progress_name(5)), Some((5, None)));
+        assert_eq!(parse_name(&finalized_name(5, 9)), Some((5, Some(9))));
+        assert_eq!(parse_name("edits_5"), None);
+        assert_eq!(parse_name("VERSION"), None);
     }
 
     proptest! {
         #[test]
         fn decoding_garbage_never_panics(tail in proptest::collection::vec(any::<u8>(), 0..200)) {
-            let mut bytes = header().to_vec();
+            let mut bytes = header(7).to_vec();
             bytes.extend(tail);
             let _ = decode_segment(Path::new("x"), &bytes);
         }

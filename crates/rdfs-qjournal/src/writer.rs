@@ -4,7 +4,9 @@
 //! when a majority has made it durable.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rdfs_common::time::BootInstant;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -41,7 +43,7 @@ pub(crate) struct WriterState {
     pub(crate) committed_txid: TxId,
     failed: Option<String>,
     /// When the last call that a majority acknowledged was sent.
-    lease_renewed_at: Instant,
+    lease_renewed_at: BootInstant,
 }
 
 impl std::fmt::Debug for QuorumWriter {
@@ -61,14 +63,14 @@ impl QuorumWriter {
         epoch: u64,
         lease_timeout: Duration,
         last_segment_txid: TxId,
-        granted_at: Instant,
+        granted_at: BootInstant,
     ) -> Self {
         let fence: FenceSlot = Arc::new(Mutex::new(None));
         let loggers = client
             .jns
-            .remotes
+            .peers
             .iter()
-            .map(|remote| Logger::spawn(remote.name.clone(), remote.client(), Arc::clone(&fence)))
+            .map(|peer| Logger::spawn(Arc::clone(peer), Arc::clone(&fence)))
             .collect();
         Self {
             client,
@@ -103,7 +105,7 @@ impl QuorumWriter {
     /// journalnodes count from when they received it, so by this writer's
     /// clock the lease always ends first; an active should stop serving
     /// once it has passed.
-    pub fn lease_expires_at(&self) -> Instant {
+    pub fn lease_expires_at(&self) -> BootInstant {
         self.state.lock().lease_renewed_at + self.lease_timeout
     }
 
@@ -171,7 +173,7 @@ impl QuorumWriter {
         &self,
         calls: Vec<BoxFuture<'static, Result<Reply, JnError>>>,
         timeout: Duration,
-        sent_at: Instant,
+        sent_at: BootInstant,
     ) -> Result<Vec<(usize, Reply)>, QuorumError> {
         let names = &self.client.jns.names;
         let mut call = QuorumCall::new(names, calls, timeout);
@@ -228,7 +230,7 @@ impl QuorumWriter {
             let op = Op::StartSegment { txid: first_txid };
             (
                 self.submit(&op, st.committed_txid, self.client.timeout),
-                Instant::now(),
+                self.client.clock.now(),
             )
         };
         self.await_majority(calls, self.client.timeout, sent_at)
@@ -276,7 +278,7 @@ impl QuorumWriter {
             };
             let calls = self.submit(&op, st.committed_txid, self.client.timeout);
             st.last_txid = first_txid + count - 1;
-            (calls, Instant::now())
+            (calls, self.client.clock.now())
         };
         match self
             .await_majority(calls, self.client.timeout, sent_at)
@@ -330,7 +332,7 @@ impl QuorumWriter {
             };
             (
                 self.submit(&op, st.committed_txid, self.client.timeout),
-                Instant::now(),
+                self.client.clock.now(),
             )
         };
         self.await_majority(calls, self.client.timeout, sent_at)
@@ -356,7 +358,7 @@ impl QuorumWriter {
             let st = self.state.lock();
             (
                 self.submit(&Op::Heartbeat, st.committed_txid, self.client.timeout),
-                Instant::now(),
+                self.client.clock.now(),
             )
         };
         self.await_majority(calls, self.client.timeout, sent_at)
@@ -373,7 +375,7 @@ impl QuorumWriter {
             };
             (
                 self.submit(&op, st.committed_txid, self.client.timeout),
-                Instant::now(),
+                self.client.clock.now(),
             )
         };
         self.await_majority(calls, self.client.timeout, sent_at)

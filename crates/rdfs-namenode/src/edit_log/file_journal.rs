@@ -203,7 +203,7 @@ fn create_segment(path: &std::path::Path) -> std::io::Result<File> {
         .truncate(true)
         .write(true)
         .open(path)?;
-    file.write_all(&segment::header())?;
+    file.write_all(&segment::header(segment::LOCAL_EPOCH))?;
     file.sync_all()?;
     Ok(file)
 }

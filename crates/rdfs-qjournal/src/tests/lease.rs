@@ -80,7 +80,7 @@ impl LeaseCheck for QuorumWriter {
     fn expires_soon_after_now(&self) -> bool {
         let left = self
             .lease_expires_at()
-            .saturating_duration_since(std::time::Instant::now());
+            .saturating_duration_since(rdfs_common::time::BootInstant::now());
         left > Duration::ZERO && left <= LEASE
     }
 }

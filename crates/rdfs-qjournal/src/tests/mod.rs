@@ -179,6 +179,19 @@ impl Cluster {
             .collect()
     }
 
+    /// The txids in journalnode `i`'s segment starting at `first`, empty
+    /// while it has none (for waiting on a journalnode that lags).
+    pub(crate) fn segment_txids_if_any(&self, i: usize, first: TxId) -> Vec<TxId> {
+        let Ok(segments) = segment::list_segments(&self.current_dir(i)) else {
+            return Vec::new();
+        };
+        segments
+            .into_iter()
+            .find(|s| s.first == first)
+            .and_then(|seg| segment::read_segment(&seg.path).ok())
+            .map_or_else(Vec::new, |contents| txids(&contents.records))
+    }
+
     /// The txids in journalnode `i`'s segment starting at `first`.
     pub(crate) fn segment_txids(&self, i: usize, first: TxId) -> Vec<TxId> {
         let seg = segment::list_segments(&self.current_dir(i))

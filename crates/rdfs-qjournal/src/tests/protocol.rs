@@ -154,6 +154,12 @@ async fn gaps_and_bad_batches_are_refused() {
         .await
         .expect_err("out of order");
     assert!(matches!(err, QuorumError::Usage(_)), "{err}");
+    // The writer returned once a majority held 1..3; journalnode 0 may be
+    // the one still catching up, and the refusals below name its next txid.
+    eventually("journalnode 0 holds 1..3", || {
+        cluster.segment_txids_if_any(0, 1) == vec![1, 2, 3]
+    })
+    .await;
 
     let mut raw = cluster.raw(0).await;
     let info = JournalRequestInfo {
@@ -212,7 +218,10 @@ async fn gaps_and_bad_batches_are_refused() {
     );
     // The journalnode is still usable.
     write(&writer, 4, 2).await;
-    assert_eq!(cluster.segment_txids(0, 1), vec![1, 2, 3, 4, 5]);
+    eventually("journalnode 0 holds 1..5", || {
+        cluster.segment_txids_if_any(0, 1) == vec![1, 2, 3, 4, 5]
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -186,7 +186,7 @@ async fn an_accept_cut_short_by_a_crash_is_finished_at_start_up() {
     // The state a crash leaves between persisting the decision and moving
     // the downloaded edits into place.
     let current = cluster.current_dir(0);
-    let mut staged = segment::header().to_vec();
+    let mut staged = segment::header(1).to_vec();
     staged.extend_from_slice(&framed(1, 5));
     std::fs::write(current.join("paxos").join("1.epoch-1.edits"), staged).expect("staged");
     std::fs::write(
