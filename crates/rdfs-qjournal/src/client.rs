@@ -72,6 +72,14 @@ pub enum QuorumError {
     WriterFailed { epoch: u64, why: String },
 }
 
+/// One journalnode's answer to a read: the records, the oldest txid it
+/// holds, and the epoch of the segment its last record comes from.
+struct Answer {
+    records: Vec<EditRecord>,
+    first_available: TxId,
+    epoch: u64,
+}
+
 /// Who holds the leadership lease, as a majority sees it.
 #[derive(Debug, Clone)]
 pub struct LeaseView {
@@ -188,9 +196,21 @@ impl QuorumClient {
 
     /// The journal state of a majority; `NoQuorum` without one.
     async fn majority_states(&self) -> Result<Vec<(usize, GetJournalStateResponse)>, QuorumError> {
+        self.majority_states_within(Duration::ZERO).await
+    }
+
+    /// Like [`Self::majority_states`], also waiting up to `grace` for the
+    /// journalnodes beyond the majority.
+    async fn majority_states_within(
+        &self,
+        grace: Duration,
+    ) -> Result<Vec<(usize, GetJournalStateResponse)>, QuorumError> {
         let mut call = self.states();
         match call.wait_for_majority(|_| false).await {
-            Waited::Succeeded => Ok(std::mem::take(&mut call.successes)),
+            Waited::Succeeded => {
+                call.linger(grace).await;
+                Ok(std::mem::take(&mut call.successes))
+            }
             _ => Err(self.no_quorum(&call, majority(self.jns.names.len()))),
         }
     }
@@ -285,7 +305,10 @@ impl QuorumClient {
     ) -> Result<QuorumWriter, QuorumError> {
         let n = self.jns.names.len();
         let need = majority(n);
-        let states = self.majority_states().await?;
+        // The epoch must be above every promise: one a journalnode outside
+        // the first majority made (to a candidate that got no further)
+        // would fence this writer at its first call there.
+        let states = self.majority_states_within(READ_GRACE).await?;
         let unformatted: Vec<&str> = states
             .iter()
             .filter(|(_, s)| !s.formatted)
@@ -423,11 +446,15 @@ impl QuorumClient {
                 let chunks = read.await?;
                 let mut first_available = None;
                 let mut records = Vec::new();
+                let mut epoch = 0;
                 for chunk in chunks {
                     first_available.get_or_insert(chunk.first_available_txid);
-                    records.extend(
-                        segment::decode_records(&chunk.records).map_err(JnError::BadReply)?,
-                    );
+                    let decoded =
+                        segment::decode_records(&chunk.records).map_err(JnError::BadReply)?;
+                    if !decoded.is_empty() {
+                        epoch = chunk.segment_epoch;
+                    }
+                    records.extend(decoded);
                 }
                 if records.len() > max_records {
                     return Err(JnError::BadReply(format!(
@@ -446,30 +473,28 @@ impl QuorumClient {
                         from + i as u64
                     )));
                 }
-                Ok((records, first_available.unwrap_or(0)))
+                Ok(Answer {
+                    records,
+                    first_available: first_available.unwrap_or(0),
+                    epoch,
+                })
             })
         });
         let mut call = QuorumCall::new(&self.jns.names, calls, self.timeout);
         if call.wait_for_majority(|_| false).await != Waited::Succeeded {
             return Err(self.no_quorum(&call, majority(self.jns.names.len())));
         }
-        // Every journalnode serves only committed edits, so the longest
-        // answer is as safe as any and the most up to date. A journalnode
-        // that restarted serves nothing of the open segment until the next
-        // one, so the first majority may be the ones knowing least: the
-        // others get a moment to answer too.
+        // A journalnode that restarted serves nothing of the open segment
+        // until the next one, so the first majority may be the ones knowing
+        // least: the others get a moment to answer too.
         call.linger(READ_GRACE).await;
         let answers = std::mem::take(&mut call.successes);
         let purged_on: Vec<TxId> = answers
             .iter()
-            .map(|(_, (_, oldest))| *oldest)
+            .map(|(_, answer)| answer.first_available)
             .filter(|oldest| *oldest > from)
             .collect();
-        let best = answers
-            .into_iter()
-            .map(|(_, (records, _))| records)
-            .max_by_key(Vec::len)
-            .unwrap_or_default();
+        let best = self.best_answer(answers, from);
         if best.is_empty() && purged_on.len() >= majority(self.jns.names.len()) {
             return Err(QuorumError::Purged {
                 from_txid: from,
@@ -477,6 +502,41 @@ impl QuorumClient {
             });
         }
         Ok(best)
+    }
+
+    /// Every journalnode serves only committed edits, so the answers are
+    /// prefixes of one log and the longest is the most up to date. Should
+    /// two disagree all the same, the copy of the newer epoch wins, never
+    /// the one that happened to arrive first or last; the disagreement is
+    /// logged, as it means a journalnode holds what it must not.
+    fn best_answer(&self, answers: Vec<(usize, Answer)>, from: TxId) -> Vec<EditRecord> {
+        let Some(best) = answers
+            .iter()
+            .enumerate()
+            .max_by_key(|(order, (_, a))| (a.epoch, a.records.len(), std::cmp::Reverse(*order)))
+            .map(|(order, _)| order)
+        else {
+            return Vec::new();
+        };
+        for (i, answer) in &answers {
+            let chosen = &answers[best].1;
+            if let Some(at) = answer
+                .records
+                .iter()
+                .zip(&chosen.records)
+                .position(|(a, b)| a != b)
+            {
+                tracing::error!(journal = %self.jns.journal_id,
+                    journalnode = %self.jns.names[*i], chosen = %self.jns.names[answers[best].0],
+                    txid = from + at as u64, epoch = answer.epoch, chosen_epoch = chosen.epoch,
+                    "journalnodes serve different committed edits under one txid; reading the newer epoch's");
+            }
+        }
+        answers
+            .into_iter()
+            .nth(best)
+            .map(|(_, a)| a.records)
+            .unwrap_or_default()
     }
 
     /// The highest txid known committed (for -bootstrapStandby and status).

@@ -27,8 +27,8 @@ use parking_lot::Mutex;
 
 use rdfs_common::time::{BootClock, BootInstant, Clock};
 use rdfs_proto::{
-    GetEditLogManifestResponse, GetJournalStateResponse, JournalRequestInfo, NewEpochResponse,
-    PrepareRecoveryResponse, SegmentStateProto,
+    EditsChunk, GetEditLogManifestResponse, GetJournalStateResponse, JournalRequestInfo,
+    NewEpochResponse, PrepareRecoveryResponse, SegmentStateProto,
 };
 
 use crate::disk::{Disk, DiskFile, FsDisk};
@@ -122,6 +122,8 @@ pub fn validate_journal_id(id: &str) -> Result<(), JournalError> {
 /// The segment a writer is appending to.
 struct OpenSegment {
     first: TxId,
+    /// The epoch that started it (its header's).
+    epoch: u64,
     path: PathBuf,
     file: Box<dyn DiskFile>,
     /// Bytes durable on disk.
@@ -171,6 +173,10 @@ struct Accepted {
 pub(crate) struct ReadPart {
     path: PathBuf,
     seg_first: TxId,
+    /// The epoch the segment's header names, when known: a file replaced
+    /// since the plan was made (a journal recovered without this node) is
+    /// not read.
+    epoch: Option<u64>,
     /// Byte offset of `from`'s record when known.
     offset: Option<u64>,
     from: TxId,
@@ -394,6 +400,12 @@ impl Journal {
             .list(&self.dir)
             .map_err(io_err("list", &self.dir))?;
         Ok(segment::segments_named(&self.dir, &names))
+    }
+
+    /// The epoch a segment's header names, without reading its records.
+    fn segment_epoch(&self, path: &Path) -> Result<u64, JournalError> {
+        let inner = self.disk.open_read(path).map_err(io_err("open", path))?;
+        Ok(SegmentReader::new(path, inner)?.header().epoch)
     }
 
     fn read_segment(&self, path: &Path) -> Result<SegmentContents, JournalError> {
@@ -662,23 +674,46 @@ impl Journal {
                 seg.path.display()
             )));
         }
-        if let Some(existing) = segments.iter().find(|s| s.first == txid) {
-            let edits = self.read_segment(&existing.path)?.records.len();
-            // The writer recovered the journal before starting here, so
-            // edits an older epoch left in this segment were never
-            // committed (a majority would have carried them into the
-            // recovery). Edits from this epoch mean a writer bug.
-            if edits > 0 && st.last_writer_epoch >= info.epoch {
+        // The writer recovered the journal before starting here: every
+        // committed edit is below `txid`, so this node cannot know of a
+        // committed edit at or past it.
+        if st.committed_txid >= txid {
+            return Err(self.invalid(format!(
+                "a segment at txid {txid} would overwrite committed txid {}",
+                st.committed_txid
+            )));
+        }
+        for seg in segments
+            .iter()
+            .filter(|s| s.last.is_none() && s.first >= txid)
+        {
+            let contents = self.read_segment(&seg.path)?;
+            let edits = contents.records.len();
+            if edits == 0 {
+                continue;
+            }
+            // Edits an older epoch left here were never committed (a
+            // majority would have carried them into the recovery), so they
+            // give way — as copies of the same txids with other edits, they
+            // must never be finalized or served. Edits of this epoch or a
+            // newer one mean a writer bug.
+            if contents.epoch >= info.epoch {
                 return Err(self.invalid(format!(
                     "{} already holds {edits} edits from epoch {}",
-                    existing.path.display(),
-                    info.epoch
+                    seg.path.display(),
+                    contents.epoch
                 )));
             }
-            if edits > 0 {
-                tracing::warn!(journal = %self.id, path = %existing.path.display(), edits,
-                    epoch = info.epoch, "replacing an uncommitted in-progress segment of an older epoch");
+            if seg.first > txid {
+                return Err(self.invalid(format!(
+                    "{} holds {edits} edits of epoch {} past the start of segment {txid}",
+                    seg.path.display(),
+                    contents.epoch
+                )));
             }
+            tracing::warn!(journal = %self.id, path = %seg.path.display(), edits,
+                segment_epoch = contents.epoch, epoch = info.epoch,
+                "replacing an uncommitted in-progress segment of an older epoch");
         }
         if st.last_writer_epoch != info.epoch {
             tracing::info!(journal = %self.id, from = st.last_writer_epoch, to = info.epoch,
@@ -696,6 +731,7 @@ impl Journal {
         let file = self.disk.open_write(&path).map_err(io_err("open", &path))?;
         st.open = Some(OpenSegment {
             first: txid,
+            epoch: info.epoch,
             path,
             file,
             len: segment::HEADER_LEN as u64,
@@ -861,6 +897,25 @@ impl Journal {
                 seg.path.display()
             )));
         }
+        // Only the copy this epoch wrote, or chose in its recovery, may be
+        // finalized: a copy of the same txids another epoch left here (a
+        // journalnode that was away while the journal was recovered without
+        // it) may hold other edits.
+        if held >= first && contents.epoch != info.epoch {
+            let recovered_here = self.read_accepted(first)?.is_some_and(|accepted| {
+                accepted.epoch == info.epoch
+                    && accepted.segment.last_txid == last
+                    && accepted.segment.epoch == contents.epoch
+            });
+            if !recovered_here {
+                return Err(self.out_of_sync(format!(
+                    "{} holds edits of epoch {}, which the writer of epoch {} neither wrote nor recovered here",
+                    seg.path.display(),
+                    contents.epoch,
+                    info.epoch
+                )));
+            }
+        }
         if last + 1 == first {
             // An empty segment: nothing to keep.
             self.remove_synced(&seg.path)?;
@@ -945,6 +1000,7 @@ impl Journal {
                 first_txid: first,
                 last_txid: last,
                 in_progress: false,
+                epoch: self.segment_epoch(&seg.path)?,
             }));
         }
         let contents = self.read_segment(&seg.path)?;
@@ -954,6 +1010,7 @@ impl Journal {
                 first_txid: first,
                 last_txid: record.txid,
                 in_progress: true,
+                epoch: contents.epoch,
             })),
             None => {
                 self.remove_synced(&seg.path)?;
@@ -1023,9 +1080,21 @@ impl Journal {
             )));
         }
         let current = self.segment_state(first)?;
+        if let Some(current) = &current
+            && !current.in_progress
+            && current.last_txid == chosen.last_txid
+            && current.epoch != chosen.epoch
+        {
+            return Err(self.invalid(format!(
+                "segment {first}-{} is finalized here with the edits of epoch {}; recovery chose those of epoch {}",
+                chosen.last_txid, current.epoch, chosen.epoch
+            )));
+        }
+        // A copy of another epoch may hold other edits under the same txids:
+        // only the chosen epoch's copy of the chosen length will do.
         let needs_edits = current
             .as_ref()
-            .is_none_or(|c| c.last_txid != chosen.last_txid);
+            .is_none_or(|c| c.last_txid != chosen.last_txid || c.epoch != chosen.epoch);
         let mut staged = None;
         if needs_edits {
             if let Some(current) = &current {
@@ -1068,7 +1137,9 @@ impl Journal {
                 )));
             }
             let path = self.staged_path(first, info.epoch);
-            let mut bytes = segment::header(info.epoch).to_vec();
+            // The copy is the chosen one byte for byte: its header names the
+            // epoch that wrote the edits, not the one recovering them.
+            let mut bytes = segment::header(chosen.epoch).to_vec();
             bytes.extend_from_slice(framed);
             self.disk
                 .create_synced(&path, &bytes)
@@ -1153,6 +1224,15 @@ impl Journal {
                 first_txid: num("firstTxid")?,
                 last_txid: num("lastTxid")?,
                 in_progress: pairs.get("inProgress").is_some_and(|v| v == "true"),
+                epoch: match pairs.get("segmentEpoch").and_then(|v| v.parse().ok()) {
+                    Some(epoch) => epoch,
+                    // A decision written before segments named their epoch:
+                    // the accepted copy is the in-progress segment here.
+                    None => match self.segment_at(first)? {
+                        Some(seg) if seg.last.is_none() => self.segment_epoch(&seg.path)?,
+                        _ => 0,
+                    },
+                },
             },
         }))
     }
@@ -1166,6 +1246,7 @@ impl Journal {
                 ("firstTxid", accepted.segment.first_txid.to_string()),
                 ("lastTxid", accepted.segment.last_txid.to_string()),
                 ("inProgress", accepted.segment.in_progress.to_string()),
+                ("segmentEpoch", accepted.segment.epoch.to_string()),
             ],
         );
         self.disk
@@ -1223,6 +1304,7 @@ impl Journal {
                 plan.parts.push(ReadPart {
                     path: seg.path.clone(),
                     seg_first: seg.first,
+                    epoch: None,
                     offset: None,
                     from: cursor,
                     to: last,
@@ -1237,6 +1319,7 @@ impl Journal {
                 plan.parts.push(ReadPart {
                     path: open.path.clone(),
                     seg_first: open.first,
+                    epoch: Some(open.epoch),
                     offset: open.offsets.get((cursor - open.first) as usize).copied(),
                     from: cursor,
                     to: last,
@@ -1275,6 +1358,7 @@ impl Journal {
             parts: vec![ReadPart {
                 path: seg.path,
                 seg_first: first,
+                epoch: None,
                 offset: None,
                 from: first,
                 to: last,
@@ -1286,18 +1370,19 @@ impl Journal {
     pub(crate) fn manifest(&self, since: TxId) -> Result<GetEditLogManifestResponse, JournalError> {
         let st = self.state.lock();
         self.check_formatted(&st)?;
-        let mut segments: Vec<SegmentStateProto> = self
-            .segments()?
-            .into_iter()
-            .filter_map(|s| {
-                let last = s.last?;
-                (last >= since).then_some(SegmentStateProto {
-                    first_txid: s.first,
+        let mut segments = Vec::new();
+        for seg in self.segments()? {
+            if let Some(last) = seg.last
+                && last >= since
+            {
+                segments.push(SegmentStateProto {
+                    first_txid: seg.first,
                     last_txid: last,
                     in_progress: false,
-                })
-            })
-            .collect();
+                    epoch: self.segment_epoch(&seg.path)?,
+                });
+            }
+        }
         if let Some((last, open)) = Self::served_last(&st)
             && last >= since
         {
@@ -1305,6 +1390,7 @@ impl Journal {
                 first_txid: open.first,
                 last_txid: last,
                 in_progress: true,
+                epoch: open.epoch,
             });
         }
         Ok(GetEditLogManifestResponse { segments })
@@ -1335,14 +1421,13 @@ fn check_contiguous(
 /// Reads the records of `plan`, at most `max_records`, handing them to
 /// `emit` in chunks of about `chunk_bytes` (one record may be larger).
 /// `emit` returns false when the reader went away.
-pub(crate) fn read_plan(
+fn read_plan(
     plan: &ReadPlan,
     max_records: u64,
     chunk_bytes: usize,
-    mut emit: impl FnMut(Vec<u8>) -> bool,
+    mut emit: impl FnMut(Vec<u8>, u64) -> bool,
 ) -> Result<(), SegmentError> {
     let mut left = max_records;
-    let mut buf = Vec::new();
     for part in &plan.parts {
         if left == 0 {
             break;
@@ -1357,6 +1442,11 @@ pub(crate) fn read_plan(
                 source,
             })?;
         let mut reader = SegmentReader::new(&part.path, inner)?;
+        let epoch = reader.header().epoch;
+        if part.epoch.is_some_and(|expected| expected != epoch) {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
         match part.offset {
             Some(offset) => reader.seek_to(offset)?,
             None => {
@@ -1378,13 +1468,44 @@ pub(crate) fn read_plan(
             }
             txid += 1;
             left -= 1;
-            if buf.len() >= chunk_bytes && !emit(std::mem::take(&mut buf)) {
+            if buf.len() >= chunk_bytes && !emit(std::mem::take(&mut buf), epoch) {
                 return Ok(());
             }
         }
+        // Chunks never span segments, so each names its segment's epoch.
+        if !buf.is_empty() && !emit(buf, epoch) {
+            return Ok(());
+        }
     }
-    if !buf.is_empty() {
-        emit(buf);
+    Ok(())
+}
+
+/// The messages a read of `plan` answers with: records in chunks of about
+/// `chunk_bytes`, the first carrying the oldest txid held; one empty chunk
+/// when there is nothing to send. `emit` returns false when the reader
+/// went away.
+pub(crate) fn read_chunks(
+    plan: &ReadPlan,
+    max_records: u64,
+    chunk_bytes: usize,
+    mut emit: impl FnMut(EditsChunk) -> bool,
+) -> Result<(), SegmentError> {
+    let mut sent = 0usize;
+    read_plan(plan, max_records, chunk_bytes, |records, segment_epoch| {
+        let chunk = EditsChunk {
+            records,
+            first_available_txid: if sent == 0 { plan.first_available } else { 0 },
+            segment_epoch,
+        };
+        sent += 1;
+        emit(chunk)
+    })?;
+    if sent == 0 {
+        emit(EditsChunk {
+            records: Vec::new(),
+            first_available_txid: plan.first_available,
+            segment_epoch: 0,
+        });
     }
     Ok(())
 }

@@ -10,11 +10,19 @@
 //!   (`recovery`) and writes. `quorum` waits for majorities; `logger`
 //!   keeps each journalnode's calls in order.
 //! - Two seams let the same code run in the deterministic simulator
-//!   the client reaches journalnodes through a `peer`
-//!   trait (gRPC in production), and a journal stores its files through a
-//!   `disk` trait (the local filesystem in production). Leases are measured
-//!   on an injected [`rdfs_common::time::Clock`], the boot clock in
-//!   production, so a suspended host cannot outlive its lease.
+//!   (`tests::sim`, hundreds of seeded runs with crashes, torn writes,
+//!   pauses, partitions and lost, late and duplicated messages): the client
+//!   reaches journalnodes through a `peer` trait (gRPC in production), and
+//!   a journal stores its files through a `disk` trait (the local
+//!   filesystem in production). Leases are measured on an injected
+//!   [`rdfs_common::time::Clock`], the boot clock in production, so a
+//!   suspended host cannot outlive its lease.
+//! - Every segment's header names the epoch whose edits it holds
+//!   (`segment`): a recovery may end the journal before a segment that no
+//!   majority holds edits of, and the next writer then writes the same
+//!   txids anew. Journalnodes finalize, accept and serve a copy only as the
+//!   epoch that wrote or chose it, and recovery ranks copies by epoch before
+//!   length.
 
 mod client;
 mod disk;

@@ -23,10 +23,13 @@ use crate::logger::{Op, Reply};
 use crate::segment::{self, TxId};
 use crate::writer::QuorumWriter;
 
-/// HDFS's SegmentRecoveryComparator: a copy beats no copy; a finalized copy
-/// beats an in-progress one; among in-progress copies, the one whose node
-/// saw the newest epoch (accepted a recovery in it, or was written in it)
-/// wins, then the longer.
+/// HDFS's SegmentRecoveryComparator, with the epoch that wrote each copy
+/// instead of the journalnode's last writer: a copy beats no copy; a
+/// finalized copy beats an in-progress one; among in-progress copies, the
+/// one of the newest epoch (the epoch a recovery accepted it in, or the
+/// epoch that wrote its edits) wins, then the longer. Copies of different
+/// epochs may hold different edits under the same txids, so length alone
+/// never decides between them.
 fn compare(a: &PrepareRecoveryResponse, b: &PrepareRecoveryResponse) -> Result<Ordering, String> {
     let (sa, sb) = match (&a.segment_state, &b.segment_state) {
         (None, None) => return Ok(Ordering::Equal),
@@ -50,8 +53,8 @@ fn compare(a: &PrepareRecoveryResponse, b: &PrepareRecoveryResponse) -> Result<O
         }
         return Ok(Ordering::Equal);
     }
-    let seen_a = a.accepted_in_epoch.max(a.last_writer_epoch);
-    let seen_b = b.accepted_in_epoch.max(b.last_writer_epoch);
+    let seen_a = a.accepted_in_epoch.max(sa.epoch);
+    let seen_b = b.accepted_in_epoch.max(sb.epoch);
     Ok(seen_a.cmp(&seen_b).then(sa.last_txid.cmp(&sb.last_txid)))
 }
 
@@ -79,7 +82,7 @@ fn choose(
         .filter(|(_, r)| {
             r.segment_state
                 .as_ref()
-                .is_some_and(|s| s.last_txid == best.last_txid)
+                .is_some_and(|s| s.last_txid == best.last_txid && s.epoch == best.epoch)
         })
         .map(|(i, _)| *i)
         .collect();
@@ -151,7 +154,7 @@ impl QuorumWriter {
                     .iter()
                     .find(|(at, _)| *at == i)
                     .and_then(|(_, r)| r.segment_state.as_ref())
-                    .is_none_or(|s| s.last_txid != chosen.last_txid)
+                    .is_none_or(|s| s.last_txid != chosen.last_txid || s.epoch != chosen.epoch)
             })
             .collect();
         let edits = if needs_edits.iter().any(|n| *n) {
@@ -272,12 +275,15 @@ impl QuorumWriter {
 mod tests {
     use super::*;
 
+    /// A journalnode's answer: its copy (last txid, in progress) written by
+    /// `writer`, and the epoch it accepted a recovery in.
     fn response(state: Option<(u64, bool)>, accepted: u64, writer: u64) -> PrepareRecoveryResponse {
         PrepareRecoveryResponse {
             segment_state: state.map(|(last, in_progress)| SegmentStateProto {
                 first_txid: 1,
                 last_txid: last,
                 in_progress,
+                epoch: writer,
             }),
             accepted_in_epoch: accepted,
             last_writer_epoch: writer,
@@ -310,6 +316,31 @@ mod tests {
         assert_eq!(chosen.0.last_txid, 7);
         assert_eq!(chosen.1[0], 2);
         assert!(chosen.1.contains(&1));
+    }
+
+    #[test]
+    fn copies_of_different_epochs_are_ranked_by_epoch_before_length() {
+        // Journalnode 0 kept a longer copy an old writer left; journalnodes
+        // 1 and 2 hold what epoch 3 wrote over the same txids.
+        let chosen = choose(&[
+            (0, response(Some((9, true)), 0, 1)),
+            (1, response(Some((5, true)), 0, 3)),
+            (2, response(Some((5, true)), 0, 3)),
+        ])
+        .expect("consistent")
+        .expect("chosen");
+        assert_eq!((chosen.0.last_txid, chosen.0.epoch), (5, 3));
+        assert_eq!(chosen.1, vec![1, 2]);
+        // The same length from another epoch is another copy: it is not
+        // one of the holders to fetch from.
+        let chosen = choose(&[
+            (0, response(Some((5, true)), 0, 1)),
+            (1, response(Some((5, true)), 0, 3)),
+        ])
+        .expect("consistent")
+        .expect("chosen");
+        assert_eq!(chosen.0.epoch, 3);
+        assert_eq!(chosen.1, vec![1]);
     }
 
     #[test]

@@ -244,28 +244,12 @@ impl JournalService {
         let (tx, rx) = mpsc::channel(4);
         let node = self.node.clone();
         tokio::task::spawn_blocking(move || {
-            let first_available_txid = plan.first_available;
-            let mut sent = 0usize;
-            let read = journal::read_plan(&plan, max_records, CHUNK_BYTES, |records| {
-                let chunk = EditsChunk {
-                    records,
-                    first_available_txid: if sent == 0 { first_available_txid } else { 0 },
-                };
-                sent += 1;
+            let read = journal::read_chunks(&plan, max_records, CHUNK_BYTES, |chunk| {
                 tx.blocking_send(Ok(chunk)).is_ok()
             });
-            match read {
-                Err(err) => {
-                    tracing::warn!(node = %node, journal = %id, error = %err, "reading edits failed");
-                    let _ = tx.blocking_send(Err(JournalError::from(err).into_status()));
-                }
-                Ok(()) if sent == 0 => {
-                    let _ = tx.blocking_send(Ok(EditsChunk {
-                        records: Vec::new(),
-                        first_available_txid,
-                    }));
-                }
-                Ok(()) => {}
+            if let Err(err) = read {
+                tracing::warn!(node = %node, journal = %id, error = %err, "reading edits failed");
+                let _ = tx.blocking_send(Err(JournalError::from(err).into_status()));
             }
         });
         ReceiverStream::new(rx)

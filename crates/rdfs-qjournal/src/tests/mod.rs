@@ -7,6 +7,7 @@ mod lease;
 mod protocol;
 mod recovery;
 mod restart;
+mod sim;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 
 use rdfs_proto::{
     AcceptRecoveryRequest, FetchSegmentRequest, JournalRequestInfo, NewEpochRequest,
-    PrepareRecoveryRequest, SegmentStateProto,
+    PrepareRecoveryRequest, ReadEditsRequest, SegmentStateProto,
 };
 
 use super::*;
@@ -126,6 +126,8 @@ async fn a_third_writer_finishes_an_interrupted_recovery_the_same_way() {
         first_txid: 1,
         last_txid: 7,
         in_progress: true,
+        // Writer 1's edits.
+        epoch: 1,
     };
     for (i, records) in [(1, Vec::new()), (2, edits)] {
         let head = AcceptRecoveryRequest {
@@ -191,7 +193,7 @@ async fn an_accept_cut_short_by_a_crash_is_finished_at_start_up() {
     std::fs::write(current.join("paxos").join("1.epoch-1.edits"), staged).expect("staged");
     std::fs::write(
         current.join("paxos").join("1"),
-        "acceptedInEpoch=1\nfirstTxid=1\nlastTxid=5\ninProgress=true\n",
+        "acceptedInEpoch=1\nfirstTxid=1\nlastTxid=5\ninProgress=true\nsegmentEpoch=1\n",
     )
     .expect("decision");
     cluster.restart(0).await;
@@ -201,4 +203,105 @@ async fn an_accept_cut_short_by_a_crash_is_finished_at_start_up() {
         .await
         .expect("new epoch");
     assert_eq!(writer.recover().await.expect("recover"), 5);
+}
+
+/// One edit at `txid`, marked so that what two writers put under the same
+/// txid differs.
+fn marked(txid: TxId, mark: u32) -> Bytes {
+    let record = EditRecord {
+        txid,
+        op: Some(Op::SetReplication(SetReplication {
+            inode_id: 20_000 + u64::from(mark),
+            replication: mark,
+        })),
+    };
+    let mut out = Vec::new();
+    segment::encode_record(&record, &mut out);
+    Bytes::from(out)
+}
+
+/// The recipe: a segment started on every journalnode, an edit
+/// that reached only journalnode 2 before it went away too, a new writer
+/// that recovered without it (the segment empty on the others) and wrote
+/// other edits under the same txid, then journalnode 2 back for the roll.
+/// Before segments named their epoch, journalnode 2 finalized its own edit
+/// and served it to readers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_no_majority_took_are_never_finalized_or_served_after_a_recovery_without_them() {
+    let (mut cluster, client) = Cluster::formatted(3).await;
+    let old = writer(&client, "nn1").await;
+    write(&old, 1, 2).await;
+    old.finalize_segment(1, 2).await.expect("roll");
+    old.start_segment(3).await.expect("segment 3");
+    eventually("every journalnode opened segment 3", || {
+        (0..3).all(|i| cluster.segments(i).contains(&(3, None)))
+    })
+    .await;
+    cluster.stop(0).await;
+    cluster.stop(1).await;
+    old.journal(3, 1, marked(3, 1))
+        .await
+        .expect_err("one journalnode is not a majority");
+    eventually("journalnode 2 holds the unacknowledged edit", || {
+        cluster.segment_txids_if_any(2, 3) == vec![3]
+    })
+    .await;
+    drop(old);
+    cluster.stop(2).await;
+    cluster.restart(0).await;
+    cluster.restart(1).await;
+
+    let new = client
+        .new_epoch(&stamp(), "nn2", LONG_LEASE, true)
+        .await
+        .expect("epoch 2");
+    assert_eq!(
+        new.recover().await.expect("recover"),
+        2,
+        "segment 3 is empty on 0 and 1"
+    );
+    new.start_segment(3).await.expect("segment 3 again");
+    new.journal(3, 1, marked(3, 2)).await.expect("acknowledged");
+    cluster.restart(2).await;
+    new.finalize_segment(3, 3).await.expect("roll");
+    new.start_segment(4).await.expect("segment 4");
+    new.journal(4, 1, marked(4, 2)).await.expect("acknowledged");
+    new.heartbeat().await.expect("heartbeat");
+
+    let finalized = |i: usize| -> Option<Vec<u8>> {
+        let path = cluster.current_dir(i).join(segment::finalized_name(3, 3));
+        std::fs::read(path).ok()
+    };
+    let reference = finalized(0).expect("journalnode 0 finalized segment 3");
+    for i in 1..3 {
+        if let Some(bytes) = finalized(i) {
+            assert_eq!(
+                bytes, reference,
+                "journalnode {i}'s copy of segment 3 differs"
+            );
+        }
+    }
+    // A standby that reaches only journalnode 2 never reads the old edit.
+    let mut raw = cluster.raw(2).await;
+    let mut stream = raw
+        .read_edits(ReadEditsRequest {
+            journal_id: JOURNAL.into(),
+            from_txid: 3,
+            max_records: 10,
+        })
+        .await
+        .expect("read")
+        .into_inner();
+    let mut served = Vec::new();
+    while let Some(chunk) = stream.message().await.expect("chunk") {
+        served.extend(segment::decode_records(&chunk.records).expect("records"));
+    }
+    let acknowledged = segment::decode_records(&marked(3, 2)).expect("record");
+    assert!(
+        served.is_empty() || served[0] == acknowledged[0],
+        "journalnode 2 served {served:?}"
+    );
+    // And every reader gets the acknowledged edits.
+    let read = client.read_committed(3, 10).await.expect("read");
+    assert_eq!(read[0], acknowledged[0]);
 }
