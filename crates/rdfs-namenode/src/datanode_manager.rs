@@ -12,6 +12,7 @@ use rdfs_common::protocol::{AdminState, DatanodeId, DatanodeInfo};
 use rdfs_common::time::now_ms;
 use roaring::RoaringBitmap;
 
+use crate::deletions::{ReplicaDeletions, SENT_DELETION_TTL};
 use crate::hosts::HostLists;
 use crate::topology::Topology;
 
@@ -83,7 +84,21 @@ pub struct DatanodeDescriptor {
     /// Block slots of the replicas this datanode holds: a compressed bitmap,
     /// about two bytes a replica.
     pub blocks: RoaringBitmap,
-    pub pending_deletions: VecDeque<PendingDeletion>,
+    pub deletions: ReplicaDeletions,
+    /// What the block map says this datanode holds may be out of date: a
+    /// standby learned it from reports that may have lagged, and the
+    /// datanode may still carry out deletions the old active ordered. Set
+    /// when this namenode becomes active (and at registration), cleared by
+    /// a full report the datanode sent after hearing from the active one;
+    /// until then, no excess replica of a block it holds is deleted (HDFS's
+    /// blockContentsStale).
+    pub content_stale: bool,
+    /// Whether it has heartbeated since its content went stale, so a full
+    /// report from now on was taken knowing this namenode is active.
+    pub heartbeated_since_stale: bool,
+    /// Whether it was asked for a full report since its content went
+    /// stale.
+    pub report_requested: bool,
     /// Block recoveries to lead, sent with the next heartbeat.
     pub pending_recoveries: VecDeque<PendingRecovery>,
 }
@@ -229,10 +244,11 @@ impl DatanodeManager {
     pub fn clear_pending_work(&mut self) -> usize {
         let mut cleared = 0;
         for node in &mut self.nodes {
-            cleared += node.pending_deletions.len()
+            cleared += node.deletions.queued()
+                + node.deletions.sent()
                 + node.pending_transfers.len()
                 + node.pending_recoveries.len();
-            node.pending_deletions.clear();
+            node.deletions.clear();
             node.pending_transfers.clear();
             node.pending_recoveries.clear();
         }
@@ -328,11 +344,17 @@ impl DatanodeManager {
                 node.alive = true;
                 node.last_heartbeat = now;
                 node.last_heartbeat_ms = now_ms();
-                node.pending_deletions.clear();
+                // Deletions are kept: the full report that follows may still
+                // list replicas on their way out.
                 node.pending_transfers.clear();
                 node.pending_recoveries.clear();
                 node.network_location = rack;
                 node.admin_state = admin_state;
+                // Registering is hearing from this namenode, and the full
+                // report that follows is the one the content waits for.
+                node.content_stale = true;
+                node.heartbeated_since_stale = true;
+                node.report_requested = true;
                 index
             }
             None => {
@@ -354,7 +376,10 @@ impl DatanodeManager {
                     xmits: 0,
                     pending_transfers: VecDeque::new(),
                     blocks: RoaringBitmap::new(),
-                    pending_deletions: VecDeque::new(),
+                    deletions: ReplicaDeletions::default(),
+                    content_stale: true,
+                    heartbeated_since_stale: true,
+                    report_requested: true,
                     pending_recoveries: VecDeque::new(),
                 });
                 index
@@ -398,8 +423,41 @@ impl DatanodeManager {
         if let Some(node) = self.nodes.get_mut(index as usize)
             && node.alive
         {
-            node.pending_deletions.push_back(deletion);
+            node.deletions.push(deletion);
         }
+    }
+
+    /// Whether a report from this datanode of this replica describes one
+    /// it has been told to delete.
+    pub fn is_being_deleted(
+        &self,
+        index: DatanodeIndex,
+        block_id: i64,
+        generation_stamp: u64,
+    ) -> bool {
+        self.get(index)
+            .is_some_and(|n| n.deletions.covers(block_id, generation_stamp))
+    }
+
+    /// The datanode reported that it deleted a replica.
+    pub fn deletion_done(&mut self, index: DatanodeIndex, block_id: i64) {
+        if let Some(node) = self.get_mut(index) {
+            node.deletions.confirm(block_id);
+        }
+    }
+
+    /// Every datanode's content is stale from now on: this namenode has
+    /// just become active (see [`DatanodeDescriptor::content_stale`]).
+    pub fn mark_all_content_stale(&mut self) {
+        for node in &mut self.nodes {
+            node.content_stale = true;
+            node.heartbeated_since_stale = false;
+            node.report_requested = false;
+        }
+    }
+
+    pub fn is_content_stale(&self, index: DatanodeIndex) -> bool {
+        self.get(index).is_some_and(|n| n.content_stale)
     }
 
     /// Forgets that a datanode holds the replica in block slot `slot` and
@@ -455,13 +513,14 @@ impl DatanodeManager {
             .unwrap_or_default()
     }
 
-    /// Takes up to `limit` pending deletions of a datanode.
+    /// Takes up to `limit` pending deletions of a datanode to send.
     pub fn take_deletions(&mut self, index: DatanodeIndex, limit: usize) -> Vec<PendingDeletion> {
         let Some(node) = self.nodes.get_mut(index as usize) else {
             return Vec::new();
         };
-        let count = limit.min(node.pending_deletions.len());
-        node.pending_deletions.drain(..count).collect()
+        let now = Instant::now();
+        node.deletions.expire(now, SENT_DELETION_TTL);
+        node.deletions.take(limit, now)
     }
 
     /// Datanodes whose last heartbeat is older than the dead interval.
@@ -486,7 +545,7 @@ impl DatanodeManager {
     pub fn mark_dead(&mut self, index: DatanodeIndex) {
         if let Some(node) = self.nodes.get_mut(index as usize) {
             node.alive = false;
-            node.pending_deletions.clear();
+            node.deletions.clear();
             node.pending_transfers.clear();
             node.pending_recoveries.clear();
             node.blocks.clear();

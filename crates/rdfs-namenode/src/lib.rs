@@ -8,6 +8,7 @@ pub mod apply;
 pub mod block_manager;
 pub mod checkpoint;
 pub mod datanode_manager;
+pub mod deletions;
 pub mod edit_log;
 pub mod error;
 pub mod fsck;

@@ -117,6 +117,10 @@ pub struct ReplicationQueues {
     /// The replica to delete first when a block turns out over-replicated
     /// (the source of a balancer move).
     delete_hints: HashMap<BlockSlot, DatanodeIndex>,
+    /// Over-replicated blocks whose excess deletion waits until every
+    /// datanode holding them has a fresh full report in (HDFS's
+    /// postponedMisreplicatedBlocks).
+    postponed: HashSet<BlockSlot>,
     /// Copies completed since start, for the operators' view.
     pub copies_done: u64,
 }
@@ -131,6 +135,7 @@ impl Default for ReplicationQueues {
             to_check: HashSet::new(),
             scan: InitialScan::Waiting,
             delete_hints: HashMap::new(),
+            postponed: HashSet::new(),
             copies_done: 0,
         }
     }
@@ -150,6 +155,21 @@ impl ReplicationQueues {
         self.pending.remove(&slot);
         self.to_check.remove(&slot);
         self.delete_hints.remove(&slot);
+        self.postponed.remove(&slot);
+    }
+
+    /// Looks at every postponed block again in the next round: a datanode's
+    /// content became fresh.
+    pub fn recheck_postponed(&mut self) {
+        let postponed = std::mem::take(&mut self.postponed);
+        for slot in postponed {
+            self.mark(slot);
+        }
+    }
+
+    /// Over-replicated blocks waiting for fresh reports.
+    pub fn postponed(&self) -> usize {
+        self.postponed.len()
     }
 
     /// Starts judging blocks (safe mode is over).
@@ -432,7 +452,15 @@ fn schedule_copy(
     };
     let mut chosen = found.live.clone();
     chosen.extend(&pending);
-    let excluded: HashSet<DatanodeIndex> = found.all.iter().copied().collect();
+    let mut excluded: HashSet<DatanodeIndex> = found.all.iter().copied().collect();
+    // A datanode still deleting its old copy could delete the new one too
+    // (and its report of the new one would be taken for the old).
+    excluded.extend(
+        datanodes
+            .all()
+            .filter(|n| n.deletions.covers(info.block_id, info.generation_stamp))
+            .map(|n| n.index),
+    );
     let mut targets = placement::choose_targets(
         datanodes,
         Placement {
@@ -518,10 +546,18 @@ fn delete_excess(
     if !blocks.queues.pending_targets(slot).is_empty() {
         return 0;
     }
-    let hint = blocks.queues.delete_hints.remove(&slot);
     if found.live.len() <= expected {
+        blocks.queues.delete_hints.remove(&slot);
         return 0;
     }
+    // What the block map says a datanode holds may predate deletions the
+    // last active ordered or reports a standby missed: deciding which copy
+    // is excess from that view could delete the last good one.
+    if found.all.iter().any(|&dn| datanodes.is_content_stale(dn)) {
+        blocks.queues.postponed.insert(slot);
+        return 0;
+    }
+    let hint = blocks.queues.delete_hints.remove(&slot);
     let mut keep = found.live;
     let mut deleted = 0;
     while keep.len() > expected {

@@ -11,74 +11,29 @@ use rdfs_common::protocol::{ExtendedBlock, LocatedBlocks};
 use rdfs_namenode::edit_log::{Journal, MemoryJournal};
 use rdfs_namenode::fsck::FsckEntry;
 use rdfs_namenode::namesystem::{
-    DatanodeCommand, NAMENODE_LEASE_HOLDER, Namesystem, RecoverOrder, ReplicaEvent, empty_state,
-    replay,
+    DatanodeCommand, NAMENODE_LEASE_HOLDER, Namesystem, RecoverOrder, empty_state, replay,
 };
 use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::{BLOCK, caller, config, heartbeat, info, register};
+use common::{BLOCK, caller, closed_file, config, heartbeat, info, received, register, with_len};
 
 fn namesystem(journal: Arc<MemoryJournal>) -> Namesystem {
     common::namesystem_with(journal, config())
 }
 
 /// The recovery orders every datanode gets with its next heartbeat.
-fn recover_orders(ns: &Namesystem, n: usize) -> Vec<(usize, RecoverOrder)> {
+async fn recover_orders(ns: &Namesystem, n: usize) -> Vec<(usize, RecoverOrder)> {
     let mut orders = Vec::new();
     for i in 0..n {
-        for command in heartbeat(ns, i) {
+        for command in heartbeat(ns, i).await {
             if let DatanodeCommand::Recover(list) = command {
                 orders.extend(list.into_iter().map(|o| (i, o)));
             }
         }
     }
     orders
-}
-
-fn received(ns: &Namesystem, dn: usize, block: &ExtendedBlock) {
-    ns.block_received_and_deleted(
-        &format!("dn-{dn}"),
-        &info().block_pool_id,
-        &[(block.clone(), format!("DS-{dn}"), ReplicaEvent::Received)],
-    )
-    .expect("received");
-}
-
-fn with_len(block: &ExtendedBlock, num_bytes: u64) -> ExtendedBlock {
-    ExtendedBlock {
-        num_bytes,
-        ..block.clone()
-    }
-}
-
-/// A closed file of `lengths` blocks, each reported by datanodes 0..3.
-async fn closed_file(ns: &Namesystem, src: &str, lengths: &[u64]) -> Vec<ExtendedBlock> {
-    let c = caller();
-    ns.create(&c, src, 0o644, "writer", false, true, 3, BLOCK)
-        .await
-        .expect("create");
-    let mut previous: Option<ExtendedBlock> = None;
-    let mut blocks = Vec::new();
-    for &length in lengths {
-        let located = ns
-            .add_block(src, "writer", previous.as_ref(), &[], 0)
-            .await
-            .expect("add block");
-        let block = with_len(&located.block, length);
-        for dn in 0..3 {
-            received(ns, dn, &block);
-        }
-        previous = Some(block.clone());
-        blocks.push(block);
-    }
-    assert!(
-        ns.complete(src, "writer", previous.as_ref(), 0)
-            .await
-            .expect("complete")
-    );
-    blocks
 }
 
 fn locations(ns: &Namesystem, src: &str) -> LocatedBlocks {
@@ -105,7 +60,7 @@ fn corrupt_replicas(ns: &Namesystem, src: &str) -> Vec<(String, bool)> {
 async fn hard_limit_expiry_recovers_the_block_and_the_commit_closes_the_file() {
     let journal = Arc::new(MemoryJournal::new());
     let ns = namesystem(Arc::clone(&journal));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     ns.create(&c, "/f", 0o644, "dead-writer", false, false, 3, BLOCK)
         .await
@@ -119,12 +74,12 @@ async fn hard_limit_expiry_recovers_the_block_and_the_commit_closes_the_file() {
 
     // Nothing happens before the hard limit.
     ns.check_leases(Instant::now()).await.expect("check");
-    assert!(recover_orders(&ns, 3).is_empty());
+    assert!(recover_orders(&ns, 3).await.is_empty());
 
     ns.check_leases(Instant::now() + Duration::from_secs(1201))
         .await
         .expect("check");
-    let orders = recover_orders(&ns, 3);
+    let orders = recover_orders(&ns, 3).await;
     assert_eq!(orders.len(), 1, "one primary: {orders:?}");
     let (primary, order) = &orders[0];
     assert!(order.new_generation_stamp > located.block.generation_stamp);
@@ -151,7 +106,7 @@ async fn hard_limit_expiry_recovers_the_block_and_the_commit_closes_the_file() {
     );
     // A recovery already under way is not restarted by recoverLease.
     assert!(!ns.recover_lease("/f", "other").await.expect("recover"));
-    assert!(recover_orders(&ns, 3).is_empty());
+    assert!(recover_orders(&ns, 3).await.is_empty());
 
     // A commit with another recovery id is refused, naming both.
     let err = ns
@@ -231,7 +186,7 @@ async fn hard_limit_expiry_recovers_the_block_and_the_commit_closes_the_file() {
 async fn recover_lease_closes_what_it_can_at_once() {
     let journal = Arc::new(MemoryJournal::new());
     let ns = namesystem(Arc::clone(&journal));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     closed_file(&ns, "/closed", &[10]).await;
     assert!(ns.recover_lease("/closed", "r").await.expect("closed file"));
@@ -259,18 +214,18 @@ async fn recover_lease_closes_what_it_can_at_once() {
         .expect("create");
     ns.add_block("/g", "w", None, &[], 0).await.expect("block");
     let restarted = namesystem(journal);
-    register(&restarted, 3);
+    register(&restarted, 3).await;
     assert!(restarted.recover_lease("/g", "r").await.expect("recover"));
     let g = locations(&restarted, "/g");
     assert!(g.blocks.is_empty() && !g.under_construction);
-    assert!(recover_orders(&restarted, 3).is_empty());
+    assert!(recover_orders(&restarted, 3).await.is_empty());
 }
 
 #[tokio::test]
 async fn append_reopens_a_partial_last_block_and_one_writer_only() {
     let journal = Arc::new(MemoryJournal::new());
     let ns = namesystem(Arc::clone(&journal));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     let blocks = closed_file(&ns, "/partial", &[BLOCK, 300]).await;
     closed_file(&ns, "/full", &[BLOCK]).await;
@@ -399,7 +354,7 @@ async fn soft_limit_lets_another_client_start_recovery() {
         CancellationToken::new(),
         false,
     );
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     ns.create(&c, "/f", 0o644, "w1", false, false, 3, BLOCK)
         .await
@@ -412,7 +367,7 @@ async fn soft_limit_lets_another_client_start_recovery() {
         err.to_string(),
         "Failed to APPEND_FILE /f for w2 on 10.0.0.1 because lease recovery is in progress. Try again later."
     );
-    assert_eq!(recover_orders(&ns, 3).len(), 1);
+    assert_eq!(recover_orders(&ns, 3).await.len(), 1);
     let err = ns
         .create(&c, "/f", 0o644, "w3", true, false, 3, BLOCK)
         .await
@@ -425,7 +380,7 @@ async fn soft_limit_lets_another_client_start_recovery() {
 async fn truncate_on_a_boundary_and_in_the_middle_of_a_block() {
     let journal = Arc::new(MemoryJournal::new());
     let ns = namesystem(Arc::clone(&journal));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     let blocks = closed_file(&ns, "/t", &[BLOCK, BLOCK, 100]).await;
     let err = ns
@@ -461,8 +416,12 @@ async fn truncate_on_a_boundary_and_in_the_middle_of_a_block() {
         (t.file_length, t.blocks.len(), t.under_construction),
         (2 * BLOCK, 2, false)
     );
-    let deletes: usize = (0..3)
-        .flat_map(|i| heartbeat(&ns, i))
+    let mut commands = Vec::new();
+    for i in 0..3 {
+        commands.extend(heartbeat(&ns, i).await);
+    }
+    let deletes: usize = commands
+        .into_iter()
         .filter_map(|c| match c {
             DatanodeCommand::Invalidate(blocks) => Some(blocks),
             _ => None,
@@ -482,7 +441,7 @@ async fn truncate_on_a_boundary_and_in_the_middle_of_a_block() {
     );
     let status = ns.get_file_info("/t").expect("info").expect("exists");
     assert_eq!(status.length, new_length);
-    let orders = recover_orders(&ns, 3);
+    let orders = recover_orders(&ns, 3).await;
     assert_eq!(orders.len(), 1);
     let order = &orders[0].1;
     assert_eq!(order.new_length, Some(4000));
@@ -524,7 +483,7 @@ async fn truncate_on_a_boundary_and_in_the_middle_of_a_block() {
 #[tokio::test]
 async fn update_pipeline_makes_old_replicas_stale_until_reported_current() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     ns.create(&c, "/p", 0o644, "w", false, false, 3, BLOCK)
         .await
@@ -586,7 +545,7 @@ async fn update_pipeline_makes_old_replicas_stale_until_reported_current() {
 #[tokio::test]
 async fn additional_datanodes_extend_the_pipeline() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
-    register(&ns, 4);
+    register(&ns, 4).await;
     let c = caller();
     let status = ns
         .create(&c, "/a", 0o644, "w", false, false, 3, BLOCK)
@@ -636,7 +595,7 @@ async fn additional_datanodes_extend_the_pipeline() {
 async fn replay_and_fsimage_of_the_new_edits_rebuild_the_same_state() {
     let journal = Arc::new(MemoryJournal::new());
     let ns = namesystem(Arc::clone(&journal));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     let blocks = closed_file(&ns, "/a", &[BLOCK, 200]).await;
     closed_file(&ns, "/t", &[BLOCK, 100]).await;

@@ -201,7 +201,7 @@ async fn rename_and_delete_follow_the_old_hdfs_api() {
 async fn blocks_commit_complete_and_survive_replay() {
     let journal = Arc::new(MemoryJournal::new());
     let ns = namesystem(Arc::clone(&journal));
-    register(&ns, 3);
+    register(&ns, 3).await;
     let c = caller();
     let status = ns
         .create(&c, "/f", 0o644, "w", false, true, 3, 1 << 20)
@@ -328,7 +328,10 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
         .expect_err("other cluster");
     assert_eq!(err.kind(), ExceptionKind::IncorrectVersion);
     assert!(err.to_string().contains("CID-other"), "{err}");
-    let commands = ns.heartbeat("stranger", Vec::new(), 0, 0, 0);
+    let commands = ns
+        .heartbeat("stranger", Vec::new(), 0, 0, 0)
+        .await
+        .expect("heartbeat");
     assert_eq!(
         commands,
         vec![rdfs_namenode::namesystem::DatanodeCommand::Reregister]
@@ -338,7 +341,7 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
 #[tokio::test]
 async fn commits_must_match_the_block_and_paths_have_limits() {
     let ns = namesystem(Arc::new(MemoryJournal::new()));
-    register(&ns, 1);
+    register(&ns, 1).await;
     let status = ns
         .create(&caller(), "/f", 0o644, "w", false, true, 1, 1 << 20)
         .await

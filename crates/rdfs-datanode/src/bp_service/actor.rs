@@ -46,6 +46,7 @@ fn command_name(command: &Command) -> &'static str {
         Command::Reregister(_) => "reregister",
         Command::Transfer(_) => "transfer",
         Command::Recover(_) => "recover",
+        Command::ReportBlocks(_) => "report blocks",
     }
 }
 
@@ -342,6 +343,10 @@ impl BpServiceActor {
                 for block in command.blocks {
                     self.start_recovery(&command.pool_id, block);
                 }
+            }
+            Command::ReportBlocks(_) => {
+                // Sent right after this heartbeat round (catch_up).
+                self.queue.request_full_report();
             }
             Command::Reregister(_) => {}
         }

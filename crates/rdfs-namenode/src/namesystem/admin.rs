@@ -101,7 +101,7 @@ impl Namesystem {
         stats.pending_deletion_blocks = fs
             .datanodes
             .all()
-            .map(|d| d.pending_deletions.len() as u64)
+            .map(|d| d.deletions.queued() as u64)
             .sum();
         stats.pending_replication_blocks = fs.blocks.queues.counts().pending_copies;
         stats.total_files = (fs.namespace.inode_count() as u64).saturating_sub(count_dirs(fs));

@@ -41,6 +41,9 @@ pub enum DatanodeCommand {
     Transfer(Vec<TransferOrder>),
     /// Lead the recovery of these blocks.
     Recover(Vec<RecoverOrder>),
+    /// Send a full block report now: this namenode has just become active
+    /// and waits for one before it deletes excess replicas there.
+    ReportBlocks,
 }
 
 /// One block recovery a datanode leads as primary.
@@ -157,29 +160,80 @@ impl Namesystem {
         Ok(())
     }
 
-    pub fn heartbeat(
+    /// A datanode's heartbeat; the commands it gets back.
+    ///
+    /// A command may carry state whose edit is not durable yet (a deletion
+    /// of a file just removed, a recovery with a generation stamp just
+    /// allocated): should that edit never become durable, the datanode
+    /// would have acted on a change that never happened — replicas of a
+    /// file that survives deleted, replicas moved to a stamp the next
+    /// namenode never heard of. So commands are taken only once every edit
+    /// made before them is durable, and sent only then; if that fails, the
+    /// namenode is failing and they are never sent. (Waiting first, rather
+    /// than after taking them, means a heartbeat given up on while it
+    /// waits loses no command.)
+    pub async fn heartbeat(
         &self,
         uuid: &str,
         storages: Vec<StorageState>,
         xceivers: u32,
         xmits: u32,
         failed_volumes: u32,
-    ) -> Vec<DatanodeCommand> {
-        let mut state = self.state.write();
-        let Locked { fs, safe_mode, .. } = &mut *state;
-        let Some(index) = fs
-            .datanodes
-            .heartbeat(uuid, storages, xceivers, xmits, failed_volumes)
-        else {
+    ) -> Result<Vec<DatanodeCommand>> {
+        let appended = {
+            let mut state = self.state.write();
+            // Liveness and usage are recorded at once, whatever the journal
+            // is doing.
+            if state
+                .fs
+                .datanodes
+                .heartbeat(uuid, storages, xceivers, xmits, failed_volumes)
+                .is_none()
+            {
+                return Ok(vec![DatanodeCommand::Reregister]);
+            }
+            self.journal.last_txid()
+        };
+        self.sync(Some(appended)).await?;
+        let (commands, depends_on) = {
+            let mut state = self.state.write();
+            let commands = self.take_commands(&mut state, uuid);
+            (commands, self.journal.last_txid())
+        };
+        if depends_on > appended
+            && commands.iter().any(|c| {
+                !matches!(
+                    c,
+                    DatanodeCommand::Reregister | DatanodeCommand::ReportBlocks
+                )
+            })
+        {
+            self.sync(Some(depends_on)).await?;
+        }
+        Ok(commands)
+    }
+
+    fn take_commands(&self, state: &mut Locked, uuid: &str) -> Vec<DatanodeCommand> {
+        let Locked { fs, safe_mode, .. } = state;
+        let Some(index) = fs.datanodes.live_index(uuid) else {
             return vec![DatanodeCommand::Reregister];
         };
+        let mut commands = Vec::new();
+        if !self.is_standby()
+            && let Some(node) = fs.datanodes.get_mut(index)
+        {
+            node.heartbeated_since_stale = true;
+            if node.content_stale && !node.report_requested {
+                node.report_requested = true;
+                commands.push(DatanodeCommand::ReportBlocks);
+            }
+        }
         // Nothing is deleted or copied in safe mode: the namespace may be
         // older than the replicas (an image restored from backup, say).
         if safe_mode.is_on() {
-            return Vec::new();
+            return commands;
         }
         let pool_id = &self.info.block_pool_id;
-        let mut commands = Vec::new();
         let transfers = fs
             .datanodes
             .take_transfers(index, self.config.replication.streams_hard_limit);
@@ -298,12 +352,21 @@ impl Namesystem {
             pending.retain(|r| r.datanode() != index);
         }
         let mut reported = RoaringBitmap::new();
-        let (mut added, mut unknown, mut corrupt) = (0u64, 0u64, 0u64);
+        let mut listed = std::collections::HashSet::new();
+        let (mut added, mut unknown, mut corrupt, mut being_deleted) = (0u64, 0u64, 0u64, 0u64);
         for (storage_id, replicas) in storages {
             let storage = datanodes
                 .get_mut(index)
                 .map_or(0, |n| n.storage_index(storage_id));
             for replica in replicas {
+                listed.insert(replica.block_id);
+                // A copy on its way out (the report was taken before the
+                // datanode carried out the deletion): never a live copy
+                // again, whatever mark it had.
+                if datanodes.is_being_deleted(index, replica.block_id, replica.generation_stamp) {
+                    being_deleted += 1;
+                    continue;
+                }
                 if standby
                     && super::standby::must_wait_fs(
                         blocks,
@@ -367,16 +430,31 @@ impl Namesystem {
             .map(|n| (&n.blocks - &reported).iter().collect())
             .unwrap_or_default();
         blocks.remove_datanode_replicas(index, &gone, datanodes);
+        let mut now_fresh = false;
         if let Some(node) = datanodes.get_mut(index) {
             node.blocks = reported;
             node.last_block_report_ms = now_ms();
+            // Deletions of replicas the datanode no longer lists are done.
+            node.deletions
+                .confirm_absent(|block_id| listed.contains(&block_id));
+            if !standby && node.content_stale && node.heartbeated_since_stale {
+                node.content_stale = false;
+                now_fresh = true;
+            }
+        }
+        if now_fresh {
+            // Excess deletions held back for this datanode's view may go
+            // ahead now (each waits for the rest of its holders too).
+            blocks.queues.recheck_postponed();
         }
         tracing::info!(
             datanode = uuid,
             added,
             unknown,
             corrupt,
+            being_deleted,
             removed = gone.len(),
+            content_fresh = now_fresh,
             "processed full block report"
         );
         Ok(())
@@ -425,6 +503,13 @@ impl Namesystem {
                         kind,
                     ),
                 );
+                continue;
+            }
+            if !matches!(event, ReplicaEvent::Deleted)
+                && datanodes.is_being_deleted(index, block.block_id, block.generation_stamp)
+            {
+                // The datanode was told to delete this copy; a report sent
+                // before it did so does not make it live again.
                 continue;
             }
             match event {
@@ -476,7 +561,10 @@ impl Namesystem {
                         blocks.queues.replica_arrived(slot, index);
                     }
                 }
-                ReplicaEvent::Deleted => blocks.remove_replica(block.block_id, index, datanodes),
+                ReplicaEvent::Deleted => {
+                    datanodes.deletion_done(index, block.block_id);
+                    blocks.remove_replica(block.block_id, index, datanodes);
+                }
             }
         }
         Ok(())

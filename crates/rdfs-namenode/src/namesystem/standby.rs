@@ -152,6 +152,10 @@ impl Namesystem {
         let super::Locked { fs, pending, .. } = &mut *state;
         let unexplained = apply_pending(fs, pending, true);
         let cleared = fs.datanodes.clear_pending_work();
+        // What the standby learned of replicas may lag what the datanodes
+        // hold (and deletions the old active ordered may still be under
+        // way): excess copies wait for each holder's next full report.
+        fs.datanodes.mark_all_content_stale();
         fs.leases = LeaseManager::rebuild(&fs.namespace, Instant::now());
         self.standby.store(false, Ordering::Release);
         tracing::info!(

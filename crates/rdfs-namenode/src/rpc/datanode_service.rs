@@ -40,6 +40,9 @@ fn commands(commands: Vec<DatanodeCommand>, pool_id: &str) -> Vec<pb::DatanodeCo
                 DatanodeCommand::Reregister => {
                     pb::datanode_command::Command::Reregister(pb::Reregister {})
                 }
+                DatanodeCommand::ReportBlocks => {
+                    pb::datanode_command::Command::ReportBlocks(pb::ReportBlocks {})
+                }
                 DatanodeCommand::Transfer(orders) => {
                     pb::datanode_command::Command::Transfer(pb::TransferCommand {
                         pool_id: pool_id.to_string(),
@@ -134,14 +137,16 @@ impl DatanodeProtocol for DatanodeService {
                 non_dfs_used: r.non_dfs_used,
             })
             .collect();
-        let result = self.handle.get().heartbeat(
-            &req.datanode_uuid,
-            storages,
-            req.xceiver_count,
-            req.xmits_in_progress,
-            req.failed_volumes,
-        );
         let namesystem = self.handle.get();
+        let result = namesystem
+            .heartbeat(
+                &req.datanode_uuid,
+                storages,
+                req.xceiver_count,
+                req.xmits_in_progress,
+                req.failed_volumes,
+            )
+            .await?;
         let pool_id = &namesystem.namespace_info().block_pool_id;
         // Datanodes take commands only from the active; a standby's would
         // come from a view that lags the active's.

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rdfs_common::protocol::DatanodeId;
+use rdfs_common::protocol::{DatanodeId, ExtendedBlock};
 use rdfs_namenode::datanode_manager::{Liveness, StorageState};
 use rdfs_namenode::edit_log::MemoryJournal;
 use rdfs_namenode::namesystem::{
-    Caller, DatanodeCommand, Namesystem, NamesystemConfig, Registration, empty_state, replay,
+    Caller, DatanodeCommand, Namesystem, NamesystemConfig, Registration, ReplicaEvent,
+    ReportedReplica, ReportedState, empty_state, replay,
 };
 use rdfs_namenode::safe_mode::SafeModeConfig;
 use rdfs_namenode::storage::NamespaceInfo;
@@ -72,7 +73,7 @@ pub fn caller() -> Caller {
 
 /// Registers datanodes `dn-0` .. `dn-{n-1}`, one 1 TiB storage each, and
 /// heartbeats each once.
-pub fn register(ns: &Namesystem, n: usize) {
+pub async fn register(ns: &Namesystem, n: usize) {
     for i in 0..n {
         ns.register_datanode(Registration {
             id: DatanodeId {
@@ -87,12 +88,12 @@ pub fn register(ns: &Namesystem, n: usize) {
             storage_ids: vec![format!("DS-{i}")],
         })
         .expect("register");
-        heartbeat(ns, i);
+        heartbeat(ns, i).await;
     }
 }
 
 /// A heartbeat of `dn-{i}`; the commands it gets back.
-pub fn heartbeat(ns: &Namesystem, i: usize) -> Vec<DatanodeCommand> {
+pub async fn heartbeat(ns: &Namesystem, i: usize) -> Vec<DatanodeCommand> {
     let storage = StorageState {
         storage_id: format!("DS-{i}"),
         capacity: 1 << 40,
@@ -100,4 +101,70 @@ pub fn heartbeat(ns: &Namesystem, i: usize) -> Vec<DatanodeCommand> {
         ..Default::default()
     };
     ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0)
+        .await
+        .expect("heartbeat")
+}
+
+/// `dn-{dn}` reports a finalized replica of `block`.
+pub fn received(ns: &Namesystem, dn: usize, block: &ExtendedBlock) {
+    ns.block_received_and_deleted(
+        &format!("dn-{dn}"),
+        &info().block_pool_id,
+        &[(block.clone(), format!("DS-{dn}"), ReplicaEvent::Received)],
+    )
+    .expect("received");
+}
+
+pub fn with_len(block: &ExtendedBlock, num_bytes: u64) -> ExtendedBlock {
+    ExtendedBlock {
+        num_bytes,
+        ..block.clone()
+    }
+}
+
+/// A closed file of `lengths` blocks, each reported by datanodes 0..3.
+pub async fn closed_file(ns: &Namesystem, src: &str, lengths: &[u64]) -> Vec<ExtendedBlock> {
+    let c = caller();
+    ns.create(&c, src, 0o644, "writer", false, true, 3, BLOCK)
+        .await
+        .expect("create");
+    let mut previous: Option<ExtendedBlock> = None;
+    let mut blocks = Vec::new();
+    for &length in lengths {
+        let located = ns
+            .add_block(src, "writer", previous.as_ref(), &[], 0)
+            .await
+            .expect("add block");
+        let block = with_len(&located.block, length);
+        for dn in 0..3 {
+            received(ns, dn, &block);
+        }
+        previous = Some(block.clone());
+        blocks.push(block);
+    }
+    assert!(
+        ns.complete(src, "writer", previous.as_ref(), 0)
+            .await
+            .expect("complete")
+    );
+    blocks
+}
+
+/// A full block report of `dn-{dn}` listing finalized `blocks`.
+pub fn full_report(ns: &Namesystem, dn: usize, blocks: &[ExtendedBlock]) {
+    let replicas = blocks
+        .iter()
+        .map(|b| ReportedReplica {
+            block_id: b.block_id,
+            generation_stamp: b.generation_stamp,
+            num_bytes: b.num_bytes,
+            state: ReportedState::Finalized,
+        })
+        .collect();
+    ns.block_report(
+        &format!("dn-{dn}"),
+        &info().block_pool_id,
+        &[(format!("DS-{dn}"), replicas)],
+    )
+    .expect("full block report");
 }

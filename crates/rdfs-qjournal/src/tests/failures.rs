@@ -12,6 +12,11 @@ async fn writes_go_on_with_a_journalnode_down_and_it_rejoins_at_the_next_segment
     let (mut cluster, client) = Cluster::formatted(3).await;
     let writer = writer(&client, "nn1").await;
     write(&writer, 1, 3).await;
+    // A majority acknowledged 1..3; journalnode 2 may still be writing them.
+    eventually("journalnode 2 wrote 1..3", || {
+        cluster.segment_txids_if_any(2, 1) == vec![1, 2, 3]
+    })
+    .await;
     cluster.stop(2).await;
     write(&writer, 4, 3).await;
     writer.heartbeat().await.expect("heartbeat with one down");
@@ -145,8 +150,13 @@ async fn readers_never_see_edits_a_majority_did_not_acknowledge() {
     ));
     cluster.restart(1).await;
     cluster.restart(2).await;
-    // Journalnode 0 holds 6..8, but only 1..5 were acknowledged.
-    assert_eq!(cluster.segment_txids(0, 1), (1..=8).collect::<Vec<_>>());
+    // Journalnode 0 holds 6..8 (the call failed as soon as the other two
+    // refused, maybe before it wrote them), but only 1..5 were
+    // acknowledged.
+    eventually("journalnode 0 wrote 6..8", || {
+        cluster.segment_txids_if_any(0, 1) == (1..=8).collect::<Vec<_>>()
+    })
+    .await;
     for _ in 0..3 {
         assert_eq!(
             txids(&client.read_committed(1, 100).await.expect("read")),

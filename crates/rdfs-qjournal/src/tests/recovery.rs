@@ -13,6 +13,11 @@ async fn diverged() -> (Cluster, QuorumClient) {
     let (mut cluster, client) = Cluster::formatted(3).await;
     let old = writer(&client, "nn1").await;
     write(&old, 1, 3).await;
+    // A majority acknowledged 1..3; journalnode 2 may still be writing them.
+    eventually("journalnode 2 wrote 1..3", || {
+        cluster.segment_txids_if_any(2, 1) == vec![1, 2, 3]
+    })
+    .await;
     cluster.stop(2).await;
     write(&old, 4, 4).await;
     cluster.stop(1).await;
