@@ -23,10 +23,10 @@ pub mod node;
 pub mod service;
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
+use rdfs_common::time::{BootClock, BootInstant, Clock};
 use rdfs_proto as pb;
 
 use crate::error::NamenodeError;
@@ -68,8 +68,10 @@ pub struct HaStatus {
     /// The journal epoch it writes in while active.
     pub epoch: u64,
     /// While active: when its leadership lease runs out, on this host's
-    /// monotonic clock.
-    pub lease_until: Option<Instant>,
+    /// boot clock (which, unlike the monotonic one, counts time the host
+    /// spent suspended: a namenode resumed after its lease ran out must not
+    /// serve a moment longer).
+    pub lease_until: Option<BootInstant>,
 }
 
 /// The current namesystem and the role it serves in.
@@ -78,6 +80,8 @@ pub struct NamenodeHandle {
     /// `None` for a namenode without HA: always active.
     status: Option<Mutex<HaStatus>>,
     id: String,
+    /// What the lease is measured on.
+    clock: Arc<dyn Clock>,
 }
 
 /// What a client or operator is asking for, as HDFS categorizes operations.
@@ -94,11 +98,21 @@ impl NamenodeHandle {
             current: RwLock::new(namesystem),
             status: None,
             id: "nn".to_string(),
+            clock: Arc::new(BootClock),
         })
     }
 
     /// An HA namenode, starting as standby.
     pub fn ha(namesystem: Arc<Namesystem>, id: &str) -> Arc<Self> {
+        Self::ha_with_clock(namesystem, id, Arc::new(BootClock))
+    }
+
+    /// Like [`Self::ha`], with the lease measured on `clock`.
+    pub fn ha_with_clock(
+        namesystem: Arc<Namesystem>,
+        id: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             current: RwLock::new(namesystem),
             status: Some(Mutex::new(HaStatus {
@@ -107,11 +121,17 @@ impl NamenodeHandle {
                 lease_until: None,
             })),
             id: id.to_string(),
+            clock,
         })
     }
 
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// Now, on the clock the leadership lease is measured on.
+    pub fn now(&self) -> BootInstant {
+        self.clock.now()
     }
 
     pub fn is_ha(&self) -> bool {
@@ -145,7 +165,7 @@ impl NamenodeHandle {
     }
 
     /// Moves the lease end forward (never backward) after a renewal.
-    pub(crate) fn extend_lease(&self, until: Instant) {
+    pub(crate) fn extend_lease(&self, until: BootInstant) {
         if let Some(status) = &self.status {
             let mut status = status.lock();
             if status.role == Role::Active && status.lease_until.is_none_or(|t| t < until) {
@@ -161,7 +181,7 @@ impl NamenodeHandle {
             return true;
         };
         let status = *status.lock();
-        status.role == Role::Active && status.lease_until.is_some_and(|t| Instant::now() < t)
+        status.role == Role::Active && status.lease_until.is_some_and(|t| self.clock.now() < t)
     }
 
     /// The namesystem, for a client operation only the active serves; a
@@ -214,5 +234,70 @@ impl NamenodeHandle {
             },
             txid: self.get().last_txid(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use parking_lot::Mutex;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::edit_log::MemoryJournal;
+    use crate::namesystem::{NamesystemConfig, empty_state};
+    use crate::storage::NamespaceInfo;
+
+    /// A boot clock a test moves by hand, as a suspend would: the monotonic
+    /// clock does not move meanwhile.
+    #[derive(Debug, Default)]
+    struct SuspendableClock(Mutex<Duration>);
+
+    impl Clock for SuspendableClock {
+        fn now(&self) -> BootInstant {
+            BootInstant::from_since_boot(Duration::from_secs(100) + *self.0.lock())
+        }
+    }
+
+    #[test]
+    fn a_namenode_resumed_after_its_lease_ran_out_stops_serving_at_once() {
+        let info = NamespaceInfo {
+            cluster_id: "CID-a".into(),
+            block_pool_id: "BP-1".into(),
+            namespace_id: 1,
+            layout_version: -1,
+            ctime: 0,
+        };
+        let config = NamesystemConfig::from_config(&rdfs_common::config::Config::default());
+        let state = empty_state(&info, &config, "", "", 0);
+        let namesystem = Arc::new(Namesystem::new(
+            info,
+            config,
+            state,
+            Arc::new(MemoryJournal::new()),
+            CancellationToken::new(),
+            false,
+        ));
+        let clock = Arc::new(SuspendableClock::default());
+        let handle = NamenodeHandle::ha_with_clock(namesystem, "nn1", Arc::clone(&clock) as _);
+        handle.set_status(HaStatus {
+            role: Role::Active,
+            epoch: 3,
+            lease_until: Some(handle.now() + Duration::from_secs(10)),
+        });
+        assert!(handle.is_serving_active());
+        assert!(handle.active(Category::Read).is_ok());
+        // The host sleeps for a minute; its monotonic clock stood still.
+        *clock.0.lock() += Duration::from_secs(60);
+        assert!(!handle.is_serving_active());
+        let err = handle.active(Category::Read).err().expect("refused");
+        assert!(matches!(err, NamenodeError::Standby(_)), "{err}");
+        let status = handle.ha_status_pb().expect("HA status");
+        assert_eq!(
+            status.state,
+            pb::HaState::Standby as i32,
+            "datanodes must not take its orders"
+        );
     }
 }

@@ -354,7 +354,7 @@ impl HaNode {
         if status.role != Role::Standby {
             return Err(format!("it is {}", status.role.name()));
         }
-        let started = Instant::now();
+        let started = self.handle.now();
         let namesystem = self.handle.get();
         if namesystem.failed().is_cancelled() {
             return Err("its namespace is being reloaded".into());
@@ -431,7 +431,11 @@ impl HaNode {
             namenode = self.handle.id(),
             epoch,
             last_txid = last,
-            took_ms = started.elapsed().as_millis() as u64,
+            took_ms = self
+                .handle
+                .now()
+                .saturating_duration_since(started)
+                .as_millis() as u64,
             in_safe_mode = namesystem.safe_mode_tip().is_some(),
             "this namenode is now active"
         );
@@ -444,7 +448,9 @@ impl HaNode {
         let Some(journal) = self.journal.lock().quorum() else {
             return;
         };
-        let started = Instant::now();
+        // Counted from before the renewal went out: the journalnodes count
+        // from when it reached them, so this namenode's lease ends first.
+        let started = self.handle.now();
         let result =
             tokio::time::timeout(self.settings.journal_timeout, journal.writer().heartbeat()).await;
         match result {
@@ -473,7 +479,7 @@ impl HaNode {
 
     async fn lease_at_risk(&self, why: &str) {
         let status = self.handle.status();
-        if status.lease_until.is_none_or(|t| Instant::now() >= t) {
+        if status.lease_until.is_none_or(|t| self.handle.now() >= t) {
             self.demote(&format!("its leadership lease lapsed: {why}"))
                 .await;
         } else {

@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::oneshot;
@@ -69,7 +68,7 @@ impl HaService for HaServiceImpl {
             ready_to_become_active: ready,
             not_ready_reason: reason,
             lease_remaining_ms: status.lease_until.map_or(0, |t| {
-                t.saturating_duration_since(Instant::now()).as_millis() as u64
+                t.saturating_duration_since(self.handle.now()).as_millis() as u64
             }),
             cluster_id: info.cluster_id.clone(),
             block_pool_id: info.block_pool_id.clone(),
