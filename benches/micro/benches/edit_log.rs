@@ -106,7 +106,7 @@ fn bench_edit_log(c: &mut Criterion) {
                     let batch = left.min(4096);
                     let started = Instant::now();
                     for _ in 0..batch {
-                        journal.append(add_file(n, "bench")).expect("appends");
+                        journal.append(add_file(n, "bench"), None).expect("appends");
                         n += 1;
                     }
                     timed += started.elapsed();
@@ -131,7 +131,7 @@ fn bench_edit_log(c: &mut Criterion) {
                 runtime.block_on(async {
                     let started = Instant::now();
                     for _ in 0..iters {
-                        let txid = journal.append(add_file(n, "bench")).expect("appends");
+                        let txid = journal.append(add_file(n, "bench"), None).expect("appends");
                         journal.sync(txid).await.expect("syncs");
                         n += 1;
                     }
@@ -162,8 +162,9 @@ fn bench_edit_log(c: &mut Criterion) {
                                 let client = format!("bench-{w}");
                                 for i in 0..per_writer {
                                     let n = first + w * per_writer + i;
-                                    let txid =
-                                        journal.append(add_file(n, &client)).expect("appends");
+                                    let txid = journal
+                                        .append(add_file(n, &client), None)
+                                        .expect("appends");
                                     journal.sync(txid).await.expect("syncs");
                                 }
                             })

@@ -11,7 +11,9 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 
 use rdfs_common::config::Config;
-use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE, USER_METADATA_KEY};
+use rdfs_common::grpc::{
+    CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, ChannelCache, MAX_MESSAGE_SIZE, USER_METADATA_KEY,
+};
 use rdfs_common::protocol::{
     ContentSummary, DatanodeInfo, ExtendedBlock, FileStatus, FsStats, LocatedBlock, LocatedBlocks,
     ServerDefaults,
@@ -103,26 +105,52 @@ impl ClientSettings {
     }
 }
 
-/// Adds the caller's user name to every namenode request.
+/// Adds to every namenode request the caller's user name and the call's
+/// ids: this client's id and a number of its own per call. The failover
+/// layer below sends a call's retries with the same headers, so a namenode
+/// answers a retried create, append, rename, delete or truncate from its
+/// retry cache rather than running it twice.
 #[derive(Clone)]
-pub struct UserInterceptor {
+pub struct CallInterceptor {
     user: MetadataValue<tonic::metadata::Ascii>,
+    client_id: MetadataValue<tonic::metadata::Ascii>,
+    next_call: Arc<std::sync::atomic::AtomicI32>,
 }
 
-impl Interceptor for UserInterceptor {
+impl CallInterceptor {
+    fn new(user: MetadataValue<tonic::metadata::Ascii>) -> Self {
+        let client_id = rdfs_common::grpc::format_client_id(&rand::random::<[u8; 16]>());
+        Self {
+            user,
+            // Hex digits are always valid metadata.
+            client_id: MetadataValue::try_from(client_id.as_str())
+                .unwrap_or_else(|_| MetadataValue::from_static("")),
+            next_call: Arc::new(std::sync::atomic::AtomicI32::new(0)),
+        }
+    }
+}
+
+impl Interceptor for CallInterceptor {
     fn call(
         &mut self,
         mut request: tonic::Request<()>,
     ) -> std::result::Result<tonic::Request<()>, tonic::Status> {
-        request
-            .metadata_mut()
-            .insert(USER_METADATA_KEY, self.user.clone());
+        // Wraps past i32::MAX as Hadoop's call ids do; entries expire long
+        // before a client makes four billion calls.
+        let call = self
+            .next_call
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            & i32::MAX;
+        let metadata = request.metadata_mut();
+        metadata.insert(USER_METADATA_KEY, self.user.clone());
+        metadata.insert(CLIENT_ID_METADATA_KEY, self.client_id.clone());
+        metadata.insert(CALL_ID_METADATA_KEY, MetadataValue::from(call));
         Ok(request)
     }
 }
 
 pub(crate) type NamenodeClient =
-    ClientNamenodeClient<InterceptedService<FailoverChannel, UserInterceptor>>;
+    ClientNamenodeClient<InterceptedService<FailoverChannel, CallInterceptor>>;
 
 /// Options of a new file.
 #[derive(Debug, Clone)]
@@ -219,7 +247,7 @@ impl DfsClient {
         })?;
         let namenode = ClientNamenodeClient::with_interceptor(
             failover.clone(),
-            UserInterceptor { user: user_value },
+            CallInterceptor::new(user_value),
         )
         .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let client_name = format!(

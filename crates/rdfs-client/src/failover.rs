@@ -15,14 +15,13 @@
 //! untouched. A namenode must thus refuse a streaming call as standby from
 //! its handler, not from inside the stream.
 //!
-//! Retrying after a connection broke mid-call may run a request twice: the
-//! namenode may have executed it before the connection went. We retry anyway,
-//! as HDFS clients do for most calls. Reads are idempotent, and the namenode
-//! is meant to make create, addBlock and complete retry-safe (a create
-//! retried by the lease holder, an addBlock naming the same previous block,
-//! a repeated complete). A retried rename or delete may answer `false` where
-//! the first attempt did the work; failing every call that meets a failover
-//! would be worse.
+//! Retrying after a connection broke mid-call may send a request twice: the
+//! namenode may have executed it before the connection went. A retry is the
+//! same HTTP/2 request, headers included, so it carries the call's client id
+//! and call id: the namenode answers a retried create, append, rename,
+//! delete, truncate or updatePipeline from its retry cache (a standby that
+//! took over answers from the edits it tailed), addBlock and complete are
+//! idempotent by their arguments, and reads are idempotent anyway.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -233,6 +233,16 @@ pub struct NamenodeConfig {
     /// How often expired leases are looked for
     /// (`dfs.namenode.lease-recheck-interval-ms`).
     pub lease_recheck_interval_ms: u64,
+    /// Whether a retried create, append, rename, delete, truncate or
+    /// updatePipeline gets the first attempt's answer
+    /// (`dfs.namenode.enable.retrycache`).
+    pub retry_cache_enabled: bool,
+    /// How long those answers are kept
+    /// (`dfs.namenode.retrycache.expirytime.millis`).
+    pub retry_cache_expiry_ms: u64,
+    /// How many answers are kept at most, the oldest going first (HDFS
+    /// bounds the cache by a share of the heap instead).
+    pub retry_cache_max_entries: u64,
 }
 
 impl Default for NamenodeConfig {
@@ -266,6 +276,9 @@ impl Default for NamenodeConfig {
             lease_soft_limit_ms: 60_000,
             lease_hard_limit_ms: 1_200_000,
             lease_recheck_interval_ms: 2_000,
+            retry_cache_enabled: true,
+            retry_cache_expiry_ms: 600_000,
+            retry_cache_max_entries: 1_000_000,
         }
     }
 }
@@ -706,6 +719,16 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
     HadoopAlias {
         hadoop: "dfs.namenode.stale.datanode.interval",
         rdfs: "namenode.stale_interval_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.enable.retrycache",
+        rdfs: "namenode.retry_cache_enabled",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.retrycache.expirytime.millis",
+        rdfs: "namenode.retry_cache_expiry_ms",
         scale: 1,
     },
     HadoopAlias {

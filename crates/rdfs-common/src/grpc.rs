@@ -11,6 +11,32 @@ use tonic::transport::{Channel, Endpoint, Server};
 /// Request metadata naming the calling user (HDFS's effective user).
 pub const USER_METADATA_KEY: &str = "x-rdfs-user";
 
+/// Metadata naming the client a call comes from: 16 random bytes per client,
+/// in 32 hex digits (Hadoop IPC's `clientId`). With the call id, it lets the
+/// namenode answer a retried at-most-once call from its retry cache.
+pub const CLIENT_ID_METADATA_KEY: &str = "x-rdfs-client-id";
+
+/// Metadata numbering a client's calls (Hadoop IPC's `callId`); a retry of a
+/// call repeats its number.
+pub const CALL_ID_METADATA_KEY: &str = "x-rdfs-call-id";
+
+/// A client id as [`CLIENT_ID_METADATA_KEY`] carries it.
+pub fn format_client_id(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The 16 bytes of a client id sent as 32 hex digits; `None` otherwise.
+pub fn parse_client_id(text: &str) -> Option<[u8; 16]> {
+    if text.len() != 32 || !text.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
 /// Largest HTTP/2 frame we send or accept.
 pub const MAX_FRAME_SIZE: u32 = 1024 * 1024;
 /// Per-stream flow-control window.
@@ -106,4 +132,20 @@ impl ChannelCache {
 pub fn pipeline_ack_timeout(socket_timeout: Duration, downstream: usize) -> Duration {
     let extension = (socket_timeout / 4).min(Duration::from_secs(5));
     socket_timeout + extension * downstream as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_round_trip_and_malformed_ones_are_none() {
+        let id: [u8; 16] = *b"\x00\x01\x7f\x80\xff0123456789a";
+        let text = format_client_id(&id);
+        assert_eq!(text.len(), 32);
+        assert_eq!(parse_client_id(&text), Some(id));
+        for bad in ["", "00", &"g".repeat(32), &"0".repeat(31), &"é".repeat(16)] {
+            assert_eq!(parse_client_id(bad), None, "{bad:?}");
+        }
+    }
 }

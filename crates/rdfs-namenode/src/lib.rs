@@ -21,6 +21,7 @@ pub mod namespace;
 pub mod namesystem;
 pub mod placement;
 pub mod replication;
+pub mod retry_cache;
 pub mod rpc;
 pub mod safe_mode;
 pub mod server;

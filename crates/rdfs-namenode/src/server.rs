@@ -180,6 +180,7 @@ impl Namenode {
             fatal.clone(),
             true,
         ));
+        namesystem.remember_calls(loaded.calls);
         namesystem.load_topology()?;
         let hosts = namesystem.refresh_nodes()?;
         if !config.namenode.hosts_file.is_empty() || !config.namenode.hosts_exclude_file.is_empty()

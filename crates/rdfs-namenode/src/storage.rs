@@ -193,6 +193,8 @@ pub struct Loaded {
     pub last_txid: TxId,
     /// The edits replayed onto the image.
     pub edits: Vec<EditRecord>,
+    /// The answers of the at-most-once calls those edits name.
+    pub calls: Vec<crate::namesystem::CallOutcome>,
 }
 
 /// The name directories of a running namenode, locked for its lifetime.
@@ -320,7 +322,7 @@ impl NameStorage {
         }
         self.current_dirs = in_service;
         let history = history.unwrap_or_default();
-        crate::namesystem::replay(&mut state, &history)
+        let calls = crate::namesystem::replay_calls(&mut state, &history)
             .map_err(|e| StorageError::NothingValid(e.to_string()))?;
         tracing::info!(
             image_txid,
@@ -333,6 +335,7 @@ impl NameStorage {
             image_txid,
             last_txid: best,
             edits: history,
+            calls,
         })
     }
 
@@ -566,7 +569,7 @@ mod tests {
                 inode_id: 16385,
                 mode: 0o700 + txid as u32 % 8,
             });
-            encode_record(&EditRecord { txid, op: Some(op) }, &mut bytes);
+            encode_record(&crate::edit_log::record(txid, op, None), &mut bytes);
         }
         bytes.truncate(bytes.len() - cut);
         bytes

@@ -65,7 +65,7 @@ async fn replicas_of_a_deleted_file_are_deleted_only_once_the_delete_is_durable(
     journal.hold_syncs();
     let deleting = {
         let ns = Arc::clone(&ns);
-        tokio::spawn(async move { ns.delete("/f", false).await })
+        tokio::spawn(async move { ns.delete(&caller(), "/f", false).await })
     };
     while ns.get_file_info("/f").expect("info").is_some() {
         tokio::task::yield_now().await;

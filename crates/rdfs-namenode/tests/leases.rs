@@ -302,6 +302,7 @@ async fn append_reopens_a_partial_last_block_and_one_writer_only() {
     );
     let uuids: Vec<String> = (0..3).map(|i| format!("dn-{i}")).collect();
     ns.update_pipeline(
+        &caller(),
         "appender",
         &blocks[1],
         &with_len(&fresh.block, 300),
@@ -501,16 +502,23 @@ async fn update_pipeline_makes_old_replicas_stale_until_reported_current() {
         ..old.clone()
     };
     assert_eq!(
-        ns.update_pipeline("w", &old, &too_new, &["dn-1".into()], &[])
+        ns.update_pipeline(&caller(), "w", &old, &too_new, &["dn-1".into()], &[])
             .await
             .expect_err("never handed out")
             .kind(),
         ExceptionKind::Io
     );
     let nodes: Vec<String> = vec!["dn-1".into(), "dn-2".into()];
-    ns.update_pipeline("w", &old, &with_len(&fresh.block, 0), &nodes, &[])
-        .await
-        .expect("update");
+    ns.update_pipeline(
+        &caller(),
+        "w",
+        &old,
+        &with_len(&fresh.block, 0),
+        &nodes,
+        &[],
+    )
+    .await
+    .expect("update");
     let open = locations(&ns, "/p");
     assert_eq!(open.blocks[0].block.generation_stamp, new_gs);
     assert_eq!(open.blocks[0].locations.len(), 2, "the new pipeline");
@@ -606,6 +614,7 @@ async fn replay_and_fsimage_of_the_new_edits_rebuild_the_same_state() {
         .await
         .expect("gs");
     ns.update_pipeline(
+        &caller(),
         "ap",
         &blocks[1],
         &with_len(&fresh.block, 200),

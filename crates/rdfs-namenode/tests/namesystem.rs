@@ -147,39 +147,62 @@ async fn rename_and_delete_follow_the_old_hdfs_api() {
         .expect("create");
     assert!(ns.complete("/file", "c", None, 0).await.expect("complete"));
 
-    assert!(!ns.rename("/missing", "/x").await.expect("missing source"));
     assert!(
-        !ns.rename("/src", "/src/inner/x")
+        !ns.rename(&caller(), "/missing", "/x")
+            .await
+            .expect("missing source")
+    );
+    assert!(
+        !ns.rename(&caller(), "/src", "/src/inner/x")
             .await
             .expect("into own subtree")
     );
-    assert!(!ns.rename("/src", "/file").await.expect("onto a file"));
     assert!(
-        !ns.rename("/src", "/nope/x")
+        !ns.rename(&caller(), "/src", "/file")
+            .await
+            .expect("onto a file")
+    );
+    assert!(
+        !ns.rename(&caller(), "/src", "/nope/x")
             .await
             .expect("missing destination parent")
     );
-    assert!(ns.rename("/src", "/dst").await.expect("into a directory"));
+    assert!(
+        ns.rename(&caller(), "/src", "/dst")
+            .await
+            .expect("into a directory")
+    );
     assert!(ns.get_file_info("/dst/src/inner").expect("info").is_some());
     assert!(
-        ns.rename("/dst/src", "/moved")
+        ns.rename(&caller(), "/dst/src", "/moved")
             .await
             .expect("to a new name")
     );
     assert_eq!(
-        kind(ns.rename("/file/x", "/y").await),
+        kind(ns.rename(&caller(), "/file/x", "/y").await),
         ExceptionKind::AccessControl
     );
     assert_eq!(
-        kind(ns.rename("/moved", "/file/y").await),
+        kind(ns.rename(&caller(), "/moved", "/file/y").await),
         ExceptionKind::ParentNotDirectory
     );
 
-    let err = ns.delete("/moved", false).await.expect_err("non-empty");
+    let err = ns
+        .delete(&caller(), "/moved", false)
+        .await
+        .expect_err("non-empty");
     assert_eq!(err.to_string(), "/moved is non empty");
-    assert!(!ns.delete("/missing", true).await.expect("missing"));
-    assert!(!ns.delete("/", true).await.expect("root"));
-    assert!(ns.delete("/moved", true).await.expect("recursive"));
+    assert!(
+        !ns.delete(&caller(), "/missing", true)
+            .await
+            .expect("missing")
+    );
+    assert!(!ns.delete(&caller(), "/", true).await.expect("root"));
+    assert!(
+        ns.delete(&caller(), "/moved", true)
+            .await
+            .expect("recursive")
+    );
     assert!(ns.get_file_info("/moved/inner").expect("info").is_none());
 
     let listing = ns
@@ -424,8 +447,15 @@ async fn safe_mode_refuses_writes_with_hdfs_words_and_allows_reads() {
         "Cannot create directory /x. Name node is in safe mode."
     );
     assert!(err.to_string().contains("turned on manually"), "{err}");
-    assert_eq!(kind(ns.delete("/d", true).await), ExceptionKind::SafeMode);
+    assert_eq!(
+        kind(ns.delete(&caller(), "/d", true).await),
+        ExceptionKind::SafeMode
+    );
     assert!(ns.get_file_info("/d").expect("reads work").is_some());
     assert!(!ns.safe_mode(SafeModeAction::Leave));
-    assert!(ns.delete("/d", true).await.expect("writable again"));
+    assert!(
+        ns.delete(&caller(), "/d", true)
+            .await
+            .expect("writable again")
+    );
 }

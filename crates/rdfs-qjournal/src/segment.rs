@@ -479,6 +479,7 @@ mod tests {
                 inode_id: 16386,
                 replication: 2,
             })),
+            ..Default::default()
         }
     }
 

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 
 use rdfs_common::protocol::DatanodeId;
 use rdfs_namenode::apply::FsState;
-use rdfs_namenode::edit_log::{EditRecord, Op};
+use rdfs_namenode::edit_log::Op;
 use rdfs_namenode::namesystem::{NamesystemConfig, empty_state, replay};
 use rdfs_namenode::storage::NamespaceInfo;
 use rdfs_proto::editlog as edit;
@@ -243,7 +243,7 @@ pub(super) fn run(args: &[String]) -> Result<()> {
         n += 1;
         for op in new_ops.drain(..) {
             txid += 1;
-            records.push(EditRecord { txid, op: Some(op) });
+            records.push(rdfs_namenode::edit_log::record(txid, op, None));
         }
     }
     drop(state);

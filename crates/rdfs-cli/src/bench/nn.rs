@@ -182,7 +182,7 @@ impl Target {
 
     async fn rename(&self, src: &str, dst: &str) -> Result<()> {
         let renamed = match self {
-            Self::InProcess { ns, .. } => ns.rename(src, dst).await?,
+            Self::InProcess { ns, caller } => ns.rename(caller, src, dst).await?,
             Self::Rpc { client } => client.rename(src, dst).await?,
         };
         if !renamed {
@@ -193,7 +193,7 @@ impl Target {
 
     async fn delete(&self, path: &str, recursive: bool) -> Result<bool> {
         Ok(match self {
-            Self::InProcess { ns, .. } => ns.delete(path, recursive).await?,
+            Self::InProcess { ns, caller } => ns.delete(caller, path, recursive).await?,
             Self::Rpc { client } => client.delete(path, recursive).await?,
         })
     }
@@ -336,6 +336,7 @@ fn run_in_process(options: &Options, plan: Plan) -> Result<()> {
         let caller = Caller {
             user: "bench".into(),
             machine: "127.0.0.1".into(),
+            rpc: None,
         };
         let target = Target::InProcess { ns, caller };
         let label = match options.value("qjournal") {

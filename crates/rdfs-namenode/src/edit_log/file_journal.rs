@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::segment::{self, encode_record};
-use super::{EditRecord, Journal, JournalError, Op, TxId};
+use super::{Journal, JournalError, Op, RpcId, TxId, record};
 
 pub struct FileJournal {
     inner: Arc<Inner>,
@@ -165,13 +165,13 @@ impl FileJournal {
 }
 
 impl Journal for FileJournal {
-    fn append(&self, op: Op) -> Result<TxId, JournalError> {
+    fn append(&self, op: Op, rpc: Option<&RpcId>) -> Result<TxId, JournalError> {
         let mut state = self.inner.state.lock();
         if let Some(failed) = &state.failed {
             return Err(JournalError::Failed(failed.clone()));
         }
         let txid = state.last_appended + 1;
-        encode_record(&EditRecord { txid, op: Some(op) }, &mut state.pending);
+        encode_record(&record(txid, op, rpc), &mut state.pending);
         state.last_appended = txid;
         Ok(txid)
     }
@@ -378,7 +378,7 @@ mod tests {
         for i in 0..64 {
             let journal = Arc::clone(&journal);
             tasks.push(tokio::spawn(async move {
-                let txid = journal.append(op(i)).expect("appends");
+                let txid = journal.append(op(i), None).expect("appends");
                 journal.sync(txid).await.expect("syncs");
                 txid
             }));

@@ -10,11 +10,13 @@ use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::{EditRecord, Journal, JournalError, Op, TxId};
+use super::{EditRecord, Journal, JournalError, Op, RpcId, TxId, record};
 
 #[derive(Debug)]
 pub struct MemoryJournal {
     records: Mutex<Vec<EditRecord>>,
+    /// The last txid appended, or applied from elsewhere (a standby's).
+    last: Mutex<TxId>,
     /// The last durable txid, and whether syncs are held.
     durable: watch::Sender<(TxId, bool)>,
 }
@@ -23,6 +25,7 @@ impl Default for MemoryJournal {
     fn default() -> Self {
         Self {
             records: Mutex::new(Vec::new()),
+            last: Mutex::new(0),
             durable: watch::Sender::new((0, false)),
         }
     }
@@ -65,11 +68,11 @@ impl MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn append(&self, op: Op) -> Result<TxId, JournalError> {
-        let mut records = self.records.lock();
-        let txid = records.len() as TxId + 1;
-        records.push(EditRecord { txid, op: Some(op) });
-        Ok(txid)
+    fn append(&self, op: Op, rpc: Option<&RpcId>) -> Result<TxId, JournalError> {
+        let mut last = self.last.lock();
+        *last += 1;
+        self.records.lock().push(record(*last, op, rpc));
+        Ok(*last)
     }
 
     fn sync(&self, txid: TxId) -> BoxFuture<'_, Result<(), JournalError>> {
@@ -80,12 +83,13 @@ impl Journal for MemoryJournal {
                 if durable >= txid {
                     return Ok(());
                 }
-                if !held {
+                if !held && txid <= self.last_txid() {
                     let last = self.last_txid();
                     self.durable
                         .send_modify(|(durable, _)| *durable = (*durable).max(last));
                     continue;
                 }
+                // Held, or a txid not appended yet: wait for it.
                 if watcher.changed().await.is_err() {
                     return Err(JournalError::Failed("the journal was dropped".into()));
                 }
@@ -94,7 +98,14 @@ impl Journal for MemoryJournal {
     }
 
     fn last_txid(&self) -> TxId {
-        self.records.lock().len() as TxId
+        *self.last.lock()
+    }
+
+    fn note_applied(&self, txid: TxId) {
+        let mut last = self.last.lock();
+        *last = (*last).max(txid);
+        self.durable
+            .send_modify(|(durable, _)| *durable = (*durable).max(txid));
     }
 
     fn roll(&self) -> BoxFuture<'_, Result<TxId, JournalError>> {

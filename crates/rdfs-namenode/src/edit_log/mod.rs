@@ -51,9 +51,40 @@ pub enum JournalError {
     },
 }
 
+/// The client call that made an edit (HDFS's rpc ids): the client's 16-byte
+/// id and its call id. Recorded with at-most-once calls' edits, so a
+/// namenode applying them can answer retries (see `retry_cache`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct RpcId {
+    pub client_id: [u8; 16],
+    pub call_id: i32,
+}
+
+impl RpcId {
+    /// The ids a record carries, if any.
+    pub fn of(record: &EditRecord) -> Option<Self> {
+        let client_id: [u8; 16] = record.rpc_client_id.as_slice().try_into().ok()?;
+        Some(Self {
+            client_id,
+            call_id: record.rpc_call_id,
+        })
+    }
+}
+
+/// The record of edit `txid`: `op`, made by the call `rpc`.
+pub fn record(txid: TxId, op: Op, rpc: Option<&RpcId>) -> EditRecord {
+    EditRecord {
+        txid,
+        op: Some(op),
+        rpc_client_id: rpc.map(|r| r.client_id.to_vec()).unwrap_or_default(),
+        rpc_call_id: rpc.map_or(0, |r| r.call_id),
+    }
+}
+
 pub trait Journal: Send + Sync {
-    /// Adds `op` to the log and returns its txid. Never blocks on I/O.
-    fn append(&self, op: Op) -> Result<TxId, JournalError>;
+    /// Adds `op`, made by the client call `rpc` when it is an at-most-once
+    /// call, to the log and returns its txid. Never blocks on I/O.
+    fn append(&self, op: Op, rpc: Option<&RpcId>) -> Result<TxId, JournalError>;
 
     /// Resolves once every edit up to `txid` is durable.
     fn sync(&self, txid: TxId) -> BoxFuture<'_, Result<(), JournalError>>;

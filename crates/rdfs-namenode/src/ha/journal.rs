@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use rdfs_qjournal::QuorumWriter;
 
 use crate::edit_log::segment::encode_record;
-use crate::edit_log::{EditRecord, Journal, JournalError, Op, TxId};
+use crate::edit_log::{Journal, JournalError, Op, RpcId, TxId, record};
 
 pub struct QuorumJournal {
     inner: Arc<Inner>,
@@ -209,13 +209,13 @@ impl Inner {
 }
 
 impl Journal for QuorumJournal {
-    fn append(&self, op: Op) -> Result<TxId, JournalError> {
+    fn append(&self, op: Op, rpc: Option<&RpcId>) -> Result<TxId, JournalError> {
         let mut state = self.inner.state.lock();
         if let Some(failed) = &state.failed {
             return Err(not_active(failed));
         }
         let txid = state.last_appended + 1;
-        encode_record(&EditRecord { txid, op: Some(op) }, &mut state.pending);
+        encode_record(&record(txid, op, rpc), &mut state.pending);
         if state.pending_count == 0 {
             state.pending_first = txid;
         }
@@ -284,9 +284,9 @@ impl HaJournal {
 }
 
 impl Journal for HaJournal {
-    fn append(&self, op: Op) -> Result<TxId, JournalError> {
+    fn append(&self, op: Op, rpc: Option<&RpcId>) -> Result<TxId, JournalError> {
         match &*self.active.read() {
-            Some(journal) => journal.append(op),
+            Some(journal) => journal.append(op, rpc),
             None => Err(Self::standby_error()),
         }
     }

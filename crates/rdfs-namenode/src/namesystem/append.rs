@@ -19,10 +19,13 @@ use crate::edit_log::Op;
 use crate::error::{NamenodeError, Result};
 use crate::namespace::InodeId;
 use crate::placement;
+use crate::retry_cache::Outcome;
+
+use super::retry::Attempt;
 
 /// What an append answers: the partial last block to write on (none when
 /// the file ends on a block boundary) and the file's status.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AppendResult {
     pub block: Option<LocatedBlock>,
     pub status: FileStatus,
@@ -33,6 +36,10 @@ impl Namesystem {
     /// `appendFile`).
     pub async fn append(&self, caller: &Caller, src: &str, client: &str) -> Result<AppendResult> {
         let components = path::components(src)?;
+        let ticket = match self.attempt(caller).await? {
+            Attempt::Run(ticket) => ticket,
+            Attempt::Answered(outcome) => return outcome.into_append(),
+        };
         let (txid, result) = {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot append to file{src}"))?;
@@ -62,13 +69,14 @@ impl Namesystem {
                 )));
             }
             let reopened = last.filter(|s| fs.blocks.info(*s).num_bytes < block_size);
-            let txid = self.log(
+            let txid = self.log_call(
                 fs,
                 Op::ReopenFile(edit::ReopenFile {
                     inode_id: id,
                     client_name: client.to_string(),
                     last_block_reopened: reopened.is_some(),
                 }),
+                caller.rpc.as_ref(),
             )?;
             fs.leases.set_machine(id, &caller.machine);
             let block = reopened.map(|slot| {
@@ -86,7 +94,9 @@ impl Namesystem {
                 "file reopened for append"
             );
             let status = file_status(fs, inode, Vec::new());
-            (txid, AppendResult { block, status })
+            let result = AppendResult { block, status };
+            ticket.succeeded(&Outcome::Append(Box::new(result.clone())), txid);
+            (txid, result)
         };
         self.sync(Some(txid)).await?;
         Ok(result)
@@ -133,6 +143,10 @@ impl Namesystem {
         client: &str,
     ) -> Result<bool> {
         let components = path::components(src)?;
+        let ticket = match self.attempt(caller).await? {
+            Attempt::Run(ticket) => ticket,
+            Attempt::Answered(outcome) => return outcome.into_bool(),
+        };
         let (txid, done) = {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot truncate for {src}"))?;
@@ -183,7 +197,7 @@ impl Namesystem {
                     Some(_) => fs.blocks.last_generation_stamp + 1,
                     None => 0,
                 };
-                let txid = self.log(
+                let txid = self.log_call(
                     fs,
                     Op::Truncate(edit::Truncate {
                         inode_id: id,
@@ -192,7 +206,9 @@ impl Namesystem {
                         mtime: now_ms(),
                         recovery_generation_stamp,
                     }),
+                    caller.rpc.as_ref(),
                 )?;
+                ticket.succeeded(&Outcome::Bool(cut.is_none()), txid);
                 if let Some(slot) = cut {
                     fs.leases.set_machine(id, &caller.machine);
                     self.dispatch_recovery(fs, slot, src);
@@ -340,12 +356,17 @@ impl Namesystem {
     /// older generation stamp are stale.
     pub async fn update_pipeline(
         &self,
+        caller: &Caller,
         client: &str,
         old_block: &ExtendedBlock,
         new_block: &ExtendedBlock,
         new_nodes: &[String],
         new_storages: &[String],
     ) -> Result<()> {
+        let ticket = match self.attempt(caller).await? {
+            Attempt::Run(ticket) => ticket,
+            Attempt::Answered(outcome) => return outcome.into_done(),
+        };
         let txid = {
             let mut state = self.state.write();
             Self::check_writable(&state, || "Pipeline not updated".to_string())?;
@@ -408,7 +429,7 @@ impl Namesystem {
                         new_block.num_bytes
                     )));
                 }
-                let txid = self.log(
+                let txid = self.log_call(
                     fs,
                     Op::UpdateLastBlock(edit::UpdateLastBlock {
                         inode_id: id,
@@ -418,8 +439,10 @@ impl Namesystem {
                             num_bytes: new_block.num_bytes,
                         }),
                     }),
+                    caller.rpc.as_ref(),
                 )?;
                 tracing::info!(old = %old_block, new = %new_block, nodes = ?new_nodes, client, "pipeline updated");
+                ticket.succeeded(&Outcome::Done, txid);
                 txid
             };
             for (index, storage_id) in &nodes {

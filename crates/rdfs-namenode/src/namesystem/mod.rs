@@ -15,6 +15,7 @@ mod balancing;
 mod datanodes;
 mod lease;
 mod read;
+mod retry;
 mod standby;
 mod write;
 
@@ -29,11 +30,12 @@ use rdfs_common::protocol::{FileStatus, FileType};
 use crate::apply::FsState;
 use crate::block_manager::BlockManager;
 use crate::datanode_manager::{DatanodeManager, Liveness};
-use crate::edit_log::{EditRecord, Journal, Op, TxId};
+use crate::edit_log::{EditRecord, Journal, Op, RpcId, TxId};
 use crate::error::{NamenodeError, Result};
 use crate::lease::LeaseManager;
 use crate::namespace::{Inode, Namespace, Resolved, ThroughFile};
 use crate::replication::ReplicationSettings;
+use crate::retry_cache::{RetryCache, RetryCacheConfig};
 use crate::safe_mode::{SafeMode, SafeModeConfig};
 use crate::storage::NamespaceInfo;
 
@@ -71,6 +73,7 @@ pub struct NamesystemConfig {
     pub lease_hard_limit: Duration,
     /// How often the lease monitor runs.
     pub lease_recheck_interval: Duration,
+    pub retry_cache: RetryCacheConfig,
 }
 
 impl NamesystemConfig {
@@ -109,15 +112,23 @@ impl NamesystemConfig {
             lease_soft_limit: Duration::from_millis(nn.lease_soft_limit_ms),
             lease_hard_limit: Duration::from_millis(nn.lease_hard_limit_ms),
             lease_recheck_interval: Duration::from_millis(nn.lease_recheck_interval_ms.max(10)),
+            retry_cache: RetryCacheConfig {
+                enabled: nn.retry_cache_enabled,
+                expiry: Duration::from_millis(nn.retry_cache_expiry_ms),
+                max_entries: nn.retry_cache_max_entries as usize,
+            },
         }
     }
 }
 
-/// Who is asking: the user name the client sent and its address.
+/// Who is asking: the user name the client sent and its address, and which
+/// call this is when the client names its calls (at-most-once calls are
+/// answered from the retry cache when retried).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
     pub machine: String,
+    pub rpc: Option<RpcId>,
 }
 
 /// Everything the namesystem lock protects.
@@ -140,6 +151,8 @@ pub struct Namesystem {
     fatal: CancellationToken,
     /// A standby's namesystem: changes come only from tailed edits.
     standby: std::sync::atomic::AtomicBool,
+    /// The answers of at-most-once calls, for their retries.
+    retry_cache: RetryCache,
 }
 
 /// An empty namespace of this cluster (what `-format` saves as fsimage 0).
@@ -163,6 +176,31 @@ pub fn empty_state(
 
 /// Replays `records` onto `state`, in order.
 pub fn replay(state: &mut FsState, records: &[EditRecord]) -> Result<()> {
+    replay_noting(state, records, |_, _| {})
+}
+
+/// A call an edit recorded, with what it answered (for the retry cache).
+pub type CallOutcome = (RpcId, crate::retry_cache::Outcome, TxId);
+
+/// Like [`replay`], and returns the outcomes of the at-most-once calls the
+/// edits name, as they were when each edit was applied.
+pub fn replay_calls(state: &mut FsState, records: &[EditRecord]) -> Result<Vec<CallOutcome>> {
+    let mut calls = Vec::new();
+    replay_noting(state, records, |state, record| {
+        if let (Some(rpc), Some(op)) = (RpcId::of(record), &record.op)
+            && let Some(outcome) = retry::outcome_of_edit(state, op)
+        {
+            calls.push((rpc, outcome, record.txid));
+        }
+    })?;
+    Ok(calls)
+}
+
+fn replay_noting(
+    state: &mut FsState,
+    records: &[EditRecord],
+    mut note: impl FnMut(&FsState, &EditRecord),
+) -> Result<()> {
     for record in records {
         let Some(op) = &record.op else {
             return Err(NamenodeError::Io(format!(
@@ -176,6 +214,7 @@ pub fn replay(state: &mut FsState, records: &[EditRecord]) -> Result<()> {
                 record.txid
             ))
         })?;
+        note(state, record);
     }
     Ok(())
 }
@@ -222,6 +261,7 @@ impl Namesystem {
     ) -> Self {
         // Every writer gets a fresh lease, as after an HDFS restart.
         fs.leases = LeaseManager::rebuild(&fs.namespace, Instant::now());
+        let retry_cache = RetryCache::new(config.retry_cache);
         let safe_mode = if safe_mode {
             SafeMode::startup(config.safe_mode)
         } else {
@@ -236,6 +276,7 @@ impl Namesystem {
             journal,
             info,
             config,
+            retry_cache,
             fatal,
             standby: std::sync::atomic::AtomicBool::new(false),
         }
@@ -251,6 +292,19 @@ impl Namesystem {
 
     pub fn last_txid(&self) -> TxId {
         self.journal.last_txid()
+    }
+
+    /// Remembers the answers of calls whose edits were replayed at start-up,
+    /// so their retries are answered as the first attempts were.
+    pub fn remember_calls(&self, calls: Vec<CallOutcome>) {
+        for (rpc, outcome, txid) in calls {
+            self.retry_cache.record(&rpc, outcome, txid);
+        }
+    }
+
+    /// Entries in the retry cache and the bytes they take, roughly.
+    pub fn retry_cache_usage(&self) -> (usize, usize) {
+        (self.retry_cache.len(), self.retry_cache.memory())
     }
 
     /// Cancelled once the edit log has failed: this namesystem's memory may
@@ -274,6 +328,11 @@ impl Namesystem {
 
     /// Applies `op` and appends it to the journal; the caller holds the lock.
     fn log(&self, fs: &mut FsState, op: Op) -> Result<TxId> {
+        self.log_call(fs, op, None)
+    }
+
+    /// Like [`Self::log`], for the edit an at-most-once call `rpc` made.
+    fn log_call(&self, fs: &mut FsState, op: Op, rpc: Option<&RpcId>) -> Result<TxId> {
         if self.is_standby() {
             // The RPC layer turns callers away first; this guards the
             // namespace should anything get through.
@@ -283,7 +342,7 @@ impl Namesystem {
         }
         fs.apply(&op)
             .map_err(|err| NamenodeError::Io(format!("internal error: {err}")))?;
-        match self.journal.append(op) {
+        match self.journal.append(op, rpc) {
             Ok(txid) => Ok(txid),
             Err(err) => {
                 self.fail(&err.to_string());

@@ -132,6 +132,9 @@ impl Namesystem {
             state.fs.apply(op).map_err(|err| {
                 NamenodeError::Io(format!("edit {} cannot be applied: {err}", record.txid))
             })?;
+            // So that, once active, it answers a retry of the call that made
+            // this edit as the old active did.
+            self.note_call_edit(&state.fs, record);
             last = record.txid;
             self.journal.note_applied(last);
         }

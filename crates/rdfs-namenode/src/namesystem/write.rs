@@ -17,6 +17,9 @@ use crate::edit_log::{Op, TxId};
 use crate::error::{NamenodeError, Result};
 use crate::namespace::{InodeId, Resolved};
 use crate::placement;
+use crate::retry_cache::Outcome;
+
+use super::retry::Attempt;
 
 impl Namesystem {
     pub async fn mkdirs(
@@ -152,6 +155,10 @@ impl Namesystem {
                 "Invalid values: dfs.bytes-per-checksum (={bpc}) must divide block size (={block_size}), at most {MAX_BLOCK_LEN}."
             )));
         }
+        let ticket = match self.attempt(caller).await? {
+            Attempt::Run(ticket) => ticket,
+            Attempt::Answered(outcome) => return outcome.into_status(),
+        };
         let (txid, status) = 'created: {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot create file{src}"))?;
@@ -224,7 +231,7 @@ impl Namesystem {
             let parent = resolved.deepest();
             let id = fs.namespace.next_inode_id().map_err(NamenodeError::Io)?;
             let group = inherited_group(fs, parent);
-            let txid = self.log(
+            let txid = self.log_call(
                 fs,
                 Op::AddFile(edit::AddFile {
                     inode_id: id,
@@ -240,13 +247,16 @@ impl Namesystem {
                     block_size,
                     client_name: client.to_string(),
                 }),
+                caller.rpc.as_ref(),
             )?;
             fs.leases.set_machine(id, &caller.machine);
             let inode = fs
                 .namespace
                 .get(id)
                 .ok_or_else(|| NamenodeError::Io("created file vanished".into()))?;
-            (txid, file_status(fs, inode, Vec::new()))
+            let status = file_status(fs, inode, Vec::new());
+            ticket.succeeded(&Outcome::Status(Box::new(status.clone())), txid);
+            (txid, status)
         };
         self.sync(Some(txid)).await?;
         Ok(status)
@@ -541,9 +551,13 @@ impl Namesystem {
 
     /// HDFS's original rename: `false` rather than an error for most failures;
     /// a destination that is a directory receives the source inside it.
-    pub async fn rename(&self, src: &str, dst: &str) -> Result<bool> {
+    pub async fn rename(&self, caller: &Caller, src: &str, dst: &str) -> Result<bool> {
         let src_components = path::components(src)?;
         let dst_components = path::components(dst)?;
+        let ticket = match self.attempt(caller).await? {
+            Attempt::Run(ticket) => ticket,
+            Attempt::Answered(outcome) => return outcome.into_bool(),
+        };
         let txid = {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot rename {src}"))?;
@@ -611,7 +625,7 @@ impl Namesystem {
                 );
                 return Ok(false);
             }
-            Some(self.log(
+            let txid = self.log_call(
                 fs,
                 Op::Rename(edit::Rename {
                     inode_id: src_id,
@@ -619,14 +633,21 @@ impl Namesystem {
                     new_name: new_name.as_bytes().to_vec(),
                     mtime: now_ms(),
                 }),
-            )?)
+                caller.rpc.as_ref(),
+            )?;
+            ticket.succeeded(&Outcome::Bool(true), txid);
+            Some(txid)
         };
         self.sync(txid).await?;
         Ok(true)
     }
 
-    pub async fn delete(&self, src: &str, recursive: bool) -> Result<bool> {
+    pub async fn delete(&self, caller: &Caller, src: &str, recursive: bool) -> Result<bool> {
         let components = path::components(src)?;
+        let ticket = match self.attempt(caller).await? {
+            Attempt::Run(ticket) => ticket,
+            Attempt::Answered(outcome) => return outcome.into_bool(),
+        };
         let txid = {
             let mut state = self.state.write();
             Self::check_writable(&state, || format!("Cannot delete {src}"))?;
@@ -645,13 +666,16 @@ impl Namesystem {
                 return Ok(false);
             }
             let id = inode.id();
-            Some(self.log(
+            let txid = self.log_call(
                 fs,
                 Op::Delete(edit::Delete {
                     inode_id: id,
                     mtime: now_ms(),
                 }),
-            )?)
+                caller.rpc.as_ref(),
+            )?;
+            ticket.succeeded(&Outcome::Bool(true), txid);
+            Some(txid)
         };
         self.sync(txid).await?;
         Ok(true)

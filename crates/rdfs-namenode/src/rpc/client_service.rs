@@ -192,8 +192,12 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
+        let caller = caller(&request);
         let req = request.get_ref();
-        let result = self.ns(Category::Write)?.rename(&req.src, &req.dst).await?;
+        let result = self
+            .ns(Category::Write)?
+            .rename(&caller, &req.src, &req.dst)
+            .await?;
         Ok(Response::new(pb::RenameResponse { result }))
     }
 
@@ -201,10 +205,11 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let caller = caller(&request);
         let req = request.get_ref();
         let result = self
             .ns(Category::Write)?
-            .delete(&req.src, req.recursive)
+            .delete(&caller, &req.src, req.recursive)
             .await?;
         Ok(Response::new(pb::DeleteResponse { result }))
     }
@@ -337,11 +342,13 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::UpdatePipelineRequest>,
     ) -> Result<Response<pb::UpdatePipelineResponse>, Status> {
+        let caller = caller(&request);
         let req = request.into_inner();
         let old_block = ExtendedBlock::from(required(req.old_block, "old block")?);
         let new_block = ExtendedBlock::from(required(req.new_block, "new block")?);
         self.ns(Category::Write)?
             .update_pipeline(
+                &caller,
                 &req.client_name,
                 &old_block,
                 &new_block,

@@ -4,8 +4,9 @@
 pub mod client_service;
 pub mod datanode_service;
 
-use rdfs_common::grpc::USER_METADATA_KEY;
+use rdfs_common::grpc::{CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, USER_METADATA_KEY};
 
+use crate::edit_log::RpcId;
 use crate::namesystem::Caller;
 
 /// Who sent a request: the user in its metadata (HDFS's default web user,
@@ -21,7 +22,28 @@ pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Caller {
     let machine = request
         .remote_addr()
         .map_or_else(|| "unknown".to_string(), |addr| addr.ip().to_string());
-    Caller { user, machine }
+    Caller {
+        user,
+        machine,
+        rpc: rpc_id(request.metadata()),
+    }
+}
+
+/// The call's ids (client id, call id), when the client sent them; a
+/// malformed pair is ignored rather than refused: the call then simply runs
+/// without the retry cache.
+fn rpc_id(metadata: &tonic::metadata::MetadataMap) -> Option<RpcId> {
+    let client = metadata.get(CLIENT_ID_METADATA_KEY)?.to_str().ok()?;
+    let call_id = metadata
+        .get(CALL_ID_METADATA_KEY)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()?;
+    Some(RpcId {
+        client_id: rdfs_common::grpc::parse_client_id(client)?,
+        call_id,
+    })
 }
 
 pub(crate) fn required<T>(field: Option<T>, name: &str) -> Result<T, tonic::Status> {

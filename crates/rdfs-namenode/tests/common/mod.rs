@@ -68,6 +68,7 @@ pub fn caller() -> Caller {
     Caller {
         user: "alice".into(),
         machine: "10.0.0.1".into(),
+        rpc: None,
     }
 }
 

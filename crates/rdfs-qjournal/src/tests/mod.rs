@@ -46,6 +46,7 @@ pub(crate) fn record(txid: TxId) -> EditRecord {
             inode_id: 16384 + txid,
             replication: (txid % 7) as u32 + 1,
         })),
+        ..Default::default()
     }
 }
 

@@ -219,6 +219,7 @@ fn marked(txid: TxId, mark: u32) -> Bytes {
             inode_id: 20_000 + u64::from(mark),
             replication: mark,
         })),
+        ..Default::default()
     };
     let mut out = Vec::new();
     segment::encode_record(&record, &mut out);

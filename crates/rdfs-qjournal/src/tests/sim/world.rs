@@ -80,6 +80,7 @@ fn batch(epoch: u64, first: TxId, count: u64) -> (Bytes, Vec<(TxId, Vec<u8>)>) {
                 inode_id: (epoch << 32) | txid,
                 replication: (epoch % 7) as u32 + 1,
             })),
+            ..Default::default()
         };
         segment::encode_record(&record, &mut framed);
         records.push((txid, record.encode_to_vec()));
