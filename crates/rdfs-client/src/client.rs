@@ -55,6 +55,11 @@ pub struct ClientSettings {
     pub failover_sleep_base: Duration,
     /// ...up to this.
     pub failover_sleep_max: Duration,
+    /// Times the locations of a file's last block being written are asked
+    /// again while no datanode is known for it...
+    pub last_block_length_retries: u32,
+    /// ...this long apart.
+    pub last_block_length_retry_interval: Duration,
 }
 
 /// HDFS's ReplaceDatanodeOnFailure policies.
@@ -101,6 +106,10 @@ impl ClientSettings {
             failover_max_attempts: config.client.failover_max_attempts.max(1),
             failover_sleep_base: Duration::from_millis(config.client.failover_sleep_base_ms),
             failover_sleep_max: Duration::from_millis(config.client.failover_sleep_max_ms),
+            last_block_length_retries: config.client.last_block_length_retries,
+            last_block_length_retry_interval: Duration::from_millis(
+                config.client.last_block_length_retry_interval_ms,
+            ),
         }
     }
 }
@@ -532,8 +541,37 @@ impl DfsClient {
 
     /// The block locations of a whole file, with the visible length of a
     /// last block under construction asked of its datanodes.
+    ///
+    /// A last block being written that the namenode knows no datanode of
+    /// (one that has just taken over and not heard from them yet) is asked
+    /// for again a few times; if it holds data by the namenode's account,
+    /// opening then fails (HDFS's "Could not obtain the last block
+    /// locations") rather than read the file short and call it whole.
     pub(crate) async fn readable_locations(&self, path: &str) -> Result<LocatedBlocks> {
-        let mut located = self.get_block_locations(path, 0, u64::MAX).await?;
+        let settings = &self.inner.settings;
+        let mut asked = 0;
+        let mut located = loop {
+            let located = self.get_block_locations(path, 0, u64::MAX).await?;
+            if located.under_construction
+                && !located.is_last_block_complete
+                && let Some(last) = located.last_block.as_ref()
+                && last.locations.is_empty()
+                && last.block.num_bytes > 0
+            {
+                if asked < settings.last_block_length_retries {
+                    asked += 1;
+                    tracing::info!(path, block = %last.block, attempt = asked,
+                        "no datanode is known yet for the last block being written; asking again");
+                    tokio::time::sleep(settings.last_block_length_retry_interval).await;
+                    continue;
+                }
+                return Err(ClientError::Transport(format!(
+                    "Could not obtain the last block locations of {path}: the namenode knows no datanode holding {} ({} bytes at least) after {asked} more tries",
+                    last.block, last.block.num_bytes
+                )));
+            }
+            break located;
+        };
         if !located.under_construction || located.is_last_block_complete {
             return Ok(located);
         }
@@ -548,6 +586,8 @@ impl DfsClient {
             return Ok(located);
         };
         if last.locations.is_empty() {
+            // Nothing written yet by the namenode's account: a block just
+            // allocated, its pipeline not set up.
             return Ok(located);
         }
         let mut failures = Vec::new();

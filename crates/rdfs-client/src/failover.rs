@@ -76,6 +76,10 @@ struct Namenode {
 enum Failure {
     /// The namenode answered `StandbyException` (its message kept).
     Standby(String),
+    /// It answered `RetriableException`: it cannot serve the call yet (an
+    /// active just promoted, still in its start-up safe mode) and asks to
+    /// be tried again after a pause, as HDFS clients do.
+    Retriable(String),
     /// No answer: refused, reset, timed out, or the address did not resolve.
     Unreachable(String),
 }
@@ -84,13 +88,14 @@ impl Failure {
     fn what(&self) -> &'static str {
         match self {
             Self::Standby(_) => "standby",
+            Self::Retriable(_) => "not ready yet",
             Self::Unreachable(_) => "unreachable",
         }
     }
 
     fn detail(&self) -> &str {
         match self {
-            Self::Standby(detail) | Self::Unreachable(detail) => detail,
+            Self::Standby(detail) | Self::Retriable(detail) | Self::Unreachable(detail) => detail,
         }
     }
 }
@@ -186,6 +191,17 @@ impl Shared {
                     }
                     Err(failure) => failure,
                 };
+                let exhausted = attempts >= self.max_attempts;
+                if let Failure::Retriable(_) = failure {
+                    // The active one asked to be tried again after a pause:
+                    // the others are no better, and it stays the one
+                    // believed active.
+                    answers[index] = Some(failure);
+                    if exhausted {
+                        return Err(self.give_up(attempts, &answers, index));
+                    }
+                    break;
+                }
                 let next = (index + 1) % count;
                 // Move the shared belief on, so calls that start now skip
                 // the failed namenode; only the call that moves it logs.
@@ -194,7 +210,6 @@ impl Shared {
                         .active
                         .compare_exchange(index, next, Ordering::AcqRel, Ordering::Acquire)
                         .is_ok();
-                let exhausted = attempts >= self.max_attempts;
                 if step + 1 < count && !exhausted {
                     self.log_failover(index, next, &failure, moved);
                 }
@@ -229,10 +244,13 @@ impl Shared {
                 self.attempt_timeout.as_millis()
             ))),
             Ok(Err(error)) => Err(Failure::Unreachable(error_chain(&error))),
-            Ok(Ok(response)) => match standby_message(&response) {
+            Ok(Ok(response)) => match refusal(&response) {
                 // A lone namenode's standby answer is final: there is nobody
                 // else to ask, and waiting on it would only delay the error.
-                Some(message) if self.namenodes.len() > 1 => Err(Failure::Standby(message)),
+                Some((ExceptionKind::Standby, message)) if self.namenodes.len() > 1 => {
+                    Err(Failure::Standby(message))
+                }
+                Some((ExceptionKind::Retriable, message)) => Err(Failure::Retriable(message)),
                 _ => Ok(response),
             },
         }
@@ -244,7 +262,7 @@ impl Shared {
         match failure {
             // Another call already moved on from this namenode and said so.
             _ if !moved => tracing::debug!(%detail, "namenode {from} is {what}; trying {to}"),
-            Failure::Standby(_) => {
+            Failure::Standby(_) | Failure::Retriable(_) => {
                 tracing::info!(%detail, "namenode {from} is {what}; trying {to}")
             }
             Failure::Unreachable(_) => {
@@ -298,6 +316,7 @@ impl Shared {
         let message = format!("{summary} (gave up after {attempts} attempts)");
         match answers[last] {
             Some(Failure::Standby(_)) => ExceptionKind::Standby.status(message),
+            Some(Failure::Retriable(_)) => ExceptionKind::Retriable.status(message),
             _ => tonic::Status::unavailable(message),
         }
     }
@@ -326,22 +345,21 @@ fn replayable(body: &Bytes) -> Body {
     Body::new(Full::new(body.clone()))
 }
 
-/// The message of a standby namenode's refusal, if `response` is one. Only
-/// a trailers-only response has `grpc-status` among its headers; its
-/// metadata (our exception kind) travels there too.
-fn standby_message(response: &http::Response<Body>) -> Option<String> {
+/// A standby's or a not-yet-ready namenode's refusal, if `response` is
+/// one: its kind and message. Only a trailers-only response has
+/// `grpc-status` among its headers; its metadata (our exception kind)
+/// travels there too.
+fn refusal(response: &http::Response<Body>) -> Option<(ExceptionKind, String)> {
     let headers = response.headers();
     headers.get("grpc-status")?;
     let kind = headers.get(EXCEPTION_METADATA_KEY)?.to_str().ok()?;
-    if ExceptionKind::from_name(kind) != Some(ExceptionKind::Standby) {
-        return None;
-    }
-    Some(
-        headers
-            .get("grpc-message")
-            .map(|value| percent_decode(value.as_bytes()))
-            .unwrap_or_else(|| ExceptionKind::Standby.name().to_string()),
-    )
+    let kind = ExceptionKind::from_name(kind)
+        .filter(|k| matches!(k, ExceptionKind::Standby | ExceptionKind::Retriable))?;
+    let message = headers
+        .get("grpc-message")
+        .map(|value| percent_decode(value.as_bytes()))
+        .unwrap_or_else(|| kind.name().to_string());
+    Some((kind, message))
 }
 
 /// Decodes a `grpc-message` header, which gRPC percent-encodes. A malformed

@@ -24,6 +24,15 @@ use rdfs_proto::client_namenode_server::{ClientNamenode, ClientNamenodeServer};
 struct FakeNamenode {
     standby: AtomicBool,
     calls: AtomicUsize,
+    /// Calls still to answer RetriableException (an active in its start-up
+    /// safe mode).
+    not_ready: AtomicUsize,
+    /// The (client id, call id) of every getFileInfo call received.
+    call_ids: std::sync::Mutex<Vec<(String, String)>>,
+    /// The length the namenode knows of the last block of `/open`, a file
+    /// being written whose last block has no known datanode.
+    open_last_block_bytes: std::sync::atomic::AtomicU64,
+    locations_asked: AtomicUsize,
 }
 
 impl FakeNamenode {
@@ -86,6 +95,27 @@ fake_namenode! {
             request: Request<pb::GetFileInfoRequest>,
         ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
             self.admit()?;
+            let id = |key: &str| {
+                request
+                    .metadata()
+                    .get(key)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("<none>")
+                    .to_string()
+            };
+            self.call_ids.lock().expect("ids").push((
+                id(rdfs_common::grpc::CLIENT_ID_METADATA_KEY),
+                id(rdfs_common::grpc::CALL_ID_METADATA_KEY),
+            ));
+            if self
+                .not_ready
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                return Err(ExceptionKind::Retriable.status(
+                    "Cannot get file info. Name node is in safe mode. In safe mode extension.",
+                ));
+            }
             // The user metadata must survive every replay of the request.
             let owner = request
                 .metadata()
@@ -102,6 +132,32 @@ fake_namenode! {
                     length: 42,
                     owner,
                     ..Default::default()
+                }),
+            }))
+        }
+
+        async fn get_block_locations(
+            &self,
+            _request: Request<pb::GetBlockLocationsRequest>,
+        ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
+            self.admit()?;
+            self.locations_asked.fetch_add(1, Ordering::SeqCst);
+            let last = pb::LocatedBlock {
+                block: Some(pb::ExtendedBlock {
+                    pool_id: "BP-1".into(),
+                    block_id: 1_073_741_825,
+                    generation_stamp: 1001,
+                    num_bytes: self.open_last_block_bytes.load(Ordering::SeqCst),
+                }),
+                ..Default::default()
+            };
+            Ok(Response::new(pb::GetBlockLocationsResponse {
+                locations: Some(pb::LocatedBlocks {
+                    file_length: 0,
+                    blocks: vec![last.clone()],
+                    under_construction: true,
+                    last_block: Some(last),
+                    is_last_block_complete: false,
                 }),
             }))
         }
@@ -127,7 +183,6 @@ fake_namenode! {
     }
     get_listing(GetListingRequest) -> GetListingResponse;
     get_content_summary(GetContentSummaryRequest) -> GetContentSummaryResponse;
-    get_block_locations(GetBlockLocationsRequest) -> GetBlockLocationsResponse;
     get_server_defaults(GetServerDefaultsRequest) -> GetServerDefaultsResponse;
     mkdirs(MkdirsRequest) -> MkdirsResponse;
     create(CreateRequest) -> CreateResponse;
@@ -503,4 +558,72 @@ async fn concurrent_calls_all_fail_over() {
     }
     assert_eq!(active.calls(), 20);
     assert!(standby.calls() <= 20);
+}
+
+#[tokio::test]
+async fn a_not_ready_active_is_retried_with_the_same_call_ids() {
+    let (active, standby) = (FakeNamenode::active(), FakeNamenode::standby());
+    active.not_ready.store(2, Ordering::SeqCst);
+    let active_addr = serve(&active).await;
+    let standby_addr = serve(&standby).await;
+    let client = nameservice(&[&active_addr, &standby_addr], 10);
+    let status = client
+        .get_file_info("/f")
+        .await
+        .expect("answered once the active is ready")
+        .expect("status");
+    assert_eq!(status.length, 42);
+    assert_eq!(
+        (active.calls(), standby.calls()),
+        (3, 0),
+        "retried on the active, which stays the one believed active"
+    );
+    client.get_file_info("/g").await.expect("call");
+    let ids = active.call_ids.lock().expect("ids").clone();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(ids[0].0.len(), 32, "a 16-byte client id in hex: {ids:?}");
+    assert!(ids.iter().all(|(client_id, _)| *client_id == ids[0].0));
+    assert!(
+        ids[..3].iter().all(|(_, call)| *call == ids[0].1),
+        "retries repeat the call id: {ids:?}"
+    );
+    assert_ne!(ids[3].1, ids[0].1, "a new call gets a new id");
+}
+
+#[tokio::test]
+async fn a_namenode_that_stays_not_ready_ends_in_retriable_exception() {
+    let active = FakeNamenode::active();
+    active.not_ready.store(usize::MAX, Ordering::SeqCst);
+    let addr = serve(&active).await;
+    let client = nameservice(&[&addr], 3);
+    let err = client.get_file_info("/f").await.expect_err("never ready");
+    assert!(err.to_string().contains("safe mode"), "{err}");
+    assert_eq!(active.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_last_block_with_data_and_no_known_datanode_fails_the_open_instead_of_a_short_read() {
+    let nn = FakeNamenode::active();
+    nn.open_last_block_bytes.store(89_409, Ordering::SeqCst);
+    let addr = serve(&nn).await;
+    let mut settings = settings(3, Duration::from_secs(5));
+    settings.last_block_length_retries = 2;
+    settings.last_block_length_retry_interval = Duration::from_millis(10);
+    let client = DfsClient::new_nameservice(&[&addr], "tester", settings.clone()).expect("client");
+    let err = client.open("/open").await.err().expect("no short read");
+    assert!(
+        err.to_string()
+            .contains("Could not obtain the last block locations of /open"),
+        "{err}"
+    );
+    assert_eq!(
+        nn.locations_asked.load(Ordering::SeqCst),
+        3,
+        "asked again twice"
+    );
+
+    // Nothing written to it yet by the namenode's account: an empty block.
+    nn.open_last_block_bytes.store(0, Ordering::SeqCst);
+    let client = DfsClient::new_nameservice(&[&addr], "tester", settings).expect("client");
+    client.open("/open").await.expect("opens at once");
 }

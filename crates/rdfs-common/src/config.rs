@@ -127,6 +127,14 @@ pub struct ClientConfig {
     /// Longest pause between failover attempts
     /// (`dfs.client.failover.sleep.max.millis`).
     pub failover_sleep_max_ms: u64,
+    /// Times a reader asks again for the locations of a file's last block
+    /// while it is being written and the namenode knows none of its
+    /// datanodes yet (a namenode that has just taken over), before it fails
+    /// rather than read the file short
+    /// (`dfs.client.retry.times.get-last-block-length`)...
+    pub last_block_length_retries: u32,
+    /// ...this long apart (`dfs.client.retry.interval-ms.get-last-block-length`).
+    pub last_block_length_retry_interval_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -145,6 +153,8 @@ impl Default for ClientConfig {
             failover_max_attempts: 30,
             failover_sleep_base_ms: 50,
             failover_sleep_max_ms: 500,
+            last_block_length_retries: 3,
+            last_block_length_retry_interval_ms: 4_000,
         }
     }
 }
@@ -729,6 +739,16 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
     HadoopAlias {
         hadoop: "dfs.namenode.retrycache.expirytime.millis",
         rdfs: "namenode.retry_cache_expiry_ms",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.retry.times.get-last-block-length",
+        rdfs: "client.last_block_length_retries",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.client.retry.interval-ms.get-last-block-length",
+        rdfs: "client.last_block_length_retry_interval_ms",
         scale: 1,
     },
     HadoopAlias {

@@ -318,6 +318,28 @@ impl BlockManager {
         step(&mut self.safe_blocks, before.1, after.1);
     }
 
+    /// Up to `limit` complete blocks without their minimum live replicas,
+    /// each with the path of its file: what safe mode waits for. A full
+    /// scan of the block map; callers do it now and then, not per call.
+    pub fn unsafe_blocks(
+        &self,
+        namespace: &crate::namespace::Namespace,
+        datanodes: &DatanodeManager,
+        limit: usize,
+    ) -> Vec<(BlockName, String)> {
+        let mut found = Vec::new();
+        for slot in self.blocks.live_slots() {
+            if found.len() >= limit {
+                break;
+            }
+            if let (true, false) = self.safety_of(slot, datanodes) {
+                let file = namespace.at(self.blocks.get(slot).inode).id();
+                found.push((self.name(slot), namespace.path_of(file)));
+            }
+        }
+        found
+    }
+
     /// Counts complete and safe blocks from scratch (after loading an image).
     pub fn recount(&mut self, datanodes: &DatanodeManager) {
         let (mut complete, mut safe) = (0, 0);

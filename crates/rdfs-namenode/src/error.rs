@@ -42,6 +42,11 @@ pub enum NamenodeError {
     SafeMode(String),
     #[error("{0}")]
     Standby(String),
+    /// The call cannot be served yet and the client should try again after
+    /// a pause (HDFS's RetriableException): an active namenode still in its
+    /// start-up safe mode.
+    #[error("{0}")]
+    Retriable(String),
     #[error("{0}")]
     Io(String),
     #[error(transparent)]
@@ -70,6 +75,7 @@ impl NamenodeError {
             Self::DisallowedDatanode(_) => ExceptionKind::DisallowedDatanode,
             Self::SafeMode(_) => ExceptionKind::SafeMode,
             Self::Standby(_) => ExceptionKind::Standby,
+            Self::Retriable(_) => ExceptionKind::Retriable,
             Self::Journal(JournalError::NotActive(_)) => ExceptionKind::Standby,
             Self::Io(_) | Self::Journal(_) => ExceptionKind::Io,
         }

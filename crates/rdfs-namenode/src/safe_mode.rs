@@ -43,7 +43,13 @@ pub struct SafeMode {
     config: SafeModeConfig,
     state: State,
     last: BlockSafety,
+    /// Some of the blocks start-up safe mode still waits for (block, file),
+    /// as last looked up, so the tip names them.
+    waiting_for: Vec<String>,
 }
+
+/// Blocks named in the tip at most.
+pub const TIP_BLOCKS: usize = 5;
 
 impl SafeMode {
     /// Safe mode as a namenode starts: on.
@@ -54,6 +60,7 @@ impl SafeMode {
                 thresholds_met_at: None,
             },
             last: BlockSafety::default(),
+            waiting_for: Vec::new(),
         }
     }
 
@@ -62,7 +69,19 @@ impl SafeMode {
             config,
             state: State::Off,
             last: BlockSafety::default(),
+            waiting_for: Vec::new(),
         }
+    }
+
+    /// Whether start-up safe mode is short of its block threshold (so the
+    /// blocks it waits for are worth naming).
+    pub fn is_short_of_blocks(&self) -> bool {
+        matches!(self.state, State::Startup { .. }) && !self.thresholds_met(self.last)
+    }
+
+    /// Names some of the blocks safe mode waits for in the tip.
+    pub fn set_waiting_for(&mut self, blocks: Vec<String>) {
+        self.waiting_for = blocks;
     }
 
     pub fn is_on(&self) -> bool {
@@ -172,6 +191,20 @@ impl SafeMode {
                     tip.push_str(" In safe mode extension. Safe mode will be turned off automatically soon.");
                 } else {
                     tip.push_str(" Safe mode will be turned off automatically once the thresholds have been reached.");
+                }
+                if s.safe < needed && !self.waiting_for.is_empty() {
+                    let more = (needed - s.safe).saturating_sub(self.waiting_for.len() as u64);
+                    tip.push_str(&format!(
+                        " Blocks with no live replica reported yet include {}{}; \
+                         `rdfs fsck / -files -blocks` lists every one. If the datanodes holding them \
+                         are gone for good, `rdfs dfsadmin -safemode leave` and delete or restore those files.",
+                        self.waiting_for.join(", "),
+                        if more > 0 {
+                            format!(" and at least {more} more")
+                        } else {
+                            String::new()
+                        }
+                    ));
                 }
                 tip
             }

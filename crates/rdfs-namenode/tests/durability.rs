@@ -248,3 +248,77 @@ async fn excess_replicas_wait_for_fresh_reports_after_a_promotion() {
         "one excess copy goes once every holder reported"
     );
 }
+
+#[tokio::test]
+async fn an_active_promoted_in_start_up_safe_mode_asks_writers_to_retry() {
+    let journal = Arc::new(MemoryJournal::new());
+    let first = namesystem(Arc::clone(&journal));
+    register(&first, 3).await;
+    closed_file(&first, "/f", &[100]).await;
+    let restarted = |promote: bool| {
+        let mut state = rdfs_namenode::namesystem::empty_state(&info(), &config(), "", "", 0);
+        rdfs_namenode::namesystem::replay(&mut state, &journal.records()).expect("replay");
+        let ns = Namesystem::new(
+            info(),
+            config(),
+            state,
+            Arc::new(MemoryJournal::new()),
+            tokio_util::sync::CancellationToken::new(),
+            true,
+        );
+        if promote {
+            ns.set_standby();
+            ns.promote();
+        }
+        ns
+    };
+    let create = |ns: Namesystem| async move {
+        ns.create(&caller(), "/g", 0o644, "w", false, true, 3, common::BLOCK)
+            .await
+            .expect_err("its block is not reported yet")
+    };
+    let promoted = create(restarted(true)).await;
+    assert_eq!(
+        promoted.kind(),
+        rdfs_common::ExceptionKind::Retriable,
+        "{promoted}"
+    );
+    assert!(
+        promoted.to_string().contains("Name node is in safe mode"),
+        "{promoted}"
+    );
+    // A namenode without HA, starting up, refuses as HDFS's does.
+    let single = create(restarted(false)).await;
+    assert_eq!(
+        single.kind(),
+        rdfs_common::ExceptionKind::SafeMode,
+        "{single}"
+    );
+}
+
+#[tokio::test]
+async fn safe_mode_names_the_blocks_it_waits_for() {
+    let journal = Arc::new(MemoryJournal::new());
+    let first = namesystem(Arc::clone(&journal));
+    register(&first, 3).await;
+    let blocks = closed_file(&first, "/data/f", &[100]).await;
+    let mut state = rdfs_namenode::namesystem::empty_state(&info(), &config(), "", "", 0);
+    rdfs_namenode::namesystem::replay(&mut state, &journal.records()).expect("replay");
+    let restarted = Namesystem::new(
+        info(),
+        config(),
+        state,
+        Arc::new(MemoryJournal::new()),
+        tokio_util::sync::CancellationToken::new(),
+        true,
+    );
+    restarted.tick();
+    let tip = restarted.safe_mode_tip().expect("in safe mode");
+    assert!(
+        tip.contains(&format!(
+            "blk_{}_{} of /data/f",
+            blocks[0].block_id, blocks[0].generation_stamp
+        )),
+        "{tip}"
+    );
+}

@@ -114,6 +114,9 @@ pub async fn bootstrap_standby(config: &Config, force: bool) -> Result<Bootstrap
                         peer.id, check.txid
                     )));
                 }
+                check_edits_follow(&qjm, txid, &config.ha.shared_edits_dir)
+                    .await
+                    .map_err(ServerError::Ha)?;
                 storage::format_with_image(&config.namenode.name_dirs, force, &info, txid, &image)?;
                 return Ok(Bootstrapped {
                     from: peer.id,
@@ -128,6 +131,39 @@ pub async fn bootstrap_standby(config: &Config, force: bool) -> Result<Bootstrap
         "no other namenode could provide an image: {}",
         failures.join("; ")
     )))
+}
+
+/// Checks that the journal holds every committed edit after `image_txid`, so
+/// a standby starting from that image can catch up: a journal purged past
+/// it (the image is older than every namenode's retained ones) would leave
+/// it behind for good, unable ever to take over.
+pub(crate) async fn check_edits_follow(
+    qjm: &QuorumClient,
+    image_txid: TxId,
+    shared_edits_dir: &str,
+) -> Result<(), String> {
+    let committed = qjm
+        .last_committed_txid()
+        .await
+        .map_err(|err| format!("cannot read the shared journal: {err}"))?;
+    if committed <= image_txid {
+        return Ok(());
+    }
+    let unavailable = |why: String| {
+        format!(
+            "Unable to read transaction ids {}-{committed} from the configured shared edits storage \
+             {shared_edits_dir}: {why}. The image copied ends at txid {image_txid}. Save a newer \
+             image on the active namenode (`rdfs dfsadmin -safemode enter`, \
+             `rdfs dfsadmin -saveNamespace`, `rdfs dfsadmin -safemode leave`) and bootstrap again.",
+            image_txid + 1
+        )
+    };
+    // Nothing readable yet (journalnodes that have not heard the newest
+    // commit) is no gap: the standby reads it once they have.
+    match qjm.read_committed(image_txid + 1, 1).await {
+        Ok(_) => Ok(()),
+        Err(err) => Err(unavailable(err.to_string())),
+    }
 }
 
 async fn fetch_image(
@@ -208,4 +244,85 @@ pub async fn initialize_shared_edits(config: &Config, force: bool) -> Result<TxI
         .await
         .map_err(|e| ServerError::Ha(e.to_string()))?;
     Ok(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdfs_qjournal::Journalnode;
+
+    /// Three journalnodes on 127.0.0.1:0 serving until the test ends.
+    async fn journalnodes(tmp: &std::path::Path) -> QuorumJournalUri {
+        let mut names = Vec::new();
+        for i in 0..3 {
+            let mut config = Config::default();
+            config.journalnode.edits_dir = tmp.join(format!("jn{i}"));
+            config.journalnode.rpc_address = "127.0.0.1:0".into();
+            let jn = Journalnode::start(&config).await.expect("journalnode");
+            names.push(jn.address().to_string());
+            tokio::spawn(jn.serve(std::future::pending()));
+        }
+        QuorumJournalUri {
+            journalnodes: names,
+            journal_id: "ns1".into(),
+        }
+    }
+
+    fn op(txid: TxId) -> crate::edit_log::Op {
+        crate::edit_log::Op::SetReplication(rdfs_proto::editlog::SetReplication {
+            inode_id: 16385 + txid,
+            replication: 2,
+        })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bootstrapping_refuses_an_image_the_journal_has_purged_past() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let uri = journalnodes(tmp.path()).await;
+        let qjm = QuorumClient::new(&uri, Duration::from_secs(5));
+        let info = NamespaceInfo {
+            cluster_id: "CID-b".into(),
+            block_pool_id: "BP-b".into(),
+            namespace_id: 5,
+            layout_version: NAMENODE_LAYOUT_VERSION,
+            ctime: 0,
+        };
+        qjm.format(&stamp_of(&info), false).await.expect("format");
+        let writer = qjm
+            .new_epoch(&stamp_of(&info), "nn1", Duration::from_secs(60), true)
+            .await
+            .expect("epoch");
+        writer.recover().await.expect("recover");
+        for (first, last) in [(1, 5), (6, 10)] {
+            writer.start_segment(first).await.expect("segment");
+            let mut framed = Vec::new();
+            for txid in first..=last {
+                encode_record(&crate::edit_log::record(txid, op(txid), None), &mut framed);
+            }
+            writer
+                .journal(first, last - first + 1, framed.into())
+                .await
+                .expect("journal");
+            writer
+                .finalize_segment(first, last)
+                .await
+                .expect("finalize");
+        }
+        writer.purge_older_than(6).await.expect("purge");
+        let err = check_edits_follow(&qjm, 3, "qjournal://test/ns1")
+            .await
+            .expect_err("edits 4-5 are gone");
+        assert!(
+            err.starts_with(
+                "Unable to read transaction ids 4-10 from the configured shared edits storage"
+            ),
+            "{err}"
+        );
+        check_edits_follow(&qjm, 5, "qjournal://test/ns1")
+            .await
+            .expect("edits 6-10 follow image 5");
+        check_edits_follow(&qjm, 10, "qjournal://test/ns1")
+            .await
+            .expect("nothing follows image 10");
+    }
 }

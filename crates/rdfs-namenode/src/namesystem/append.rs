@@ -42,7 +42,7 @@ impl Namesystem {
         };
         let (txid, result) = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot append to file{src}"))?;
+            self.check_writable(&state, || format!("Cannot append to file{src}"))?;
             let fs = &mut state.fs;
             let id = through_file_access(fs.namespace.resolve(&components))?
                 .last()
@@ -149,7 +149,7 @@ impl Namesystem {
         };
         let (txid, done) = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot truncate for {src}"))?;
+            self.check_writable(&state, || format!("Cannot truncate for {src}"))?;
             let fs = &mut state.fs;
             let before = self.journal.last_txid();
             let id = through_file_access(fs.namespace.resolve(&components))?
@@ -238,7 +238,7 @@ impl Namesystem {
     ) -> Result<()> {
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot fsync file {src}"))?;
+            self.check_writable(&state, || format!("Cannot fsync file {src}"))?;
             let fs = &mut state.fs;
             let id = writable_file(fs, src, file_id, client)?;
             fs.leases.renew(client, Instant::now());
@@ -325,7 +325,7 @@ impl Namesystem {
     ) -> Result<LocatedBlock> {
         let (txid, located) = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || {
+            self.check_writable(&state, || {
                 format!("Cannot get a new generation stamp and an access token for block {block}")
             })?;
             let fs = &mut state.fs;
@@ -369,7 +369,7 @@ impl Namesystem {
         };
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || "Pipeline not updated".to_string())?;
+            self.check_writable(&state, || "Pipeline not updated".to_string())?;
             let fs = &mut state.fs;
             let (id, slot) = Self::under_construction_block(fs, old_block, client)?;
             fs.leases.renew(client, Instant::now());

@@ -65,7 +65,7 @@ impl Namesystem {
         target: &str,
     ) -> Result<()> {
         let mut state = self.state.write();
-        Self::check_writable(&state, || format!("Cannot move a replica of {block}"))?;
+        self.check_writable(&state, || format!("Cannot move a replica of {block}"))?;
         let FsState {
             blocks, datanodes, ..
         } = &mut state.fs;

@@ -21,6 +21,10 @@ use crate::hosts::HostLists;
 use crate::replication;
 use crate::topology::Topology;
 
+/// How often start-up safe mode, short of blocks, looks up which ones it
+/// waits for (a scan of the block map).
+const SAFE_MODE_LOOKUP_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A datanode's registration request.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -647,6 +651,26 @@ impl Namesystem {
         if safe_mode.is_automatic() {
             let safety = self.block_safety(fs);
             safe_mode.update(safety, now);
+            // Name what it waits for, now and then: a namenode that cannot
+            // leave safe mode must say which blocks keep it there.
+            let due = self
+                .safe_mode_looked_up
+                .lock()
+                .is_none_or(|at| now.duration_since(at) >= SAFE_MODE_LOOKUP_PERIOD);
+            if safe_mode.is_short_of_blocks() && due {
+                *self.safe_mode_looked_up.lock() = Some(now);
+                let waiting: Vec<String> = fs
+                    .blocks
+                    .unsafe_blocks(&fs.namespace, &fs.datanodes, crate::safe_mode::TIP_BLOCKS)
+                    .into_iter()
+                    .map(|(block, file)| format!("{block} of {file}"))
+                    .collect();
+                if !waiting.is_empty() {
+                    tracing::warn!(safe = safety.safe, total = safety.total, waiting = ?waiting,
+                        "safe mode waits for blocks no datanode has reported");
+                }
+                safe_mode.set_waiting_for(waiting);
+            }
         }
     }
 }

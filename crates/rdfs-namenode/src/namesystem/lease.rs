@@ -33,7 +33,7 @@ impl Namesystem {
     /// Renews every lease `client` holds; fine when it holds none.
     pub fn renew_lease(&self, client: &str) -> Result<()> {
         let mut state = self.state.write();
-        Self::check_writable(&state, || format!("Cannot renew lease for {client}"))?;
+        self.check_writable(&state, || format!("Cannot renew lease for {client}"))?;
         state.fs.leases.renew(client, Instant::now());
         Ok(())
     }
@@ -45,7 +45,7 @@ impl Namesystem {
         let components = path::components(src)?;
         let (txid, closed) = 'recover: {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot recover the lease of {src}"))?;
+            self.check_writable(&state, || format!("Cannot recover the lease of {src}"))?;
             let fs = &mut state.fs;
             let id = through_file_access(fs.namespace.resolve(&components))?
                 .last()
@@ -388,7 +388,7 @@ impl Namesystem {
     ) -> Result<()> {
         let txid = 'commit: {
             let mut state = self.state.write();
-            Self::check_writable(&state, || {
+            self.check_writable(&state, || {
                 format!("Cannot commitBlockSynchronization while in safe mode ({block})")
             })?;
             let fs = &mut state.fs;

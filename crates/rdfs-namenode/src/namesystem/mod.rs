@@ -151,6 +151,10 @@ pub struct Namesystem {
     fatal: CancellationToken,
     /// A standby's namesystem: changes come only from tailed edits.
     standby: std::sync::atomic::AtomicBool,
+    /// An HA active's: a standby that was promoted.
+    promoted: std::sync::atomic::AtomicBool,
+    /// When start-up safe mode last looked up the blocks it waits for.
+    safe_mode_looked_up: parking_lot::Mutex<Option<Instant>>,
     /// The answers of at-most-once calls, for their retries.
     retry_cache: RetryCache,
 }
@@ -279,6 +283,8 @@ impl Namesystem {
             retry_cache,
             fatal,
             standby: std::sync::atomic::AtomicBool::new(false),
+            promoted: std::sync::atomic::AtomicBool::new(false),
+            safe_mode_looked_up: parking_lot::Mutex::new(None),
         }
     }
 
@@ -314,14 +320,24 @@ impl Namesystem {
     }
 
     /// Refuses a change while in safe mode: "<operation>. Name node is in
-    /// safe mode." and why, as HDFS words it.
-    fn check_writable(locked: &Locked, operation: impl FnOnce() -> String) -> Result<()> {
+    /// safe mode." and why, as HDFS words it. An HA active still in its
+    /// start-up safe mode (promoted before enough blocks were reported)
+    /// will leave it by itself soon: it says RetriableException, which
+    /// clients retry, as HDFS's does, rather than fail every write of a
+    /// failover.
+    fn check_writable(&self, locked: &Locked, operation: impl FnOnce() -> String) -> Result<()> {
         if locked.safe_mode.is_on() {
-            return Err(NamenodeError::SafeMode(format!(
+            let message = format!(
                 "{}. Name node is in safe mode.\n{}",
                 operation(),
                 locked.safe_mode.tip()
-            )));
+            );
+            if locked.safe_mode.is_automatic()
+                && self.promoted.load(std::sync::atomic::Ordering::Acquire)
+            {
+                return Err(NamenodeError::Retriable(message));
+            }
+            return Err(NamenodeError::SafeMode(message));
         }
         Ok(())
     }

@@ -161,6 +161,7 @@ impl Namesystem {
         fs.datanodes.mark_all_content_stale();
         fs.leases = LeaseManager::rebuild(&fs.namespace, Instant::now());
         self.standby.store(false, Ordering::Release);
+        self.promoted.store(true, Ordering::Release);
         tracing::info!(
             unexplained_reports = unexplained,
             cleared_work = cleared,

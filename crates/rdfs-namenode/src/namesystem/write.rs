@@ -32,7 +32,7 @@ impl Namesystem {
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot create directory {src}"))?;
+            self.check_writable(&state, || format!("Cannot create directory {src}"))?;
             let fs = &mut state.fs;
             let resolved = through_file_create(fs.namespace.resolve(&components))?;
             match resolved.last().and_then(|id| fs.namespace.get(id)) {
@@ -161,7 +161,7 @@ impl Namesystem {
         };
         let (txid, status) = 'created: {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot create file{src}"))?;
+            self.check_writable(&state, || format!("Cannot create file{src}"))?;
             let fs = &mut state.fs;
             let resolved = through_file_create(fs.namespace.resolve(&components))?;
             // Every edit below is covered by the sync of the last one, AddFile.
@@ -287,7 +287,7 @@ impl Namesystem {
     ) -> Result<LocatedBlock> {
         let (txid, located) = 'allocate: {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot add block to {src}"))?;
+            self.check_writable(&state, || format!("Cannot add block to {src}"))?;
             let fs = &mut state.fs;
             let id = writable_file(fs, src, file_id, client)?;
             fs.leases.renew(client, Instant::now());
@@ -429,7 +429,7 @@ impl Namesystem {
     ) -> Result<()> {
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || {
+            self.check_writable(&state, || {
                 format!("Cannot abandon block {block} for file{src}")
             })?;
             let fs = &mut state.fs;
@@ -466,7 +466,7 @@ impl Namesystem {
     ) -> Result<bool> {
         let txid = 'close: {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot complete file {src}"))?;
+            self.check_writable(&state, || format!("Cannot complete file {src}"))?;
             let fs = &mut state.fs;
             let id = match writable_file(fs, src, file_id, client) {
                 Ok(id) => id,
@@ -560,7 +560,7 @@ impl Namesystem {
         };
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot rename {src}"))?;
+            self.check_writable(&state, || format!("Cannot rename {src}"))?;
             let fs = &mut state.fs;
             let src_resolved = through_file_access(fs.namespace.resolve(&src_components))?;
             let dst_resolved = through_file_create(fs.namespace.resolve(&dst_components))?;
@@ -650,7 +650,7 @@ impl Namesystem {
         };
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot delete {src}"))?;
+            self.check_writable(&state, || format!("Cannot delete {src}"))?;
             let fs = &mut state.fs;
             let resolved = through_file_access(fs.namespace.resolve(&components))?;
             let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else {
@@ -688,7 +688,7 @@ impl Namesystem {
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("Cannot set replication for {src}"))?;
+            self.check_writable(&state, || format!("Cannot set replication for {src}"))?;
             let fs = &mut state.fs;
             let resolved = through_file_access(fs.namespace.resolve(&components))?;
             let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else {
@@ -720,7 +720,7 @@ impl Namesystem {
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
-            Self::check_writable(&state, || format!("{operation} {src}"))?;
+            self.check_writable(&state, || format!("{operation} {src}"))?;
             let Locked { fs, .. } = &mut *state;
             let id = through_file_access(fs.namespace.resolve(&components))?
                 .last()
