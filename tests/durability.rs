@@ -9,23 +9,8 @@ use std::time::Duration;
 
 use rdfs_client::{CreateOptions, DfsClient};
 
-use crate::harness::{MiniCluster, Tmpfs, test_bytes};
+use crate::harness::{MiniCluster, Rng, Tmpfs, test_bytes};
 
-/// A small deterministic random source.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {

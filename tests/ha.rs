@@ -10,7 +10,7 @@ use rdfs_client::{ClientSettings, CreateOptions, DfsClient};
 use rdfs_common::config::Config;
 
 use crate::harness::ha::HaCluster;
-use crate::harness::test_bytes;
+use crate::harness::{Rng, test_bytes};
 
 /// Writes `bytes` to `path` through `client`; whether the close was
 /// acknowledged.
@@ -259,21 +259,6 @@ fn a_namenode_of_another_cluster_refuses_the_journal() {
     );
 }
 
-/// A small deterministic generator for the chaos schedule.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug, Clone, Copy)]
 enum Chaos {
@@ -563,7 +548,7 @@ fn initialize_shared_edits_turns_a_namenode_into_the_first_of_an_ha_pair() {
                 "-D".to_string(),
                 format!("journalnode.rpc_address=127.0.0.1:{port}"),
             ]);
-            crate::harness::spawn_daemon(single.dir.path(), &format!("jn{i}"), &args)
+            crate::harness::spawn_daemon(single.dir.path(), &format!("jn{i}"), &args, "info")
         })
         .collect();
     for port in &jn_ports {
@@ -581,7 +566,7 @@ fn initialize_shared_edits_turns_a_namenode_into_the_first_of_an_ha_pair() {
         String::from_utf8_lossy(&init.stderr)
     );
     let _namenode =
-        crate::harness::spawn_daemon(single.dir.path(), "ha-nn0", &with_conf(&["namenode"]));
+        crate::harness::spawn_daemon(single.dir.path(), "ha-nn0", &with_conf(&["namenode"]), "info");
     // Generic options go right after the command name, as Hadoop wants.
     let rdfs = |args: &[&str]| {
         std::process::Command::new(crate::harness::rdfs_bin())
@@ -609,4 +594,71 @@ fn initialize_shared_edits_turns_a_namenode_into_the_first_of_an_ha_pair() {
         "{}",
         String::from_utf8_lossy(&mkdir.stderr)
     );
+}
+
+/// The recipe for divergent segments, on real processes: a segment
+/// started everywhere; two journalnodes killed; an edit (`mkdir /a`) that
+/// reaches only the third, which is then killed too; the first two back, a
+/// new active, an acknowledged `mkdir /b` under the same txid; the third
+/// back, and a roll. Before segments named their epoch, the third
+/// journalnode finalized its own `/a` under that txid, and a namenode
+/// reading through it applied it.
+#[test]
+fn an_edit_no_majority_took_is_never_finalized_or_applied() {
+    let mut cluster = HaCluster::builder().datanodes(1).start();
+    cluster.wait_active();
+    let quick = |cluster: &HaCluster, args: &[&str]| {
+        let mut all = vec!["-D", "client.failover_max_attempts=2"];
+        all.extend_from_slice(args);
+        cluster.dfs(&all)
+    };
+    assert_eq!(quick(&cluster, &["-mkdir", "/x"]).code, 0);
+    let rolled = cluster.rdfs("dfsadmin", &["-rollEdits"]);
+    assert_eq!(rolled.code, 0, "{}", rolled.stderr);
+    cluster.kill_journalnode(0);
+    cluster.kill_journalnode(1);
+    let lost = quick(&cluster, &["-mkdir", "/a"]);
+    assert_ne!(lost.code, 0, "one journalnode is not a majority");
+    cluster.kill_journalnode(2);
+    cluster.start_journalnode(0);
+    cluster.start_journalnode(1);
+    cluster.wait_active();
+    let made = cluster.dfs(&["-mkdir", "/b"]);
+    assert_eq!(made.code, 0, "{}", made.stderr);
+    cluster.start_journalnode(2);
+    let rolled = cluster.rdfs("dfsadmin", &["-rollEdits"]);
+    assert_eq!(rolled.code, 0, "{}", rolled.stderr);
+    // A segment is finalized once all three are back with a roll.
+    let rolled = cluster.rdfs("dfsadmin", &["-rollEdits"]);
+    assert_eq!(rolled.code, 0, "{}", rolled.stderr);
+
+    let mut copies: std::collections::BTreeMap<String, Vec<(usize, Vec<u8>)>> =
+        std::collections::BTreeMap::new();
+    for jn in 0..3 {
+        for (name, bytes) in cluster.finalized_segments(jn) {
+            copies.entry(name).or_default().push((jn, bytes));
+        }
+    }
+    for (name, holders) in &copies {
+        assert!(
+            holders.windows(2).all(|w| w[0].1 == w[1].1),
+            "finalized {name} differs between journalnodes {:?}",
+            holders.iter().map(|(jn, _)| jn).collect::<Vec<_>>()
+        );
+    }
+    // Whichever namenode serves next, after reading the journal from the
+    // start, has /b and not /a.
+    let active = cluster.wait_active();
+    for serving in [active, 1 - active] {
+        if serving != active {
+            cluster.wait_state(serving, "standby", Duration::from_secs(30));
+            cluster.kill_namenode(active);
+            cluster.wait_state(serving, "active", Duration::from_secs(30));
+        }
+        let listing = cluster.dfs(&["-ls", "/"]);
+        assert_eq!(listing.code, 0, "{}", listing.stderr);
+        let out = listing.stdout();
+        assert!(out.contains(" /b\n") && out.contains(" /x\n"), "nn{serving}: {out}");
+        assert!(!out.contains(" /a\n"), "nn{serving} applied the lost edit: {out}");
+    }
 }

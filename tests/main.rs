@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod chaos;
 mod daemons;
 mod data_path;
 mod dfs_commands;

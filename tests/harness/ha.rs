@@ -21,6 +21,8 @@ pub struct HaCluster {
     pub dir: tempfile::TempDir,
     runtime: tokio::runtime::Runtime,
     conf: Vec<String>,
+    /// `RDFS_LOG` of the namenodes.
+    namenode_log_filter: String,
     pub nn_ports: Vec<u16>,
     pub jn_ports: Vec<u16>,
     pub namenodes: Vec<Option<Daemon>>,
@@ -31,6 +33,7 @@ pub struct HaCluster {
 pub struct HaBuilder {
     datanodes: usize,
     extra: Vec<String>,
+    namenode_log_filter: String,
 }
 
 impl HaBuilder {
@@ -41,6 +44,13 @@ impl HaBuilder {
 
     pub fn conf(mut self, key: &str, value: &str) -> Self {
         self.extra.push(format!("{key}={value}"));
+        self
+    }
+
+    /// Namenodes log each renewal of their leadership lease, with when it
+    /// ends on the wall clock.
+    pub fn log_leases(mut self) -> Self {
+        self.namenode_log_filter = "info,rdfs_namenode::lease=debug".to_string();
         self
     }
 
@@ -88,6 +98,7 @@ impl HaBuilder {
                 .build()
                 .expect("runtime"),
             conf,
+            namenode_log_filter: self.namenode_log_filter,
             nn_ports,
             jn_ports,
             namenodes: vec![None, None],
@@ -115,6 +126,7 @@ impl HaCluster {
         HaBuilder {
             datanodes: 3,
             extra: Vec::new(),
+            namenode_log_filter: "info".to_string(),
         }
     }
 
@@ -130,7 +142,7 @@ impl HaCluster {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Daemon {
-        spawn_daemon(self.dir.path(), name, args)
+        spawn_daemon(self.dir.path(), name, args, "info")
     }
 
     fn namenode_args(&self, index: usize) -> Vec<String> {
@@ -167,7 +179,12 @@ impl HaCluster {
         let args: Vec<String> = std::iter::once("namenode".to_string())
             .chain(self.namenode_args(index))
             .collect();
-        let daemon = self.spawn(&format!("nn{index}"), &args);
+        let daemon = spawn_daemon(
+            self.dir.path(),
+            &format!("nn{index}"),
+            &args,
+            &self.namenode_log_filter,
+        );
         self.namenodes[index] = Some(daemon);
         let port = self.nn_ports[index];
         wait_for(
@@ -231,6 +248,13 @@ impl HaCluster {
 
     pub fn add_datanode(&mut self) -> usize {
         let index = self.datanodes.len();
+        self.datanodes.push(None);
+        self.start_datanode(index);
+        index
+    }
+
+    /// Starts datanode `index` (again) on its data dirs.
+    pub fn start_datanode(&mut self, index: usize) {
         let d = self.path(&format!("dn{index}"));
         let mut args = vec!["datanode".to_string()];
         args.extend(self.conf_args());
@@ -245,8 +269,32 @@ impl HaCluster {
             "datanode.xfer_address=127.0.0.1:0".to_string(),
         ]);
         let daemon = self.spawn(&format!("dn{index}"), &args);
-        self.datanodes.push(Some(daemon));
-        index
+        self.datanodes[index] = Some(daemon);
+    }
+
+    pub fn kill_datanode(&mut self, index: usize) {
+        if let Some(daemon) = self.datanodes[index].take() {
+            daemon.kill();
+        }
+    }
+
+    /// The finalized edit segments of journalnode `index`, by file name.
+    pub fn finalized_segments(&self, index: usize) -> Vec<(String, Vec<u8>)> {
+        let dir = self.journal_dir(index).join("ns").join("current");
+        let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter_map(|e| {
+                        let name = e.file_name().to_str()?.to_string();
+                        (name.starts_with("edits_") && !name.starts_with("edits_inprogress"))
+                            .then(|| Some((name, std::fs::read(e.path()).ok()?)))?
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
     }
 
     /// Runs `rdfs <command> <args>` against the nameservice.

@@ -257,7 +257,7 @@ impl MiniCluster {
     }
 
     fn spawn(&self, name: &str, args: &[String]) -> Daemon {
-        spawn_daemon(self.dir.path(), name, args)
+        spawn_daemon(self.dir.path(), name, args, "info")
     }
 
     fn format_namenode(&self) {
@@ -591,7 +591,9 @@ impl MiniCluster {
 }
 
 /// Starts `rdfs <args>` as daemon `name`, logging to `<dir>/<name>.log`.
-pub fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Daemon {
+/// Starts `rdfs <args>` logging into `<dir>/<name>.log` at `log_filter`
+/// (an `RDFS_LOG` value).
+pub fn spawn_daemon(dir: &Path, name: &str, args: &[String], log_filter: &str) -> Daemon {
     let log = dir.join(format!("{name}.log"));
     let log_file = std::fs::OpenOptions::new()
         .create(true)
@@ -600,7 +602,7 @@ pub fn spawn_daemon(dir: &Path, name: &str, args: &[String]) -> Daemon {
         .expect("log file");
     let child = Command::new(rdfs_bin())
         .args(args)
-        .env("RDFS_LOG", "info")
+        .env("RDFS_LOG", log_filter)
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().expect("log"))
         .stderr(log_file)
@@ -700,6 +702,24 @@ pub fn proc_usage(pid: i32) -> ProcUsage {
 }
 
 /// Deterministic pseudo-random bytes, so failures are reproducible.
+/// A small deterministic generator for schedules and workloads: a seed
+/// replays a run.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform enough in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)

@@ -422,10 +422,12 @@ impl HaNode {
         self.journal.lock().activate(journal);
         namesystem.promote();
         *self.rolled_at.lock() = Instant::now();
+        let lease_until = started + self.settings.trusted_lease();
+        let active_since = rdfs_common::time::now_ms();
         self.handle.set_status(HaStatus {
             role: Role::Active,
             epoch,
-            lease_until: Some(started + self.settings.trusted_lease()),
+            lease_until: Some(lease_until),
         });
         tracing::info!(
             namenode = self.handle.id(),
@@ -437,6 +439,8 @@ impl HaNode {
                 .saturating_duration_since(started)
                 .as_millis() as u64,
             in_safe_mode = namesystem.safe_mode_tip().is_some(),
+            active_since_unix_ms = active_since,
+            lease_until_unix_ms = self.unix_ms(lease_until),
             "this namenode is now active"
         );
         Ok(epoch)
@@ -455,8 +459,14 @@ impl HaNode {
             tokio::time::timeout(self.settings.journal_timeout, journal.writer().heartbeat()).await;
         match result {
             Ok(Ok(())) => {
-                self.handle
-                    .extend_lease(started + self.settings.trusted_lease());
+                let until = started + self.settings.trusted_lease();
+                self.handle.extend_lease(until);
+                // When it serves as active until, on the wall clock other
+                // processes share: what tests check two actives never
+                // overlap by.
+                tracing::debug!(target: "rdfs_namenode::lease", namenode = self.handle.id(),
+                    epoch = self.handle.status().epoch, lease_until_unix_ms = self.unix_ms(until),
+                    "leadership lease renewed");
                 self.maybe_roll(&journal).await;
             }
             Ok(Err(QuorumError::Fenced {
@@ -474,6 +484,17 @@ impl HaNode {
                 self.lease_at_risk("the journalnodes did not answer in time")
                     .await
             }
+        }
+    }
+
+    /// `at` on the wall clock, in milliseconds since the Unix epoch.
+    fn unix_ms(&self, at: rdfs_common::time::BootInstant) -> u64 {
+        let now = self.handle.now();
+        let wall = rdfs_common::time::now_ms();
+        if at >= now {
+            wall + at.saturating_duration_since(now).as_millis() as u64
+        } else {
+            wall.saturating_sub(now.saturating_duration_since(at).as_millis() as u64)
         }
     }
 
