@@ -27,7 +27,7 @@ use rdfs_client::{ClientSettings, CreateOptions, DfsClient};
 use rdfs_common::config::Config;
 
 use crate::harness::ha::HaCluster;
-use crate::harness::{Rng, test_bytes};
+use crate::harness::{Rng, read_file, test_bytes};
 
 const WRITERS: usize = 3;
 const READERS: usize = 2;
@@ -180,15 +180,6 @@ async fn append(client: &DfsClient, path: &str, piece: (u64, usize)) -> Result<(
     out.close().await.map_err(|e| format!("close: {e}"))
 }
 
-async fn read(client: &DfsClient, path: &str) -> Result<Vec<u8>, String> {
-    let mut input = client.open(path).await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(chunk) = input.read_chunk().await.map_err(|e| e.to_string())? {
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
-}
-
 impl Writer {
     fn stable(&self, rng: &mut Rng) -> Option<(String, Content, u32)> {
         let stable: Vec<(&String, &Content, u32)> = self
@@ -311,9 +302,7 @@ impl Writer {
                             // The file was acknowledged and nobody else
                             // touches it: `false` means a retried delete
                             // reported the first attempt's work as a miss.
-                            shared.violation(format!(
-                                "delete of existing {path} answered false"
-                            ));
+                            shared.violation(format!("delete of existing {path} answered false"));
                         }
                         self.files.insert(
                             path,
@@ -414,7 +403,7 @@ fn reader(addrs: Vec<String>, shared: Arc<Shared>, seed: u64) {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
-        let got = runtime.block_on(read(&client, &path));
+        let got = runtime.block_on(read_file(&client, &path));
         shared.reads.fetch_add(1, Ordering::Relaxed);
         let Ok(bytes) = got else {
             shared.read_errors.fetch_add(1, Ordering::Relaxed);
@@ -688,7 +677,7 @@ fn combined_faults_lose_no_acknowledged_change_and_apply_no_failed_one_in_part()
             };
             let bytes = exists.then(|| {
                 cluster
-                    .block_on(read(&client, path))
+                    .block_on(read_file(&client, path))
                     .unwrap_or_else(|e| panic!("{path} cannot be read after healing: {e}"))
             });
             let replication = status.as_ref().map_or(0, |s| s.replication);
@@ -723,7 +712,8 @@ fn combined_faults_lose_no_acknowledged_change_and_apply_no_failed_one_in_part()
                             content.len(),
                             match &bytes {
                                 None => "gone".to_string(),
-                                Some(b) => format!("{} bytes at replication {replication}", b.len()),
+                                Some(b) =>
+                                    format!("{} bytes at replication {replication}", b.len()),
                             }
                         ));
                     }

@@ -11,7 +11,6 @@ use rdfs_client::{CreateOptions, DfsClient};
 
 use crate::harness::{MiniCluster, Rng, Tmpfs, test_bytes};
 
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Entry {
     Dir,

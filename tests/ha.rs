@@ -10,7 +10,7 @@ use rdfs_client::{ClientSettings, CreateOptions, DfsClient};
 use rdfs_common::config::Config;
 
 use crate::harness::ha::HaCluster;
-use crate::harness::{Rng, test_bytes};
+use crate::harness::{Rng, read_file, test_bytes};
 
 /// Writes `bytes` to `path` through `client`; whether the close was
 /// acknowledged.
@@ -29,15 +29,6 @@ async fn write_file(client: &DfsClient, path: &str, bytes: &[u8]) -> Result<(), 
         .await
         .map_err(|e| format!("write {path}: {e}"))?;
     out.close().await.map_err(|e| format!("close {path}: {e}"))
-}
-
-async fn read_file(client: &DfsClient, path: &str) -> Result<Vec<u8>, String> {
-    let mut input = client.open(path).await.map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    while let Some(chunk) = input.read_chunk().await.map_err(|e| e.to_string())? {
-        out.extend_from_slice(&chunk);
-    }
-    Ok(out)
 }
 
 /// A client that talks to one namenode only and gives up at once.
@@ -258,7 +249,6 @@ fn a_namenode_of_another_cluster_refuses_the_journal() {
         "{stderr}"
     );
 }
-
 
 #[derive(Debug, Clone, Copy)]
 enum Chaos {
@@ -565,8 +555,12 @@ fn initialize_shared_edits_turns_a_namenode_into_the_first_of_an_ha_pair() {
         "{}",
         String::from_utf8_lossy(&init.stderr)
     );
-    let _namenode =
-        crate::harness::spawn_daemon(single.dir.path(), "ha-nn0", &with_conf(&["namenode"]), "info");
+    let _namenode = crate::harness::spawn_daemon(
+        single.dir.path(),
+        "ha-nn0",
+        &with_conf(&["namenode"]),
+        "info",
+    );
     // Generic options go right after the command name, as Hadoop wants.
     let rdfs = |args: &[&str]| {
         std::process::Command::new(crate::harness::rdfs_bin())
@@ -658,7 +652,13 @@ fn an_edit_no_majority_took_is_never_finalized_or_applied() {
         let listing = cluster.dfs(&["-ls", "/"]);
         assert_eq!(listing.code, 0, "{}", listing.stderr);
         let out = listing.stdout();
-        assert!(out.contains(" /b\n") && out.contains(" /x\n"), "nn{serving}: {out}");
-        assert!(!out.contains(" /a\n"), "nn{serving} applied the lost edit: {out}");
+        assert!(
+            out.contains(" /b\n") && out.contains(" /x\n"),
+            "nn{serving}: {out}"
+        );
+        assert!(
+            !out.contains(" /a\n"),
+            "nn{serving} applied the lost edit: {out}"
+        );
     }
 }

@@ -702,6 +702,16 @@ pub fn proc_usage(pid: i32) -> ProcUsage {
 }
 
 /// Deterministic pseudo-random bytes, so failures are reproducible.
+/// Everything `path` holds, read through `client`.
+pub async fn read_file(client: &rdfs_client::DfsClient, path: &str) -> Result<Vec<u8>, String> {
+    let mut input = client.open(path).await.map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    while let Some(chunk) = input.read_chunk().await.map_err(|e| e.to_string())? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
 /// A small deterministic generator for schedules and workloads: a seed
 /// replays a run.
 pub struct Rng(pub u64);

@@ -78,7 +78,6 @@ async fn replicas_of_a_deleted_file_are_deleted_only_once_the_delete_is_durable(
         );
     }
     // A crash now keeps the file, so its replicas must still be there.
-    let survivor = namesystem(Arc::new(MemoryJournal::new()));
     let mut state_after_crash =
         rdfs_namenode::namesystem::empty_state(&info(), &config(), "", "", 0);
     rdfs_namenode::namesystem::replay(&mut state_after_crash, &journal.durable_records())
@@ -90,7 +89,6 @@ async fn replicas_of_a_deleted_file_are_deleted_only_once_the_delete_is_durable(
             .is_ok_and(|r| r.last().is_some()),
         "the delete was not durable, so a crash keeps /f"
     );
-    drop(survivor);
 
     journal.release_syncs();
     assert!(deleting.await.expect("task").expect("delete"));
@@ -256,16 +254,7 @@ async fn an_active_promoted_in_start_up_safe_mode_asks_writers_to_retry() {
     register(&first, 3).await;
     closed_file(&first, "/f", &[100]).await;
     let restarted = |promote: bool| {
-        let mut state = rdfs_namenode::namesystem::empty_state(&info(), &config(), "", "", 0);
-        rdfs_namenode::namesystem::replay(&mut state, &journal.records()).expect("replay");
-        let ns = Namesystem::new(
-            info(),
-            config(),
-            state,
-            Arc::new(MemoryJournal::new()),
-            tokio_util::sync::CancellationToken::new(),
-            true,
-        );
+        let ns = common::restarted(&journal, true);
         if promote {
             ns.set_standby();
             ns.promote();
@@ -302,16 +291,7 @@ async fn safe_mode_names_the_blocks_it_waits_for() {
     let first = namesystem(Arc::clone(&journal));
     register(&first, 3).await;
     let blocks = closed_file(&first, "/data/f", &[100]).await;
-    let mut state = rdfs_namenode::namesystem::empty_state(&info(), &config(), "", "", 0);
-    rdfs_namenode::namesystem::replay(&mut state, &journal.records()).expect("replay");
-    let restarted = Namesystem::new(
-        info(),
-        config(),
-        state,
-        Arc::new(MemoryJournal::new()),
-        tokio_util::sync::CancellationToken::new(),
-        true,
-    );
+    let restarted = common::restarted(&journal, true);
     restarted.tick();
     let tip = restarted.safe_mode_tip().expect("in safe mode");
     assert!(

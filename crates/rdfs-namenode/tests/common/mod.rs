@@ -64,6 +64,21 @@ pub fn namesystem_with(journal: Arc<MemoryJournal>, config: NamesystemConfig) ->
     )
 }
 
+/// A namenode restarted on everything `journal` holds, with a journal of
+/// its own, in start-up safe mode when `safe_mode`.
+pub fn restarted(journal: &MemoryJournal, safe_mode: bool) -> Namesystem {
+    let mut state = empty_state(&info(), &config(), "", "", 0);
+    replay(&mut state, &journal.records()).expect("replay");
+    Namesystem::new(
+        info(),
+        config(),
+        state,
+        Arc::new(MemoryJournal::new()),
+        CancellationToken::new(),
+        safe_mode,
+    )
+}
+
 pub fn caller() -> Caller {
     Caller {
         user: "alice".into(),

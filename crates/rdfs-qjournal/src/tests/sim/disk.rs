@@ -149,6 +149,25 @@ impl SimDisk {
         self.state.lock().fault = None;
     }
 
+    /// A new file at `path` holding `bytes`, synced; its name is durable at
+    /// once when `durable_name` (an atomic replace), else after a sync of
+    /// its directory.
+    fn create(&self, path: &Path, bytes: &[u8], durable_name: bool) -> io::Result<()> {
+        let mut st = self.state.lock();
+        st.check()?;
+        if let Some(dir) = path.parent()
+            && !st.dirs.contains(dir)
+        {
+            return Err(not_found(dir));
+        }
+        let inode = st.new_file(bytes.to_vec(), bytes.to_vec());
+        st.names.insert(path.to_path_buf(), inode);
+        if durable_name {
+            st.durable_names.insert(path.to_path_buf(), inode);
+        }
+        Ok(())
+    }
+
     pub(crate) fn has_crashed(&self) -> bool {
         self.state.lock().crashed
     }
@@ -302,30 +321,11 @@ impl Disk for SimDisk {
     }
 
     fn write_durably(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut st = self.state.lock();
-        st.check()?;
-        if let Some(dir) = path.parent()
-            && !st.dirs.contains(dir)
-        {
-            return Err(not_found(dir));
-        }
-        let inode = st.new_file(bytes.to_vec(), bytes.to_vec());
-        st.names.insert(path.to_path_buf(), inode);
-        st.durable_names.insert(path.to_path_buf(), inode);
-        Ok(())
+        self.create(path, bytes, true)
     }
 
     fn create_synced(&self, path: &Path, bytes: &[u8]) -> io::Result<()> {
-        let mut st = self.state.lock();
-        st.check()?;
-        if let Some(dir) = path.parent()
-            && !st.dirs.contains(dir)
-        {
-            return Err(not_found(dir));
-        }
-        let inode = st.new_file(bytes.to_vec(), bytes.to_vec());
-        st.names.insert(path.to_path_buf(), inode);
-        Ok(())
+        self.create(path, bytes, false)
     }
 
     fn open_write(&self, path: &Path) -> io::Result<Box<dyn DiskFile>> {
