@@ -640,15 +640,36 @@ fn combined_faults_lose_no_acknowledged_change_and_apply_no_failed_one_in_part()
     for writer in &writers {
         for (path, known) in &writer.files {
             if matches!(known, Known::OneOf(_)) {
-                cluster.wait_until(
-                    &format!("{path} to be closed"),
-                    Duration::from_secs(90),
-                    || {
-                        cluster
-                            .block_on(client.recover_lease(path))
-                            .unwrap_or(false)
-                    },
-                );
+                let deadline = Instant::now() + Duration::from_secs(90);
+                loop {
+                    let answer = cluster.block_on(client.recover_lease(path));
+                    let gone = matches!(&answer, Err(e) if e.kind() == Some(rdfs_common::ExceptionKind::FileNotFound));
+                    if matches!(answer, Ok(true)) || gone {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        let fsck = cluster
+                            .rdfs("fsck", &[path, "-files", "-blocks", "-locations"])
+                            .stdout();
+                        let mut logs = String::new();
+                        for nn in 0..2 {
+                            for line in cluster.namenode_log(nn).lines() {
+                                if line.contains(path.as_str())
+                                    || line.contains("recover")
+                                    || line.contains("Recover")
+                                {
+                                    logs.push_str(&format!("nn{nn}: {line}\n"));
+                                }
+                            }
+                        }
+                        let tail: Vec<&str> = logs.lines().rev().take(60).collect();
+                        panic!(
+                            "{path} is still open 90 s after healing; last answer {answer:?}\nfsck: {fsck}\nnamenode log lines:\n{}",
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
             }
         }
     }
