@@ -60,6 +60,8 @@ pub struct ClientSettings {
     pub last_block_length_retries: u32,
     /// ...this long apart.
     pub last_block_length_retry_interval: Duration,
+    /// How long a call retries a namenode that answers RetriableException.
+    pub retriable_wait: Duration,
 }
 
 /// HDFS's ReplaceDatanodeOnFailure policies.
@@ -110,6 +112,7 @@ impl ClientSettings {
             last_block_length_retry_interval: Duration::from_millis(
                 config.client.last_block_length_retry_interval_ms,
             ),
+            retriable_wait: Duration::from_millis(config.client.retriable_wait_ms),
         }
     }
 }

@@ -65,6 +65,9 @@ struct Shared {
     /// that accepts connections but never answers (SIGSTOPped, wedged) is
     /// treated as unreachable rather than hanging the call.
     attempt_timeout: Duration,
+    /// How long a call keeps retrying a namenode that answers
+    /// RetriableException; those answers do not count against the attempts.
+    retriable_wait: Duration,
 }
 
 struct Namenode {
@@ -132,6 +135,7 @@ impl FailoverChannel {
                 sleep_base: settings.failover_sleep_base,
                 sleep_max: settings.failover_sleep_max,
                 attempt_timeout: settings.socket_timeout.max(MIN_ATTEMPT_TIMEOUT),
+                retriable_wait: settings.retriable_wait,
             }),
         })
     }
@@ -176,6 +180,7 @@ impl Shared {
         let mut answers: Vec<Option<Failure>> = (0..count).map(|_| None).collect();
         let mut attempts = 0u32;
         let mut round = 0u32;
+        let mut not_ready_since: Option<tokio::time::Instant> = None;
         loop {
             // Each round starts at the namenode believed active now; another
             // call may have found the active one meanwhile.
@@ -191,17 +196,19 @@ impl Shared {
                     }
                     Err(failure) => failure,
                 };
-                let exhausted = attempts >= self.max_attempts;
                 if let Failure::Retriable(_) = failure {
                     // The active one asked to be tried again after a pause:
                     // the others are no better, and it stays the one
                     // believed active.
+                    attempts -= 1;
                     answers[index] = Some(failure);
-                    if exhausted {
-                        return Err(self.give_up(attempts, &answers, index));
+                    let since = *not_ready_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() >= self.retriable_wait {
+                        return Err(self.give_up(attempts + 1, &answers, index));
                     }
                     break;
                 }
+                let exhausted = attempts >= self.max_attempts;
                 let next = (index + 1) % count;
                 // Move the shared belief on, so calls that start now skip
                 // the failed namenode; only the call that moves it logs.
@@ -417,6 +424,7 @@ mod tests {
             sleep_base: Duration::from_millis(base_ms),
             sleep_max: Duration::from_millis(max_ms),
             attempt_timeout: Duration::from_secs(1),
+            retriable_wait: Duration::from_secs(1),
         }
     }
 

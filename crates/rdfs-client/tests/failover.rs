@@ -595,10 +595,18 @@ async fn a_namenode_that_stays_not_ready_ends_in_retriable_exception() {
     let active = FakeNamenode::active();
     active.not_ready.store(usize::MAX, Ordering::SeqCst);
     let addr = serve(&active).await;
-    let client = nameservice(&[&addr], 3);
+    let mut settings = settings(3, Duration::from_secs(5));
+    settings.retriable_wait = Duration::from_millis(300);
+    let client = DfsClient::new_nameservice(&[&addr], "tester", settings).expect("client");
+    let started = Instant::now();
     let err = client.get_file_info("/f").await.expect_err("never ready");
     assert!(err.to_string().contains("safe mode"), "{err}");
-    assert_eq!(active.calls(), 3);
+    assert!(
+        active.calls() > 3,
+        "not-ready answers do not use up the attempts ({} calls)",
+        active.calls()
+    );
+    assert!(started.elapsed() >= Duration::from_millis(300));
 }
 
 #[tokio::test]

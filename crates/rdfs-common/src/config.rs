@@ -135,6 +135,11 @@ pub struct ClientConfig {
     pub last_block_length_retries: u32,
     /// ...this long apart (`dfs.client.retry.interval-ms.get-last-block-length`).
     pub last_block_length_retry_interval_ms: u64,
+    /// How long a call keeps retrying a namenode that answers
+    /// RetriableException (an active still in its start-up safe mode, whose
+    /// extension alone is 30 s by default); those answers do not count
+    /// against `failover_max_attempts`.
+    pub retriable_wait_ms: u64,
 }
 
 impl Default for ClientConfig {
@@ -155,6 +160,7 @@ impl Default for ClientConfig {
             failover_sleep_max_ms: 500,
             last_block_length_retries: 3,
             last_block_length_retry_interval_ms: 4_000,
+            retriable_wait_ms: 90_000,
         }
     }
 }

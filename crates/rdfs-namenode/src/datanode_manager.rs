@@ -96,9 +96,9 @@ pub struct DatanodeDescriptor {
     /// Whether it has heartbeated since its content went stale, so a full
     /// report from now on was taken knowing this namenode is active.
     pub heartbeated_since_stale: bool,
-    /// Whether it was asked for a full report since its content went
-    /// stale.
-    pub report_requested: bool,
+    /// When it was last asked for a full report since its content went
+    /// stale (`None`: not yet).
+    pub report_requested_at: Option<Instant>,
     /// Block recoveries to lead, sent with the next heartbeat.
     pub pending_recoveries: VecDeque<PendingRecovery>,
 }
@@ -354,7 +354,7 @@ impl DatanodeManager {
                 // report that follows is the one the content waits for.
                 node.content_stale = true;
                 node.heartbeated_since_stale = true;
-                node.report_requested = true;
+                node.report_requested_at = Some(now);
                 index
             }
             None => {
@@ -379,7 +379,7 @@ impl DatanodeManager {
                     deletions: ReplicaDeletions::default(),
                     content_stale: true,
                     heartbeated_since_stale: true,
-                    report_requested: true,
+                    report_requested_at: Some(now),
                     pending_recoveries: VecDeque::new(),
                 });
                 index
@@ -452,7 +452,7 @@ impl DatanodeManager {
         for node in &mut self.nodes {
             node.content_stale = true;
             node.heartbeated_since_stale = false;
-            node.report_requested = false;
+            node.report_requested_at = None;
         }
     }
 

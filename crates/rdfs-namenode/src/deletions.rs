@@ -38,9 +38,14 @@ pub struct ReplicaDeletions {
 }
 
 impl ReplicaDeletions {
-    /// Queues a deletion, unless that replica is already being deleted.
+    /// Queues a deletion, unless that replica (or a newer one of the
+    /// block) is already being deleted.
     pub fn push(&mut self, deletion: PendingDeletion) {
-        if self.phases.contains_key(&deletion.block_id) {
+        if self
+            .phases
+            .get(&deletion.block_id)
+            .is_some_and(|(deleted, _)| deletion.generation_stamp <= *deleted)
+        {
             return;
         }
         self.phases.insert(
@@ -48,6 +53,16 @@ impl ReplicaDeletions {
             (deletion.generation_stamp, Phase::Queued),
         );
         self.queue.push_back(deletion);
+    }
+
+    /// Whether any deletion is queued or unconfirmed.
+    pub fn is_empty(&self) -> bool {
+        self.phases.is_empty()
+    }
+
+    /// Whether a deletion of this block is queued or unconfirmed.
+    pub fn tracks(&self, block_id: i64) -> bool {
+        self.phases.contains_key(&block_id)
     }
 
     /// Takes up to `limit` queued deletions to send; they stay known as
@@ -144,6 +159,22 @@ mod tests {
         // A queued deletion of a replica already gone is never sent.
         deletions.confirm_absent(|_| false);
         assert!(deletions.take(10, now).is_empty());
+    }
+
+    #[test]
+    fn a_newer_copy_is_deleted_even_while_an_older_ones_deletion_is_out() {
+        let mut deletions = ReplicaDeletions::default();
+        let now = Instant::now();
+        deletions.push(deletion(1, 5));
+        deletions.take(10, now);
+        deletions.push(deletion(1, 4));
+        assert!(
+            deletions.take(10, now).is_empty(),
+            "an older copy is covered"
+        );
+        deletions.push(deletion(1, 6));
+        assert_eq!(deletions.take(10, now), vec![deletion(1, 6)]);
+        assert!(deletions.covers(1, 6));
     }
 
     #[test]

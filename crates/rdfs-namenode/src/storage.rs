@@ -322,7 +322,12 @@ impl NameStorage {
         }
         self.current_dirs = in_service;
         let history = history.unwrap_or_default();
-        let calls = crate::namesystem::replay_calls(&mut state, &history)
+        let keep = if config.retry_cache.enabled {
+            config.retry_cache.max_entries
+        } else {
+            0
+        };
+        let calls = crate::namesystem::replay_calls(&mut state, &history, keep)
             .map_err(|e| StorageError::NothingValid(e.to_string()))?;
         tracing::info!(
             image_txid,

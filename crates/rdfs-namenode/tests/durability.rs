@@ -302,3 +302,35 @@ async fn safe_mode_names_the_blocks_it_waits_for() {
         "{tip}"
     );
 }
+
+#[tokio::test]
+async fn a_namenode_that_may_not_give_orders_takes_none_from_the_queues() {
+    let journal = Arc::new(MemoryJournal::new());
+    let ns = namesystem(Arc::clone(&journal));
+    register(&ns, 3).await;
+    let blocks = closed_file(&ns, "/f", &[100]).await;
+    assert!(ns.delete(&caller(), "/f", false).await.expect("delete"));
+    let storage = |i: usize| rdfs_namenode::datanode_manager::StorageState {
+        storage_id: format!("DS-{i}"),
+        capacity: 1 << 40,
+        remaining: 1 << 40,
+        ..Default::default()
+    };
+    // Its lease has lapsed, say: the answer would claim standby and the
+    // datanode would drop any order in it, so none may leave the queue.
+    let answer = ns
+        .heartbeat("dn-0", vec![storage(0)], 0, 0, 0, || false)
+        .await
+        .expect("heartbeat");
+    assert!(answer.is_empty(), "{answer:?}");
+    let answer = ns
+        .heartbeat("dn-0", vec![storage(0)], 0, 0, 0, || true)
+        .await
+        .expect("heartbeat");
+    assert!(
+        answer.iter().any(
+            |c| matches!(c, DatanodeCommand::Invalidate(b) if b[0].block_id == blocks[0].block_id)
+        ),
+        "the deletion waited for a namenode that may give orders: {answer:?}"
+    );
+}

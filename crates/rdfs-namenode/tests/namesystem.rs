@@ -352,7 +352,7 @@ async fn datanodes_of_another_cluster_are_refused_and_strangers_reregister() {
     assert_eq!(err.kind(), ExceptionKind::IncorrectVersion);
     assert!(err.to_string().contains("CID-other"), "{err}");
     let commands = ns
-        .heartbeat("stranger", Vec::new(), 0, 0, 0)
+        .heartbeat("stranger", Vec::new(), 0, 0, 0, || true)
         .await
         .expect("heartbeat");
     assert_eq!(

@@ -246,6 +246,15 @@ impl QuorumWriter {
         let mut chunks = Vec::new();
         let mut next = chosen.first_txid;
         for chunk in fetched {
+            // The journalnode read the file after it planned the read: a
+            // newer recovery may have replaced it with another epoch's copy
+            // of the same length meanwhile.
+            if !chunk.records.is_empty() && chunk.segment_epoch != chosen.epoch {
+                return Err(JnError::BadReply(format!(
+                    "sent segment {} as written in epoch {}, not the chosen epoch {}",
+                    chosen.first_txid, chunk.segment_epoch, chosen.epoch
+                )));
+            }
             for record in segment::decode_records(&chunk.records).map_err(JnError::BadReply)? {
                 if record.txid != next {
                     return Err(JnError::BadReply(format!(

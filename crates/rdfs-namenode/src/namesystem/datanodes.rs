@@ -21,6 +21,10 @@ use crate::hosts::HostLists;
 use crate::replication;
 use crate::topology::Topology;
 
+/// How long a datanode asked for a full report (after a promotion) has to
+/// send it before it is asked again.
+const REPORT_REQUEST_RETRY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// How often start-up safe mode, short of blocks, looks up which ones it
 /// waits for (a scan of the block map).
 const SAFE_MODE_LOOKUP_PERIOD: std::time::Duration = std::time::Duration::from_secs(30);
@@ -176,6 +180,11 @@ impl Namesystem {
     /// namenode is failing and they are never sent. (Waiting first, rather
     /// than after taking them, means a heartbeat given up on while it
     /// waits loses no command.)
+    ///
+    /// `commanding` says whether this namenode may give orders now (it is
+    /// the active one and its lease holds): when not, no command is taken
+    /// from the queues, so none is lost with an answer the datanode would
+    /// drop.
     pub async fn heartbeat(
         &self,
         uuid: &str,
@@ -183,6 +192,7 @@ impl Namesystem {
         xceivers: u32,
         xmits: u32,
         failed_volumes: u32,
+        commanding: impl Fn() -> bool,
     ) -> Result<Vec<DatanodeCommand>> {
         let appended = {
             let mut state = self.state.write();
@@ -201,7 +211,7 @@ impl Namesystem {
         self.sync(Some(appended)).await?;
         let (commands, depends_on) = {
             let mut state = self.state.write();
-            let commands = self.take_commands(&mut state, uuid);
+            let commands = self.take_commands(&mut state, uuid, commanding());
             (commands, self.journal.last_txid())
         };
         if depends_on > appended
@@ -217,18 +227,30 @@ impl Namesystem {
         Ok(commands)
     }
 
-    fn take_commands(&self, state: &mut Locked, uuid: &str) -> Vec<DatanodeCommand> {
+    fn take_commands(
+        &self,
+        state: &mut Locked,
+        uuid: &str,
+        commanding: bool,
+    ) -> Vec<DatanodeCommand> {
         let Locked { fs, safe_mode, .. } = state;
         let Some(index) = fs.datanodes.live_index(uuid) else {
             return vec![DatanodeCommand::Reregister];
         };
+        if !commanding || self.is_standby() {
+            return Vec::new();
+        }
         let mut commands = Vec::new();
-        if !self.is_standby()
-            && let Some(node) = fs.datanodes.get_mut(index)
-        {
+        if let Some(node) = fs.datanodes.get_mut(index) {
             node.heartbeated_since_stale = true;
-            if node.content_stale && !node.report_requested {
-                node.report_requested = true;
+            // Asked again now and then: an answer can be lost.
+            let now = Instant::now();
+            if node.content_stale
+                && node
+                    .report_requested_at
+                    .is_none_or(|at| now.duration_since(at) >= REPORT_REQUEST_RETRY)
+            {
+                node.report_requested_at = Some(now);
                 commands.push(DatanodeCommand::ReportBlocks);
             }
         }
@@ -356,6 +378,11 @@ impl Namesystem {
             pending.retain(|r| r.datanode() != index);
         }
         let mut reported = RoaringBitmap::new();
+        // The listed replicas this datanode is being told to delete, to
+        // confirm the deletions of the others.
+        let tracking = datanodes
+            .get(index)
+            .is_some_and(|n| !n.deletions.is_empty());
         let mut listed = std::collections::HashSet::new();
         let (mut added, mut unknown, mut corrupt, mut being_deleted) = (0u64, 0u64, 0u64, 0u64);
         for (storage_id, replicas) in storages {
@@ -363,7 +390,13 @@ impl Namesystem {
                 .get_mut(index)
                 .map_or(0, |n| n.storage_index(storage_id));
             for replica in replicas {
-                listed.insert(replica.block_id);
+                if tracking
+                    && datanodes
+                        .get(index)
+                        .is_some_and(|n| n.deletions.tracks(replica.block_id))
+                {
+                    listed.insert(replica.block_id);
+                }
                 // A copy on its way out (the report was taken before the
                 // datanode carried out the deletion): never a live copy
                 // again, whatever mark it had.

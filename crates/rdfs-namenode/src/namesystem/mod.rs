@@ -186,18 +186,29 @@ pub fn replay(state: &mut FsState, records: &[EditRecord]) -> Result<()> {
 /// A call an edit recorded, with what it answered (for the retry cache).
 pub type CallOutcome = (RpcId, crate::retry_cache::Outcome, TxId);
 
-/// Like [`replay`], and returns the outcomes of the at-most-once calls the
-/// edits name, as they were when each edit was applied.
-pub fn replay_calls(state: &mut FsState, records: &[EditRecord]) -> Result<Vec<CallOutcome>> {
-    let mut calls = Vec::new();
+/// Like [`replay`], and returns the outcomes of the last `keep` at-most-once
+/// calls the edits name, as they were when each edit was applied (the
+/// retry cache keeps no more anyway).
+pub fn replay_calls(
+    state: &mut FsState,
+    records: &[EditRecord],
+    keep: usize,
+) -> Result<Vec<CallOutcome>> {
+    let mut calls = std::collections::VecDeque::new();
     replay_noting(state, records, |state, record| {
+        if keep == 0 {
+            return;
+        }
         if let (Some(rpc), Some(op)) = (RpcId::of(record), &record.op)
             && let Some(outcome) = retry::outcome_of_edit(state, op)
         {
-            calls.push((rpc, outcome, record.txid));
+            if calls.len() == keep {
+                calls.pop_front();
+            }
+            calls.push_back((rpc, outcome, record.txid));
         }
     })?;
-    Ok(calls)
+    Ok(calls.into())
 }
 
 fn replay_noting(

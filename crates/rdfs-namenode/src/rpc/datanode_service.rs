@@ -145,6 +145,7 @@ impl DatanodeProtocol for DatanodeService {
                 req.xceiver_count,
                 req.xmits_in_progress,
                 req.failed_volumes,
+                || self.handle.is_serving_active(),
             )
             .await?;
         let pool_id = &namesystem.namespace_info().block_pool_id;

@@ -116,7 +116,7 @@ pub async fn heartbeat(ns: &Namesystem, i: usize) -> Vec<DatanodeCommand> {
         remaining: 1 << 40,
         ..Default::default()
     };
-    ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0)
+    ns.heartbeat(&format!("dn-{i}"), vec![storage], 0, 0, 0, || true)
         .await
         .expect("heartbeat")
 }
