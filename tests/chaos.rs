@@ -27,7 +27,7 @@ use rdfs_client::{ClientSettings, CreateOptions, DfsClient};
 use rdfs_common::config::Config;
 
 use crate::harness::ha::HaCluster;
-use crate::harness::{Rng, read_file, test_bytes};
+use crate::harness::{Rng, env_or, read_file, test_bytes};
 
 const WRITERS: usize = 3;
 const READERS: usize = 2;
@@ -537,14 +537,8 @@ fn active_spells(log: &str, nn: usize) -> Vec<(usize, u64, u64, u64)> {
 
 #[test]
 fn combined_faults_lose_no_acknowledged_change_and_apply_no_failed_one_in_part() {
-    let seconds: u64 = std::env::var("RDFS_CHAOS_SECONDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(75);
-    let seed: u64 = std::env::var("RDFS_CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x00c0_ffee);
+    let seconds = env_or("RDFS_CHAOS_SECONDS", 75);
+    let seed = env_or("RDFS_CHAOS_SEED", 0x00c0_ffee);
     eprintln!("chaos: {seconds} s, seed {seed}");
     let mut cluster = HaCluster::builder()
         .datanodes(DATANODES)

@@ -10,7 +10,7 @@ use rdfs_client::{ClientSettings, CreateOptions, DfsClient};
 use rdfs_common::config::Config;
 
 use crate::harness::ha::HaCluster;
-use crate::harness::{Rng, read_file, test_bytes};
+use crate::harness::{Rng, env_or, read_file, test_bytes};
 
 /// Writes `bytes` to `path` through `client`; whether the close was
 /// acknowledged.
@@ -265,14 +265,8 @@ enum Chaos {
 /// longer, randomized run.
 #[test]
 fn chaos_every_acknowledged_file_survives() {
-    let rounds: u64 = std::env::var("RDFS_CHAOS_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
-    let seed: u64 = std::env::var("RDFS_CHAOS_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0x5eed_1234);
+    let rounds = env_or("RDFS_CHAOS_ROUNDS", 6);
+    let seed = env_or("RDFS_CHAOS_SEED", 0x5eed_1234);
     eprintln!("chaos: {rounds} rounds, seed {seed}");
     let mut cluster = HaCluster::builder().start();
     cluster.wait_active();

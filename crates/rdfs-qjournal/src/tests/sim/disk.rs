@@ -104,6 +104,14 @@ impl State {
         self.names.get(path).copied().ok_or_else(|| not_found(path))
     }
 
+    /// An open file's contents; a handle outlives its name when the file
+    /// is removed under it.
+    fn file_mut(&mut self, inode: u64) -> io::Result<&mut FileData> {
+        self.files
+            .get_mut(&inode)
+            .ok_or_else(|| io::Error::other("the file was removed"))
+    }
+
     fn new_file(&mut self, data: Vec<u8>, synced: Vec<u8>) -> u64 {
         self.next_inode += 1;
         self.files
@@ -234,10 +242,7 @@ impl DiskFile for SimFile {
             ),
             Outcome::Crash => (bytes.len() / 2, Err(crashed())),
         };
-        let file = st
-            .files
-            .get_mut(&self.inode)
-            .ok_or_else(|| io::Error::other("the file was removed"))?;
+        let file = st.file_mut(self.inode)?;
         let offset = offset as usize;
         if file.data.len() < offset {
             file.data.resize(offset, 0);
@@ -253,10 +258,7 @@ impl DiskFile for SimFile {
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         let mut st = self.state.lock();
         st.check()?;
-        let file = st
-            .files
-            .get_mut(&self.inode)
-            .ok_or_else(|| io::Error::other("the file was removed"))?;
+        let file = st.file_mut(self.inode)?;
         file.data.resize(len as usize, 0);
         Ok(())
     }
@@ -264,10 +266,7 @@ impl DiskFile for SimFile {
     fn sync_data(&mut self) -> io::Result<()> {
         let mut st = self.state.lock();
         st.check()?;
-        let file = st
-            .files
-            .get_mut(&self.inode)
-            .ok_or_else(|| io::Error::other("the file was removed"))?;
+        let file = st.file_mut(self.inode)?;
         file.synced = file.data.clone();
         Ok(())
     }
