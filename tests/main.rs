@@ -12,4 +12,5 @@ mod durability;
 mod faults;
 mod ha;
 mod replication;
+mod security;
 mod write_path;

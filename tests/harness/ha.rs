@@ -3,13 +3,13 @@
 //! picked before start-up because every process must know them all.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use rdfs_client::{ClientSettings, DfsClient};
 use rdfs_common::config::Config;
 
-use super::{Daemon, Run, rdfs_bin, spawn_daemon, wait_for};
+use super::{Daemon, Run, rdfs_command, spawn_daemon, wait_for};
 
 /// A free TCP port on 127.0.0.1 (bound, then released).
 pub fn free_port() -> u16 {
@@ -166,10 +166,7 @@ impl HaCluster {
     pub fn run_namenode_step(&self, index: usize, step: &str) -> Run {
         let mut args = vec!["namenode".to_string(), step.to_string()];
         args.extend(self.namenode_args(index));
-        let output = Command::new(rdfs_bin())
-            .args(&args)
-            .output()
-            .expect("namenode step");
+        let output = rdfs_command().args(&args).output().expect("namenode step");
         let run = Run::from(output);
         assert_eq!(run.code, 0, "namenode {step} failed: {}", run.stderr);
         run
@@ -299,11 +296,10 @@ impl HaCluster {
 
     /// Runs `rdfs <command> <args>` against the nameservice.
     pub fn rdfs(&self, command: &str, args: &[&str]) -> Run {
-        let output = Command::new(rdfs_bin())
+        let output = rdfs_command()
             .arg(command)
             .args(self.conf_args())
             .args(args)
-            .env("HADOOP_USER_NAME", "tester")
             .stdin(Stdio::null())
             .output()
             .expect("spawn rdfs");

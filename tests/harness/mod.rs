@@ -19,6 +19,18 @@ pub fn rdfs_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rdfs"))
 }
 
+/// The user a test cluster's daemons and commands run as, which makes it
+/// the cluster's superuser (the user the namenode runs as); tests of
+/// permissions run commands as other users with [`MiniCluster::dfs_as`].
+pub const SUPERUSER: &str = "tester";
+
+/// `rdfs`, run as [`SUPERUSER`].
+pub fn rdfs_command() -> Command {
+    let mut command = Command::new(rdfs_bin());
+    command.env("HADOOP_USER_NAME", SUPERUSER);
+    command
+}
+
 /// A running daemon process; SIGKILLed and reaped when dropped.
 pub struct Daemon {
     pub name: String,
@@ -268,10 +280,7 @@ impl MiniCluster {
             "-D".to_string(),
             "namenode.rpc_address=127.0.0.1:0".to_string(),
         ]);
-        let output = Command::new(rdfs_bin())
-            .args(&args)
-            .output()
-            .expect("format");
+        let output = rdfs_command().args(&args).output().expect("format");
         assert!(
             output.status.success(),
             "format failed: {}",
@@ -475,11 +484,27 @@ impl MiniCluster {
     }
 
     pub fn rdfs_with_stdin(&self, command: &str, args: &[&str], stdin: Option<&[u8]>) -> Run {
-        let mut cmd = Command::new(rdfs_bin());
+        self.rdfs_env(command, args, stdin, &[])
+    }
+
+    /// `rdfs dfs` as another user than the superuser.
+    pub fn dfs_as(&self, user: &str, args: &[&str]) -> Run {
+        self.rdfs_env("dfs", args, None, &[("HADOOP_USER_NAME", user)])
+    }
+
+    /// `rdfs <command>` with extra environment (another user, a proxy).
+    pub fn rdfs_env(
+        &self,
+        command: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+        env: &[(&str, &str)],
+    ) -> Run {
+        let mut cmd = rdfs_command();
         cmd.arg(command)
             .args(self.conf_args())
             .args(args)
-            .env("HADOOP_USER_NAME", "tester");
+            .envs(env.iter().copied());
         cmd.stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -502,11 +527,10 @@ impl MiniCluster {
     /// Starts `rdfs <command> <args>` in the background with its stdin
     /// piped (for a writer the test feeds, kills or pauses).
     pub fn spawn_rdfs(&self, command: &str, args: &[&str]) -> Child {
-        Command::new(rdfs_bin())
+        rdfs_command()
             .arg(command)
             .args(self.conf_args())
             .args(args)
-            .env("HADOOP_USER_NAME", "tester")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -600,7 +624,7 @@ pub fn spawn_daemon(dir: &Path, name: &str, args: &[String], log_filter: &str) -
         .append(true)
         .open(&log)
         .expect("log file");
-    let child = Command::new(rdfs_bin())
+    let child = rdfs_command()
         .args(args)
         .env("RDFS_LOG", log_filter)
         .stdin(Stdio::null())

@@ -35,7 +35,7 @@ use rdfs_common::ids::{LAST_RESERVED_BLOCK_ID, LAST_RESERVED_GENERATION_STAMP, R
 use rdfs_namenode::apply::FsState;
 use rdfs_namenode::edit_log::{MemoryJournal, Op};
 use rdfs_namenode::namespace::{InodeId, NewInode, NewKind, Permission};
-use rdfs_namenode::namesystem::{Namesystem, NamesystemConfig, empty_state};
+use rdfs_namenode::namesystem::{Caller, Namesystem, NamesystemConfig, empty_state};
 use rdfs_namenode::storage::NamespaceInfo;
 use rdfs_proto::editlog as edit;
 use tokio_util::sync::CancellationToken;
@@ -253,17 +253,24 @@ fn bench_lookup(c: &mut Criterion) {
         });
     });
 
+    // An ordinary user, so the permission checks run as they do for most
+    // calls.
+    let caller = Caller::new("reader", Arc::from(Vec::new()), false, "127.0.0.1");
     group.bench_function("get_file_info_hot_path", |b| {
         let ns = namesystem_of(&mut namesystem, &mut tree);
-        assert!(ns.get_file_info(&hot).expect("a valid path").is_some());
-        b.iter(|| ns.get_file_info(black_box(&hot)));
+        assert!(
+            ns.get_file_info(&caller, &hot)
+                .expect("a valid path")
+                .is_some()
+        );
+        b.iter(|| ns.get_file_info(&caller, black_box(&hot)));
     });
     group.bench_function("get_file_info_random_paths", |b| {
         let ns = namesystem_of(&mut namesystem, &mut tree);
         let mut i = 0;
         b.iter(|| {
             i = (i + 1) & 0xffff;
-            ns.get_file_info(black_box(&paths[i]))
+            ns.get_file_info(&caller, black_box(&paths[i]))
         });
     });
     group.finish();

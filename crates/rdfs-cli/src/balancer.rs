@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 
-use rdfs_client::{ClientSettings, DfsClient};
+use rdfs_client::DfsClient;
 use rdfs_common::protocol::{AdminState, DatanodeInfo};
 use rdfs_proto as pb;
 
@@ -120,7 +120,7 @@ fn run(generic: GenericOptions, options: Options) -> Result<u8> {
     let config = generic.load()?;
     let namenodes = crate::generic::namenode_addresses(&config)?;
     let user = client_user(&config);
-    let settings = ClientSettings::from_config(&config);
+    let settings = crate::generic::client_settings(&config);
     let heartbeat = Duration::from_millis(config.dfs.heartbeat_interval_ms);
     runtime()?.block_on(async {
         let client = DfsClient::new_nameservice(&namenodes, &user, settings)?;

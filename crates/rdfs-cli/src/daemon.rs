@@ -86,7 +86,7 @@ pub fn namenode(args: Vec<String>) -> u8 {
             return Ok(());
         }
         if format {
-            let superuser = crate::generic::client_user(&config);
+            let superuser = crate::generic::login_user(&config);
             let info = namenode::format(&config, force, cluster_id, &superuser)?;
             if config.is_ha() {
                 daemon_runtime()?.block_on(rdfs_namenode::ha::admin::format_journal(
@@ -111,8 +111,11 @@ pub fn namenode(args: Vec<String>) -> u8 {
             );
             return Ok(());
         }
+        let superuser = crate::generic::login_user(&config);
+        let reload: namenode::ConfigReload =
+            std::sync::Arc::new(move || generic.load().map_err(|e| format!("{e:#}")));
         daemon_runtime()?.block_on(async {
-            let node = Namenode::start(&config).await?;
+            let node = Namenode::start(&config, &superuser, reload).await?;
             node.serve(rdfs_common::shutdown::signal()).await?;
             Ok(())
         })

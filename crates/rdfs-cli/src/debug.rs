@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 
-use rdfs_client::{ClientSettings, DfsClient};
+use rdfs_client::DfsClient;
 use rdfs_common::ExceptionKind;
 
 use crate::generic::{GenericOptions, client_user, runtime};
@@ -74,7 +74,7 @@ fn run(args: Vec<String>) -> Result<u8> {
     let config = generic.load()?;
     let namenodes = crate::generic::namenode_addresses(&config)?;
     let user = client_user(&config);
-    let settings = ClientSettings::from_config(&config);
+    let settings = crate::generic::client_settings(&config);
     let path = crate::generic::absolute_path(&config, &options.path);
     runtime()?.block_on(async {
         let client = DfsClient::new_nameservice(&namenodes, &user, settings)?;

@@ -1,19 +1,20 @@
 //! `rdfs dfsadmin`: `-report [-live] [-dead] [-decommissioning]` (cluster
 //! capacity, block health and one section per datanode, in HDFS's layout),
-//! `-refreshNodes`, `-safemode`, `-saveNamespace`, `-rollEdits`.
+//! `-refreshNodes`, `-safemode`, `-saveNamespace`, `-rollEdits`,
+//! `-refreshUserToGroupsMappings`, `-refreshSuperUserGroupsConfiguration`.
 
 use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 
-use rdfs_client::{ClientSettings, DfsClient};
+use rdfs_client::DfsClient;
 use rdfs_common::protocol::{AdminState, DatanodeInfo};
 use rdfs_proto as pb;
 
 use crate::generic::{GenericOptions, client_user, runtime};
 use crate::report::{bytes_with_desc, java_date, percent};
 
-const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead] [-decommissioning]]\n\t[-safemode <enter | leave | get | wait>]\n\t[-saveNamespace]\n\t[-rollEdits]\n\t[-refreshNodes]";
+const USAGE: &str = "Usage: rdfs dfsadmin [generic options]\n\t[-report [-live] [-dead] [-decommissioning]]\n\t[-safemode <enter | leave | get | wait>]\n\t[-saveNamespace]\n\t[-rollEdits]\n\t[-refreshNodes]\n\t[-refreshUserToGroupsMappings]\n\t[-refreshSuperUserGroupsConfiguration]";
 
 pub fn main(args: Vec<String>) -> u8 {
     rdfs_common::logging::init("warn");
@@ -36,7 +37,7 @@ fn run(args: Vec<String>) -> Result<u8> {
     let config = generic.load()?;
     let namenodes = crate::generic::namenode_addresses(&config)?;
     let user = client_user(&config);
-    let settings = ClientSettings::from_config(&config);
+    let settings = crate::generic::client_settings(&config);
     runtime()?.block_on(async {
         let client = DfsClient::new_nameservice(&namenodes, &user, settings)?;
         match command.as_str() {
@@ -52,6 +53,18 @@ fn run(args: Vec<String>) -> Result<u8> {
                 no_options(&command, options)?;
                 let summary = client.refresh_nodes().await?;
                 println!("{summary}");
+                Ok(0)
+            }
+            "-refreshUserToGroupsMappings" => {
+                no_options(&command, options)?;
+                client.refresh_user_to_groups_mappings().await?;
+                println!("Refresh user to groups mapping successful");
+                Ok(0)
+            }
+            "-refreshSuperUserGroupsConfiguration" => {
+                no_options(&command, options)?;
+                client.refresh_super_user_groups_configuration().await?;
+                println!("Refresh super user groups configuration successful");
                 Ok(0)
             }
             "-rollEdits" => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 
-use rdfs_client::{ClientSettings, DfsClient, FsckEntry};
+use rdfs_client::{DfsClient, FsckEntry};
 use rdfs_common::time::now_ms;
 use rdfs_proto as pb;
 
@@ -76,8 +76,11 @@ fn run(args: Vec<String>) -> Result<u8> {
     let raw = options.path.clone().unwrap_or_else(|| "/".to_string());
     let path = crate::generic::absolute_path(&config, &raw);
     runtime()?.block_on(async {
-        let client =
-            DfsClient::new_nameservice(&namenodes, &user, ClientSettings::from_config(&config))?;
+        let client = DfsClient::new_nameservice(
+            &namenodes,
+            &user,
+            crate::generic::client_settings(&config),
+        )?;
         if client.get_file_info(&path).await?.is_none() {
             eprintln!(
                 "FileSystem is inaccessible due to:\nFile does not exist: {path}\nDFSck exiting."

@@ -130,7 +130,16 @@ pub fn absolute_path(config: &Config, raw: &str) -> String {
     }
 }
 
+/// With `HADOOP_PROXY_USER` set, the client acts as that user, the user
+/// it would otherwise be becoming the real user behind it (Hadoop's proxy
+/// user, which the namenode's `hadoop.proxyuser.*` rules must allow).
 pub fn client_user(config: &Config) -> String {
+    proxied_user().unwrap_or_else(|| login_user(config))
+}
+
+/// The user a process is before any proxying: `client.user`,
+/// `$HADOOP_USER_NAME`, or the login user. The namenode's superuser.
+pub fn login_user(config: &Config) -> String {
     if !config.client.user.is_empty() {
         return config.client.user.clone();
     }
@@ -138,6 +147,22 @@ pub fn client_user(config: &Config) -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(rdfs_common::config::login_user)
+}
+
+fn proxied_user() -> Option<String> {
+    std::env::var("HADOOP_PROXY_USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// The client settings `config` describes, with the real user set when the
+/// client acts for another user.
+pub fn client_settings(config: &Config) -> rdfs_client::ClientSettings {
+    let mut settings = rdfs_client::ClientSettings::from_config(config);
+    if proxied_user().is_some() {
+        settings.real_user = Some(login_user(config));
+    }
+    settings
 }
 
 /// A runtime for a command-line tool.

@@ -10,6 +10,7 @@ mod dfsadmin;
 mod fsck;
 mod generic;
 mod getconf;
+mod groups;
 mod haadmin;
 mod report;
 
@@ -58,6 +59,10 @@ enum Cli {
     /// Debugging tools (recoverLease -path PATH [-retries N]), as `hdfs debug`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Debug { args: Vec<String> },
+    /// The groups the namenode resolves for users (the current user when
+    /// none is named), as `hdfs groups`.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Groups { args: Vec<String> },
     /// Print configuration (-confKey KEY, -dump), as `hdfs getconf`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Getconf { args: Vec<String> },
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         Cli::Fsck { args } => fsck::main(args),
         Cli::Dfsadmin { args } => dfsadmin::main(args),
         Cli::Getconf { args } => getconf::main(args),
+        Cli::Groups { args } => groups::main(args),
         Cli::Bench { args } => bench::main(args),
         Cli::Balancer { args } => balancer::main(args),
         Cli::Debug { args } => debug::main(args),

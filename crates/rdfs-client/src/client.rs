@@ -12,7 +12,8 @@ use tonic::service::interceptor::InterceptedService;
 
 use rdfs_common::config::Config;
 use rdfs_common::grpc::{
-    CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, ChannelCache, MAX_MESSAGE_SIZE, USER_METADATA_KEY,
+    CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, ChannelCache, MAX_MESSAGE_SIZE,
+    REAL_USER_METADATA_KEY, USER_METADATA_KEY,
 };
 use rdfs_common::protocol::{
     ContentSummary, DatanodeInfo, ExtendedBlock, FileStatus, FsStats, LocatedBlock, LocatedBlocks,
@@ -62,6 +63,9 @@ pub struct ClientSettings {
     pub last_block_length_retry_interval: Duration,
     /// How long a call retries a namenode that answers RetriableException.
     pub retriable_wait: Duration,
+    /// The user that acts for the client's user (a proxy user), sent as
+    /// Hadoop's real user; `None` when the client is its own user.
+    pub real_user: Option<String>,
 }
 
 /// HDFS's ReplaceDatanodeOnFailure policies.
@@ -90,7 +94,7 @@ impl ClientSettings {
             socket_timeout: Duration::from_millis(config.client.socket_timeout_ms),
             block_write_retries: config.client.block_write_retries.max(1),
             complete_retries: config.client.complete_retries.max(1),
-            umask: DEFAULT_UMASK,
+            umask: config.fs.umask().unwrap_or(DEFAULT_UMASK),
             replace_policy: if !config.client.replace_datanode_on_failure {
                 ReplacePolicy::Never
             } else {
@@ -113,6 +117,7 @@ impl ClientSettings {
                 config.client.last_block_length_retry_interval_ms,
             ),
             retriable_wait: Duration::from_millis(config.client.retriable_wait_ms),
+            real_user: None,
         }
     }
 }
@@ -125,15 +130,20 @@ impl ClientSettings {
 #[derive(Clone)]
 pub struct CallInterceptor {
     user: MetadataValue<tonic::metadata::Ascii>,
+    real_user: Option<MetadataValue<tonic::metadata::Ascii>>,
     client_id: MetadataValue<tonic::metadata::Ascii>,
     next_call: Arc<std::sync::atomic::AtomicI32>,
 }
 
 impl CallInterceptor {
-    fn new(user: MetadataValue<tonic::metadata::Ascii>) -> Self {
+    fn new(
+        user: MetadataValue<tonic::metadata::Ascii>,
+        real_user: Option<MetadataValue<tonic::metadata::Ascii>>,
+    ) -> Self {
         let client_id = rdfs_common::grpc::format_client_id(&rand::random::<[u8; 16]>());
         Self {
             user,
+            real_user,
             // Hex digits are always valid metadata.
             client_id: MetadataValue::try_from(client_id.as_str())
                 .unwrap_or_else(|_| MetadataValue::from_static("")),
@@ -155,6 +165,9 @@ impl Interceptor for CallInterceptor {
             & i32::MAX;
         let metadata = request.metadata_mut();
         metadata.insert(USER_METADATA_KEY, self.user.clone());
+        if let Some(real_user) = &self.real_user {
+            metadata.insert(REAL_USER_METADATA_KEY, real_user.clone());
+        }
         metadata.insert(CLIENT_ID_METADATA_KEY, self.client_id.clone());
         metadata.insert(CALL_ID_METADATA_KEY, MetadataValue::from(call));
         Ok(request)
@@ -254,12 +267,15 @@ impl DfsClient {
             .iter()
             .map(|addr| addr.as_ref().to_string())
             .collect();
-        let user_value = MetadataValue::try_from(user).map_err(|_| {
-            ClientError::InvalidArgument(format!("user name '{user}' is not valid ASCII"))
-        })?;
+        let metadata = |user: &str| {
+            MetadataValue::try_from(user).map_err(|_| {
+                ClientError::InvalidArgument(format!("user name '{user}' is not valid ASCII"))
+            })
+        };
+        let real_user = settings.real_user.as_deref().map(metadata).transpose()?;
         let namenode = ClientNamenodeClient::with_interceptor(
             failover.clone(),
-            CallInterceptor::new(user_value),
+            CallInterceptor::new(metadata(user)?, real_user),
         )
         .max_decoding_message_size(MAX_MESSAGE_SIZE);
         let client_name = format!(
@@ -844,6 +860,38 @@ impl DfsClient {
             .await
             .map_err(|s| self.remote(s))?;
         Ok(response.into_inner().summary)
+    }
+
+    /// The groups the namenode resolves for `user` (`rdfs groups`).
+    pub async fn get_groups(&self, user: &str) -> Result<Vec<String>> {
+        let response = self
+            .nn()
+            .get_groups(pb::GetGroupsRequest {
+                user: user.to_string(),
+            })
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(response.into_inner().groups)
+    }
+
+    /// Makes the namenode forget the users' groups it cached.
+    pub async fn refresh_user_to_groups_mappings(&self) -> Result<()> {
+        self.nn()
+            .refresh_user_to_groups_mappings(pb::RefreshUserToGroupsMappingsRequest {})
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+
+    /// Makes the namenode read its proxy-user rules again.
+    pub async fn refresh_super_user_groups_configuration(&self) -> Result<()> {
+        self.nn()
+            .refresh_super_user_groups_configuration(
+                pb::RefreshSuperUserGroupsConfigurationRequest {},
+            )
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
     }
 
     /// Blocks with a replica on a datanode, adding up to about `size` bytes

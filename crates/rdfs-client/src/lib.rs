@@ -9,6 +9,7 @@ pub mod error;
 mod failover;
 pub mod input;
 pub mod output;
+pub mod trash;
 
 pub use client::{ClientSettings, CreateOptions, DfsClient, FsckEntry};
 pub use error::{ClientError, Result};

@@ -212,6 +212,9 @@ fake_namenode! {
     refresh_nodes(RefreshNodesRequest) -> RefreshNodesResponse;
     get_blocks(GetBlocksRequest) -> GetBlocksResponse;
     schedule_replica_move(ScheduleReplicaMoveRequest) -> ScheduleReplicaMoveResponse;
+    get_groups(GetGroupsRequest) -> GetGroupsResponse;
+    refresh_user_to_groups_mappings(RefreshUserToGroupsMappingsRequest) -> RefreshUserToGroupsMappingsResponse;
+    refresh_super_user_groups_configuration(RefreshSuperUserGroupsConfigurationRequest) -> RefreshSuperUserGroupsConfigurationResponse;
 }
 
 /// Serves `nn` on `listener` with the real namenode's transport settings.

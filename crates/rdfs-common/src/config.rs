@@ -43,6 +43,52 @@ pub struct Config {
     pub datanode: DatanodeConfig,
     pub ha: HaConfig,
     pub journalnode: JournalnodeConfig,
+    pub security: SecurityConfig,
+}
+
+/// Who may do what: HDFS's permission, group-mapping and proxy-user
+/// settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SecurityConfig {
+    /// Whether the namenode checks permissions (`dfs.permissions.enabled`);
+    /// off, only ownership is checked for chmod and chown, as in HDFS.
+    pub permissions_enabled: bool,
+    /// Seconds a user's groups are cached
+    /// (`hadoop.security.groups.cache.secs`).
+    pub groups_cache_secs: u64,
+    /// Seconds a user the system does not know is remembered as such
+    /// (`hadoop.security.groups.negative-cache.secs`; 0 remembers none).
+    pub groups_negative_cache_secs: u64,
+    /// Users whose groups come from here rather than the system, as
+    /// `user=group1,group2;user2=;`
+    /// (`hadoop.user.group.static.mapping.overrides`).
+    pub group_mapping_overrides: String,
+    /// Users allowed to act for others, by name
+    /// (`hadoop.proxyuser.<name>.hosts`, `.groups`, `.users`).
+    pub proxy_users: std::collections::BTreeMap<String, ProxyUserConfig>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            permissions_enabled: true,
+            groups_cache_secs: 300,
+            groups_negative_cache_secs: 30,
+            group_mapping_overrides: "dr.who=;".to_string(),
+            proxy_users: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+/// What one proxy user may do: connect from `hosts` and act for `users` or
+/// members of `groups`; each a comma-separated list, `*` for any.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ProxyUserConfig {
+    pub hosts: String,
+    pub groups: String,
+    pub users: String,
 }
 
 /// Shared by every process (Hadoop's core-site.xml).
@@ -51,12 +97,83 @@ pub struct Config {
 pub struct FsConfig {
     /// The filesystem paths without a scheme refer to (`fs.defaultFS`).
     pub default_fs: String,
+    /// Permission bits a client clears from new files and directories,
+    /// octal (`022`) or symbolic (`u=rwx,g=rx,o=`)
+    /// (`fs.permissions.umask-mode`).
+    pub umask_mode: String,
+    /// Minutes the trash keeps what `-rm` removes; 0 turns the trash off
+    /// (`fs.trash.interval`; fractions allowed, as in Hadoop). The
+    /// namenode's value is what clients use.
+    pub trash_interval_minutes: f64,
+    /// Minutes between the namenode's trash checkpoints; 0 means the trash
+    /// interval (`fs.trash.checkpoint.interval`).
+    pub trash_checkpoint_interval_minutes: f64,
+}
+
+impl FsConfig {
+    /// The umask `umask_mode` gives: octal (`022`, `0077`) or symbolic
+    /// clauses naming the bits new files and directories may keep
+    /// (`u=rwx,g=rx,o=` is `027`), as Hadoop's `UmaskParser` reads them.
+    pub fn umask(&self) -> Result<u16, ConfigError> {
+        parse_umask(&self.umask_mode).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "Unable to parse configuration fs.permissions.umask-mode with value {} as octal or symbolic umask.",
+                self.umask_mode
+            ))
+        })
+    }
+}
+
+fn parse_umask(text: &str) -> Option<u16> {
+    let text = text.trim();
+    let digits = text.strip_prefix('+').unwrap_or(text);
+    if !digits.is_empty() && digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        let trimmed = digits.trim_start_matches('0');
+        return (trimmed.len() <= 3).then(|| u16::from_str_radix(trimmed, 8).unwrap_or(0));
+    }
+    let mut allowed = 0u16;
+    for clause in text.split(',') {
+        let op_at = clause.find(['+', '-', '='])?;
+        let (who, rest) = clause.split_at(op_at);
+        let (op, bits) = rest.split_at(1);
+        if !who.chars().all(|c| "ugoa".contains(c)) || !bits.chars().all(|c| "rwx".contains(c)) {
+            return None;
+        }
+        let mut perm = 0u16;
+        for c in bits.chars() {
+            perm |= match c {
+                'r' => 4,
+                'w' => 2,
+                _ => 1,
+            };
+        }
+        let who = if who.is_empty() { "a" } else { who };
+        for class in who.chars() {
+            let shifts: &[u16] = match class {
+                'u' => &[6],
+                'g' => &[3],
+                'o' => &[0],
+                _ => &[6, 3, 0],
+            };
+            for shift in shifts {
+                match op {
+                    "-" => allowed &= !(perm << shift),
+                    "=" => allowed = (allowed & !(7 << shift)) | (perm << shift),
+                    _ => allowed |= perm << shift,
+                }
+            }
+        }
+    }
+    Some(!allowed & 0o777)
 }
 
 impl Default for FsConfig {
     fn default() -> Self {
         Self {
             default_fs: "hdfs://127.0.0.1:8020".to_string(),
+            umask_mode: "022".to_string(),
+            trash_interval_minutes: 0.0,
+            trash_checkpoint_interval_minutes: 0.0,
         }
     }
 }
@@ -768,6 +885,41 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
         scale: 1,
     },
     HadoopAlias {
+        hadoop: "dfs.permissions.enabled",
+        rdfs: "security.permissions_enabled",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "hadoop.security.groups.cache.secs",
+        rdfs: "security.groups_cache_secs",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "hadoop.security.groups.negative-cache.secs",
+        rdfs: "security.groups_negative_cache_secs",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "hadoop.user.group.static.mapping.overrides",
+        rdfs: "security.group_mapping_overrides",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "fs.permissions.umask-mode",
+        rdfs: "fs.umask_mode",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "fs.trash.interval",
+        rdfs: "fs.trash_interval_minutes",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "fs.trash.checkpoint.interval",
+        rdfs: "fs.trash_checkpoint_interval_minutes",
+        scale: 1,
+    },
+    HadoopAlias {
         hadoop: "dfs.datanode.data.dir",
         rdfs: "datanode.data_dirs",
         scale: 1,
@@ -948,12 +1100,10 @@ impl Config {
         .map_err(|err: toml::de::Error| ConfigError::Invalid(err.to_string()))?;
         // Name a bad -D key in full, even when serde only saw its unknown section.
         for (key, _) in overrides {
-            let rdfs_key = HADOOP_ALIASES
-                .iter()
-                .find(|a| a.hadoop == key)
-                .map_or(key.as_str(), |a| a.rdfs);
+            let (rdfs_key, _) = rdfs_key_of(key);
             let before = unknown.len();
-            unknown.retain(|path| !(rdfs_key == path || rdfs_key.starts_with(&format!("{path}."))));
+            unknown
+                .retain(|path| !(rdfs_key == *path || rdfs_key.starts_with(&format!("{path}."))));
             if unknown.len() != before {
                 warnings.push(format!("-D {key}: unknown config key, ignored"));
             }
@@ -992,6 +1142,7 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
+        self.fs.umask()?;
         let bpc = self.dfs.bytes_per_checksum;
         if bpc == 0 || bpc > 1024 * 1024 {
             return invalid(format!(
@@ -1250,10 +1401,7 @@ fn apply_override(
     value: &str,
     warnings: &mut Vec<String>,
 ) -> Result<(), ConfigError> {
-    let (rdfs_key, scale) = match HADOOP_ALIASES.iter().find(|alias| alias.hadoop == key) {
-        Some(alias) => (alias.rdfs, alias.scale),
-        None => (key, 1),
-    };
+    let (rdfs_key, scale) = rdfs_key_of(key);
     let Some((section, field)) = rdfs_key.split_once('.') else {
         warnings.push(format!("-D {key}: not a known key, ignored"));
         return Ok(());
@@ -1269,18 +1417,47 @@ fn apply_override(
             }
         };
     }
-    let section_table = table
-        .entry(section.to_string())
-        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    match section_table {
-        toml::Value::Table(inner) => {
-            inner.insert(field.to_string(), parsed);
-            Ok(())
+    // Nested keys (`security.proxy_users.hue.hosts`) walk down tables.
+    let mut current = table;
+    let mut walked = section.to_string();
+    let mut parts: Vec<&str> = vec![section];
+    parts.extend(field.split('.'));
+    let (last, tables) = parts.split_last().unwrap_or((&"", &[]));
+    for (index, part) in tables.iter().enumerate() {
+        if index > 0 {
+            walked = format!("{walked}.{part}");
         }
-        _ => Err(ConfigError::Invalid(format!(
-            "-D {key}: '{section}' is not a section"
-        ))),
+        let entry = current
+            .entry(part.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = match entry {
+            toml::Value::Table(inner) => inner,
+            _ => {
+                return Err(ConfigError::Invalid(format!(
+                    "-D {key}: '{walked}' is not a section"
+                )));
+            }
+        };
     }
+    current.insert(last.to_string(), parsed);
+    Ok(())
+}
+
+/// The rdfs key a `-D` key sets, and the factor numbers are scaled by:
+/// Hadoop names map through the alias table, and
+/// `hadoop.proxyuser.<user>.<hosts|groups|users>` to
+/// `security.proxy_users.<user>.<...>`.
+fn rdfs_key_of(key: &str) -> (std::borrow::Cow<'_, str>, u64) {
+    if let Some(alias) = HADOOP_ALIASES.iter().find(|alias| alias.hadoop == key) {
+        return (alias.rdfs.into(), alias.scale);
+    }
+    if let Some(rest) = key.strip_prefix("hadoop.proxyuser.")
+        && let Some((user, what)) = rest.rsplit_once('.')
+        && !user.is_empty()
+    {
+        return (format!("security.proxy_users.{user}.{what}").into(), 1);
+    }
+    (key.into(), 1)
 }
 
 /// A `-D` value as TOML would read it (integer, float, boolean), else a string.
@@ -1373,6 +1550,27 @@ pub fn login_user() -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn umasks_read_as_hadoop_reads_them() {
+        let umask = |mode: &str| {
+            FsConfig {
+                umask_mode: mode.to_string(),
+                ..FsConfig::default()
+            }
+            .umask()
+            .ok()
+        };
+        assert_eq!(umask("022"), Some(0o022));
+        assert_eq!(umask("0077"), Some(0o077));
+        assert_eq!(umask("u=rwx,g=rx,o="), Some(0o027));
+        assert_eq!(umask("u=rwx"), Some(0o077));
+        assert_eq!(umask("a+r,u+w"), Some(0o133));
+        assert_eq!(umask("0800"), None);
+        assert_eq!(umask("1022"), None);
+        assert_eq!(umask("u=rwq"), None);
+    }
+
     use super::*;
 
     fn overrides(pairs: &[(&str, &str)]) -> Vec<(String, String)> {

@@ -10,6 +10,9 @@ use tonic::transport::{Channel, Endpoint, Server};
 
 /// Request metadata naming the calling user (HDFS's effective user).
 pub const USER_METADATA_KEY: &str = "x-rdfs-user";
+/// The user that sends a call on behalf of `x-rdfs-user` (a proxy user,
+/// Hadoop's real user).
+pub const REAL_USER_METADATA_KEY: &str = "x-rdfs-real-user";
 
 /// Metadata naming the client a call comes from: 16 random bytes per client,
 /// in 32 hex digits (Hadoop IPC's `clientId`). With the call id, it lets the

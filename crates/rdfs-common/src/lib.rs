@@ -13,6 +13,7 @@ pub mod path;
 pub mod protocol;
 pub mod shutdown;
 pub mod time;
+pub mod trash;
 pub mod version_file;
 
 pub use exception::ExceptionKind;

@@ -103,6 +103,11 @@ impl Interner {
         self.names.get(id as usize).map_or("", |name| name)
     }
 
+    /// The id of a name already interned.
+    pub fn lookup(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
     pub fn all(&self) -> &[Box<str>] {
         &self.names
     }
@@ -343,6 +348,8 @@ impl Resolved {
 pub struct ThroughFile {
     /// The path of that file.
     pub path: String,
+    /// The inodes from the root down to that file (its last).
+    pub inodes: Vec<InodeId>,
 }
 
 #[derive(Debug, Default)]
@@ -465,6 +472,7 @@ impl Namespace {
             if !self.at(current).is_dir() {
                 return Err(ThroughFile {
                     path: rdfs_common::path::join_components(&components[..index]),
+                    inodes,
                 });
             }
             match self.child_slot(current, component.as_bytes()) {

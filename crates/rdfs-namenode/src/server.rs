@@ -24,7 +24,9 @@ use crate::edit_log::{FileJournal, Journal, JournalError};
 use crate::ha::NamenodeHandle;
 use crate::ha::node::HaNode;
 use crate::ha::service::HaServiceImpl;
+use crate::identity::Identities;
 use crate::namesystem::{Namesystem, NamesystemConfig, empty_state};
+use crate::protocol::ClientProtocol;
 use crate::rpc::client_service::ClientService;
 use crate::rpc::datanode_service::DatanodeService;
 use crate::storage::{self, NameStorage, NamespaceInfo, StorageError};
@@ -98,9 +100,15 @@ pub fn format(
     Ok(info)
 }
 
+/// Reads the daemon's configuration again (its file and `-D` overrides),
+/// for the refresh commands.
+pub type ConfigReload = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
+
 /// A namenode that has loaded its namespace and is ready to serve.
 pub struct Namenode {
     handle: Arc<NamenodeHandle>,
+    identities: Arc<Identities>,
+    reload: ConfigReload,
     mode: Mode,
     listener: tokio::net::TcpListener,
     address: SocketAddr,
@@ -123,7 +131,16 @@ impl Namenode {
     /// Locks the name dirs, loads the newest fsimage and the edits after it,
     /// and binds the RPC address. The namenode starts in safe mode; in an HA
     /// nameservice it starts as standby.
-    pub async fn start(config: &Config) -> Result<Self, ServerError> {
+    /// Loads the namespace and binds the RPC port. `superuser` is the user
+    /// the namenode runs as (who formatted it), whom no permission check
+    /// stops.
+    pub async fn start(
+        config: &Config,
+        superuser: &str,
+        reload: ConfigReload,
+    ) -> Result<Self, ServerError> {
+        let identities =
+            Arc::new(Identities::from_config(config, superuser).map_err(ConfigError::Invalid)?);
         let (handle, mode) = if config.is_ha() {
             let node = HaNode::open(config)?;
             node.check_journal().await?;
@@ -147,6 +164,8 @@ impl Namenode {
             .clamp(Duration::from_millis(100), Duration::from_secs(1));
         Ok(Self {
             handle,
+            identities,
+            reload,
             mode,
             listener,
             address,
@@ -226,6 +245,8 @@ impl Namenode {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), ServerError> {
         let Self {
             handle,
+            identities,
+            reload,
             mode,
             listener,
             address,
@@ -236,6 +257,11 @@ impl Namenode {
             spawn_ticker(Arc::clone(&handle), tick, stop.clone()),
             spawn_replication_monitor(Arc::clone(&handle), stop.clone()),
             spawn_lease_monitor(Arc::clone(&handle), stop.clone()),
+            tokio::spawn(crate::trash_emptier::run(
+                Arc::clone(&handle),
+                identities.namenode(),
+                stop.clone(),
+            )),
         ];
         let (checkpointer, fatal, ha_node) = match &mode {
             Mode::Single {
@@ -260,8 +286,15 @@ impl Namenode {
         let fatal_signal = fatal.clone();
         let result = rdfs_common::grpc::server()
             .add_service(
-                ClientNamenodeServer::new(ClientService::new(Arc::clone(&handle), checkpointer))
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                ClientNamenodeServer::new(ClientService::new(
+                    Arc::new(ClientProtocol::new(
+                        Arc::clone(&handle),
+                        checkpointer,
+                        identities,
+                    )),
+                    reload,
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
                 DatanodeProtocolServer::new(DatanodeService::new(Arc::clone(&handle)))

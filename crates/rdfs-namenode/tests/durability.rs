@@ -41,7 +41,9 @@ async fn deletions(ns: &Namesystem, dn: usize) -> Option<Vec<i64>> {
 /// The datanodes that hold a live replica of `src`'s first block, as a
 /// reader would be told.
 fn holders(ns: &Namesystem, src: &str) -> Vec<String> {
-    let located = ns.get_block_locations(src, 0, u64::MAX).expect("locations");
+    let located = ns
+        .get_block_locations(&common::caller(), src, 0, u64::MAX)
+        .expect("locations");
     let mut out: Vec<String> = located.blocks[0]
         .locations
         .iter()
@@ -67,7 +69,11 @@ async fn replicas_of_a_deleted_file_are_deleted_only_once_the_delete_is_durable(
         let ns = Arc::clone(&ns);
         tokio::spawn(async move { ns.delete(&caller(), "/f", false).await })
     };
-    while ns.get_file_info("/f").expect("info").is_some() {
+    while ns
+        .get_file_info(&common::caller(), "/f")
+        .expect("info")
+        .is_some()
+    {
         tokio::task::yield_now().await;
     }
     for dn in 0..3 {
@@ -122,7 +128,7 @@ async fn a_recovery_order_waits_for_its_generation_stamp_to_be_durable() {
     journal.hold_syncs();
     let recovering = {
         let ns = Arc::clone(&ns);
-        tokio::spawn(async move { ns.recover_lease("/open", "other").await })
+        tokio::spawn(async move { ns.recover_lease(&common::caller(), "/open", "other").await })
     };
     tokio::time::sleep(Duration::from_millis(50)).await;
     for dn in 0..3 {

@@ -37,11 +37,12 @@ async fn recover_orders(ns: &Namesystem, n: usize) -> Vec<(usize, RecoverOrder)>
 }
 
 fn locations(ns: &Namesystem, src: &str) -> LocatedBlocks {
-    ns.get_block_locations(src, 0, u64::MAX).expect("locations")
+    ns.get_block_locations(&common::caller(), src, 0, u64::MAX)
+        .expect("locations")
 }
 
 fn corrupt_replicas(ns: &Namesystem, src: &str) -> Vec<(String, bool)> {
-    let report = ns.fsck(src).expect("fsck");
+    let report = ns.fsck(&common::caller(), src).expect("fsck");
     let mut out = Vec::new();
     for entry in report.entries {
         if let FsckEntry::File(file) = entry {
@@ -105,7 +106,11 @@ async fn hard_limit_expiry_recovers_the_block_and_the_commit_closes_the_file() {
         ExceptionKind::LeaseExpired
     );
     // A recovery already under way is not restarted by recoverLease.
-    assert!(!ns.recover_lease("/f", "other").await.expect("recover"));
+    assert!(
+        !ns.recover_lease(&common::caller(), "/f", "other")
+            .await
+            .expect("recover")
+    );
     assert!(recover_orders(&ns, 3).await.is_empty());
 
     // A commit with another recovery id is refused, naming both.
@@ -167,7 +172,11 @@ async fn hard_limit_expiry_recovers_the_block_and_the_commit_closes_the_file() {
         order.new_generation_stamp
     );
     assert_eq!(closed.blocks[0].locations.len(), 2);
-    assert!(ns.recover_lease("/f", "other").await.expect("closed"));
+    assert!(
+        ns.recover_lease(&common::caller(), "/f", "other")
+            .await
+            .expect("closed")
+    );
 
     // The replayed journal agrees.
     let replayed = namesystem(journal);
@@ -189,9 +198,13 @@ async fn recover_lease_closes_what_it_can_at_once() {
     register(&ns, 3).await;
     let c = caller();
     closed_file(&ns, "/closed", &[10]).await;
-    assert!(ns.recover_lease("/closed", "r").await.expect("closed file"));
+    assert!(
+        ns.recover_lease(&common::caller(), "/closed", "r")
+            .await
+            .expect("closed file")
+    );
     assert_eq!(
-        ns.recover_lease("/missing", "r")
+        ns.recover_lease(&common::caller(), "/missing", "r")
             .await
             .expect_err("missing")
             .kind(),
@@ -199,14 +212,21 @@ async fn recover_lease_closes_what_it_can_at_once() {
     );
     ns.mkdirs(&c, "/dir", 0o755, false).await.expect("mkdir");
     assert_eq!(
-        ns.recover_lease("/dir", "r").await.expect_err("dir").kind(),
+        ns.recover_lease(&common::caller(), "/dir", "r")
+            .await
+            .expect_err("dir")
+            .kind(),
         ExceptionKind::FileNotFound
     );
     // No blocks: closed at once.
     ns.create(&c, "/empty", 0o644, "w", false, false, 3, BLOCK)
         .await
         .expect("create");
-    assert!(ns.recover_lease("/empty", "r").await.expect("recover"));
+    assert!(
+        ns.recover_lease(&common::caller(), "/empty", "r")
+            .await
+            .expect("recover")
+    );
     // An empty last block no datanode ever had (the namenode restarted,
     // so its pipeline is forgotten): dropped, and the file closed.
     ns.create(&c, "/g", 0o644, "w", false, false, 3, BLOCK)
@@ -215,7 +235,12 @@ async fn recover_lease_closes_what_it_can_at_once() {
     ns.add_block("/g", "w", None, &[], 0).await.expect("block");
     let restarted = namesystem(journal);
     register(&restarted, 3).await;
-    assert!(restarted.recover_lease("/g", "r").await.expect("recover"));
+    assert!(
+        restarted
+            .recover_lease(&common::caller(), "/g", "r")
+            .await
+            .expect("recover")
+    );
     let g = locations(&restarted, "/g");
     assert!(g.blocks.is_empty() && !g.under_construction);
     assert!(recover_orders(&restarted, 3).await.is_empty());
@@ -321,7 +346,7 @@ async fn append_reopens_a_partial_last_block_and_one_writer_only() {
             .expect("complete")
     );
     assert_eq!(
-        ns.get_file_info("/partial")
+        ns.get_file_info(&common::caller(), "/partial")
             .expect("info")
             .expect("exists")
             .length,
@@ -334,7 +359,7 @@ async fn append_reopens_a_partial_last_block_and_one_writer_only() {
     let replayed = namesystem(Arc::clone(&journal));
     assert_eq!(
         replayed
-            .get_file_info("/partial")
+            .get_file_info(&common::caller(), "/partial")
             .expect("info")
             .expect("exists")
             .length,
@@ -440,7 +465,10 @@ async fn truncate_on_a_boundary_and_in_the_middle_of_a_block() {
             .await
             .expect("mid-block")
     );
-    let status = ns.get_file_info("/t").expect("info").expect("exists");
+    let status = ns
+        .get_file_info(&common::caller(), "/t")
+        .expect("info")
+        .expect("exists");
     assert_eq!(status.length, new_length);
     let orders = recover_orders(&ns, 3).await;
     assert_eq!(orders.len(), 1);
@@ -658,9 +686,15 @@ async fn replay_and_fsimage_of_the_new_edits_rebuild_the_same_state() {
         false,
     );
     for src in ["/a", "/t", "/h"] {
-        let live = ns.get_file_info(src).expect("info").expect("exists");
+        let live = ns
+            .get_file_info(&common::caller(), src)
+            .expect("info")
+            .expect("exists");
         for other in [&from_replay, &from_image] {
-            let rebuilt = other.get_file_info(src).expect("info").expect("exists");
+            let rebuilt = other
+                .get_file_info(&common::caller(), src)
+                .expect("info")
+                .expect("exists");
             assert_eq!(
                 (rebuilt.length, rebuilt.modification_time),
                 (live.length, live.modification_time),

@@ -118,7 +118,10 @@ async fn mkdirs_create_and_their_refusals() {
         ExceptionKind::IllegalArgument
     );
 
-    let status = ns.get_file_info("/a/f").expect("info").expect("exists");
+    let status = ns
+        .get_file_info(&common::caller(), "/a/f")
+        .expect("info")
+        .expect("exists");
     assert_eq!(
         (
             status.owner.as_str(),
@@ -128,7 +131,7 @@ async fn mkdirs_create_and_their_refusals() {
         ("alice", "", 0o644)
     );
     assert!(
-        ns.get_file_info("/a/f/g")
+        ns.get_file_info(&common::caller(), "/a/f/g")
             .expect("through a file")
             .is_none()
     );
@@ -172,7 +175,11 @@ async fn rename_and_delete_follow_the_old_hdfs_api() {
             .await
             .expect("into a directory")
     );
-    assert!(ns.get_file_info("/dst/src/inner").expect("info").is_some());
+    assert!(
+        ns.get_file_info(&common::caller(), "/dst/src/inner")
+            .expect("info")
+            .is_some()
+    );
     assert!(
         ns.rename(&caller(), "/dst/src", "/moved")
             .await
@@ -203,10 +210,14 @@ async fn rename_and_delete_follow_the_old_hdfs_api() {
             .await
             .expect("recursive")
     );
-    assert!(ns.get_file_info("/moved/inner").expect("info").is_none());
+    assert!(
+        ns.get_file_info(&common::caller(), "/moved/inner")
+            .expect("info")
+            .is_none()
+    );
 
     let listing = ns
-        .get_listing("/", b"", false)
+        .get_listing(&common::caller(), "/", b"", false)
         .expect("list")
         .expect("exists");
     let names: Vec<String> = listing
@@ -216,8 +227,16 @@ async fn rename_and_delete_follow_the_old_hdfs_api() {
         .collect();
     assert_eq!(names, ["dst", "file"]);
     assert_eq!(listing.remaining, 0);
-    assert!(!ns.set_replication("/dst", 2).await.expect("directory"));
-    assert!(ns.set_replication("/file", 2).await.expect("file"));
+    assert!(
+        !ns.set_replication(&common::caller(), "/dst", 2)
+            .await
+            .expect("directory")
+    );
+    assert!(
+        ns.set_replication(&common::caller(), "/file", 2)
+            .await
+            .expect("file")
+    );
 }
 
 #[tokio::test]
@@ -299,7 +318,7 @@ async fn blocks_commit_complete_and_survive_replay() {
             .expect("complete")
     );
     assert_eq!(
-        ns.get_file_info("/f")
+        ns.get_file_info(&common::caller(), "/f")
             .expect("info")
             .expect("exists")
             .length,
@@ -312,8 +331,14 @@ async fn blocks_commit_complete_and_survive_replay() {
 
     // Replaying the journal rebuilds the same namespace.
     let replayed = namesystem(Arc::clone(&journal));
-    let original = ns.get_file_info("/f").expect("info").expect("exists");
-    let rebuilt = replayed.get_file_info("/f").expect("info").expect("exists");
+    let original = ns
+        .get_file_info(&common::caller(), "/f")
+        .expect("info")
+        .expect("exists");
+    let rebuilt = replayed
+        .get_file_info(&common::caller(), "/f")
+        .expect("info")
+        .expect("exists");
     assert_eq!(original, rebuilt);
     assert_eq!(journal.last_txid(), journal.records().len() as u64);
 }
@@ -416,7 +441,7 @@ async fn commits_must_match_the_block_and_paths_have_limits() {
             .expect("999 levels")
     );
     assert_eq!(
-        ns.get_content_summary("/")
+        ns.get_content_summary(&common::caller(), "/")
             .expect("summary")
             .directory_count,
         1000
@@ -451,7 +476,11 @@ async fn safe_mode_refuses_writes_with_hdfs_words_and_allows_reads() {
         kind(ns.delete(&caller(), "/d", true).await),
         ExceptionKind::SafeMode
     );
-    assert!(ns.get_file_info("/d").expect("reads work").is_some());
+    assert!(
+        ns.get_file_info(&common::caller(), "/d")
+            .expect("reads work")
+            .is_some()
+    );
     assert!(!ns.safe_mode(SafeModeAction::Leave));
     assert!(
         ns.delete(&caller(), "/d", true)

@@ -21,7 +21,7 @@ use anyhow::{Result, bail};
 use crate::generic::GenericOptions;
 
 const USAGE: &str = "usage: rdfs bench namespace [-files N] [-dir D]
-       rdfs bench nn -op create|mkdirs|open|fileStatus|listStatus|rename|delete [-threads T] [-files N] [-inprocess [-dir D] [-qjournal URI]]
+       rdfs bench nn -op create|mkdirs|open|fileStatus|listStatus|rename|delete [-threads T] [-files N] [-inprocess [-dir D] [-qjournal URI] [-permissions on|off]]
        rdfs bench nn ... [-filesPerDir F] [-baseDir PATH] [-clients C] [-keepResults]
        rdfs bench io -write|-read|-clean [-files N] [-size S] [-replication R] [-blockSize B] [-dir PATH]";
 
@@ -127,7 +127,7 @@ pub(crate) fn cluster_client(
     Ok(rdfs_client::DfsClient::new_nameservice(
         &namenodes,
         &user,
-        rdfs_client::ClientSettings::from_config(config),
+        crate::generic::client_settings(config),
     )?)
 }
 

@@ -148,8 +148,8 @@ impl Target {
 
     async fn open(&self, path: &str) -> Result<()> {
         match self {
-            Self::InProcess { ns, .. } => {
-                ns.get_block_locations(path, 0, OPEN_PREFETCH)?;
+            Self::InProcess { ns, caller } => {
+                ns.get_block_locations(caller, path, 0, OPEN_PREFETCH)?;
             }
             Self::Rpc { client } => {
                 client.get_block_locations(path, 0, OPEN_PREFETCH).await?;
@@ -160,7 +160,7 @@ impl Target {
 
     async fn file_status(&self, path: &str) -> Result<()> {
         let found = match self {
-            Self::InProcess { ns, .. } => ns.get_file_info(path)?.is_some(),
+            Self::InProcess { ns, caller } => ns.get_file_info(caller, path)?.is_some(),
             Self::Rpc { client } => client.get_file_info(path).await?.is_some(),
         };
         if !found {
@@ -171,7 +171,7 @@ impl Target {
 
     async fn list_status(&self, dir: &str) -> Result<()> {
         let found = match self {
-            Self::InProcess { ns, .. } => ns.get_listing(dir, b"", false)?.is_some(),
+            Self::InProcess { ns, caller } => ns.get_listing(caller, dir, b"", false)?.is_some(),
             Self::Rpc { client } => client.list(dir).await?.is_some(),
         };
         if !found {
@@ -236,6 +236,7 @@ pub(super) fn run(args: &[String], generic: &GenericOptions) -> Result<()> {
             "qjournal",
             "clients",
             "baseDir",
+            "permissions",
         ],
         &["inprocess", "keepResults"],
     )?;
@@ -258,8 +259,8 @@ pub(super) fn run(args: &[String], generic: &GenericOptions) -> Result<()> {
     if options.has("inprocess") {
         run_in_process(&options, plan)
     } else {
-        if options.has("qjournal") || options.has("dir") {
-            bail!("-qjournal and -dir go with -inprocess");
+        if options.has("qjournal") || options.has("dir") || options.has("permissions") {
+            bail!("-qjournal, -dir and -permissions go with -inprocess");
         }
         let config = generic.load()?;
         let runtime = crate::generic::runtime()?;
@@ -308,7 +309,9 @@ fn run_in_process(options: &Options, plan: Plan) -> Result<()> {
             layout_version: rdfs_common::ids::NAMENODE_LAYOUT_VERSION,
             ctime: 0,
         };
-        let config = NamesystemConfig::from_config(&rdfs_common::config::Config::default());
+        let mut config = NamesystemConfig::from_config(&rdfs_common::config::Config::default());
+        // `-permissions off` measures what the checks cost.
+        config.permissions_enabled = options.value("permissions") != Some("off");
         let (file_journal, quorum) = match options.value("qjournal") {
             None => (
                 Some(Arc::new(FileJournal::open(
@@ -333,11 +336,14 @@ fn run_in_process(options: &Options, plan: Plan) -> Result<()> {
             CancellationToken::new(),
             false,
         ));
-        let caller = Caller {
-            user: "bench".into(),
-            machine: "127.0.0.1".into(),
-            rpc: None,
-        };
+        // An ordinary user (not the superuser), so every permission check
+        // runs: the namespace's root is theirs.
+        let caller = Caller::new(
+            "bench",
+            Arc::from(vec!["bench".to_string()]),
+            false,
+            "127.0.0.1",
+        );
         let target = Target::InProcess { ns, caller };
         let label = match options.value("qjournal") {
             Some(uri) => format!("in-process, edit log through the quorum {uri}"),

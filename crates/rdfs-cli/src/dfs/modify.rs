@@ -101,6 +101,7 @@ pub async fn rm(shell: &mut Shell, args: Vec<String>) -> CommandResult {
     let parsed = parse_flags(args, &["f", "r", "R", "skipTrash", "safely"], 1, usize::MAX)?;
     let force = parsed.has("f");
     let recursive = parsed.has("r") || parsed.has("R");
+    let skip_trash = parsed.has("skipTrash");
     let items = if force {
         shell.expand_quietly(&parsed.args).await
     } else {
@@ -124,6 +125,16 @@ pub async fn rm(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         let Ok(client) = shell.client(&item.authority).map_err(|e| shell.fail(e)) else {
             continue;
         };
+        if !skip_trash {
+            match trash(shell, &client, &item).await {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(err) => {
+                    shell.fail(err);
+                    continue;
+                }
+            }
+        }
         match client.delete(&item.path, recursive).await {
             Ok(true) => {
                 let _ = writeln!(out, "Deleted {}", item.display());
@@ -133,6 +144,65 @@ pub async fn rm(shell: &mut Shell, args: Vec<String>) -> CommandResult {
         }
     }
     let _ = out.flush();
+    Ok(())
+}
+
+/// Moves `item` into the user's trash when the trash is on; whether it
+/// did (a path already in the trash is deleted outright, as in HDFS).
+async fn trash(
+    shell: &Shell,
+    client: &rdfs_client::DfsClient,
+    item: &super::path::PathArg,
+) -> Result<bool, rdfs_client::ClientError> {
+    if client
+        .trash_interval(shell.trash_interval())
+        .await?
+        .is_zero()
+    {
+        return Ok(false);
+    }
+    let Some(target) = client.move_to_trash(&item.path).await? else {
+        return Ok(false);
+    };
+    // HDFS logs this line; it goes to stderr so stdout stays the listing
+    // of deletions scripts read.
+    eprintln!(
+        "Moved: '{}' to trash at: hdfs://{}{target}",
+        item.qualified(),
+        item.authority
+    );
+    Ok(true)
+}
+
+/// `-expunge [-immediate]`: checkpoints the user's trash and deletes the
+/// checkpoints older than the trash interval (all of them, with
+/// `-immediate`).
+pub async fn expunge(shell: &mut Shell, args: Vec<String>) -> CommandResult {
+    let parsed = parse_flags(args, &["immediate"], 0, 0)?;
+    let immediate = parsed.has("immediate");
+    let authority = shell.default_authority.clone();
+    let Ok(client) = shell.client(&authority).map_err(|e| shell.fail(e)) else {
+        return Ok(());
+    };
+    let interval = match client.trash_interval(shell.trash_interval()).await {
+        Ok(interval) => interval,
+        Err(err) => {
+            shell.fail(err);
+            return Ok(());
+        }
+    };
+    match client.expunge(interval, immediate).await {
+        Ok(done) => {
+            let base = format!("hdfs://{authority}");
+            if let Some(created) = done.created {
+                println!("Created trash checkpoint: {base}{created}");
+            }
+            for deleted in done.deleted {
+                println!("Deleted trash checkpoint: {base}{deleted}");
+            }
+        }
+        Err(err) => shell.fail(err),
+    }
     Ok(())
 }
 

@@ -105,7 +105,7 @@ impl Shell {
         })?;
         let user = crate::generic::client_user(&config);
         Ok(Self {
-            settings: ClientSettings::from_config(&config),
+            settings: crate::generic::client_settings(&config),
             config: config.clone(),
             cwd: format!("/user/{user}"),
             user,
@@ -129,6 +129,7 @@ impl Shell {
             "-cat" => misc::cat(self, args).await,
             "-tail" => misc::tail(self, args).await,
             "-rm" => modify::rm(self, args).await,
+            "-expunge" => modify::expunge(self, args).await,
             "-rmdir" => modify::rmdir(self, args).await,
             "-stat" => ls::stat(self, args).await,
             "-du" => ls::du(self, args).await,
@@ -185,6 +186,12 @@ impl Shell {
         let client = DfsClient::new_nameservice(&namenodes, &self.user, self.settings.clone())?;
         self.clients.insert(authority.to_string(), client.clone());
         Ok(client)
+    }
+
+    /// This client's own trash interval, used when the namenode sets none.
+    pub fn trash_interval(&self) -> std::time::Duration {
+        std::time::Duration::try_from_secs_f64(self.config.fs.trash_interval_minutes * 60.0)
+            .unwrap_or_default()
     }
 
     pub fn parse_path(&self, arg: &str) -> Result<PathArg, String> {

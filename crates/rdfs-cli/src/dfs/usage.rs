@@ -50,6 +50,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "[-s] [-h] [-v] [-x] <path> ...",
     },
     CommandSpec {
+        name: "-expunge",
+        usage: "[-immediate] [-fs <path>]",
+    },
+    CommandSpec {
         name: "-get",
         usage: "[-f] [-p] <src> ... <localdst>",
     },

@@ -4,12 +4,14 @@
 use rdfs_common::path;
 use rdfs_common::protocol::{DatanodeInfo, FsStats};
 
-use super::{Namesystem, through_file_access};
+use super::access::PathUse;
+use super::{Caller, Namesystem};
 use crate::apply::FsState;
 use crate::block_manager::BlockState;
 use crate::edit_log::TxId;
 use crate::error::{NamenodeError, Result};
 use crate::fsck::{self, FsckReport};
+use crate::permission::{FsAction, Required};
 use crate::safe_mode::BlockSafety;
 
 /// Which datanodes a report covers.
@@ -108,14 +110,24 @@ impl Namesystem {
         stats
     }
 
-    pub fn fsck(&self, src: &str) -> Result<FsckReport> {
+    /// The health of the files under `src`, as the caller may list them
+    /// (read and execute on every directory, as HDFS's fsck lists as its
+    /// caller).
+    pub fn fsck(&self, caller: &Caller, src: &str) -> Result<FsckReport> {
         let components = path::components(src)?;
         let state = self.state.read();
         let fs = &state.fs;
-        let resolved = through_file_access(fs.namespace.resolve(&components))?;
+        let resolved = self.resolve_checked(
+            &fs.namespace,
+            caller,
+            &components,
+            Required::TRAVERSE,
+            PathUse::Access,
+        )?;
         let id = resolved
             .last()
             .ok_or_else(|| NamenodeError::FileNotFound(format!("{src} does not exist")))?;
+        self.check_subtree(&fs.namespace, caller, id, FsAction::READ_EXECUTE)?;
         Ok(fsck::collect(
             fs,
             id,

@@ -10,14 +10,16 @@ use rdfs_common::protocol::{ExtendedBlock, FileStatus, LocatedBlock};
 use rdfs_common::time::now_ms;
 use rdfs_proto::editlog::{self as edit, BlockRef};
 
+use super::access::PathUse;
 use super::write::{offset_of, writable_file};
-use super::{Caller, Namesystem, file_status, through_file_access};
+use super::{Caller, Namesystem, file_status};
 use crate::apply::FsState;
 use crate::block_manager::{BlockSlot, BlockState};
 use crate::datanode_manager::DatanodeIndex;
 use crate::edit_log::Op;
 use crate::error::{NamenodeError, Result};
 use crate::namespace::InodeId;
+use crate::permission::{FsAction, Required};
 use crate::placement;
 use crate::retry_cache::Outcome;
 
@@ -44,7 +46,14 @@ impl Namesystem {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot append to file{src}"))?;
             let fs = &mut state.fs;
-            let id = through_file_access(fs.namespace.resolve(&components))?
+            let id = self
+                .resolve_checked(
+                    &fs.namespace,
+                    caller,
+                    &components,
+                    Required::access(FsAction::WRITE),
+                    PathUse::Access,
+                )?
                 .last()
                 .ok_or_else(|| {
                     NamenodeError::FileNotFound(format!(
@@ -152,7 +161,14 @@ impl Namesystem {
             self.check_writable(&state, || format!("Cannot truncate for {src}"))?;
             let fs = &mut state.fs;
             let before = self.journal.last_txid();
-            let id = through_file_access(fs.namespace.resolve(&components))?
+            let id = self
+                .resolve_checked(
+                    &fs.namespace,
+                    caller,
+                    &components,
+                    Required::access(FsAction::WRITE),
+                    PathUse::Access,
+                )?
                 .last()
                 .ok_or_else(|| {
                     NamenodeError::FileNotFound(format!("File does not exist: {src}"))

@@ -10,7 +10,8 @@ use rdfs_common::protocol::ExtendedBlock;
 use rdfs_common::time::now_ms;
 use rdfs_proto::editlog::{self as edit, BlockRef};
 
-use super::{Namesystem, through_file_access};
+use super::access::PathUse;
+use super::{Caller, Namesystem};
 use crate::apply::FsState;
 use crate::block_manager::{BlockSlot, BlockState};
 use crate::datanode_manager::PendingRecovery;
@@ -18,6 +19,7 @@ use crate::edit_log::{Op, TxId};
 use crate::error::{NamenodeError, Result};
 use crate::lease::NAMENODE_LEASE_HOLDER;
 use crate::namespace::InodeId;
+use crate::permission::{FsAction, Required};
 
 /// A block's reference as the edit log records it.
 pub(super) fn block_ref(fs: &FsState, slot: BlockSlot) -> BlockRef {
@@ -41,17 +43,22 @@ impl Namesystem {
     /// Takes the file from its writer now (`hdfs debug recoverLease`):
     /// true when it is closed. While a recovery is already under way, false
     /// without starting another, unless it has run past the soft limit.
-    pub async fn recover_lease(&self, src: &str, client: &str) -> Result<bool> {
+    pub async fn recover_lease(&self, caller: &Caller, src: &str, client: &str) -> Result<bool> {
         let components = path::components(src)?;
         let (txid, closed) = 'recover: {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot recover the lease of {src}"))?;
             let fs = &mut state.fs;
-            let id = through_file_access(fs.namespace.resolve(&components))?
-                .last()
-                .ok_or_else(|| {
-                    NamenodeError::FileNotFound(format!("File does not exist: {src}"))
-                })?;
+            let resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &components,
+                Required::TRAVERSE,
+                PathUse::Access,
+            )?;
+            let id = resolved.last().ok_or_else(|| {
+                NamenodeError::FileNotFound(format!("File does not exist: {src}"))
+            })?;
             let file = fs
                 .namespace
                 .get(id)
@@ -65,6 +72,14 @@ impl Namesystem {
                 // Closed; a close may still be syncing.
                 break 'recover (self.journal.last_txid(), true);
             };
+            // Only taking a file from its writer needs write access.
+            self.check_resolved(
+                &fs.namespace,
+                caller,
+                &components,
+                &resolved,
+                Required::access(FsAction::WRITE),
+            )?;
             let last = file.block_slots().last().copied();
             let recovering = last
                 .and_then(|slot| fs.blocks.recovery(slot))

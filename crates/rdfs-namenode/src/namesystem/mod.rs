@@ -9,6 +9,7 @@
 //! waiting for the edit to be durable, which lets concurrent changes share
 //! one sync.
 
+mod access;
 mod admin;
 mod append;
 mod balancing;
@@ -32,6 +33,7 @@ use crate::block_manager::BlockManager;
 use crate::datanode_manager::{DatanodeManager, Liveness};
 use crate::edit_log::{EditRecord, Journal, Op, RpcId, TxId};
 use crate::error::{NamenodeError, Result};
+use crate::groups::GroupList;
 use crate::lease::LeaseManager;
 use crate::namespace::{Inode, Namespace, Resolved, ThroughFile};
 use crate::replication::ReplicationSettings;
@@ -74,6 +76,20 @@ pub struct NamesystemConfig {
     /// How often the lease monitor runs.
     pub lease_recheck_interval: Duration,
     pub retry_cache: RetryCacheConfig,
+    /// Whether permissions are checked (`dfs.permissions.enabled`); when
+    /// not, only ownership for chmod and chown is, as in HDFS.
+    pub permissions_enabled: bool,
+    /// How long the trash keeps what clients remove (`fs.trash.interval`),
+    /// told to clients in the server defaults; zero when off.
+    pub trash_interval: Duration,
+    /// How often the emptier checkpoints every user's trash.
+    pub trash_checkpoint_interval: Duration,
+}
+
+/// A duration given in (possibly fractional) minutes; negative or absurd
+/// values are none.
+fn minutes(value: f64) -> Duration {
+    Duration::try_from_secs_f64(value * 60.0).unwrap_or(Duration::ZERO)
 }
 
 impl NamesystemConfig {
@@ -117,18 +133,60 @@ impl NamesystemConfig {
                 expiry: Duration::from_millis(nn.retry_cache_expiry_ms),
                 max_entries: nn.retry_cache_max_entries as usize,
             },
+            permissions_enabled: config.security.permissions_enabled,
+            trash_interval: minutes(config.fs.trash_interval_minutes),
+            trash_checkpoint_interval: {
+                let checkpoint = config.fs.trash_checkpoint_interval_minutes;
+                let trash = config.fs.trash_interval_minutes;
+                minutes(if checkpoint > 0.0 {
+                    checkpoint.min(trash)
+                } else {
+                    trash
+                })
+            },
         }
     }
 }
 
-/// Who is asking: the user name the client sent and its address, and which
-/// call this is when the client names its calls (at-most-once calls are
-/// answered from the retry cache when retried).
+/// Who is asking, as the protocol facade ([`crate::protocol`]) established
+/// it: the user the call acts for with the groups the namenode resolved,
+/// whether that user is the superuser, the proxy acting for them, the
+/// peer's address, and which call this is when the client names its calls
+/// (at-most-once calls are answered from the retry cache when retried).
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub user: String,
+    pub groups: GroupList,
+    /// The user the namenode runs as, or a member of the supergroup: no
+    /// permission check applies.
+    pub superuser: bool,
+    /// The authenticated user acting for `user` (a proxy user).
+    pub real_user: Option<String>,
     pub machine: String,
     pub rpc: Option<RpcId>,
+}
+
+impl Caller {
+    /// A caller with no proxy and no call ids.
+    pub fn new(user: &str, groups: GroupList, superuser: bool, machine: &str) -> Self {
+        Self {
+            user: user.to_string(),
+            groups,
+            superuser,
+            real_user: None,
+            machine: machine.to_string(),
+            rpc: None,
+        }
+    }
+
+    /// Refuses a non-superuser, as HDFS's `checkSuperuserPrivilege`.
+    pub fn require_superuser(&self) -> Result<()> {
+        if self.superuser {
+            Ok(())
+        } else {
+            Err(crate::permission::superuser_required(&self.user))
+        }
+    }
 }
 
 /// Everything the namesystem lock protects.
@@ -397,13 +455,6 @@ impl Namesystem {
             self.fatal.cancel();
         }
     }
-}
-
-/// A path through a file, for operations that create: HDFS's
-/// ParentNotDirectoryException.
-fn through_file_create(resolved: std::result::Result<Resolved, ThroughFile>) -> Result<Resolved> {
-    resolved
-        .map_err(|t| NamenodeError::ParentNotDirectory(format!("{} (is not a directory)", t.path)))
 }
 
 /// A path through a file, for other operations: HDFS's AccessControlException.

@@ -9,13 +9,15 @@ use rdfs_common::protocol::{ExtendedBlock, FileStatus, LocatedBlock};
 use rdfs_common::time::now_ms;
 use rdfs_proto::editlog::{self as edit, BlockRef, PermissionStatus};
 
-use super::{Caller, Locked, Namesystem, file_status, through_file_access, through_file_create};
+use super::access::PathUse;
+use super::{Caller, Locked, Namesystem, file_status, through_file_access};
 use crate::apply::FsState;
 use crate::block_manager::{BlockState, MAX_BLOCK_LEN};
 use crate::datanode_manager::DatanodeIndex;
 use crate::edit_log::{Op, TxId};
 use crate::error::{NamenodeError, Result};
 use crate::namespace::{InodeId, Resolved};
+use crate::permission::{FsAction, Required};
 use crate::placement;
 use crate::retry_cache::Outcome;
 
@@ -34,7 +36,13 @@ impl Namesystem {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot create directory {src}"))?;
             let fs = &mut state.fs;
-            let resolved = through_file_create(fs.namespace.resolve(&components))?;
+            let resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &components,
+                Required::TRAVERSE,
+                PathUse::Create,
+            )?;
             match resolved.last().and_then(|id| fs.namespace.get(id)) {
                 Some(existing) if !existing.is_dir() => {
                     return Err(NamenodeError::FileAlreadyExists(format!(
@@ -44,6 +52,13 @@ impl Namesystem {
                 // Another call may have created it and still be syncing.
                 Some(_) => Some(self.journal.last_txid()),
                 None => {
+                    self.check_resolved(
+                        &fs.namespace,
+                        caller,
+                        &components,
+                        &resolved,
+                        Required::ancestor(FsAction::WRITE),
+                    )?;
                     if !create_parent && resolved.inodes.len() < components.len() {
                         return Err(NamenodeError::FileNotFound(format!(
                             "Parent directory doesn't exist: {}",
@@ -163,13 +178,28 @@ impl Namesystem {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot create file{src}"))?;
             let fs = &mut state.fs;
-            let resolved = through_file_create(fs.namespace.resolve(&components))?;
+            let resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &components,
+                Required::ancestor(FsAction::WRITE),
+                PathUse::Create,
+            )?;
             // Every edit below is covered by the sync of the last one, AddFile.
             if let Some(existing) = resolved.last().and_then(|id| fs.namespace.get(id)) {
                 if existing.is_dir() {
                     return Err(NamenodeError::FileAlreadyExists(format!(
                         "{src} already exists as a directory"
                     )));
+                }
+                if overwrite {
+                    self.check_resolved(
+                        &fs.namespace,
+                        caller,
+                        &components,
+                        &resolved,
+                        Required::access(FsAction::WRITE),
+                    )?;
                 }
                 if existing.writer() == Some(client) && existing.block_slots().is_empty() {
                     // A retry of this client's own create whose answer was
@@ -215,12 +245,18 @@ impl Namesystem {
                 )));
             }
             if parent_missing {
+                // As HDFS: the nearest existing parent's mode, plus owner
+                // write and execute.
+                let mode = fs
+                    .namespace
+                    .get(resolved.deepest())
+                    .map_or(0o755, |p| p.permission().mode & 0o777);
                 self.create_directories(
                     fs,
                     caller,
                     &components,
                     &resolved,
-                    0o777 & !0o022,
+                    mode,
                     components.len() - 1,
                 )?;
             }
@@ -562,8 +598,46 @@ impl Namesystem {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot rename {src}"))?;
             let fs = &mut state.fs;
-            let src_resolved = through_file_access(fs.namespace.resolve(&src_components))?;
-            let dst_resolved = through_file_create(fs.namespace.resolve(&dst_components))?;
+            let src_resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &src_components,
+                Required::parent(FsAction::WRITE),
+                PathUse::Access,
+            )?;
+            let dst_resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &dst_components,
+                Required::TRAVERSE,
+                PathUse::Create,
+            )?;
+            // Write on the destination's nearest existing ancestor, once a
+            // directory destination is taken to mean the source's name in it.
+            let into_dir = dst_resolved
+                .last()
+                .and_then(|id| fs.namespace.get(id))
+                .is_some_and(|d| d.is_dir());
+            match (into_dir, src_components.last()) {
+                (true, Some(&name)) => {
+                    let mut adjusted = dst_components.clone();
+                    adjusted.push(name);
+                    self.resolve_checked(
+                        &fs.namespace,
+                        caller,
+                        &adjusted,
+                        Required::ancestor(FsAction::WRITE),
+                        PathUse::Create,
+                    )?;
+                }
+                _ => self.check_resolved(
+                    &fs.namespace,
+                    caller,
+                    &dst_components,
+                    &dst_resolved,
+                    Required::ancestor(FsAction::WRITE),
+                )?,
+            }
             let Some(src_id) = src_resolved.last() else {
                 tracing::warn!(src, dst, "rename failed: source does not exist");
                 return Ok(false);
@@ -652,7 +726,13 @@ impl Namesystem {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot delete {src}"))?;
             let fs = &mut state.fs;
-            let resolved = through_file_access(fs.namespace.resolve(&components))?;
+            let resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &components,
+                Required::removal(),
+                PathUse::Access,
+            )?;
             let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else {
                 return Ok(false);
             };
@@ -683,14 +763,25 @@ impl Namesystem {
 
     /// Records a new replication for a file (`false` for directories and
     /// missing paths, as in HDFS).
-    pub async fn set_replication(&self, src: &str, replication: u32) -> Result<bool> {
+    pub async fn set_replication(
+        &self,
+        caller: &Caller,
+        src: &str,
+        replication: u32,
+    ) -> Result<bool> {
         self.check_replication(replication, src, None)?;
         let components = path::components(src)?;
         let txid = {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("Cannot set replication for {src}"))?;
             let fs = &mut state.fs;
-            let resolved = through_file_access(fs.namespace.resolve(&components))?;
+            let resolved = self.resolve_checked(
+                &fs.namespace,
+                caller,
+                &components,
+                Required::access(FsAction::WRITE),
+                PathUse::Access,
+            )?;
             let Some(inode) = resolved.last().and_then(|id| fs.namespace.get(id)) else {
                 return Ok(false);
             };
@@ -713,8 +804,10 @@ impl Namesystem {
     /// Applies one attribute change to an existing path.
     async fn change(
         &self,
+        caller: &Caller,
         src: &str,
         operation: &str,
+        required: Required,
         op: impl FnOnce(InodeId) -> Op,
     ) -> Result<()> {
         let components = path::components(src)?;
@@ -722,7 +815,14 @@ impl Namesystem {
             let mut state = self.state.write();
             self.check_writable(&state, || format!("{operation} {src}"))?;
             let Locked { fs, .. } = &mut *state;
-            let id = through_file_access(fs.namespace.resolve(&components))?
+            let id = self
+                .resolve_checked(
+                    &fs.namespace,
+                    caller,
+                    &components,
+                    required,
+                    PathUse::Access,
+                )?
                 .last()
                 .ok_or_else(|| {
                     NamenodeError::FileNotFound(format!("File does not exist: {src}"))
@@ -732,18 +832,29 @@ impl Namesystem {
         self.sync(Some(txid)).await
     }
 
-    pub async fn set_permission(&self, src: &str, mode: u16) -> Result<()> {
-        self.change(src, "Cannot set permission for", |inode_id| {
-            Op::SetPermission(edit::SetPermission {
-                inode_id,
-                mode: u32::from(mode & 0o7777),
-            })
-        })
+    /// chmod: the owner's (or the superuser's) to make.
+    pub async fn set_permission(&self, caller: &Caller, src: &str, mode: u16) -> Result<()> {
+        let required = Required::owner();
+        self.change(
+            caller,
+            src,
+            "Cannot set permission for",
+            required,
+            |inode_id| {
+                Op::SetPermission(edit::SetPermission {
+                    inode_id,
+                    mode: u32::from(mode & 0o7777),
+                })
+            },
+        )
         .await
     }
 
+    /// chown and chgrp: only the superuser gives a file away; an owner may
+    /// change its group to one they are in.
     pub async fn set_owner(
         &self,
+        caller: &Caller,
         src: &str,
         owner: Option<&str>,
         group: Option<&str>,
@@ -753,7 +864,24 @@ impl Namesystem {
                 "setOwner {src}: username and groupname are both empty"
             )));
         }
-        self.change(src, "Cannot set owner for", |inode_id| {
+        if !caller.superuser {
+            if owner.is_some_and(|o| o != caller.user) {
+                return Err(NamenodeError::AccessControl(format!(
+                    "User {} is not a super user (non-super user cannot change owner).",
+                    caller.user
+                )));
+            }
+            if let Some(group) = group
+                && !caller.groups.iter().any(|g| g == group)
+            {
+                return Err(NamenodeError::AccessControl(format!(
+                    "User {} does not belong to {group}",
+                    caller.user
+                )));
+            }
+        }
+        let required = Required::owner();
+        self.change(caller, src, "Cannot set owner for", required, |inode_id| {
             Op::SetOwner(edit::SetOwner {
                 inode_id,
                 owner: owner.map(str::to_string),
@@ -763,8 +891,16 @@ impl Namesystem {
         .await
     }
 
-    pub async fn set_times(&self, src: &str, mtime: Option<u64>, atime: Option<u64>) -> Result<()> {
-        self.change(src, "Cannot set times", |inode_id| {
+    /// Write access sets a path's times, as in HDFS.
+    pub async fn set_times(
+        &self,
+        caller: &Caller,
+        src: &str,
+        mtime: Option<u64>,
+        atime: Option<u64>,
+    ) -> Result<()> {
+        let required = Required::access(FsAction::WRITE);
+        self.change(caller, src, "Cannot set times", required, |inode_id| {
             Op::SetTimes(edit::SetTimes {
                 inode_id,
                 mtime,

@@ -1,4 +1,5 @@
-//! `ClientNamenode` over gRPC.
+//! `ClientNamenode` over gRPC: converts wire types into the client
+//! protocol's ([`crate::protocol`]) and back, and nothing else.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -6,37 +7,37 @@ use std::sync::Arc;
 use futures::Stream;
 use tonic::{Request, Response, Status};
 
+use rdfs_common::config::Config;
 use rdfs_common::protocol::{ExtendedBlock, LocatedBlock};
 use rdfs_proto as pb;
 use rdfs_proto::client_namenode_server::ClientNamenode;
 
-use super::{caller, mode, required};
-use crate::checkpoint::Checkpointer;
+use super::{mode, origin, required};
 use crate::fsck::FsckEntry;
-use crate::ha::{Category, NamenodeHandle};
-use crate::namesystem::{DatanodeReportType, Namesystem, SafeModeAction};
+use crate::namesystem::{DatanodeReportType, SafeModeAction};
+use crate::protocol::{self as p, ClientProtocol};
 
 pub struct ClientService {
-    handle: Arc<NamenodeHandle>,
-    /// `None` in an HA nameservice, where the standby checkpoints.
-    checkpointer: Option<Arc<Checkpointer>>,
+    protocol: Arc<ClientProtocol>,
+    /// Reads the daemon's config again, for
+    /// `-refreshSuperUserGroupsConfiguration`.
+    reload: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>,
 }
 
 impl ClientService {
-    pub fn new(handle: Arc<NamenodeHandle>, checkpointer: Option<Arc<Checkpointer>>) -> Self {
-        Self {
-            handle,
-            checkpointer,
-        }
-    }
-
-    /// The namesystem for an operation only the active namenode serves.
-    fn ns(&self, category: Category) -> Result<Arc<Namesystem>, Status> {
-        Ok(self.handle.active(category)?)
+    pub fn new(
+        protocol: Arc<ClientProtocol>,
+        reload: Arc<dyn Fn() -> Result<Config, String> + Send + Sync>,
+    ) -> Self {
+        Self { protocol, reload }
     }
 }
 
 type FsckStream = Pin<Box<dyn Stream<Item = Result<pb::FsckResponse, Status>> + Send>>;
+
+fn block(field: Option<pb::ExtendedBlock>, name: &str) -> Result<ExtendedBlock, Status> {
+    Ok(ExtendedBlock::from(required(field, name)?))
+}
 
 #[tonic::async_trait]
 impl ClientNamenode for ClientService {
@@ -45,8 +46,8 @@ impl ClientNamenode for ClientService {
         request: Request<pb::GetFileInfoRequest>,
     ) -> Result<Response<pb::GetFileInfoResponse>, Status> {
         let status = self
-            .ns(Category::Read)?
-            .get_file_info(&request.get_ref().src)?;
+            .protocol
+            .get_file_info(origin(&request), &request.get_ref().src)?;
         Ok(Response::new(pb::GetFileInfoResponse {
             fs: status.as_ref().map(Into::into),
         }))
@@ -56,10 +57,16 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::GetListingRequest>,
     ) -> Result<Response<pb::GetListingResponse>, Status> {
-        let req = request.get_ref();
-        let listing =
-            self.ns(Category::Read)?
-                .get_listing(&req.src, &req.start_after, req.need_location)?;
+        let origin = origin(&request);
+        let req = request.into_inner();
+        let listing = self.protocol.get_listing(
+            origin,
+            &p::ListingRequest {
+                src: req.src,
+                start_after: req.start_after,
+                need_location: req.need_location,
+            },
+        )?;
         Ok(Response::new(pb::GetListingResponse {
             dir_list: listing.map(|l| pb::DirectoryListing {
                 partial_listing: l.entries.iter().map(Into::into).collect(),
@@ -73,8 +80,8 @@ impl ClientNamenode for ClientService {
         request: Request<pb::GetContentSummaryRequest>,
     ) -> Result<Response<pb::GetContentSummaryResponse>, Status> {
         let summary = self
-            .ns(Category::Read)?
-            .get_content_summary(&request.get_ref().path)?;
+            .protocol
+            .get_content_summary(origin(&request), &request.get_ref().path)?;
         Ok(Response::new(pb::GetContentSummaryResponse {
             summary: Some((&summary).into()),
         }))
@@ -84,10 +91,16 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::GetBlockLocationsRequest>,
     ) -> Result<Response<pb::GetBlockLocationsResponse>, Status> {
-        let req = request.get_ref();
-        let located = self
-            .ns(Category::Read)?
-            .get_block_locations(&req.src, req.offset, req.length)?;
+        let origin = origin(&request);
+        let req = request.into_inner();
+        let located = self.protocol.get_block_locations(
+            origin,
+            &p::BlockLocationsRequest {
+                src: req.src,
+                offset: req.offset,
+                length: req.length,
+            },
+        )?;
         Ok(Response::new(pb::GetBlockLocationsResponse {
             locations: Some((&located).into()),
         }))
@@ -95,9 +108,9 @@ impl ClientNamenode for ClientService {
 
     async fn get_server_defaults(
         &self,
-        _request: Request<pb::GetServerDefaultsRequest>,
+        request: Request<pb::GetServerDefaultsRequest>,
     ) -> Result<Response<pb::GetServerDefaultsResponse>, Status> {
-        let defaults = self.ns(Category::Read)?.server_defaults();
+        let defaults = self.protocol.get_server_defaults(origin(&request))?;
         Ok(Response::new(pb::GetServerDefaultsResponse {
             server_defaults: Some((&defaults).into()),
         }))
@@ -107,11 +120,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::MkdirsRequest>,
     ) -> Result<Response<pb::MkdirsResponse>, Status> {
-        let caller = caller(&request);
+        let origin = origin(&request);
         let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .mkdirs(&caller, &req.src, mode(req.permission)?, req.create_parent)
+            .protocol
+            .mkdirs(
+                origin,
+                &p::MkdirsRequest {
+                    src: req.src,
+                    permission: mode(req.permission)?,
+                    create_parent: req.create_parent,
+                },
+            )
             .await?;
         Ok(Response::new(pb::MkdirsResponse { result }))
     }
@@ -120,19 +140,21 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::CreateRequest>,
     ) -> Result<Response<pb::CreateResponse>, Status> {
-        let caller = caller(&request);
+        let origin = origin(&request);
         let req = request.into_inner();
         let status = self
-            .ns(Category::Write)?
+            .protocol
             .create(
-                &caller,
-                &req.src,
-                mode(req.permission)?,
-                &req.client_name,
-                req.overwrite,
-                req.create_parent,
-                req.replication,
-                req.block_size,
+                origin,
+                &p::CreateRequest {
+                    src: req.src,
+                    permission: mode(req.permission)?,
+                    client_name: req.client_name,
+                    overwrite: req.overwrite,
+                    create_parent: req.create_parent,
+                    replication: req.replication,
+                    block_size: req.block_size,
+                },
             )
             .await?;
         Ok(Response::new(pb::CreateResponse {
@@ -144,18 +166,19 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::AddBlockRequest>,
     ) -> Result<Response<pb::AddBlockResponse>, Status> {
-        let writer_host = caller(&request).machine;
+        let origin = origin(&request);
         let req = request.into_inner();
-        let previous = req.previous.map(ExtendedBlock::from);
         let located = self
-            .ns(Category::Write)?
-            .add_block_from(
-                &req.src,
-                &req.client_name,
-                previous.as_ref(),
-                &req.exclude_nodes,
-                req.file_id,
-                Some(&writer_host),
+            .protocol
+            .add_block(
+                origin,
+                &p::AddBlockRequest {
+                    src: req.src,
+                    client_name: req.client_name,
+                    previous: req.previous.map(ExtendedBlock::from),
+                    exclude_nodes: req.exclude_nodes,
+                    file_id: req.file_id,
+                },
             )
             .await?;
         Ok(Response::new(pb::AddBlockResponse {
@@ -167,10 +190,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::AbandonBlockRequest>,
     ) -> Result<Response<pb::AbandonBlockResponse>, Status> {
+        let origin = origin(&request);
         let req = request.into_inner();
-        let block = ExtendedBlock::from(required(req.block, "block")?);
-        self.ns(Category::Write)?
-            .abandon_block(&block, &req.src, &req.holder, req.file_id)
+        self.protocol
+            .abandon_block(
+                origin,
+                &p::AbandonBlockRequest {
+                    block: block(req.block, "block")?,
+                    src: req.src,
+                    holder: req.holder,
+                    file_id: req.file_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::AbandonBlockResponse {}))
     }
@@ -179,11 +210,19 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::CompleteRequest>,
     ) -> Result<Response<pb::CompleteResponse>, Status> {
+        let origin = origin(&request);
         let req = request.into_inner();
-        let last = req.last.map(ExtendedBlock::from);
         let result = self
-            .ns(Category::Write)?
-            .complete(&req.src, &req.client_name, last.as_ref(), req.file_id)
+            .protocol
+            .complete(
+                origin,
+                &p::CompleteRequest {
+                    src: req.src,
+                    client_name: req.client_name,
+                    last: req.last.map(ExtendedBlock::from),
+                    file_id: req.file_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::CompleteResponse { result }))
     }
@@ -192,11 +231,17 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::RenameRequest>,
     ) -> Result<Response<pb::RenameResponse>, Status> {
-        let caller = caller(&request);
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .rename(&caller, &req.src, &req.dst)
+            .protocol
+            .rename(
+                origin,
+                &p::RenameRequest {
+                    src: req.src,
+                    dst: req.dst,
+                },
+            )
             .await?;
         Ok(Response::new(pb::RenameResponse { result }))
     }
@@ -205,11 +250,17 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let caller = caller(&request);
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .delete(&caller, &req.src, req.recursive)
+            .protocol
+            .delete(
+                origin,
+                &p::DeleteRequest {
+                    src: req.src,
+                    recursive: req.recursive,
+                },
+            )
             .await?;
         Ok(Response::new(pb::DeleteResponse { result }))
     }
@@ -218,10 +269,17 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::SetReplicationRequest>,
     ) -> Result<Response<pb::SetReplicationResponse>, Status> {
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .set_replication(&req.src, req.replication)
+            .protocol
+            .set_replication(
+                origin,
+                &p::SetReplicationRequest {
+                    src: req.src,
+                    replication: req.replication,
+                },
+            )
             .await?;
         Ok(Response::new(pb::SetReplicationResponse { result }))
     }
@@ -230,9 +288,16 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::SetPermissionRequest>,
     ) -> Result<Response<pb::SetPermissionResponse>, Status> {
-        let req = request.get_ref();
-        self.ns(Category::Write)?
-            .set_permission(&req.src, mode(req.permission)?)
+        let origin = origin(&request);
+        let req = request.into_inner();
+        self.protocol
+            .set_permission(
+                origin,
+                &p::SetPermissionRequest {
+                    src: req.src,
+                    permission: mode(req.permission)?,
+                },
+            )
             .await?;
         Ok(Response::new(pb::SetPermissionResponse {}))
     }
@@ -241,11 +306,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::SetOwnerRequest>,
     ) -> Result<Response<pb::SetOwnerResponse>, Status> {
-        let req = request.get_ref();
-        let owner = Some(req.username.as_str()).filter(|s| !s.is_empty());
-        let group = Some(req.groupname.as_str()).filter(|s| !s.is_empty());
-        self.ns(Category::Write)?
-            .set_owner(&req.src, owner, group)
+        let origin = origin(&request);
+        let req = request.into_inner();
+        let present = |s: String| Some(s).filter(|s| !s.is_empty());
+        self.protocol
+            .set_owner(
+                origin,
+                &p::SetOwnerRequest {
+                    src: req.src,
+                    owner: present(req.username),
+                    group: present(req.groupname),
+                },
+            )
             .await?;
         Ok(Response::new(pb::SetOwnerResponse {}))
     }
@@ -254,10 +326,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::SetTimesRequest>,
     ) -> Result<Response<pb::SetTimesResponse>, Status> {
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let time = |t: i64| u64::try_from(t).ok();
-        self.ns(Category::Write)?
-            .set_times(&req.src, time(req.mtime), time(req.atime))
+        self.protocol
+            .set_times(
+                origin,
+                &p::SetTimesRequest {
+                    src: req.src,
+                    mtime: time(req.mtime),
+                    atime: time(req.atime),
+                },
+            )
             .await?;
         Ok(Response::new(pb::SetTimesResponse {}))
     }
@@ -266,8 +346,8 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::RenewLeaseRequest>,
     ) -> Result<Response<pb::RenewLeaseResponse>, Status> {
-        self.ns(Category::Write)?
-            .renew_lease(&request.get_ref().client_name)?;
+        self.protocol
+            .renew_lease(origin(&request), &request.get_ref().client_name)?;
         Ok(Response::new(pb::RenewLeaseResponse {}))
     }
 
@@ -275,10 +355,17 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::RecoverLeaseRequest>,
     ) -> Result<Response<pb::RecoverLeaseResponse>, Status> {
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .recover_lease(&req.src, &req.client_name)
+            .protocol
+            .recover_lease(
+                origin,
+                &p::RecoverLeaseRequest {
+                    src: req.src,
+                    client_name: req.client_name,
+                },
+            )
             .await?;
         Ok(Response::new(pb::RecoverLeaseResponse { result }))
     }
@@ -287,11 +374,17 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::AppendRequest>,
     ) -> Result<Response<pb::AppendResponse>, Status> {
-        let caller = caller(&request);
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .append(&caller, &req.src, &req.client_name)
+            .protocol
+            .append(
+                origin,
+                &p::AppendRequest {
+                    src: req.src,
+                    client_name: req.client_name,
+                },
+            )
             .await?;
         Ok(Response::new(pb::AppendResponse {
             block: result.block.as_ref().map(Into::into),
@@ -303,11 +396,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::TruncateRequest>,
     ) -> Result<Response<pb::TruncateResponse>, Status> {
-        let caller = caller(&request);
-        let req = request.get_ref();
+        let origin = origin(&request);
+        let req = request.into_inner();
         let result = self
-            .ns(Category::Write)?
-            .truncate(&caller, &req.src, req.new_length, &req.client_name)
+            .protocol
+            .truncate(
+                origin,
+                &p::TruncateRequest {
+                    src: req.src,
+                    new_length: req.new_length,
+                    client_name: req.client_name,
+                },
+            )
             .await?;
         Ok(Response::new(pb::TruncateResponse { result }))
     }
@@ -316,9 +416,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::FsyncRequest>,
     ) -> Result<Response<pb::FsyncResponse>, Status> {
-        let req = request.get_ref();
-        self.ns(Category::Write)?
-            .fsync(&req.src, &req.client, req.last_block_length, req.file_id)
+        let origin = origin(&request);
+        let req = request.into_inner();
+        self.protocol
+            .fsync(
+                origin,
+                &p::FsyncRequest {
+                    src: req.src,
+                    client_name: req.client,
+                    last_block_length: req.last_block_length,
+                    file_id: req.file_id,
+                },
+            )
             .await?;
         Ok(Response::new(pb::FsyncResponse {}))
     }
@@ -327,11 +436,17 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::UpdateBlockForPipelineRequest>,
     ) -> Result<Response<pb::UpdateBlockForPipelineResponse>, Status> {
+        let origin = origin(&request);
         let req = request.into_inner();
-        let block = ExtendedBlock::from(required(req.block, "block")?);
         let located = self
-            .ns(Category::Write)?
-            .update_block_for_pipeline(&block, &req.client_name)
+            .protocol
+            .update_block_for_pipeline(
+                origin,
+                &p::UpdateBlockForPipelineRequest {
+                    block: block(req.block, "block")?,
+                    client_name: req.client_name,
+                },
+            )
             .await?;
         Ok(Response::new(pb::UpdateBlockForPipelineResponse {
             block: Some((&located).into()),
@@ -342,18 +457,18 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::UpdatePipelineRequest>,
     ) -> Result<Response<pb::UpdatePipelineResponse>, Status> {
-        let caller = caller(&request);
+        let origin = origin(&request);
         let req = request.into_inner();
-        let old_block = ExtendedBlock::from(required(req.old_block, "old block")?);
-        let new_block = ExtendedBlock::from(required(req.new_block, "new block")?);
-        self.ns(Category::Write)?
+        self.protocol
             .update_pipeline(
-                &caller,
-                &req.client_name,
-                &old_block,
-                &new_block,
-                &req.new_nodes,
-                &req.storage_ids,
+                origin,
+                &p::UpdatePipelineRequest {
+                    client_name: req.client_name,
+                    old_block: block(req.old_block, "old block")?,
+                    new_block: block(req.new_block, "new block")?,
+                    new_nodes: req.new_nodes,
+                    storage_ids: req.storage_ids,
+                },
             )
             .await?;
         Ok(Response::new(pb::UpdatePipelineResponse {}))
@@ -363,16 +478,19 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::GetAdditionalDatanodeRequest>,
     ) -> Result<Response<pb::GetAdditionalDatanodeResponse>, Status> {
+        let origin = origin(&request);
         let req = request.into_inner();
-        let block = ExtendedBlock::from(required(req.block, "block")?);
-        let located = self.ns(Category::Write)?.get_additional_datanode(
-            &req.src,
-            &block,
-            &req.existings,
-            &req.excludes,
-            req.num_additional_nodes,
-            &req.client_name,
-            req.file_id,
+        let located = self.protocol.get_additional_datanode(
+            origin,
+            &p::AdditionalDatanodeRequest {
+                src: req.src,
+                block: block(req.block, "block")?,
+                existings: req.existings,
+                excludes: req.excludes,
+                num_additional_nodes: req.num_additional_nodes,
+                client_name: req.client_name,
+                file_id: req.file_id,
+            },
         )?;
         Ok(Response::new(pb::GetAdditionalDatanodeResponse {
             block: Some((&located).into()),
@@ -383,15 +501,14 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::ReportBadBlocksRequest>,
     ) -> Result<Response<pb::ReportBadBlocksResponse>, Status> {
-        let reporter = caller(&request).machine;
+        let origin = origin(&request);
         let blocks: Vec<LocatedBlock> = request
             .into_inner()
             .blocks
             .into_iter()
             .map(Into::into)
             .collect();
-        self.ns(Category::Write)?
-            .report_bad_blocks(&blocks, &reporter)?;
+        self.protocol.report_bad_blocks(origin, &blocks)?;
         Ok(Response::new(pb::ReportBadBlocksResponse {}))
     }
 
@@ -408,9 +525,8 @@ impl ClientNamenode for ClientService {
             _ => DatanodeReportType::All,
         };
         let datanodes = self
-            .handle
-            .get()
-            .datanode_report(kind)
+            .protocol
+            .get_datanode_report(origin(&request), kind)?
             .iter()
             .map(Into::into)
             .collect();
@@ -419,9 +535,11 @@ impl ClientNamenode for ClientService {
 
     async fn get_fs_stats(
         &self,
-        _request: Request<pb::GetFsStatsRequest>,
+        request: Request<pb::GetFsStatsRequest>,
     ) -> Result<Response<pb::GetFsStatsResponse>, Status> {
-        Ok(Response::new((&self.ns(Category::Read)?.fs_stats()).into()))
+        Ok(Response::new(
+            (&self.protocol.get_fs_stats(origin(&request))?).into(),
+        ))
     }
 
     type FsckStream = FsckStream;
@@ -430,8 +548,9 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::FsckRequest>,
     ) -> Result<Response<Self::FsckStream>, Status> {
-        let remote_address = caller(&request).machine;
-        let report = self.ns(Category::Read)?.fsck(&request.get_ref().path)?;
+        let origin = origin(&request);
+        let remote_address = origin.address.clone();
+        let report = self.protocol.fsck(origin, &request.get_ref().path)?;
         let summary = pb::FsckResponse {
             entry: Some(pb::fsck_response::Entry::Summary(pb::FsckSummary {
                 live_datanodes: report.live_datanodes,
@@ -489,38 +608,26 @@ impl ClientNamenode for ClientService {
             Ok(pb::SafeModeAction::Leave) => SafeModeAction::Leave,
             _ => SafeModeAction::Get,
         };
-        let on = self.handle.get().safe_mode(action);
-        let tip = self.handle.get().safe_mode_tip().unwrap_or_default();
-        Ok(Response::new(pb::SetSafeModeResponse { on, tip }))
+        let state = self.protocol.set_safe_mode(origin(&request), action)?;
+        Ok(Response::new(pb::SetSafeModeResponse {
+            on: state.on,
+            tip: state.tip,
+        }))
     }
 
     async fn save_namespace(
         &self,
-        _request: Request<pb::SaveNamespaceRequest>,
+        request: Request<pb::SaveNamespaceRequest>,
     ) -> Result<Response<pb::SaveNamespaceResponse>, Status> {
-        let Some(checkpointer) = &self.checkpointer else {
-            return Err(rdfs_common::ExceptionKind::IllegalArgument.status(
-                "saveNamespace is not available in an HA nameservice: the standby checkpoints (ha.standby_checkpoint_txns, namenode.checkpoint_period_ms) and ships each image to the active",
-            ));
-        };
-        let txid = checkpointer
-            .save()
-            .await
-            .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?;
+        let txid = self.protocol.save_namespace(origin(&request)).await?;
         Ok(Response::new(pb::SaveNamespaceResponse { txid }))
     }
 
     async fn roll_edits(
         &self,
-        _request: Request<pb::RollEditsRequest>,
+        request: Request<pb::RollEditsRequest>,
     ) -> Result<Response<pb::RollEditsResponse>, Status> {
-        let first = match &self.checkpointer {
-            Some(checkpointer) => checkpointer
-                .roll_edits()
-                .await
-                .map_err(|e| rdfs_common::ExceptionKind::Io.status(e.to_string()))?,
-            None => self.ns(Category::Write)?.roll_edits().await?,
-        };
+        let first = self.protocol.roll_edits(origin(&request)).await?;
         Ok(Response::new(pb::RollEditsResponse {
             new_segment_txid: first,
         }))
@@ -528,21 +635,59 @@ impl ClientNamenode for ClientService {
 
     async fn refresh_nodes(
         &self,
-        _request: Request<pb::RefreshNodesRequest>,
+        request: Request<pb::RefreshNodesRequest>,
     ) -> Result<Response<pb::RefreshNodesResponse>, Status> {
-        let summary = self.handle.get().refresh_nodes()?;
+        let summary = self.protocol.refresh_nodes(origin(&request))?;
         Ok(Response::new(pb::RefreshNodesResponse { summary }))
+    }
+
+    async fn get_groups(
+        &self,
+        request: Request<pb::GetGroupsRequest>,
+    ) -> Result<Response<pb::GetGroupsResponse>, Status> {
+        let groups = self
+            .protocol
+            .get_groups(origin(&request), &request.get_ref().user)?;
+        Ok(Response::new(pb::GetGroupsResponse {
+            groups: groups.to_vec(),
+        }))
+    }
+
+    async fn refresh_user_to_groups_mappings(
+        &self,
+        request: Request<pb::RefreshUserToGroupsMappingsRequest>,
+    ) -> Result<Response<pb::RefreshUserToGroupsMappingsResponse>, Status> {
+        self.protocol.refresh_user_to_groups(origin(&request))?;
+        Ok(Response::new(pb::RefreshUserToGroupsMappingsResponse {}))
+    }
+
+    async fn refresh_super_user_groups_configuration(
+        &self,
+        request: Request<pb::RefreshSuperUserGroupsConfigurationRequest>,
+    ) -> Result<Response<pb::RefreshSuperUserGroupsConfigurationResponse>, Status> {
+        let config = (self.reload)().map_err(|why| {
+            rdfs_common::ExceptionKind::Io.status(format!("cannot read the configuration: {why}"))
+        })?;
+        self.protocol
+            .refresh_proxy_users(origin(&request), &config)?;
+        Ok(Response::new(
+            pb::RefreshSuperUserGroupsConfigurationResponse {},
+        ))
     }
 
     async fn get_blocks(
         &self,
         request: Request<pb::GetBlocksRequest>,
     ) -> Result<Response<pb::GetBlocksResponse>, Status> {
+        let origin = origin(&request);
         let req = request.into_inner();
-        let blocks = self.ns(Category::Read)?.get_blocks(
-            &req.datanode_uuid,
-            req.size,
-            req.min_block_size,
+        let blocks = self.protocol.get_blocks(
+            origin,
+            &p::GetBlocksRequest {
+                datanode_uuid: req.datanode_uuid,
+                size: req.size,
+                min_block_size: req.min_block_size,
+            },
         )?;
         Ok(Response::new(pb::GetBlocksResponse {
             blocks: blocks.iter().map(Into::into).collect(),
@@ -553,12 +698,15 @@ impl ClientNamenode for ClientService {
         &self,
         request: Request<pb::ScheduleReplicaMoveRequest>,
     ) -> Result<Response<pb::ScheduleReplicaMoveResponse>, Status> {
+        let origin = origin(&request);
         let req = request.into_inner();
-        let block = ExtendedBlock::from(super::required(req.block, "block")?);
-        self.ns(Category::Write)?.schedule_replica_move(
-            &block,
-            &req.source_uuid,
-            &req.target_uuid,
+        self.protocol.schedule_replica_move(
+            origin,
+            &p::ReplicaMoveRequest {
+                block: block(req.block, "block")?,
+                source_uuid: req.source_uuid,
+                target_uuid: req.target_uuid,
+            },
         )?;
         Ok(Response::new(pb::ScheduleReplicaMoveResponse {}))
     }

@@ -4,27 +4,32 @@
 pub mod client_service;
 pub mod datanode_service;
 
-use rdfs_common::grpc::{CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, USER_METADATA_KEY};
+use rdfs_common::grpc::{
+    CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, REAL_USER_METADATA_KEY, USER_METADATA_KEY,
+};
 
 use crate::edit_log::RpcId;
-use crate::namesystem::Caller;
+use crate::identity::Origin;
 
-/// Who sent a request: the user in its metadata (HDFS's default web user,
-/// `dr.who`, when absent) and the peer's address.
-pub(crate) fn caller<T>(request: &tonic::Request<T>) -> Caller {
-    let user = request
-        .metadata()
-        .get(USER_METADATA_KEY)
-        .and_then(|v| v.to_str().ok())
-        .filter(|u| !u.is_empty())
-        .unwrap_or("dr.who")
-        .to_string();
-    let machine = request
+/// Who sent a request, as the client protocol takes it: the user in its
+/// metadata (HDFS's default web user, `dr.who`, when absent), the real user
+/// when a proxy sent it for them, the peer's address and the call's ids.
+pub(crate) fn origin<T>(request: &tonic::Request<T>) -> Origin {
+    let text = |key: &str| {
+        request
+            .metadata()
+            .get(key)
+            .and_then(|v| v.to_str().ok())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+    };
+    let address = request
         .remote_addr()
         .map_or_else(|| "unknown".to_string(), |addr| addr.ip().to_string());
-    Caller {
-        user,
-        machine,
+    Origin {
+        user: text(USER_METADATA_KEY).unwrap_or_else(|| "dr.who".to_string()),
+        real_user: text(REAL_USER_METADATA_KEY),
+        address,
         rpc: rpc_id(request.metadata()),
     }
 }

@@ -79,12 +79,16 @@ pub fn restarted(journal: &MemoryJournal, safe_mode: bool) -> Namesystem {
     )
 }
 
+/// The superuser (permission checks have their own tests, with
+/// [`user`]).
 pub fn caller() -> Caller {
-    Caller {
-        user: "alice".into(),
-        machine: "10.0.0.1".into(),
-        rpc: None,
-    }
+    Caller::new("alice", std::sync::Arc::from(Vec::new()), true, "10.0.0.1")
+}
+
+/// An ordinary user in `groups`.
+pub fn user(name: &str, groups: &[&str]) -> Caller {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    Caller::new(name, std::sync::Arc::from(groups), false, "10.0.0.2")
 }
 
 /// Registers datanodes `dn-0` .. `dn-{n-1}`, one 1 TiB storage each, and
