@@ -299,3 +299,111 @@ fn removed_files_wait_in_the_trash_with_their_blocks_until_expunged_or_emptied()
         "the emptier logs its work"
     );
 }
+
+#[test]
+fn acls_grant_what_the_bits_do_not_and_default_acls_shape_new_files() {
+    let mut cluster = cluster();
+    let local = write_local(cluster.path("").as_path(), "data", b"the plan\n");
+    let local = local.to_str().expect("path");
+    cluster.dfs(&["-mkdir", "/proj"]).ok();
+    cluster.dfs(&["-put", local, "/proj/plan"]).ok();
+    cluster.dfs(&["-chmod", "750", "/proj"]).ok();
+    cluster.dfs(&["-chmod", "640", "/proj/plan"]).ok();
+    refused(
+        &cluster.dfs_as("carol", &["-cat", "/proj/plan"]),
+        "Permission denied: user=carol, access=EXECUTE, inode=\"/proj\"",
+    );
+
+    // A named entry lets carol in, limited by the mask.
+    cluster
+        .dfs(&["-setfacl", "-m", "user:carol:r-x", "/proj"])
+        .ok();
+    cluster
+        .dfs(&["-setfacl", "-m", "user:carol:rw-", "/proj/plan"])
+        .ok();
+    assert_eq!(
+        cluster
+            .dfs_as("carol", &["-cat", "/proj/plan"])
+            .ok()
+            .stdout(),
+        "the plan\n"
+    );
+    let line = listing_line(&cluster, SUPERUSER, "/proj/plan");
+    assert!(
+        line.starts_with("-rw-rw----+"),
+        "the + and the mask: {line}"
+    );
+    assert_eq!(
+        cluster.dfs(&["-getfacl", "/proj/plan"]).ok().stdout(),
+        format!(
+            "# file: /proj/plan\n# owner: {SUPERUSER}\n# group: supergroup\nuser::rw-\nuser:carol:rw-\ngroup::r--\nmask::rw-\nother::---\n\n"
+        )
+    );
+    cluster.dfs(&["-setfacl", "-m", "mask::---", "/proj"]).ok();
+    refused(
+        &cluster.dfs_as("carol", &["-cat", "/proj/plan"]),
+        "Permission denied: user=carol, access=EXECUTE, inode=\"/proj\"",
+    );
+    cluster.dfs(&["-setfacl", "-m", "mask::r-x", "/proj"]).ok();
+
+    // Only the owner changes an ACL, and HDFS's rules hold.
+    refused(
+        &cluster.dfs_as("carol", &["-setfacl", "-m", "user:carol:rwx", "/proj"]),
+        "Permission denied. user=carol is not the owner of inode=/proj",
+    );
+    refused(
+        &cluster.dfs(&["-setfacl", "-x", "mask::", "/proj"]),
+        "Invalid ACL: mask is required and cannot be deleted.",
+    );
+    // As HDFS's shell does, default entries given for a file are dropped.
+    let plan_acl = cluster.dfs(&["-getfacl", "/proj/plan"]).ok().stdout();
+    cluster
+        .dfs(&["-setfacl", "-m", "default:user:carol:rwx", "/proj/plan"])
+        .ok();
+    assert_eq!(
+        cluster.dfs(&["-getfacl", "/proj/plan"]).ok().stdout(),
+        plan_acl
+    );
+
+    // A default ACL shapes what is created below, with the creator's mode
+    // (umask 022) limiting the owner, the mask and the others.
+    cluster
+        .dfs(&["-setfacl", "-m", "default:user:carol:rwx", "/proj"])
+        .ok();
+    cluster.dfs(&["-put", local, "/proj/new"]).ok();
+    assert_eq!(
+        cluster.dfs(&["-getfacl", "/proj/new"]).ok().stdout(),
+        format!(
+            "# file: /proj/new\n# owner: {SUPERUSER}\n# group: supergroup\nuser::rw-\nuser:carol:rwx\t#effective:r--\ngroup::r-x\t#effective:r--\nmask::r--\nother::---\n\n"
+        )
+    );
+    cluster.dfs(&["-mkdir", "/proj/sub"]).ok();
+    let sub = cluster.dfs(&["-getfacl", "/proj/sub"]).ok().stdout();
+    assert!(
+        sub.contains("default:user:carol:rwx\n"),
+        "directories inherit the default too: {sub}"
+    );
+
+    // ACLs survive a restart, from the edit log and from an image.
+    let before = cluster.dfs(&["-getfacl", "-R", "/proj"]).ok().stdout();
+    cluster.rdfs("dfsadmin", &["-safemode", "enter"]).ok();
+    cluster.rdfs("dfsadmin", &["-saveNamespace"]).ok();
+    cluster.rdfs("dfsadmin", &["-safemode", "leave"]).ok();
+    cluster
+        .dfs(&["-setfacl", "-m", "group:staff:r--", "/proj/plan"])
+        .ok();
+    let before_restart = cluster.dfs(&["-getfacl", "-R", "/proj"]).ok().stdout();
+    assert_ne!(before, before_restart);
+    cluster.stop_namenode();
+    cluster.start_namenode();
+    cluster.rdfs("dfsadmin", &["-safemode", "wait"]).ok();
+    assert_eq!(
+        cluster.dfs(&["-getfacl", "-R", "/proj"]).ok().stdout(),
+        before_restart
+    );
+
+    // -b leaves the bits.
+    cluster.dfs(&["-setfacl", "-b", "/proj/plan"]).ok();
+    let line = listing_line(&cluster, SUPERUSER, "/proj/plan");
+    assert!(line.starts_with("-rw-r----- "), "no ACL left: {line}");
+}

@@ -52,6 +52,7 @@ fn add_file(n: u64, client: &str) -> Op {
         replication: 3,
         block_size: BLOCK_SIZE,
         client_name: client.into(),
+        acl: Vec::new(),
     })
 }
 

@@ -115,6 +115,7 @@ impl Builder {
             name: name.as_bytes().to_vec(),
             permission: permission(owner, 0o755),
             mtime: NOW,
+            acl: Vec::new(),
         }));
         id
     }
@@ -131,6 +132,7 @@ impl Builder {
             replication: 3,
             block_size: BLOCK_SIZE,
             client_name: "DFSClient_bench".into(),
+            acl: Vec::new(),
         }));
         let last = length.map(|num_bytes| {
             let block = edit::BlockRef {
@@ -390,6 +392,7 @@ fn bench_insert(c: &mut Criterion) {
                         replication: 3,
                         block_size: BLOCK_SIZE,
                         client_name: "DFSClient_bench".into(),
+                        acl: Vec::new(),
                     }))
                     .expect("applies");
                     id

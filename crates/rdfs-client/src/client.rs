@@ -177,6 +177,17 @@ impl Interceptor for CallInterceptor {
 pub(crate) type NamenodeClient =
     ClientNamenodeClient<InterceptedService<FailoverChannel, CallInterceptor>>;
 
+/// An inode's ACL as `getfacl` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AclView {
+    pub owner: String,
+    pub group: String,
+    pub sticky: bool,
+    pub permission: u16,
+    /// The whole ACL: owner, group (or mask), other and every other entry.
+    pub entries: Vec<rdfs_common::acl::AclEntry>,
+}
+
 /// Options of a new file.
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
@@ -860,6 +871,47 @@ impl DfsClient {
             .await
             .map_err(|s| self.remote(s))?;
         Ok(response.into_inner().summary)
+    }
+
+    /// Changes the ACL of `path` (`setfacl`).
+    pub async fn change_acl(
+        &self,
+        path: &str,
+        change: pb::AclChange,
+        entries: &[rdfs_common::acl::AclEntry],
+    ) -> Result<()> {
+        self.nn()
+            .change_acl(pb::ChangeAclRequest {
+                src: path.to_string(),
+                change: change as i32,
+                entries: rdfs_common::acl::to_wire(entries),
+            })
+            .await
+            .map_err(|s| self.remote(s))?;
+        Ok(())
+    }
+
+    /// The whole ACL of `path` with its owner, group and sticky bit
+    /// (`getfacl`).
+    pub async fn get_acl(&self, path: &str) -> Result<AclView> {
+        let response = self
+            .nn()
+            .get_acl_status(pb::GetAclStatusRequest {
+                src: path.to_string(),
+            })
+            .await
+            .map_err(|s| self.remote(s))?
+            .into_inner();
+        let stored = rdfs_common::acl::from_wire(&response.entries)
+            .map_err(|e| ClientError::InvalidArgument(e.0))?;
+        let permission = response.permission as u16;
+        Ok(AclView {
+            owner: response.owner,
+            group: response.group,
+            sticky: response.sticky,
+            permission,
+            entries: rdfs_common::acl::logical(permission, &stored),
+        })
     }
 
     /// The groups the namenode resolves for `user` (`rdfs groups`).

@@ -213,6 +213,8 @@ fake_namenode! {
     get_blocks(GetBlocksRequest) -> GetBlocksResponse;
     schedule_replica_move(ScheduleReplicaMoveRequest) -> ScheduleReplicaMoveResponse;
     get_groups(GetGroupsRequest) -> GetGroupsResponse;
+    change_acl(ChangeAclRequest) -> ChangeAclResponse;
+    get_acl_status(GetAclStatusRequest) -> GetAclStatusResponse;
     refresh_user_to_groups_mappings(RefreshUserToGroupsMappingsRequest) -> RefreshUserToGroupsMappingsResponse;
     refresh_super_user_groups_configuration(RefreshSuperUserGroupsConfigurationRequest) -> RefreshSuperUserGroupsConfigurationResponse;
 }

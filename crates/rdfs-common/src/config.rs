@@ -54,6 +54,9 @@ pub struct SecurityConfig {
     /// Whether the namenode checks permissions (`dfs.permissions.enabled`);
     /// off, only ownership is checked for chmod and chown, as in HDFS.
     pub permissions_enabled: bool,
+    /// Whether POSIX ACLs may be set and are enforced
+    /// (`dfs.namenode.acls.enabled`).
+    pub acls_enabled: bool,
     /// Seconds a user's groups are cached
     /// (`hadoop.security.groups.cache.secs`).
     pub groups_cache_secs: u64,
@@ -73,6 +76,7 @@ impl Default for SecurityConfig {
     fn default() -> Self {
         Self {
             permissions_enabled: true,
+            acls_enabled: true,
             groups_cache_secs: 300,
             groups_negative_cache_secs: 30,
             group_mapping_overrides: "dr.who=;".to_string(),
@@ -887,6 +891,11 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
     HadoopAlias {
         hadoop: "dfs.permissions.enabled",
         rdfs: "security.permissions_enabled",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.namenode.acls.enabled",
+        rdfs: "security.acls_enabled",
         scale: 1,
     },
     HadoopAlias {

@@ -36,6 +36,8 @@ pub enum ExceptionKind {
     /// A replica whose bytes on disk are damaged or incomplete.
     CorruptReplica,
     ReplicaNotFound,
+    /// An ACL change HDFS refuses, or ACLs turned off.
+    Acl,
     Standby,
     Retriable,
     /// Any other I/O failure.
@@ -43,7 +45,7 @@ pub enum ExceptionKind {
 }
 
 impl ExceptionKind {
-    const ALL: [ExceptionKind; 21] = [
+    const ALL: [ExceptionKind; 22] = [
         Self::FileNotFound,
         Self::FileAlreadyExists,
         Self::ParentNotDirectory,
@@ -62,6 +64,7 @@ impl ExceptionKind {
         Self::DisallowedDatanode,
         Self::CorruptReplica,
         Self::ReplicaNotFound,
+        Self::Acl,
         Self::Standby,
         Self::Retriable,
         Self::Io,
@@ -102,6 +105,7 @@ impl ExceptionKind {
             Self::ReplicaNotFound => {
                 "org.apache.hadoop.hdfs.server.datanode.ReplicaNotFoundException"
             }
+            Self::Acl => "org.apache.hadoop.hdfs.protocol.AclException",
             Self::Standby => "org.apache.hadoop.ipc.StandbyException",
             Self::Retriable => "org.apache.hadoop.ipc.RetriableException",
             Self::Io => "java.io.IOException",
@@ -129,6 +133,7 @@ impl ExceptionKind {
             Self::DisallowedDatanode => "DisallowedDatanodeException",
             Self::CorruptReplica => "CorruptReplicaException",
             Self::ReplicaNotFound => "ReplicaNotFoundException",
+            Self::Acl => "AclException",
             Self::Standby => "StandbyException",
             Self::Retriable => "RetriableException",
             Self::Io => "IOException",
@@ -152,7 +157,7 @@ impl ExceptionKind {
             | Self::RecoveryInProgress
             | Self::IncorrectVersion
             | Self::UnregisteredNode => Code::FailedPrecondition,
-            Self::InvalidPath | Self::IllegalArgument => Code::InvalidArgument,
+            Self::InvalidPath | Self::IllegalArgument | Self::Acl => Code::InvalidArgument,
             Self::AccessControl | Self::DisallowedDatanode => Code::PermissionDenied,
             Self::NotEnoughReplicas => Code::ResourceExhausted,
             Self::CorruptReplica => Code::DataLoss,

@@ -2,6 +2,7 @@
 //! configuration, path rules, the exception kinds that cross the wire,
 //! logging and shutdown.
 
+pub mod acl;
 pub mod checksum;
 pub mod config;
 pub mod durable;

@@ -353,7 +353,8 @@ impl From<pb::FileStatus> for FileStatus {
             },
             name: s.path,
             length: s.length,
-            permission: (s.permission & 0o7777) as u16,
+            // The bits plus HDFS's ACL flag (bit 12); nothing else fits.
+            permission: (s.permission & (0o7777 | u32::from(crate::acl::ACL_BIT))) as u16,
             owner: s.owner,
             group: s.group,
             modification_time: s.modification_time,

@@ -37,6 +37,21 @@ impl From<String> for ApplyError {
 }
 
 impl FsState {
+    /// A new inode's ACL, inherited from its parent's default ACL.
+    fn set_inherited_acl(
+        &mut self,
+        id: crate::namespace::InodeId,
+        acl: &[rdfs_proto::editlog::AclEntry],
+    ) -> Result<(), ApplyError> {
+        if acl.is_empty() {
+            return Ok(());
+        }
+        let entries = rdfs_common::acl::from_wire(acl)
+            .and_then(rdfs_common::acl::validate)
+            .map_err(|e| ApplyError(e.to_string()))?;
+        Ok(self.namespace.set_acl(id, &entries)?)
+    }
+
     pub fn apply(&mut self, op: &Op) -> Result<(), ApplyError> {
         match op {
             Op::Mkdir(mkdir) => {
@@ -50,6 +65,7 @@ impl FsState {
                     atime: 0,
                     kind: NewKind::Directory,
                 })?;
+                self.set_inherited_acl(mkdir.inode_id, &mkdir.acl)?;
                 self.namespace
                     .set_times(mkdir.parent_id, Some(mkdir.mtime), None)?;
             }
@@ -71,6 +87,7 @@ impl FsState {
                     atime: add.mtime,
                     kind,
                 })?;
+                self.set_inherited_acl(add.inode_id, &add.acl)?;
                 self.namespace
                     .set_times(add.parent_id, Some(add.mtime), None)?;
                 self.leases
@@ -192,7 +209,10 @@ impl FsState {
                     .get(set.inode_id)
                     .ok_or_else(|| missing("chmod", set.inode_id))?
                     .permission();
-                permission.mode = (set.mode & 0o7777) as u16;
+                // chmod of an inode with an ACL sets its mask through the
+                // group bits; the ACL stays.
+                permission.mode =
+                    (set.mode & 0o7777) as u16 | (permission.mode & crate::namespace::ACL_BIT);
                 self.namespace.set_permission(set.inode_id, permission)?;
             }
             Op::SetOwner(set) => {
@@ -208,6 +228,20 @@ impl FsState {
                     permission.group = self.namespace.interner.intern(group);
                 }
                 self.namespace.set_permission(set.inode_id, permission)?;
+            }
+            Op::SetAcl(set) => {
+                self.namespace
+                    .get(set.inode_id)
+                    .ok_or_else(|| missing("setfacl", set.inode_id))?;
+                let entries = rdfs_common::acl::from_wire(&set.entries)
+                    .map_err(|e| ApplyError(e.to_string()))?;
+                if entries.is_empty() {
+                    self.namespace.remove_acl(set.inode_id)?;
+                } else {
+                    let entries = rdfs_common::acl::validate(entries)
+                        .map_err(|e| ApplyError(e.to_string()))?;
+                    self.namespace.set_acl(set.inode_id, &entries)?;
+                }
             }
             Op::SetTimes(set) => {
                 self.namespace
@@ -468,6 +502,7 @@ mod tests {
                 name: name.as_bytes().to_vec(),
                 permission: None,
                 mtime: 2,
+                acl: Vec::new(),
             }))
             .unwrap();
     }
@@ -516,6 +551,7 @@ mod tests {
                 replication: 1,
                 block_size: 1024,
                 client_name: "c".into(),
+                acl: Vec::new(),
             }))
             .unwrap();
         let (first, _) = state.blocks.next_block().unwrap();

@@ -22,6 +22,9 @@ pub enum NamenodeError {
     AccessControl(String),
     #[error("{0}")]
     AlreadyBeingCreated(String),
+    /// An ACL HDFS would refuse, or ACLs turned off.
+    #[error("{0}")]
+    Acl(String),
     #[error("{0}")]
     LeaseExpired(String),
     #[error("{0}")]
@@ -65,6 +68,7 @@ impl NamenodeError {
             Self::InvalidPath(_) => ExceptionKind::InvalidPath,
             Self::AccessControl(_) => ExceptionKind::AccessControl,
             Self::AlreadyBeingCreated(_) => ExceptionKind::AlreadyBeingCreated,
+            Self::Acl(_) => ExceptionKind::Acl,
             Self::LeaseExpired(_) => ExceptionKind::LeaseExpired,
             Self::RecoveryInProgress(_) => ExceptionKind::RecoveryInProgress,
             Self::NotReplicatedYet(_) => ExceptionKind::NotReplicatedYet,

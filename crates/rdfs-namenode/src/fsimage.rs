@@ -19,13 +19,15 @@ use crate::apply::FsState;
 use crate::block_manager::{BLOCK_ID_BASE, BlockManager, BlockRecord, BlockState};
 use crate::datanode_manager::DatanodeManager;
 use crate::edit_log::TxId;
-use crate::namespace::{InodeRecord, Namespace, Permission, ROOT_SLOT};
+use crate::namespace::{ACL_BIT, InodeRecord, Namespace, Permission, ROOT_SLOT};
 use crate::namesystem::NamesystemConfig;
 use crate::slab::GenSlab;
 use crate::storage::NamespaceInfo;
 
 pub const MAGIC: &[u8; 8] = b"RDFSIMG\x01";
-pub const FORMAT_VERSION: u32 = 1;
+/// 2: an inode whose mode has the ACL bit is followed by its stored ACL
+/// entries. Images of version 1 (no ACLs) still load.
+pub const FORMAT_VERSION: u32 = 2;
 
 const INFO: u8 = 1;
 const STRINGS: u8 = 2;
@@ -148,6 +150,13 @@ pub fn encode(fs: &FsState, txid: TxId, info: &NamespaceInfo) -> Vec<u8> {
                 0
             };
         payload.push(flags);
+        if permission.mode & ACL_BIT != 0 {
+            let entries = inode.acl_entries();
+            put_varint(&mut payload, entries.len() as u64);
+            for entry in entries {
+                put_varint(&mut payload, u64::from(*entry));
+            }
+        }
         if inode.is_dir() {
             stack.extend(inode.children().iter().rev());
         } else {
@@ -304,7 +313,7 @@ fn decode_inner(
         return Err("not an rdfs fsimage (bad magic)".into());
     }
     let version = u32::from_be_bytes(file.take(4)?.try_into().map_err(|_| "bad version field")?);
-    if version != FORMAT_VERSION {
+    if version != FORMAT_VERSION && version != 1 {
         return Err(format!(
             "format version {version} is not supported (expected {FORMAT_VERSION})"
         ));
@@ -381,6 +390,25 @@ fn decode_inner(
                 "inode slot {slot} names an owner or group missing from the strings table"
             ));
         }
+        let mut acl = Vec::new();
+        if permission.mode & ACL_BIT != 0 {
+            let entries = inodes.varint()?;
+            if entries == 0 || entries > rdfs_common::acl::MAX_ENTRIES as u64 {
+                return Err(format!("inode slot {slot} has {entries} ACL entries"));
+            }
+            for _ in 0..entries {
+                let entry = inodes.u32_varint("ACL entry")?;
+                if crate::acl_storage::unpack(entry)
+                    .name
+                    .is_some_and(|n| n >= known)
+                {
+                    return Err(format!(
+                        "inode slot {slot} has an ACL entry naming a user or group missing from the strings table"
+                    ));
+                }
+                acl.push(entry);
+            }
+        }
         let is_root = index == 0;
         if is_root != (slot == ROOT_SLOT)
             || (is_root && (parent != ROOT_SLOT || flags & FLAG_DIR == 0))
@@ -440,6 +468,9 @@ fn decode_inner(
         }
         if let Some(writer) = writer {
             ns.writers.insert(slot, writer.into());
+        }
+        if !acl.is_empty() {
+            ns.acls.insert(slot, acl.into_boxed_slice());
         }
         kinds[slot as usize] = if flags & FLAG_DIR != 0 { 2 } else { 1 };
         if !is_root {
@@ -611,6 +642,7 @@ mod tests {
                 name: name.as_bytes().to_vec(),
                 permission: perm("u"),
                 mtime: i as u64,
+                acl: Vec::new(),
             }))
             .expect("mkdir");
             next += 1;
@@ -625,6 +657,7 @@ mod tests {
             replication: 3,
             block_size: 1 << 20,
             client_name: "c1".into(),
+            acl: Vec::new(),
         }))
         .expect("add");
         for i in 0..3i64 {

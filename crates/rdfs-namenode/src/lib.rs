@@ -4,6 +4,7 @@
 //! Start at [`server::Namenode`] for the daemon, [`namesystem::Namesystem`]
 //! for the operations.
 
+pub mod acl_storage;
 pub mod apply;
 pub mod block_manager;
 pub mod checkpoint;

@@ -30,6 +30,10 @@ const HEADER_HAS_BLOCK: u64 = 1 << 61;
 const REPLICATION_SHIFT: u32 = 48;
 const REPLICATION_MASK: u64 = 0x1fff;
 const BLOCK_SIZE_MASK: u64 = (1 << 48) - 1;
+/// Set in an inode's mode when it has an ACL, as Hadoop's
+/// `FsPermissionExtension` marks it on the wire.
+pub const ACL_BIT: u16 = rdfs_common::acl::ACL_BIT;
+
 /// Interned owner and group ids are 24 bits each.
 pub const MAX_INTERNED: u32 = (1 << 24) - 1;
 
@@ -248,6 +252,14 @@ impl<'a> Inode<'a> {
         self.ns.interner.name(self.permission().group)
     }
 
+    /// The stored entries of this inode's ACL (empty when it has none).
+    pub fn acl_entries(&self) -> &'a [u32] {
+        if self.permission().mode & ACL_BIT == 0 {
+            return &[];
+        }
+        self.ns.acls.get(&self.slot).map_or(&[], |entries| entries)
+    }
+
     /// A file's replication (0 for directories).
     pub fn replication(&self) -> u16 {
         ((self.record.header >> REPLICATION_SHIFT) & REPLICATION_MASK) as u16
@@ -374,6 +386,9 @@ pub struct Namespace {
     pub(crate) children: ListStore,
     pub(crate) block_lists: ListStore,
     pub(crate) writers: HashMap<Slot, Box<str>>,
+    /// The ACL entries of the inodes whose mode has [`ACL_BIT`] (see
+    /// [`crate::acl_storage`]); an inode without an ACL costs nothing here.
+    pub(crate) acls: HashMap<Slot, Box<[u32]>>,
     pub interner: Interner,
 }
 
@@ -409,6 +424,7 @@ impl Namespace {
             children: ListStore::default(),
             block_lists: ListStore::default(),
             writers: HashMap::new(),
+            acls: HashMap::new(),
             interner: Interner::default(),
         }
     }
@@ -660,6 +676,9 @@ impl Namespace {
         while let Some(next) = stack.pop() {
             let record = self.inodes.remove(next);
             self.names.release(record.name);
+            if record.perm & u64::from(ACL_BIT) != 0 {
+                self.acls.remove(&next);
+            }
             if record.header & HEADER_DIR != 0 {
                 removed.directories += 1;
                 stack.extend(self.children.release(record.link));
@@ -828,7 +847,8 @@ impl Namespace {
         NamespaceMemory {
             inodes: self.inodes.heap_bytes(),
             names: self.names.heap_bytes(),
-            lists: self.children.heap_bytes() + self.block_lists.heap_bytes(),
+            // ACL entries are side lists too.
+            lists: self.children.heap_bytes() + self.block_lists.heap_bytes() + self.acl_bytes(),
         }
     }
 }

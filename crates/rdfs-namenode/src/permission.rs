@@ -7,8 +7,11 @@
 //! Checks run under the namesystem lock, on the same resolved path the
 //! operation then changes, so nothing can slip in between.
 
+use rdfs_common::acl::AclType;
+
+use crate::acl_storage::unpack;
 use crate::error::{NamenodeError, Result};
-use crate::namespace::{Inode, InodeId, Namespace, Resolved, ThroughFile};
+use crate::namespace::{Inode, InodeId, Namespace, Permission, Resolved, ThroughFile};
 
 /// The sticky bit of a mode: in such a directory only an entry's owner (or
 /// the directory's) may delete or rename it.
@@ -283,14 +286,50 @@ impl<'a> PermissionChecker<'a> {
     /// others'. No class falls through to the next.
     pub fn permits(&self, inode: Inode<'_>, action: FsAction) -> bool {
         let permission = inode.permission();
-        let shift = if self.owns(inode) {
-            6
-        } else if self.group_ids.contains(&permission.group) {
+        if self.owns(inode) {
+            return FsAction::from_bits(permission.mode >> 6).implies(action);
+        }
+        let stored = inode.acl_entries();
+        if stored.first().is_some_and(|e| !unpack(*e).default) {
+            return self.permits_by_acl(permission, stored, action);
+        }
+        let shift = if self.group_ids.contains(&permission.group) {
             3
         } else {
             0
         };
         FsAction::from_bits(permission.mode >> shift).implies(action)
+    }
+
+    /// HDFS's ACL evaluation for a caller who is not the owner: a named
+    /// user entry decides alone; else any matching group entry that
+    /// grants (each limited by the mask, which the group bits hold); a
+    /// match that grants nothing denies; no match leaves the others'
+    /// bits.
+    fn permits_by_acl(&self, permission: Permission, stored: &[u32], action: FsAction) -> bool {
+        let mask = (permission.mode >> 3) & 7;
+        let mut matched = false;
+        for entry in stored.iter().map(|e| unpack(*e)) {
+            if entry.default {
+                break;
+            }
+            match entry.kind {
+                AclType::User if entry.name.is_some() && entry.name == self.user_id => {
+                    return FsAction::from_bits(entry.perm & mask).implies(action);
+                }
+                AclType::Group => {
+                    let group = entry.name.unwrap_or(permission.group);
+                    if self.group_ids.contains(&group) {
+                        if FsAction::from_bits(entry.perm & mask).implies(action) {
+                            return true;
+                        }
+                        matched = true;
+                    }
+                }
+                _ => {}
+            }
+        }
+        !matched && FsAction::from_bits(permission.mode).implies(action)
     }
 
     fn owns(&self, inode: Inode<'_>) -> bool {

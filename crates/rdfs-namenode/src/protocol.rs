@@ -25,7 +25,8 @@ use crate::groups::GroupList;
 use crate::ha::{Category, NamenodeHandle};
 use crate::identity::{Identities, Origin};
 use crate::namesystem::{
-    AppendResult, Caller, DatanodeReportType, DirectoryListing, Namesystem, SafeModeAction,
+    AclChange, AclStatus, AppendResult, Caller, DatanodeReportType, DirectoryListing, Namesystem,
+    SafeModeAction,
 };
 
 /// `getListing`.
@@ -137,6 +138,14 @@ pub struct SetTimesRequest {
     pub src: String,
     pub mtime: Option<u64>,
     pub atime: Option<u64>,
+}
+
+/// `modifyAclEntries`, `removeAclEntries`, `removeDefaultAcl`, `removeAcl`
+/// and `setAcl`, by the change each makes.
+#[derive(Debug, Clone)]
+pub struct ChangeAclRequest {
+    pub src: String,
+    pub change: AclChange,
 }
 
 /// `recoverLease`.
@@ -418,6 +427,17 @@ impl ClientProtocol {
     pub async fn set_times(&self, origin: Origin, request: &SetTimesRequest) -> Result<()> {
         let (caller, ns) = self.enter(origin, Category::Write)?;
         ns.set_times(&caller, &request.src, request.mtime, request.atime)
+            .await
+    }
+
+    pub fn get_acl_status(&self, origin: Origin, src: &str) -> Result<AclStatus> {
+        let (caller, ns) = self.enter(origin, Category::Read)?;
+        ns.get_acl_status(&caller, src)
+    }
+
+    pub async fn change_acl(&self, origin: Origin, request: &ChangeAclRequest) -> Result<()> {
+        let (caller, ns) = self.enter(origin, Category::Write)?;
+        ns.change_acl(&caller, &request.src, request.change.clone())
             .await
     }
 

@@ -202,3 +202,68 @@ async fn with_permissions_off_only_ownership_is_checked() {
         .await
         .expect("owner");
 }
+
+#[tokio::test]
+async fn acl_entries_grant_access_and_default_acls_stay_on_directories() {
+    use rdfs_common::acl::parse_spec;
+    use rdfs_namenode::namesystem::AclChange;
+
+    let ns = namesystem();
+    let (alice, bob) = tree(&ns).await;
+    let root = caller();
+    assert!(denied(ns.get_file_info(&bob, "/private/f")).contains("access=EXECUTE"));
+    let spec = |text: &str| parse_spec(text, true).expect("spec");
+    ns.change_acl(&root, "/private", AclChange::Modify(spec("user:bob:r-x")))
+        .await
+        .expect("modify");
+    assert!(ns.get_file_info(&bob, "/private/f").expect("bob").is_some());
+    assert!(denied(ns.get_file_info(&alice, "/private/f")).contains("user=alice"));
+
+    // The mask limits the named entry.
+    ns.change_acl(&root, "/private", AclChange::Modify(spec("mask::r--")))
+        .await
+        .expect("mask");
+    denied(ns.get_file_info(&bob, "/private/f"));
+
+    // Only directories take a default ACL, whatever front door asks.
+    let err = ns
+        .change_acl(
+            &root,
+            "/private/f",
+            AclChange::Set(spec("user::rw-,group::r--,other::---,default:user:bob:rwx")),
+        )
+        .await
+        .expect_err("a file has no default ACL");
+    assert_eq!(err.kind(), ExceptionKind::Acl, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("Invalid ACL: only directories may have a default ACL"),
+        "{err}"
+    );
+    assert_eq!(
+        denied(ns.change_acl(&bob, "/private", AclChange::RemoveAll).await),
+        "Permission denied. user=bob is not the owner of inode=/private"
+    );
+    ns.change_acl(&root, "/private", AclChange::RemoveAll)
+        .await
+        .expect("-b");
+    let status = ns.get_acl_status(&root, "/private").expect("status");
+    assert!(status.entries.is_empty());
+    assert_eq!(status.permission, 0o700);
+}
+
+#[tokio::test]
+async fn with_acls_disabled_acl_calls_are_refused_as_hdfs_refuses_them() {
+    let config = rdfs_namenode::namesystem::NamesystemConfig {
+        acls_enabled: false,
+        ..common::config()
+    };
+    let ns = common::namesystem_with(Arc::new(MemoryJournal::new()), config);
+    let err = ns.get_acl_status(&caller(), "/").expect_err("disabled");
+    assert_eq!(err.kind(), ExceptionKind::Acl);
+    assert!(
+        err.to_string()
+            .contains("dfs.namenode.acls.enabled to false"),
+        "{err}"
+    );
+}

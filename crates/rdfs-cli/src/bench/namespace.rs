@@ -57,6 +57,7 @@ impl TreeBuilder {
             name: name.as_bytes().to_vec(),
             permission: Self::permission(owner),
             mtime: self.now,
+            acl: Vec::new(),
         }));
         self.dirs.insert(path.to_string(), id);
         id
@@ -103,6 +104,7 @@ impl TreeBuilder {
             replication: 3,
             block_size: BLOCK_SIZE,
             client_name: "bench".into(),
+            acl: Vec::new(),
         }));
         let (block, gs) = (self.next_block, self.next_gs);
         self.next_block += 1;

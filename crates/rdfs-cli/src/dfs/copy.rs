@@ -191,7 +191,7 @@ async fn write_remote(
                 .await
                 .map_err(|e| e.to_string())?;
             client
-                .set_permission(&target.path, status.permission)
+                .set_permission(&target.path, status.permission & 0o7777)
                 .await
                 .map_err(|e| e.to_string())?;
         }

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use rdfs_common::acl::ACL_BIT;
 use rdfs_common::protocol::FileStatus;
 
 use super::format::{human, ls_date, octal, permission, stat_date};
@@ -184,9 +185,15 @@ fn print_line(
     } else {
         status.group.clone()
     };
+    // `+` after the permissions marks an ACL, as HDFS's ls shows it.
+    let acl = if status.permission & ACL_BIT != 0 {
+        '+'
+    } else {
+        ' '
+    };
     let _ = writeln!(
         out,
-        "{kind}{} {:>rw$} {owner}{group}{:>lw$} {} {}",
+        "{kind}{}{acl}{:>rw$} {owner}{group}{:>lw$} {} {}",
         permission(status.permission),
         replication,
         size,

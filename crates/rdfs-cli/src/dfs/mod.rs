@@ -2,6 +2,7 @@
 //! error texts and exit codes (0 success, 1 when any path failed, 255 for
 //! usage errors).
 
+mod acl;
 mod copy;
 mod format;
 mod ls;

@@ -373,7 +373,7 @@ fn apply_mode(mode: &Mode, old: u16, is_dir: bool) -> u16 {
 }
 
 /// Every path under the arguments (the arguments first), for `-R`.
-async fn walk(
+pub(super) async fn walk(
     shell: &mut Shell,
     item: PathArg,
     status: FileStatus,
@@ -425,8 +425,10 @@ pub async fn chmod(shell: &mut Shell, mut args: Vec<String>) -> CommandResult {
             continue;
         };
         for (path, status) in walk(shell, item, status, recursive).await {
-            let new = apply_mode(&mode, status.permission, status.is_dir());
-            if new == status.permission {
+            // Without the ACL bit, which is not part of the mode.
+            let current = status.permission & 0o7777;
+            let new = apply_mode(&mode, current, status.is_dir());
+            if new == current {
                 continue;
             }
             let Ok(client) = shell.client(&path.authority).map_err(|e| shell.fail(e)) else {

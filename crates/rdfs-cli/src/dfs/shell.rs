@@ -118,7 +118,7 @@ impl Shell {
     }
 
     pub async fn run(&mut self, spec: &CommandSpec, args: Vec<String>) -> u8 {
-        use super::{copy, ls, misc, modify};
+        use super::{acl, copy, ls, misc, modify};
         let result = match spec.name {
             "-ls" => ls::ls(self, args).await,
             "-mkdir" => modify::mkdir(self, args).await,
@@ -137,6 +137,8 @@ impl Shell {
             "-test" => misc::test(self, args).await,
             "-touchz" => modify::touchz(self, args).await,
             "-chmod" => modify::chmod(self, args).await,
+            "-getfacl" => acl::getfacl(self, args).await,
+            "-setfacl" => acl::setfacl(self, args).await,
             "-chown" => modify::chown(self, args, false).await,
             "-chgrp" => modify::chown(self, args, true).await,
             "-setrep" => modify::setrep(self, args).await,

@@ -58,6 +58,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         usage: "[-f] [-p] <src> ... <localdst>",
     },
     CommandSpec {
+        name: "-getfacl",
+        usage: "[-R] <path>",
+    },
+    CommandSpec {
         name: "-help",
         usage: "[cmd ...]",
     },
@@ -84,6 +88,10 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec {
         name: "-rmdir",
         usage: "[--ignore-fail-on-non-empty] <dir> ...",
+    },
+    CommandSpec {
+        name: "-setfacl",
+        usage: "[-R] [{-b|-k} {-m|-x <acl_spec>} <path>]|[--set <acl_spec> <path>]",
     },
     CommandSpec {
         name: "-setrep",

@@ -10,6 +10,7 @@
 //! one sync.
 
 mod access;
+mod acl;
 mod admin;
 mod append;
 mod balancing;
@@ -43,6 +44,7 @@ use crate::storage::NamespaceInfo;
 
 pub use crate::block_manager::ReportedState;
 pub use crate::lease::NAMENODE_LEASE_HOLDER;
+pub use acl::{AclChange, AclStatus};
 pub use admin::{DatanodeReportType, SafeModeAction};
 pub use append::AppendResult;
 pub use datanodes::{
@@ -79,6 +81,8 @@ pub struct NamesystemConfig {
     /// Whether permissions are checked (`dfs.permissions.enabled`); when
     /// not, only ownership for chmod and chown is, as in HDFS.
     pub permissions_enabled: bool,
+    /// Whether ACLs may be set and read (`dfs.namenode.acls.enabled`).
+    pub acls_enabled: bool,
     /// How long the trash keeps what clients remove (`fs.trash.interval`),
     /// told to clients in the server defaults; zero when off.
     pub trash_interval: Duration,
@@ -134,6 +138,7 @@ impl NamesystemConfig {
                 max_entries: nn.retry_cache_max_entries as usize,
             },
             permissions_enabled: config.security.permissions_enabled,
+            acls_enabled: config.security.acls_enabled,
             trash_interval: minutes(config.fs.trash_interval_minutes),
             trash_checkpoint_interval: {
                 let checkpoint = config.fs.trash_checkpoint_interval_minutes;

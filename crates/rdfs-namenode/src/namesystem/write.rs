@@ -107,6 +107,7 @@ impl Namesystem {
             } else {
                 mode | 0o300
             };
+            let acl = inherited_acl(fs, parent, dir_mode, true);
             txid = Some(self.log(
                 fs,
                 Op::Mkdir(edit::Mkdir {
@@ -119,6 +120,7 @@ impl Namesystem {
                         mode: dir_mode.into(),
                     }),
                     mtime: now,
+                    acl,
                 }),
             )?);
             parent = id;
@@ -267,6 +269,7 @@ impl Namesystem {
             let parent = resolved.deepest();
             let id = fs.namespace.next_inode_id().map_err(NamenodeError::Io)?;
             let group = inherited_group(fs, parent);
+            let acl = inherited_acl(fs, parent, mode, false);
             let txid = self.log_call(
                 fs,
                 Op::AddFile(edit::AddFile {
@@ -282,6 +285,7 @@ impl Namesystem {
                     replication,
                     block_size,
                     client_name: client.to_string(),
+                    acl,
                 }),
                 caller.rpc.as_ref(),
             )?;
@@ -909,6 +913,19 @@ impl Namesystem {
         })
         .await
     }
+}
+
+/// The ACL a new child of `parent` inherits from the parent's default ACL,
+/// limited by the mode it is created with (the mode after the client's
+/// umask); none when the parent has no default ACL.
+fn inherited_acl(fs: &FsState, parent: InodeId, mode: u16, is_dir: bool) -> Vec<edit::AclEntry> {
+    let Some(parent) = fs.namespace.get(parent) else {
+        return Vec::new();
+    };
+    let default = fs.namespace.default_acl(parent);
+    rdfs_common::acl::inherited(&default, mode, is_dir)
+        .map(|entries| rdfs_common::acl::to_wire(&entries))
+        .unwrap_or_default()
 }
 
 /// New inodes take their parent directory's group, as in HDFS.

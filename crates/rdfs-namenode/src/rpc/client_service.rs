@@ -14,7 +14,7 @@ use rdfs_proto::client_namenode_server::ClientNamenode;
 
 use super::{mode, origin, required};
 use crate::fsck::FsckEntry;
-use crate::namesystem::{DatanodeReportType, SafeModeAction};
+use crate::namesystem::{AclChange, DatanodeReportType, SafeModeAction};
 use crate::protocol::{self as p, ClientProtocol};
 
 pub struct ClientService {
@@ -639,6 +639,53 @@ impl ClientNamenode for ClientService {
     ) -> Result<Response<pb::RefreshNodesResponse>, Status> {
         let summary = self.protocol.refresh_nodes(origin(&request))?;
         Ok(Response::new(pb::RefreshNodesResponse { summary }))
+    }
+
+    async fn change_acl(
+        &self,
+        request: Request<pb::ChangeAclRequest>,
+    ) -> Result<Response<pb::ChangeAclResponse>, Status> {
+        let origin = origin(&request);
+        let req = request.into_inner();
+        let entries = rdfs_common::acl::from_wire(&req.entries)
+            .map_err(|e| rdfs_common::ExceptionKind::Acl.status(e.0))?;
+        let change = match pb::AclChange::try_from(req.change) {
+            Ok(pb::AclChange::AclModify) => AclChange::Modify(entries),
+            Ok(pb::AclChange::AclRemoveEntries) => AclChange::RemoveEntries(entries),
+            Ok(pb::AclChange::AclRemoveDefault) => AclChange::RemoveDefault,
+            Ok(pb::AclChange::AclRemoveAll) => AclChange::RemoveAll,
+            Ok(pb::AclChange::AclSet) => AclChange::Set(entries),
+            Err(_) => {
+                return Err(rdfs_common::ExceptionKind::IllegalArgument
+                    .status(format!("unknown ACL change {}", req.change)));
+            }
+        };
+        self.protocol
+            .change_acl(
+                origin,
+                &p::ChangeAclRequest {
+                    src: req.src,
+                    change,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::ChangeAclResponse {}))
+    }
+
+    async fn get_acl_status(
+        &self,
+        request: Request<pb::GetAclStatusRequest>,
+    ) -> Result<Response<pb::GetAclStatusResponse>, Status> {
+        let status = self
+            .protocol
+            .get_acl_status(origin(&request), &request.get_ref().src)?;
+        Ok(Response::new(pb::GetAclStatusResponse {
+            owner: status.owner,
+            group: status.group,
+            sticky: status.sticky,
+            permission: u32::from(status.permission),
+            entries: rdfs_common::acl::to_wire(&status.entries),
+        }))
     }
 
     async fn get_groups(
