@@ -190,6 +190,27 @@ fn haadmin_reports_roles_and_fails_over_on_request() {
     cluster.wait_state(active, "standby", Duration::from_secs(10));
     assert_eq!(cluster.states()[standby], "active");
     cluster.dfs(&["-mkdir", "/after-failover"]).ok();
+
+    // Transitions are the superuser's, as in HDFS; the state is anyone's.
+    for args in [vec!["-transitionToStandby", &s], vec!["-failover", &s, &a]] {
+        let refused = cluster.haadmin_as("alice", &args);
+        assert_ne!(refused.code, 0, "{args:?}");
+        assert!(
+            refused
+                .stderr
+                .contains("Access denied for user alice. Superuser privilege is required"),
+            "{args:?}: {}",
+            refused.stderr
+        );
+    }
+    assert_eq!(
+        cluster
+            .haadmin_as("alice", &["-getServiceState", &s])
+            .ok()
+            .stdout()
+            .trim(),
+        "active"
+    );
     let unknown = cluster.haadmin(&["-getServiceState", "nn9"]);
     assert_ne!(unknown.code, 0);
     assert!(

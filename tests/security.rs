@@ -132,6 +132,28 @@ fn ordinary_users_are_held_to_permissions_and_the_superuser_is_not() {
         "Permission denied. user=bob is not the owner of inode=/user/alice/g",
     );
 
+    // A recursive change reports each refusal and goes on, as hdfs dfs
+    // does.
+    cluster
+        .dfs_as(
+            "alice",
+            &["-mkdir", "-p", "/user/alice/r/a", "/user/alice/r/b"],
+        )
+        .ok();
+    cluster.dfs(&["-chown", "bob", "/user/alice/r/a"]).ok();
+    refused(
+        &cluster.dfs_as("alice", &["-chmod", "-R", "700", "/user/alice/r"]),
+        "Permission denied. user=alice is not the owner of inode=/user/alice/r/a",
+    );
+    for (path, mode) in [
+        ("/user/alice/r", "drwx------"),
+        ("/user/alice/r/a", "drwxr-xr-x"),
+        ("/user/alice/r/b", "drwx------"),
+    ] {
+        let line = listing_line(&cluster, SUPERUSER, path);
+        assert!(line.starts_with(mode), "{path}: {line}");
+    }
+
     // The superuser passes every check.
     cluster.dfs(&["-cat", "/data/secret"]).ok();
     cluster.dfs(&["-rm", "/tmp/bobs"]).ok();
@@ -209,6 +231,71 @@ fn a_proxy_user_acts_only_for_the_users_its_rules_allow() {
         ),
         "User: bob is not allowed to impersonate alice",
     );
+}
+
+#[test]
+fn proxy_rules_reload_from_the_configuration_file_on_request() {
+    let rules = |groups: &str| {
+        format!(
+            "[security]\ngroup_mapping_overrides = \"{GROUPS}\"\n\n\
+             [security.proxy_users.hue]\nhosts = \"127.0.0.1\"\ngroups = \"{groups}\"\n"
+        )
+    };
+    let cluster = MiniCluster::builder()
+        .datanodes(0)
+        .conf_file(&rules("staff"))
+        .start();
+    let file = cluster.conf_file.clone().expect("configuration file");
+    let hue_lists_as = |user: &str| {
+        cluster.rdfs_env(
+            "dfs",
+            &["-ls", "/"],
+            None,
+            &[("HADOOP_USER_NAME", "hue"), ("HADOOP_PROXY_USER", user)],
+        )
+    };
+    hue_lists_as("alice").ok();
+    refused(
+        &hue_lists_as("carol"),
+        "User: hue is not allowed to impersonate carol",
+    );
+
+    // New rules take effect only when the superuser asks for them.
+    std::fs::write(&file, rules("carol")).expect("rewrite the configuration");
+    hue_lists_as("alice").ok();
+    refused(
+        &cluster.rdfs_env(
+            "dfsadmin",
+            &["-refreshSuperUserGroupsConfiguration"],
+            None,
+            &[("HADOOP_USER_NAME", "alice")],
+        ),
+        "Access denied for user alice. Superuser privilege is required",
+    );
+    hue_lists_as("alice").ok();
+    cluster
+        .rdfs("dfsadmin", &["-refreshSuperUserGroupsConfiguration"])
+        .ok();
+    hue_lists_as("carol").ok();
+    refused(
+        &hue_lists_as("alice"),
+        "User: hue is not allowed to impersonate alice",
+    );
+
+    // A file that no longer parses is refused and the rules stay (the
+    // command itself is pointed at the namenode without reading it).
+    std::fs::write(&file, "[security\n").expect("break the configuration");
+    let broken = Run::from(
+        crate::harness::rdfs_command()
+            .args(["dfsadmin", "-D"])
+            .arg(format!("fs.default_fs=hdfs://{}", cluster.nn_addr))
+            .arg("-refreshSuperUserGroupsConfiguration")
+            .output()
+            .expect("spawn rdfs"),
+    );
+    refused(&broken, "cannot read the configuration");
+    std::fs::write(&file, rules("carol")).expect("repair the configuration");
+    hue_lists_as("carol").ok();
 }
 
 #[test]

@@ -314,6 +314,19 @@ impl HaCluster {
         self.rdfs("haadmin", args)
     }
 
+    /// `rdfs haadmin` as another user than the superuser.
+    pub fn haadmin_as(&self, user: &str, args: &[&str]) -> Run {
+        let output = rdfs_command()
+            .arg("haadmin")
+            .args(self.conf_args())
+            .args(args)
+            .env("HADOOP_USER_NAME", user)
+            .stdin(Stdio::null())
+            .output()
+            .expect("spawn rdfs");
+        Run::from(output)
+    }
+
     /// `haadmin -getServiceState` of each namenode ("active", "standby", or
     /// the error when it cannot be reached).
     pub fn states(&self) -> Vec<String> {

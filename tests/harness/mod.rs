@@ -93,7 +93,7 @@ impl Run {
         String::from_utf8_lossy(&self.stdout).into_owned()
     }
 
-    fn from(output: Output) -> Self {
+    pub fn from(output: Output) -> Self {
         Run {
             code: output.status.code().unwrap_or(-1),
             stdout: output.stdout,
@@ -120,6 +120,7 @@ pub struct Builder {
     replication: u32,
     extra: Vec<String>,
     name_dirs: Option<Vec<PathBuf>>,
+    conf_file: Option<String>,
 }
 
 impl Builder {
@@ -150,6 +151,14 @@ impl Builder {
         self
     }
 
+    /// A TOML configuration file every process reads (`-conf`, under the
+    /// `-D` settings), at [`MiniCluster::conf_file`]: what a test rewrites
+    /// to see a daemon reload it.
+    pub fn conf_file(mut self, toml: &str) -> Self {
+        self.conf_file = Some(toml.to_string());
+        self
+    }
+
     pub fn start(self) -> MiniCluster {
         let dir = tempfile::Builder::new()
             .prefix("rdfs-mini-")
@@ -172,7 +181,13 @@ impl Builder {
         let name_dirs = self
             .name_dirs
             .unwrap_or_else(|| vec![dir.path().join("namenode")]);
+        let conf_file = self.conf_file.map(|text| {
+            let path = dir.path().join("rdfs.toml");
+            std::fs::write(&path, text).expect("write the configuration file");
+            path
+        });
         let mut cluster = MiniCluster {
+            conf_file,
             name_dirs,
             runtime: tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(1)
@@ -200,6 +215,8 @@ pub struct MiniCluster {
     runtime: tokio::runtime::Runtime,
     pub dir: tempfile::TempDir,
     conf: Vec<String>,
+    /// The `-conf` file every process reads, when the test gave one.
+    pub conf_file: Option<PathBuf>,
     pub namenode: Option<Daemon>,
     pub nn_addr: String,
     pub datanodes: Vec<Option<Daemon>>,
@@ -227,6 +244,7 @@ impl MiniCluster {
             replication: 3,
             extra: Vec::new(),
             name_dirs: None,
+            conf_file: None,
         }
     }
 
@@ -257,6 +275,10 @@ impl MiniCluster {
 
     fn conf_args(&self) -> Vec<String> {
         let mut args = Vec::new();
+        if let Some(file) = &self.conf_file {
+            args.push("-conf".to_string());
+            args.push(file.display().to_string());
+        }
         for kv in &self.conf {
             args.push("-D".to_string());
             args.push(kv.clone());

@@ -68,8 +68,10 @@ pub fn namenode(args: Vec<String>) -> u8 {
             );
         }
         if bootstrap {
-            let done = daemon_runtime()?
-                .block_on(rdfs_namenode::ha::admin::bootstrap_standby(&config, force))?;
+            let user = crate::generic::login_user(&config);
+            let done = daemon_runtime()?.block_on(rdfs_namenode::ha::admin::bootstrap_standby(
+                &config, force, &user,
+            ))?;
             println!(
                 "Bootstrapped from namenode {}: fsimage at txid {}, cluster id {}, block pool {}",
                 done.from, done.txid, done.info.cluster_id, done.info.block_pool_id

@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
+use rdfs_common::ExceptionKind;
 use rdfs_common::config::{Config, NamenodeAddress};
+use rdfs_common::grpc::UserInterceptor;
 use rdfs_proto as pb;
 use rdfs_proto::ha_service_client::HaServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
 use crate::generic::GenericOptions;
@@ -49,7 +52,7 @@ fn run(args: Vec<String>) -> Result<u8> {
         match command.as_str() {
             "-getServiceState" => {
                 let nn = one(&config, &operands)?;
-                let status = status(&nn).await?;
+                let status = status(&config, &nn).await?;
                 println!("{}", state_name(status.state));
                 Ok(0)
             }
@@ -59,7 +62,7 @@ fn run(args: Vec<String>) -> Result<u8> {
                     bail!("no HA namenodes are configured (ha.namenodes is empty)");
                 }
                 for nn in namenodes {
-                    match status(&nn).await {
+                    match status(&config, &nn).await {
                         Ok(status) => {
                             println!("{:<50} {:<10}", nn.address, state_name(status.state))
                         }
@@ -70,7 +73,7 @@ fn run(args: Vec<String>) -> Result<u8> {
             }
             "-checkHealth" => {
                 let nn = one(&config, &operands)?;
-                let status = status(&nn).await?;
+                let status = status(&config, &nn).await?;
                 if status.ready_to_become_active
                     || status.state == pb::HaState::Active as i32
                 {
@@ -84,7 +87,7 @@ fn run(args: Vec<String>) -> Result<u8> {
                 let nn = one(&config, &operands)?;
                 if !force_active {
                     for other in config.ha_namenodes()?.into_iter().filter(|o| o.id != nn.id) {
-                        if let Ok(status) = status(&other).await
+                        if let Ok(status) = status(&config, &other).await
                             && status.state == pb::HaState::Active as i32
                         {
                             bail!(
@@ -97,13 +100,13 @@ fn run(args: Vec<String>) -> Result<u8> {
                         }
                     }
                 }
-                let epoch = to_active(&nn, false).await?;
+                let epoch = to_active(&config, &nn, false).await?;
                 eprintln!("{} is now active (journal epoch {epoch})", nn.id);
                 Ok(0)
             }
             "-transitionToStandby" => {
                 let nn = one(&config, &operands)?;
-                client(&nn)?
+                client(&config, &nn)?
                     .transition_to_standby(pb::TransitionToStandbyRequest {})
                     .await
                     .map_err(|s| anyhow::anyhow!("{}: {}", nn.id, s.message()))?;
@@ -121,7 +124,7 @@ fn run(args: Vec<String>) -> Result<u8> {
                 // Only the active may be stepped down for a take-over:
                 // taking over from anyone else would leave the real active
                 // serving reads until its lease ran out.
-                if let Ok(source) = status(&from).await
+                if let Ok(source) = status(&config, &from).await
                     && source.state != pb::HaState::Active as i32
                 {
                     bail!(
@@ -130,7 +133,7 @@ fn run(args: Vec<String>) -> Result<u8> {
                         state_name(source.state)
                     );
                 }
-                let target = status(&to)
+                let target = status(&config, &to)
                     .await
                     .with_context(|| format!("{} cannot be reached", to.id))?;
                 if !target.ready_to_become_active && !force_active {
@@ -144,11 +147,17 @@ fn run(args: Vec<String>) -> Result<u8> {
                 // reached it may still be serving until its lease runs out,
                 // so the new one waits for the lease rather than taking over
                 // at once (its epoch then fences the old one's writes).
-                let stepped_down = match client(&from)?
+                let stepped_down = match client(&config, &from)?
                     .transition_to_standby(pb::TransitionToStandbyRequest {})
                     .await
                 {
                     Ok(_) => true,
+                    // Not allowed is no reason to wait for a lease.
+                    Err(err)
+                        if ExceptionKind::of_status(&err) == Some(ExceptionKind::AccessControl) =>
+                    {
+                        bail!("{}: {}", from.id, err.message());
+                    }
                     Err(err) => {
                         eprintln!(
                             "{} did not step down ({}); waiting for its leadership lease to lapse",
@@ -161,7 +170,7 @@ fn run(args: Vec<String>) -> Result<u8> {
                 let lease = Duration::from_millis(config.ha.lease_timeout_ms);
                 let deadline = std::time::Instant::now() + lease * 3;
                 loop {
-                    match to_active(&to, stepped_down).await {
+                    match to_active(&config, &to, stepped_down).await {
                         Ok(_) => break,
                         Err(err) if std::time::Instant::now() < deadline => {
                             tracing::debug!(error = %err, "not active yet; retrying");
@@ -210,14 +219,22 @@ fn one(config: &Config, operands: &[&str]) -> Result<NamenodeAddress> {
     }
 }
 
-fn client(nn: &NamenodeAddress) -> Result<HaServiceClient<Channel>> {
+type Client = HaServiceClient<InterceptedService<Channel, UserInterceptor>>;
+
+/// A client of `nn`'s HA service that names the caller: transitions are
+/// the superuser's.
+fn client(config: &Config, nn: &NamenodeAddress) -> Result<Client> {
     let channel = rdfs_common::grpc::channel(&nn.address, Duration::from_secs(5))
         .with_context(|| format!("bad address {} for {}", nn.address, nn.id))?;
-    Ok(HaServiceClient::new(channel))
+    let login = crate::generic::login_user(config);
+    let user = crate::generic::client_user(config);
+    let real = (user != login).then_some(login.as_str());
+    let as_user = UserInterceptor::new(&user, real).map_err(|why| anyhow::anyhow!(why))?;
+    Ok(HaServiceClient::with_interceptor(channel, as_user))
 }
 
-async fn status(nn: &NamenodeAddress) -> Result<pb::GetServiceStatusResponse> {
-    let mut client = client(nn)?;
+async fn status(config: &Config, nn: &NamenodeAddress) -> Result<pb::GetServiceStatusResponse> {
+    let mut client = client(config, nn)?;
     let call = client.get_service_status(pb::GetServiceStatusRequest {});
     let response = tokio::time::timeout(Duration::from_secs(10), call)
         .await
@@ -226,8 +243,8 @@ async fn status(nn: &NamenodeAddress) -> Result<pb::GetServiceStatusResponse> {
     Ok(response.into_inner())
 }
 
-async fn to_active(nn: &NamenodeAddress, take_over: bool) -> Result<u64> {
-    let response = client(nn)?
+async fn to_active(config: &Config, nn: &NamenodeAddress, take_over: bool) -> Result<u64> {
+    let response = client(config, nn)?
         .transition_to_active(pb::TransitionToActiveRequest { take_over })
         .await
         .map_err(|s| anyhow::anyhow!("{}", s.message()))?;

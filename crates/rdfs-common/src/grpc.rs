@@ -23,6 +23,45 @@ pub const CLIENT_ID_METADATA_KEY: &str = "x-rdfs-client-id";
 /// call repeats its number.
 pub const CALL_ID_METADATA_KEY: &str = "x-rdfs-call-id";
 
+/// Names the calling user (and the real user behind a proxied call) on
+/// every request of a channel: what rdfs's own tools and daemons send to
+/// services that check who calls (the HA service's transitions and image
+/// transfers need the superuser).
+#[derive(Debug, Clone)]
+pub struct UserInterceptor {
+    user: tonic::metadata::AsciiMetadataValue,
+    real_user: Option<tonic::metadata::AsciiMetadataValue>,
+}
+
+impl UserInterceptor {
+    /// Fails when a name cannot travel as request metadata (not visible
+    /// ASCII).
+    pub fn new(user: &str, real_user: Option<&str>) -> Result<Self, String> {
+        let value = |name: &str| {
+            tonic::metadata::AsciiMetadataValue::try_from(name)
+                .map_err(|_| format!("user name {name:?} cannot be sent: it must be visible ASCII"))
+        };
+        Ok(Self {
+            user: value(user)?,
+            real_user: real_user.map(value).transpose()?,
+        })
+    }
+}
+
+impl tonic::service::Interceptor for UserInterceptor {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let metadata = request.metadata_mut();
+        metadata.insert(USER_METADATA_KEY, self.user.clone());
+        if let Some(real_user) = &self.real_user {
+            metadata.insert(REAL_USER_METADATA_KEY, real_user.clone());
+        }
+        Ok(request)
+    }
+}
+
 /// A client id as [`CLIENT_ID_METADATA_KEY`] carries it.
 pub fn format_client_id(id: &[u8; 16]) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()

@@ -142,7 +142,7 @@ impl Namenode {
         let identities =
             Arc::new(Identities::from_config(config, superuser).map_err(ConfigError::Invalid)?);
         let (handle, mode) = if config.is_ha() {
-            let node = HaNode::open(config)?;
+            let node = HaNode::open(config, superuser)?;
             node.check_journal().await?;
             (Arc::clone(node.handle()), Mode::Ha(node))
         } else {
@@ -290,7 +290,7 @@ impl Namenode {
                     Arc::new(ClientProtocol::new(
                         Arc::clone(&handle),
                         checkpointer,
-                        identities,
+                        Arc::clone(&identities),
                     )),
                     reload,
                 ))
@@ -301,7 +301,7 @@ impl Namenode {
                     .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
             .add_service(
-                HaServiceServer::new(HaServiceImpl::new(Arc::clone(&handle), ha_node))
+                HaServiceServer::new(HaServiceImpl::new(Arc::clone(&handle), ha_node, identities))
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
             )

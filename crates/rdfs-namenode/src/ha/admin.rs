@@ -61,8 +61,13 @@ pub struct Bootstrapped {
 
 /// Formats this namenode's name dirs with the newest image of another
 /// namenode of the nameservice, after checking that the journal holds the
-/// edits that follow it.
-pub async fn bootstrap_standby(config: &Config, force: bool) -> Result<Bootstrapped, ServerError> {
+/// edits that follow it. `user` is who this namenode runs as: the image is
+/// the superuser's to download.
+pub async fn bootstrap_standby(
+    config: &Config,
+    force: bool,
+    user: &str,
+) -> Result<Bootstrapped, ServerError> {
     let me = config.this_ha_namenode()?;
     let mut failures = Vec::new();
     for peer in config
@@ -70,7 +75,7 @@ pub async fn bootstrap_standby(config: &Config, force: bool) -> Result<Bootstrap
         .into_iter()
         .filter(|nn| nn.id != me.id)
     {
-        match fetch_image(&peer.address).await {
+        match fetch_image(&peer.address, user).await {
             Ok((status, txid, image)) => {
                 let info = NamespaceInfo {
                     cluster_id: status.cluster_id.clone(),
@@ -168,10 +173,12 @@ pub(crate) async fn check_edits_follow(
 
 async fn fetch_image(
     address: &str,
+    user: &str,
 ) -> Result<(pb::GetServiceStatusResponse, TxId, Vec<u8>), String> {
     let channel = rdfs_common::grpc::channel(address, Duration::from_secs(10))
         .map_err(|e| format!("bad address: {e}"))?;
-    let mut client = pb::ha_service_client::HaServiceClient::new(channel)
+    let as_user = rdfs_common::grpc::UserInterceptor::new(user, None)?;
+    let mut client = pb::ha_service_client::HaServiceClient::with_interceptor(channel, as_user)
         .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
     let status = client
         .get_service_status(pb::GetServiceStatusRequest {})

@@ -122,6 +122,9 @@ pub struct HaNode {
     image_txid: AtomicU64,
     /// The other namenodes of the nameservice (checkpoints go to them).
     peers: Vec<NamenodeAddress>,
+    /// The user this namenode runs as, named on its calls to the others
+    /// (their superuser too: image uploads are the superuser's).
+    user: String,
     commands: mpsc::Sender<Command>,
     command_queue: Mutex<Option<mpsc::Receiver<Command>>>,
     /// One image write at a time (a checkpoint or a received upload).
@@ -139,7 +142,7 @@ impl HaNode {
     /// Opens the name dirs, loads the newest local fsimage and returns a
     /// standby ready to tail the journal, with the handle its RPC services
     /// use.
-    pub fn open(config: &Config) -> Result<Arc<Self>, ServerError> {
+    pub fn open(config: &Config, user: &str) -> Result<Arc<Self>, ServerError> {
         let me = config.this_ha_namenode()?;
         let uri = QuorumJournalUri::parse(&config.ha.shared_edits_dir)?;
         let peers = config
@@ -167,6 +170,7 @@ impl HaNode {
             journal: Mutex::new(journal),
             image_txid: AtomicU64::new(image_txid),
             peers,
+            user: user.to_string(),
             commands,
             command_queue: Mutex::new(Some(queue)),
             image_lock: tokio::sync::Mutex::new(()),
@@ -685,8 +689,14 @@ impl HaNode {
         let encoded_ms = started.elapsed().as_millis() as u64;
         let image = bytes::Bytes::from(image);
         for peer in &self.peers {
-            if let Err(err) =
-                upload_image(&peer.address, &self.storage.info, txid, image.clone()).await
+            if let Err(err) = upload_image(
+                &peer.address,
+                &self.user,
+                &self.storage.info,
+                txid,
+                image.clone(),
+            )
+            .await
             {
                 tracing::warn!(namenode = %peer.id, address = %peer.address, error = %err,
                     "cannot ship the checkpoint to this namenode");
@@ -803,15 +813,18 @@ fn build_standby(
 /// Streams an image to another namenode's HA service.
 pub async fn upload_image(
     address: &str,
+    user: &str,
     info: &NamespaceInfo,
     txid: TxId,
     image: bytes::Bytes,
 ) -> Result<(), String> {
     let channel = rdfs_common::grpc::channel(address, Duration::from_secs(10))
         .map_err(|e| format!("bad namenode address {address}: {e}"))?;
-    let mut client = rdfs_proto::ha_service_client::HaServiceClient::new(channel)
-        .max_encoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE)
-        .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
+    let as_user = rdfs_common::grpc::UserInterceptor::new(user, None)?;
+    let mut client =
+        rdfs_proto::ha_service_client::HaServiceClient::with_interceptor(channel, as_user)
+            .max_encoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE)
+            .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
     let total = image.len() as u64;
     let cluster_id = info.cluster_id.clone();
     let chunks: Vec<rdfs_proto::ImageChunk> = if image.is_empty() {

@@ -14,6 +14,8 @@ use rdfs_proto::ha_service_server::HaService;
 
 use super::NamenodeHandle;
 use super::node::{Command, HaNode};
+use crate::identity::Identities;
+use crate::rpc::origin;
 
 /// Largest image a namenode accepts from a peer.
 const MAX_IMAGE: u64 = 64 * 1024 * 1024 * 1024;
@@ -22,11 +24,31 @@ pub struct HaServiceImpl {
     handle: Arc<NamenodeHandle>,
     /// `None` for a namenode without HA.
     node: Option<Arc<HaNode>>,
+    identities: Arc<Identities>,
 }
 
 impl HaServiceImpl {
-    pub fn new(handle: Arc<NamenodeHandle>, node: Option<Arc<HaNode>>) -> Self {
-        Self { handle, node }
+    pub fn new(
+        handle: Arc<NamenodeHandle>,
+        node: Option<Arc<HaNode>>,
+        identities: Arc<Identities>,
+    ) -> Self {
+        Self {
+            handle,
+            node,
+            identities,
+        }
+    }
+
+    /// Transitions and image transfers are the superuser's, as HDFS's
+    /// `checkSuperuserPrivilege` makes them (the other namenode, running as
+    /// the same user, is one); the service state is anyone's to read.
+    fn require_superuser<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let caller = self.identities.caller(origin(request))?;
+        caller.require_superuser().map_err(|err| {
+            tracing::warn!(user = %caller.user, address = %caller.machine, "refused an HA call: {err}");
+            Status::from(err)
+        })
     }
 
     fn node(&self) -> Result<&Arc<HaNode>, Status> {
@@ -81,6 +103,7 @@ impl HaService for HaServiceImpl {
         &self,
         request: Request<pb::TransitionToActiveRequest>,
     ) -> Result<Response<pb::TransitionToActiveResponse>, Status> {
+        self.require_superuser(&request)?;
         let node = self.node()?;
         let (reply, answer) = oneshot::channel();
         node.command_sender()
@@ -104,8 +127,9 @@ impl HaService for HaServiceImpl {
 
     async fn transition_to_standby(
         &self,
-        _request: Request<pb::TransitionToStandbyRequest>,
+        request: Request<pb::TransitionToStandbyRequest>,
     ) -> Result<Response<pb::TransitionToStandbyResponse>, Status> {
+        self.require_superuser(&request)?;
         let node = self.node()?;
         let (reply, answer) = oneshot::channel();
         node.command_sender()
@@ -123,6 +147,7 @@ impl HaService for HaServiceImpl {
         &self,
         request: Request<Streaming<pb::ImageChunk>>,
     ) -> Result<Response<pb::UploadImageResponse>, Status> {
+        self.require_superuser(&request)?;
         let node = self.node()?;
         let mut stream = request.into_inner();
         let mut image = Vec::new();
@@ -175,8 +200,9 @@ impl HaService for HaServiceImpl {
 
     async fn download_image(
         &self,
-        _request: Request<pb::DownloadImageRequest>,
+        request: Request<pb::DownloadImageRequest>,
     ) -> Result<Response<Self::DownloadImageStream>, Status> {
+        self.require_superuser(&request)?;
         let node = Arc::clone(self.node()?);
         let (txid, image) = tokio::task::spawn_blocking(move || node.newest_image())
             .await
