@@ -202,7 +202,13 @@ fn datanode_of_another_cluster_is_refused() {
 /// leaves a finalized replica behind.
 #[test]
 fn datanode_rejects_bad_packets() {
-    let cluster = MiniCluster::builder().datanodes(1).replication(1).start();
+    // Hand-made pipeline frames, for the pipeline's own checks: block
+    // tokens (tested in `block_tokens`) would refuse them first.
+    let cluster = MiniCluster::builder()
+        .datanodes(1)
+        .replication(1)
+        .conf("security.block_access_token_enable", "false")
+        .start();
     cluster
         .rdfs_with_stdin("dfs", &["-put", "-", "/seed"], Some(b"seed"))
         .ok();

@@ -4,6 +4,7 @@
 mod harness;
 
 mod bad_input;
+mod block_tokens;
 mod chaos;
 mod daemons;
 mod data_path;
@@ -13,4 +14,5 @@ mod faults;
 mod ha;
 mod replication;
 mod security;
+mod tls;
 mod write_path;

@@ -540,7 +540,16 @@ fn datanode_refuses_bad_packets_and_stale_writes() {
     use rdfs_proto::write_block_frame::Frame;
     use rdfs_proto::write_block_reply::Reply;
 
-    let cluster = quick_cluster(1, MIB as u64, &[("dfs.replication", "1")]);
+    // Hand-made pipeline frames, for the pipeline's own checks: block
+    // tokens (tested in `block_tokens`) would refuse them first.
+    let cluster = quick_cluster(
+        1,
+        MIB as u64,
+        &[
+            ("dfs.replication", "1"),
+            ("security.block_access_token_enable", "false"),
+        ],
+    );
     cluster
         .rdfs_with_stdin("dfs", &["-put", "-", "/real"], Some(b"real bytes"))
         .ok();

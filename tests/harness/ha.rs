@@ -78,6 +78,10 @@ impl HaBuilder {
             "client.connect_timeout_ms=2000".to_string(),
             "datanode.socket_timeout_ms=10000".to_string(),
             "datanode.sync_on_close=false".to_string(),
+            // Every test runs with block tokens, so each block operation
+            // (reads, pipelines, recovery, re-replication) proves it
+            // carries a valid one. HDFS's default is off.
+            "security.block_access_token_enable=true".to_string(),
             "ha.nameservice=ns".to_string(),
             format!("ha.namenodes={}", namenodes.join(",")),
             format!("ha.shared_edits_dir=qjournal://{}/ns", journal.join(";")),

@@ -92,6 +92,8 @@ impl GenericOptions {
         for warning in &loaded.warnings {
             tracing::warn!("{warning}");
         }
+        // Every connection this process makes or takes from here on.
+        rdfs_common::tls::configure(&loaded.config.security)?;
         Ok(loaded.config)
     }
 }
@@ -138,7 +140,8 @@ pub fn client_user(config: &Config) -> String {
 }
 
 /// The user a process is before any proxying: `client.user`,
-/// `$HADOOP_USER_NAME`, or the login user. The namenode's superuser.
+/// `$HADOOP_USER_NAME`, the user a client certificate names (with TLS on),
+/// or the login user. The namenode's superuser.
 pub fn login_user(config: &Config) -> String {
     if !config.client.user.is_empty() {
         return config.client.user.clone();
@@ -146,6 +149,11 @@ pub fn login_user(config: &Config) -> String {
     std::env::var("HADOOP_USER_NAME")
         .ok()
         .filter(|u| !u.is_empty())
+        .or_else(|| {
+            rdfs_common::tls::current()
+                .filter(|tls| tls.identity.role == rdfs_common::tls::Role::Client)
+                .map(|tls| tls.identity.name.clone())
+        })
         .unwrap_or_else(rdfs_common::config::login_user)
 }
 

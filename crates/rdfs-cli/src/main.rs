@@ -3,6 +3,7 @@
 
 mod balancer;
 mod bench;
+mod ca;
 mod daemon;
 mod debug;
 mod dfs;
@@ -66,6 +67,10 @@ enum Cli {
     /// Print configuration (-confKey KEY, -dump), as `hdfs getconf`.
     #[command(allow_hyphen_values = true, disable_help_flag = true)]
     Getconf { args: Vec<String> },
+    /// The cluster's certificate authority for mutual TLS: `ca init` makes
+    /// it, `ca issue -role ROLE -name NAME` a certificate for a daemon or user.
+    #[command(allow_hyphen_values = true, disable_help_flag = true)]
+    Ca { args: Vec<String> },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Cli::Bench { args } => bench::main(args),
         Cli::Balancer { args } => balancer::main(args),
         Cli::Debug { args } => debug::main(args),
+        Cli::Ca { args } => ca::main(args),
     };
     ExitCode::from(code)
 }

@@ -27,8 +27,9 @@ use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Streaming;
 
+use rdfs_common::block_token::Token;
 use rdfs_common::grpc::pipeline_ack_timeout;
-use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, LocatedBlock};
+use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, LocatedBlock, token_to_proto};
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_client::DataTransferClient;
 use rdfs_proto::write_block_frame::Frame;
@@ -157,6 +158,8 @@ pub(crate) struct BlockWriter {
     block: ExtendedBlock,
     nodes: Vec<DatanodeInfo>,
     storage_ids: Vec<String>,
+    /// WRITE access to the block at its datanodes (block tokens).
+    token: Token,
     /// Datanodes dropped from this block's pipeline, never asked again.
     failed: Vec<DatanodeInfo>,
     shared: Arc<Shared>,
@@ -203,6 +206,7 @@ impl BlockWriter {
             block: located.block,
             nodes: located.locations,
             storage_ids: located.storage_ids,
+            token: located.block_token,
             failed: Vec::new(),
             shared: Arc::new(Shared {
                 queue: Mutex::new(VecDeque::new()),
@@ -333,6 +337,7 @@ impl BlockWriter {
             } as i32,
             checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
             bytes_per_checksum: settings.bytes_per_checksum,
+            block_token: token_to_proto(&self.token),
             latest_generation_stamp: new_gs,
             min_bytes_rcvd: acked,
             max_bytes_rcvd: self.sent,
@@ -741,7 +746,10 @@ impl BlockWriter {
             };
             let mut copied = false;
             for source in self.nodes.clone() {
-                match self.transfer(&source, &block, &new_node, &storage).await {
+                match self
+                    .transfer(&source, &block, &located.block_token, &new_node, &storage)
+                    .await
+                {
                     Ok(()) => {
                         copied = true;
                         break;
@@ -772,6 +780,7 @@ impl BlockWriter {
         &self,
         source: &DatanodeInfo,
         block: &ExtendedBlock,
+        copy_token: &Token,
         target: &DatanodeInfo,
         storage: &str,
     ) -> Result<(), String> {
@@ -787,6 +796,7 @@ impl BlockWriter {
             targets: vec![target.into()],
             target_storage_ids: vec![storage.to_string()],
             client_name: self.client.inner.client_name.clone(),
+            block_token: token_to_proto(copy_token),
         };
         // The copy moves at most a block; allow for it on top of the usual wait.
         let wait = pipeline_ack_timeout(self.settings().socket_timeout, 2) * 2;
@@ -802,7 +812,8 @@ impl BlockWriter {
         }
     }
 
-    async fn new_generation_stamp(&self) -> Result<u64, ClientError> {
+    /// A new generation stamp for the block, and a token for it.
+    async fn new_generation_stamp(&mut self) -> Result<u64, ClientError> {
         let request = pb::UpdateBlockForPipelineRequest {
             block: Some((&self.block).into()),
             client_name: self.client.inner.client_name.clone(),
@@ -819,6 +830,7 @@ impl BlockWriter {
             .ok_or_else(|| {
                 ClientError::Transport("updateBlockForPipeline returned no block".into())
             })?;
+        self.token = located.block_token;
         Ok(located.block.generation_stamp)
     }
 

@@ -10,6 +10,7 @@ use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 
+use rdfs_common::block_token::Token;
 use rdfs_common::config::Config;
 use rdfs_common::grpc::{
     CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, ChannelCache, MAX_MESSAGE_SIZE,
@@ -17,7 +18,7 @@ use rdfs_common::grpc::{
 };
 use rdfs_common::protocol::{
     ContentSummary, DatanodeInfo, ExtendedBlock, FileStatus, FsStats, LocatedBlock, LocatedBlocks,
-    ServerDefaults,
+    ServerDefaults, token_to_proto,
 };
 use rdfs_proto as pb;
 use rdfs_proto::client_namenode_client::ClientNamenodeClient;
@@ -623,7 +624,10 @@ impl DfsClient {
         let mut failures = Vec::new();
         let mut visible = None;
         for node in &last.locations {
-            match self.replica_visible_length(&last.block, node).await {
+            match self
+                .replica_visible_length(&last.block, &last.block_token, node)
+                .await
+            {
                 Ok(length) => {
                     visible = Some(length);
                     break;
@@ -646,6 +650,7 @@ impl DfsClient {
     async fn replica_visible_length(
         &self,
         block: &ExtendedBlock,
+        token: &Token,
         node: &DatanodeInfo,
     ) -> std::result::Result<u64, String> {
         let addr = node.id.xfer_addr();
@@ -656,6 +661,7 @@ impl DfsClient {
             .map_err(|e| format!("bad address {addr}: {e}"))?;
         let request = pb::GetReplicaVisibleLengthRequest {
             block: Some(block.into()),
+            block_token: token_to_proto(token),
         };
         let mut dn = rdfs_proto::data_transfer_client::DataTransferClient::new(channel);
         match tokio::time::timeout(
@@ -1030,6 +1036,7 @@ impl DfsClient {
             locations: vec![datanode.clone()],
             storage_ids: Vec::new(),
             corrupt: false,
+            block_token: Default::default(),
         };
         let request = pb::ReportBadBlocksRequest {
             blocks: vec![(&located).into()],

@@ -45,14 +45,10 @@ impl ClientError {
                 kind,
                 message: status.message().to_string(),
             },
-            None => {
-                let detail = if status.message().is_empty() {
-                    format!("{:?}", status.code())
-                } else {
-                    status.message().to_string()
-                };
-                Self::Transport(format!("Call to {peer} failed: {detail}"))
-            }
+            None => Self::Transport(format!(
+                "Call to {peer} failed: {}",
+                rdfs_common::grpc::status_detail(&status, peer)
+            )),
         }
     }
 }

@@ -208,7 +208,9 @@ impl Shared {
                     }
                     break;
                 }
-                let exhausted = attempts >= self.max_attempts;
+                // A TLS mismatch is configuration, not a passing fault.
+                let exhausted = attempts >= self.max_attempts
+                    || rdfs_common::tls::is_mismatch(failure.detail());
                 let next = (index + 1) % count;
                 // Move the shared belief on, so calls that start now skip
                 // the failed namenode; only the call that moves it logs.
@@ -250,7 +252,10 @@ impl Shared {
                 "no answer within {} ms",
                 self.attempt_timeout.as_millis()
             ))),
-            Ok(Err(error)) => Err(Failure::Unreachable(error_chain(&error))),
+            Ok(Err(error)) => Err(Failure::Unreachable(rdfs_common::tls::explain(
+                &self.namenodes[index].addr,
+                &error_chain(&error),
+            ))),
             Ok(Ok(response)) => match refusal(&response) {
                 // A lone namenode's standby answer is final: there is nobody
                 // else to ask, and waiting on it would only delay the error.

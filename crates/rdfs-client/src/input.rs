@@ -12,7 +12,7 @@ use tonic::Streaming;
 
 use rdfs_common::ExceptionKind;
 use rdfs_common::checksum;
-use rdfs_common::protocol::{DatanodeInfo, LocatedBlock, LocatedBlocks};
+use rdfs_common::protocol::{DatanodeInfo, LocatedBlock, LocatedBlocks, token_to_proto};
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_client::DataTransferClient;
 
@@ -49,6 +49,9 @@ pub struct DfsInputStream {
     dead: HashSet<String>,
     /// Location refetches for the block being read.
     refetches: u32,
+    /// Refetches for the block being read because a datanode refused its
+    /// access token (it expired, or its key rolled away).
+    token_refetches: u32,
 }
 
 /// Why one replica could not serve a read.
@@ -70,6 +73,7 @@ impl DfsInputStream {
             pending: Bytes::new(),
             dead: HashSet::new(),
             refetches: 0,
+            token_refetches: 0,
         }
     }
 
@@ -183,6 +187,7 @@ impl DfsInputStream {
     async fn open_block(&mut self, next_block: bool) -> Result<BlockRead> {
         if next_block {
             self.refetches = 0;
+            self.token_refetches = 0;
         }
         loop {
             let block = self.block_at(self.position).ok_or_else(|| {
@@ -201,11 +206,32 @@ impl DfsInputStream {
                 candidates = block.locations.iter().collect();
             }
             let mut failures = Vec::new();
+            let mut token_refused = None;
             for node in candidates {
                 match self.open_on(&block, node).await {
                     Ok(read) => return Ok(read),
-                    Err(why) => failures.push((node.clone(), why)),
+                    Err(OpenFailure::Token(why)) => {
+                        token_refused = Some(why);
+                        break;
+                    }
+                    Err(OpenFailure::Replica(why)) => failures.push((node.clone(), why)),
                 }
+            }
+            if let Some(why) = token_refused {
+                // The token is what failed, not the datanode: fetch the
+                // locations with fresh tokens and try again, as HDFS's
+                // reader does, once per block.
+                if self.token_refetches >= 1 {
+                    return Err(ClientError::Transport(format!(
+                        "reading {} of {}: {why}",
+                        block.block, self.path
+                    )));
+                }
+                self.token_refetches += 1;
+                tracing::info!(block = %block.block, path = %self.path, reason = %why,
+                    "block token refused; fetching new tokens");
+                self.located = self.client.readable_locations(&self.path).await?;
+                continue;
             }
             for (node, why) in failures {
                 self.mark_failed(&node, &why);
@@ -232,7 +258,7 @@ impl DfsInputStream {
         &self,
         block: &LocatedBlock,
         node: &DatanodeInfo,
-    ) -> std::result::Result<BlockRead, String> {
+    ) -> std::result::Result<BlockRead, OpenFailure> {
         let settings = self.client.settings();
         let addr = node.id.xfer_addr();
         let channel = self
@@ -240,13 +266,14 @@ impl DfsInputStream {
             .inner
             .datanodes
             .get(&addr)
-            .map_err(|e| format!("bad address {addr}: {e}"))?;
+            .map_err(|e| OpenFailure::Replica(format!("bad address {addr}: {e}")))?;
         let offset_in_block = self.position - block.offset;
         let request = pb::ReadBlockRequest {
             block: Some((&block.block).into()),
             offset: offset_in_block,
             length: block.block.num_bytes - offset_in_block,
             client_name: self.client.inner.client_name.clone(),
+            block_token: token_to_proto(&block.block_token),
         };
         let mut dn = DataTransferClient::new(channel)
             .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
@@ -263,16 +290,33 @@ impl DfsInputStream {
                 let kind = ExceptionKind::of_status(&status);
                 if kind == Some(ExceptionKind::CorruptReplica) {
                     // The datanode found its replica damaged; it reports it itself.
-                    return Err(format!("corrupt replica on {addr}: {}", status.message()));
+                    return Err(OpenFailure::Replica(format!(
+                        "corrupt replica on {addr}: {}",
+                        status.message()
+                    )));
                 }
-                Err(format!("{addr}: {}", status.message()))
+                if kind == Some(ExceptionKind::InvalidBlockToken) {
+                    return Err(OpenFailure::Token(format!("{addr}: {}", status.message())));
+                }
+                Err(OpenFailure::Replica(format!(
+                    "{addr}: {}",
+                    status.message()
+                )))
             }
-            Err(_) => Err(format!(
+            Err(_) => Err(OpenFailure::Replica(format!(
                 "{addr} did not answer within {:?}",
                 settings.socket_timeout
-            )),
+            ))),
         }
     }
+}
+
+/// Why a replica could not be opened for reading.
+enum OpenFailure {
+    /// The datanode refused the block token: new tokens may do.
+    Token(String),
+    /// The replica or its datanode failed: another replica may do.
+    Replica(String),
 }
 
 /// The next packet of a block read, with its chunks verified.

@@ -70,6 +70,23 @@ pub struct SecurityConfig {
     /// Users allowed to act for others, by name
     /// (`hadoop.proxyuser.<name>.hosts`, `.groups`, `.users`).
     pub proxy_users: std::collections::BTreeMap<String, ProxyUserConfig>,
+    /// Whether the namenode hands out block access tokens and datanodes
+    /// require them (`dfs.block.access.token.enable`).
+    pub block_access_token_enable: bool,
+    /// How often the namenode rolls its block keys
+    /// (`dfs.block.access.key.update.interval`, there in minutes).
+    pub block_access_key_update_interval_ms: u64,
+    /// How long a block token is valid
+    /// (`dfs.block.access.token.lifetime`, there in minutes).
+    pub block_access_token_lifetime_ms: u64,
+    /// Mutual TLS on every connection, servers and clients alike.
+    pub tls_enabled: bool,
+    /// PEM file of the cluster's CA certificate (`rdfs ca init`).
+    pub tls_ca_file: String,
+    /// PEM file of this process's certificate (`rdfs ca issue`).
+    pub tls_cert_file: String,
+    /// PEM file of this process's private key.
+    pub tls_key_file: String,
 }
 
 impl Default for SecurityConfig {
@@ -81,6 +98,13 @@ impl Default for SecurityConfig {
             groups_negative_cache_secs: 30,
             group_mapping_overrides: "dr.who=;".to_string(),
             proxy_users: std::collections::BTreeMap::new(),
+            block_access_token_enable: false,
+            block_access_key_update_interval_ms: 600 * 60_000,
+            block_access_token_lifetime_ms: 600 * 60_000,
+            tls_enabled: false,
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -892,6 +916,21 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
         hadoop: "dfs.permissions.enabled",
         rdfs: "security.permissions_enabled",
         scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.block.access.token.enable",
+        rdfs: "security.block_access_token_enable",
+        scale: 1,
+    },
+    HadoopAlias {
+        hadoop: "dfs.block.access.key.update.interval",
+        rdfs: "security.block_access_key_update_interval_ms",
+        scale: 60_000,
+    },
+    HadoopAlias {
+        hadoop: "dfs.block.access.token.lifetime",
+        rdfs: "security.block_access_token_lifetime_ms",
+        scale: 60_000,
     },
     HadoopAlias {
         hadoop: "dfs.namenode.acls.enabled",

@@ -38,6 +38,9 @@ pub enum ExceptionKind {
     ReplicaNotFound,
     /// An ACL change HDFS refuses, or ACLs turned off.
     Acl,
+    /// A datanode refused a block operation's access token: none, forged,
+    /// for another block, or expired (a reader then fetches a new one).
+    InvalidBlockToken,
     Standby,
     Retriable,
     /// Any other I/O failure.
@@ -45,7 +48,7 @@ pub enum ExceptionKind {
 }
 
 impl ExceptionKind {
-    const ALL: [ExceptionKind; 22] = [
+    const ALL: [ExceptionKind; 23] = [
         Self::FileNotFound,
         Self::FileAlreadyExists,
         Self::ParentNotDirectory,
@@ -65,6 +68,7 @@ impl ExceptionKind {
         Self::CorruptReplica,
         Self::ReplicaNotFound,
         Self::Acl,
+        Self::InvalidBlockToken,
         Self::Standby,
         Self::Retriable,
         Self::Io,
@@ -106,6 +110,9 @@ impl ExceptionKind {
                 "org.apache.hadoop.hdfs.server.datanode.ReplicaNotFoundException"
             }
             Self::Acl => "org.apache.hadoop.hdfs.protocol.AclException",
+            Self::InvalidBlockToken => {
+                "org.apache.hadoop.hdfs.security.token.block.InvalidBlockTokenException"
+            }
             Self::Standby => "org.apache.hadoop.ipc.StandbyException",
             Self::Retriable => "org.apache.hadoop.ipc.RetriableException",
             Self::Io => "java.io.IOException",
@@ -134,6 +141,7 @@ impl ExceptionKind {
             Self::CorruptReplica => "CorruptReplicaException",
             Self::ReplicaNotFound => "ReplicaNotFoundException",
             Self::Acl => "AclException",
+            Self::InvalidBlockToken => "InvalidBlockTokenException",
             Self::Standby => "StandbyException",
             Self::Retriable => "RetriableException",
             Self::Io => "IOException",
@@ -158,7 +166,9 @@ impl ExceptionKind {
             | Self::IncorrectVersion
             | Self::UnregisteredNode => Code::FailedPrecondition,
             Self::InvalidPath | Self::IllegalArgument | Self::Acl => Code::InvalidArgument,
-            Self::AccessControl | Self::DisallowedDatanode => Code::PermissionDenied,
+            Self::AccessControl | Self::DisallowedDatanode | Self::InvalidBlockToken => {
+                Code::PermissionDenied
+            }
             Self::NotEnoughReplicas => Code::ResourceExhausted,
             Self::CorruptReplica => Code::DataLoss,
             Self::Standby | Self::Retriable => Code::Unavailable,

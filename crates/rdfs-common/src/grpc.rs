@@ -89,8 +89,16 @@ pub const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 /// with ample headroom, and large listings.
 pub const MAX_MESSAGE_SIZE: usize = 64 * 1024 * 1024;
 
-/// A server builder with rdfs's transport settings.
-pub fn server() -> Server {
+/// The interceptor every server runs first ([`crate::tls::gate`]).
+pub type Gate = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+/// The server builder [`server`] returns.
+pub type RdfsServer =
+    Server<tower_layer::Stack<tonic::service::InterceptorLayer<Gate>, tower_layer::Identity>>;
+
+/// A server builder with rdfs's transport settings; serve it on
+/// [`incoming`], which does the TLS handshakes when TLS is on.
+pub fn server() -> RdfsServer {
     Server::builder()
         .max_frame_size(MAX_FRAME_SIZE)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -98,14 +106,20 @@ pub fn server() -> Server {
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+        .layer(tonic::service::InterceptorLayer::new(
+            crate::tls::gate as Gate,
+        ))
 }
 
-/// The connections a server accepts on `listener`, with `TCP_NODELAY` set.
+/// The connections a server accepts on `listener`, with `TCP_NODELAY` set
+/// and, with TLS on, past their handshake (see [`crate::tls::incoming`]).
 /// (tonic applies its own `tcp_nodelay` only when it binds the socket
 /// itself; without it, small replies such as pipeline acks and namenode
 /// answers wait on Nagle's algorithm and the peer's delayed ACK: 40 ms.)
-pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
-    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+pub fn incoming(
+    listener: tokio::net::TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<crate::tls::Conn>> + Send + 'static {
+    crate::tls::incoming(listener)
 }
 
 /// A lazily connecting channel to `addr` (`host:port`) with rdfs's transport
@@ -119,7 +133,14 @@ pub fn endpoint(
     addr: &str,
     connect_timeout: Duration,
 ) -> Result<Endpoint, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+    let tls = crate::tls::client_config();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoint = Endpoint::from_shared(format!("{scheme}://{addr}"))?;
+    let endpoint = match tls {
+        Some(tls) => endpoint.tls_config(tls)?,
+        None => endpoint,
+    };
+    Ok(endpoint
         .connect_timeout(connect_timeout)
         .max_frame_size(MAX_FRAME_SIZE)
         .initial_stream_window_size(STREAM_WINDOW)
@@ -164,6 +185,26 @@ impl ChannelCache {
             .unwrap_or_else(|e| e.into_inner())
             .remove(addr);
     }
+}
+
+/// A failed call's message with the chain of causes behind it (a
+/// transport failure's message alone says only "transport error"), and
+/// what a TLS mismatch with `peer` looks like spelled out.
+pub fn status_detail(status: &tonic::Status, peer: &str) -> String {
+    let mut detail = if status.message().is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        status.message().to_string()
+    };
+    let mut source = std::error::Error::source(status);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !detail.contains(&text) {
+            detail = format!("{detail}: {text}");
+        }
+        source = cause.source();
+    }
+    crate::tls::explain(peer, &detail)
 }
 
 /// How long one hop of a write pipeline waits for the acks of the

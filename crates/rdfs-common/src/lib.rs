@@ -3,6 +3,7 @@
 //! logging and shutdown.
 
 pub mod acl;
+pub mod block_token;
 pub mod checksum;
 pub mod config;
 pub mod durable;
@@ -14,7 +15,9 @@ pub mod path;
 pub mod protocol;
 pub mod shutdown;
 pub mod time;
+pub mod tls;
 pub mod trash;
 pub mod version_file;
+pub mod writable;
 
 pub use exception::ExceptionKind;

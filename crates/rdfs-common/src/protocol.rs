@@ -8,6 +8,7 @@ use std::fmt;
 
 use rdfs_proto as pb;
 
+use crate::block_token::{BlockKey, ExportedBlockKeys, Token};
 use crate::ids::BlockName;
 
 /// A block as the whole cluster names it.
@@ -87,6 +88,8 @@ pub struct LocatedBlock {
     pub locations: Vec<DatanodeInfo>,
     pub storage_ids: Vec<String>,
     pub corrupt: bool,
+    /// Empty when block tokens are off.
+    pub block_token: Token,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -279,7 +282,76 @@ impl From<&LocatedBlock> for pb::LocatedBlock {
             locations: b.locations.iter().map(Into::into).collect(),
             storage_ids: b.storage_ids.clone(),
             corrupt: b.corrupt,
+            block_token: token_to_proto(&b.block_token),
         }
+    }
+}
+
+/// `None` for the empty token, so that a call without tokens carries none.
+pub fn token_to_proto(token: &Token) -> Option<pb::Token> {
+    (!token.is_empty()).then(|| pb::Token {
+        identifier: token.identifier.clone(),
+        password: token.password.clone(),
+        kind: token.kind.clone(),
+        service: token.service.clone(),
+    })
+}
+
+pub fn token_from_proto(token: Option<pb::Token>) -> Token {
+    token
+        .map(|token| Token {
+            identifier: token.identifier,
+            password: token.password,
+            kind: token.kind,
+            service: token.service,
+        })
+        .unwrap_or_default()
+}
+
+fn block_key_to_proto(key: &BlockKey) -> pb::BlockKey {
+    pb::BlockKey {
+        key_id: key.key_id,
+        expiry_ms: key.expiry_ms,
+        secret: key.secret.clone(),
+    }
+}
+
+fn block_key_from_proto(key: pb::BlockKey) -> BlockKey {
+    BlockKey {
+        key_id: key.key_id,
+        expiry_ms: key.expiry_ms,
+        secret: key.secret,
+    }
+}
+
+impl From<&ExportedBlockKeys> for pb::ExportedBlockKeys {
+    fn from(keys: &ExportedBlockKeys) -> Self {
+        pb::ExportedBlockKeys {
+            current_key: Some(block_key_to_proto(&keys.current_key)),
+            all_keys: keys.all_keys.iter().map(block_key_to_proto).collect(),
+            key_update_interval_ms: keys.key_update_interval_ms,
+            token_lifetime_ms: keys.token_lifetime_ms,
+        }
+    }
+}
+
+impl TryFrom<pb::ExportedBlockKeys> for ExportedBlockKeys {
+    type Error = String;
+
+    fn try_from(keys: pb::ExportedBlockKeys) -> Result<Self, String> {
+        Ok(ExportedBlockKeys {
+            current_key: block_key_from_proto(
+                keys.current_key
+                    .ok_or("exported block keys without a current key")?,
+            ),
+            all_keys: keys
+                .all_keys
+                .into_iter()
+                .map(block_key_from_proto)
+                .collect(),
+            key_update_interval_ms: keys.key_update_interval_ms,
+            token_lifetime_ms: keys.token_lifetime_ms,
+        })
     }
 }
 
@@ -291,6 +363,7 @@ impl From<pb::LocatedBlock> for LocatedBlock {
             locations: b.locations.into_iter().map(Into::into).collect(),
             storage_ids: b.storage_ids,
             corrupt: b.corrupt,
+            block_token: token_from_proto(b.block_token),
         }
     }
 }
@@ -498,6 +571,12 @@ mod tests {
                     }],
                     storage_ids: vec!["DS-1".into()],
                     corrupt: false,
+                    block_token: Token {
+                        identifier: vec![1, 2],
+                        password: vec![3],
+                        kind: "HDFS_BLOCK_TOKEN".into(),
+                        service: String::new(),
+                    },
                 }],
                 ..Default::default()
             }),

@@ -14,6 +14,7 @@ use tokio::time::timeout;
 use tonic::transport::Channel;
 
 use rdfs_common::ExceptionKind;
+use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
@@ -315,9 +316,14 @@ impl Worker {
                 Err(join) => Answer::Failed(format!("panicked: {join}")),
             };
         }
+        let block_token = match self.ctx.block_access.token_for(block, &[AccessMode::Write]) {
+            Ok(token) => token,
+            Err(err) => return Answer::Failed(err.to_string()),
+        };
         let request = pb::InitReplicaRecoveryRequest {
             block: Some(block.into()),
             recovery_id,
+            block_token,
         };
         match self.client(location) {
             Ok(mut client) => {
@@ -368,10 +374,15 @@ impl Worker {
                 Err(join) => Answer::Failed(format!("panicked: {join}")),
             };
         }
+        let block_token = match self.ctx.block_access.token_for(block, &[AccessMode::Write]) {
+            Ok(token) => token,
+            Err(err) => return Answer::Failed(err.to_string()),
+        };
         let request = pb::UpdateReplicaUnderRecoveryRequest {
             block: Some(block.into()),
             recovery_id,
             new_length,
+            block_token,
         };
         match self.client(location) {
             Ok(mut client) => match timeout(

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use rdfs_common::grpc::ChannelCache;
 
+use crate::block_access::BlockAccess;
 use crate::dataset::Dataset;
 use crate::reports::Reports;
 use crate::throttle::Throttle;
@@ -27,6 +28,9 @@ pub struct DatanodeContext {
     /// Blocks whose recovery this datanode leads now, so a repeated
     /// command does not start a second one.
     pub recovering: parking_lot::Mutex<HashSet<i64>>,
+    /// Block access tokens: checked on every block operation, signed for
+    /// this datanode's own copies.
+    pub block_access: BlockAccess,
 }
 
 /// Counts a transfer for as long as it lives.

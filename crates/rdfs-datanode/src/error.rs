@@ -59,6 +59,12 @@ pub enum DatanodeError {
     },
     #[error("no volume left in service: {}", describe(.volumes))]
     NoVolumeLeft { volumes: Vec<FailedVolume> },
+    #[error("Block token verification failed: op={op}, block={block}: {error}")]
+    InvalidBlockToken {
+        op: String,
+        block: String,
+        error: rdfs_common::block_token::TokenError,
+    },
 }
 
 fn describe(volumes: &[FailedVolume]) -> String {
@@ -78,6 +84,7 @@ impl DatanodeError {
             Self::ReplicaExists(..) => ExceptionKind::FileAlreadyExists,
             Self::NotReady => ExceptionKind::Retriable,
             Self::RecoveryInProgress(_) => ExceptionKind::RecoveryInProgress,
+            Self::InvalidBlockToken { .. } => ExceptionKind::InvalidBlockToken,
             _ => ExceptionKind::Io,
         }
     }

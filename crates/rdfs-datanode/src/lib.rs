@@ -6,6 +6,7 @@
 //! [`dataset::Dataset`] for replicas on disk.
 
 pub mod background;
+pub mod block_access;
 pub mod block_recovery;
 pub mod block_scanner;
 pub mod bp_service;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
 use rdfs_proto::inter_datanode_server::InterDatanode;
@@ -51,6 +52,12 @@ impl InterDatanode for RecoveryService {
         let req = request.into_inner();
         let block = block_of(req.block)?;
         self.ctx.dataset.check_pool(&block.pool_id)?;
+        self.ctx.block_access.check(
+            req.block_token.as_ref(),
+            &block,
+            AccessMode::Write,
+            "INIT_REPLICA_RECOVERY",
+        )?;
         let ctx = Arc::clone(&self.ctx);
         let block_id = block.block_id;
         let info = tokio::task::spawn_blocking(move || {
@@ -74,6 +81,12 @@ impl InterDatanode for RecoveryService {
         let req = request.into_inner();
         let block = block_of(req.block)?;
         self.ctx.dataset.check_pool(&block.pool_id)?;
+        self.ctx.block_access.check(
+            req.block_token.as_ref(),
+            &block,
+            AccessMode::Write,
+            "UPDATE_REPLICA_UNDER_RECOVERY",
+        )?;
         let ctx = Arc::clone(&self.ctx);
         let storage_id = tokio::task::spawn_blocking(move || {
             ctx.dataset

@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 
+use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_client::DataTransferClient;
@@ -115,6 +116,7 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
         min_bytes_rcvd: 0,
         max_bytes_rcvd: 0,
         block_size: 0,
+        block_token: ctx.block_access.token_for(&block, &[AccessMode::Write])?,
     };
     let ack_timeout =
         rdfs_common::grpc::pipeline_ack_timeout(ctx.socket_timeout, order.targets.len());

@@ -19,6 +19,7 @@ use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 use rdfs_proto::inter_datanode_server::InterDatanodeServer;
 
 use crate::background::Background;
+use crate::block_access::BlockAccess;
 use crate::bp_service::{BpOfferService, LinkError, NamenodeLink, Timing};
 use crate::context::DatanodeContext;
 use crate::dataset::Dataset;
@@ -140,6 +141,7 @@ impl Datanode {
                 dn.balance_bandwidth.0,
             )),
             recovering: parking_lot::Mutex::new(Default::default()),
+            block_access: BlockAccess::new(config.security.block_access_token_enable),
         });
         // Every namenode of the nameservice (one without HA).
         let namenodes = config
@@ -203,9 +205,14 @@ impl Datanode {
                     DataTransferServer::new(TransferService::new(Arc::clone(&ctx)))
                         .max_decoding_message_size(MAX_MESSAGE_SIZE),
                 )
-                .add_service(InterDatanodeServer::new(RecoveryService::new(Arc::clone(
-                    &ctx,
-                ))))
+                .add_service(tonic::service::interceptor::InterceptedService::new(
+                    InterDatanodeServer::new(RecoveryService::new(Arc::clone(&ctx))),
+                    // Over TLS only datanodes recover replicas together.
+                    rdfs_common::tls::require_role(
+                        "the inter-datanode protocol",
+                        &[rdfs_common::tls::Role::Datanode],
+                    ),
+                ))
                 .serve_with_incoming_shutdown(
                     incoming,
                     async move { stop_server.cancelled().await },

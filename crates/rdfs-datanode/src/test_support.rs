@@ -68,6 +68,7 @@ pub fn context(
         xmits: Arc::new(AtomicU32::new(0)),
         balance_throttle: parking_lot::Mutex::new(crate::throttle::Throttle::new(0)),
         recovering: parking_lot::Mutex::new(Default::default()),
+        block_access: crate::block_access::BlockAccess::new(false),
     })
 }
 

@@ -12,6 +12,7 @@ use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_server::DataTransfer;
@@ -62,6 +63,14 @@ impl DataTransfer for TransferService {
                 ));
             }
         };
+        if let Some(block) = header.block.clone() {
+            self.ctx.block_access.check(
+                header.block_token.as_ref(),
+                &block.into(),
+                AccessMode::Write,
+                "WRITE_BLOCK",
+            )?;
+        }
         let (replies, replies_rx) = mpsc::channel(64);
         tokio::spawn(pipeline::run(
             Arc::clone(&self.ctx),
@@ -76,11 +85,18 @@ impl DataTransfer for TransferService {
         &self,
         request: Request<pb::GetReplicaVisibleLengthRequest>,
     ) -> Result<Response<pb::GetReplicaVisibleLengthResponse>, Status> {
-        let block = ExtendedBlock::from(request.into_inner().block.ok_or_else(|| {
+        let req = request.into_inner();
+        let block = ExtendedBlock::from(req.block.ok_or_else(|| {
             rdfs_common::ExceptionKind::IllegalArgument
                 .status("GetReplicaVisibleLength without a block")
         })?);
         self.ctx.dataset.check_pool(&block.pool_id)?;
+        self.ctx.block_access.check(
+            req.block_token.as_ref(),
+            &block,
+            AccessMode::Read,
+            "GET_REPLICA_VISIBLE_LENGTH",
+        )?;
         let length = self.ctx.dataset.visible_length(&block)?;
         Ok(Response::new(pb::GetReplicaVisibleLengthResponse {
             length,
@@ -96,6 +112,12 @@ impl DataTransfer for TransferService {
             rdfs_common::ExceptionKind::IllegalArgument.status("TransferBlock without a block")
         })?);
         self.ctx.dataset.check_pool(&block.pool_id)?;
+        self.ctx.block_access.check(
+            req.block_token.as_ref(),
+            &block,
+            AccessMode::Copy,
+            "TRANSFER_BLOCK",
+        )?;
         if req.targets.is_empty() {
             return Err(
                 rdfs_common::ExceptionKind::IllegalArgument.status("TransferBlock without targets")
@@ -139,6 +161,12 @@ impl DataTransfer for TransferService {
             rdfs_common::ExceptionKind::IllegalArgument.status("ReadBlock without a block")
         })?);
         self.ctx.dataset.check_pool(&block.pool_id)?;
+        self.ctx.block_access.check(
+            req.block_token.as_ref(),
+            &block,
+            AccessMode::Read,
+            "READ_BLOCK",
+        )?;
         let dataset = Arc::clone(&self.ctx.dataset);
         let opened = {
             let block = block.clone();

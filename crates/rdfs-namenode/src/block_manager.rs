@@ -1179,6 +1179,7 @@ impl BlockManager {
             locations: Vec::new(),
             storage_ids: Vec::new(),
             corrupt,
+            block_token: Default::default(),
         };
         for (dn, storage) in chosen {
             if let Some(node) = datanodes.get(dn) {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use rdfs_common::config::{Config, ProxyUserConfig};
+use rdfs_common::tls::{PeerIdentity, Role};
 
 use crate::edit_log::RpcId;
 use crate::error::{NamenodeError, Result};
@@ -30,6 +31,9 @@ pub struct Origin {
     /// The peer's address.
     pub address: String,
     pub rpc: Option<RpcId>,
+    /// Who the peer's TLS certificate says it is, over mutual TLS: then the
+    /// certificate, not what the call claims, is who sent it.
+    pub certified: Option<PeerIdentity>,
 }
 
 /// A list from config: anything (`*`) or these entries.
@@ -251,7 +255,10 @@ impl Identities {
     }
 
     /// The caller `origin` stands for, or why it may not act as that user.
-    pub fn caller(&self, origin: Origin) -> Result<Caller> {
+    pub fn caller(&self, mut origin: Origin) -> Result<Caller> {
+        if let Some(peer) = origin.certified.take() {
+            origin.real_user = Self::certified_real_user(&peer, &origin)?;
+        }
         let groups = self.groups.of(&origin.user);
         if let Some(real) = origin.real_user.as_deref().filter(|r| *r != origin.user) {
             self.proxy_users
@@ -267,6 +274,25 @@ impl Identities {
             machine: origin.address,
             rpc: origin.rpc,
         })
+    }
+
+    /// Over mutual TLS, the user behind a call is the one its certificate
+    /// names: a call acting for another user is a proxy call, held to the
+    /// proxy-user rules; one claiming another real user is refused. A
+    /// namenode's certificate (its peer uploading checkpoints, or failing
+    /// over) is trusted to name the user it acts as.
+    fn certified_real_user(peer: &PeerIdentity, origin: &Origin) -> Result<Option<String>> {
+        if peer.role == Role::Namenode {
+            return Ok(origin.real_user.clone());
+        }
+        if let Some(real) = origin.real_user.as_deref()
+            && real != peer.name
+        {
+            return Err(NamenodeError::AccessControl(format!(
+                "the call claims to come from user {real}, but its TLS certificate is {peer}"
+            )));
+        }
+        Ok((origin.user != peer.name).then(|| peer.name.clone()))
     }
 
     fn is_superuser(&self, user: &str, groups: &[String]) -> bool {

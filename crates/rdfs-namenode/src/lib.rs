@@ -7,6 +7,7 @@
 pub mod acl_storage;
 pub mod apply;
 pub mod block_manager;
+pub mod block_tokens;
 pub mod checkpoint;
 pub mod datanode_manager;
 pub mod deletions;

@@ -18,6 +18,9 @@ use rdfs_common::protocol::{
     ServerDefaults,
 };
 
+use rdfs_common::block_token::AccessMode;
+
+use crate::block_tokens::BlockTokens;
 use crate::checkpoint::Checkpointer;
 use crate::error::{NamenodeError, Result};
 use crate::fsck::FsckReport;
@@ -237,6 +240,8 @@ pub struct ClientProtocol {
     /// `None` in an HA nameservice, where the standby checkpoints.
     checkpointer: Option<Arc<Checkpointer>>,
     identities: Arc<Identities>,
+    /// Every block location that leaves through here carries a token.
+    block_tokens: Arc<BlockTokens>,
 }
 
 impl ClientProtocol {
@@ -244,11 +249,13 @@ impl ClientProtocol {
         handle: Arc<NamenodeHandle>,
         checkpointer: Option<Arc<Checkpointer>>,
         identities: Arc<Identities>,
+        block_tokens: Arc<BlockTokens>,
     ) -> Self {
         Self {
             handle,
             checkpointer,
             identities,
+            block_tokens,
         }
     }
 
@@ -290,12 +297,18 @@ impl ClientProtocol {
         request: &ListingRequest,
     ) -> Result<Option<DirectoryListing>> {
         let (caller, ns) = self.enter(origin, Category::Read)?;
-        ns.get_listing(
+        let mut listing = ns.get_listing(
             &caller,
             &request.src,
             &request.start_after,
             request.need_location,
-        )
+        )?;
+        if let Some(listing) = listing.as_mut() {
+            for entry in &mut listing.entries {
+                self.block_tokens.stamp_status(entry, &caller.user);
+            }
+        }
+        Ok(listing)
     }
 
     pub fn get_content_summary(&self, origin: Origin, src: &str) -> Result<ContentSummary> {
@@ -309,7 +322,10 @@ impl ClientProtocol {
         request: &BlockLocationsRequest,
     ) -> Result<LocatedBlocks> {
         let (caller, ns) = self.enter(origin, Category::Read)?;
-        ns.get_block_locations(&caller, &request.src, request.offset, request.length)
+        let mut located =
+            ns.get_block_locations(&caller, &request.src, request.offset, request.length)?;
+        self.block_tokens.stamp_for_read(&mut located, &caller.user);
+        Ok(located)
     }
 
     pub fn get_server_defaults(&self, origin: Origin) -> Result<ServerDefaults> {
@@ -350,15 +366,19 @@ impl ClientProtocol {
         request: &AddBlockRequest,
     ) -> Result<LocatedBlock> {
         let (caller, ns) = self.enter(origin, Category::Write)?;
-        ns.add_block_from(
-            &request.src,
-            &request.client_name,
-            request.previous.as_ref(),
-            &request.exclude_nodes,
-            request.file_id,
-            Some(&caller.machine),
-        )
-        .await
+        let mut located = ns
+            .add_block_from(
+                &request.src,
+                &request.client_name,
+                request.previous.as_ref(),
+                &request.exclude_nodes,
+                request.file_id,
+                Some(&caller.machine),
+            )
+            .await?;
+        self.block_tokens
+            .stamp(&mut located, &caller.user, &[AccessMode::Write]);
+        Ok(located)
     }
 
     pub async fn abandon_block(&self, origin: Origin, request: &AbandonBlockRequest) -> Result<()> {
@@ -458,7 +478,14 @@ impl ClientProtocol {
 
     pub async fn append(&self, origin: Origin, request: &AppendRequest) -> Result<AppendResult> {
         let (caller, ns) = self.enter(origin, Category::Write)?;
-        ns.append(&caller, &request.src, &request.client_name).await
+        let mut result = ns
+            .append(&caller, &request.src, &request.client_name)
+            .await?;
+        if let Some(block) = result.block.as_mut() {
+            self.block_tokens
+                .stamp(block, &caller.user, &[AccessMode::Write]);
+        }
+        Ok(result)
     }
 
     pub async fn truncate(&self, origin: Origin, request: &TruncateRequest) -> Result<bool> {
@@ -488,9 +515,13 @@ impl ClientProtocol {
         origin: Origin,
         request: &UpdateBlockForPipelineRequest,
     ) -> Result<LocatedBlock> {
-        let (_, ns) = self.enter(origin, Category::Write)?;
-        ns.update_block_for_pipeline(&request.block, &request.client_name)
-            .await
+        let (caller, ns) = self.enter(origin, Category::Write)?;
+        let mut located = ns
+            .update_block_for_pipeline(&request.block, &request.client_name)
+            .await?;
+        self.block_tokens
+            .stamp(&mut located, &caller.user, &[AccessMode::Write]);
+        Ok(located)
     }
 
     pub async fn update_pipeline(
@@ -515,8 +546,8 @@ impl ClientProtocol {
         origin: Origin,
         request: &AdditionalDatanodeRequest,
     ) -> Result<LocatedBlock> {
-        let (_, ns) = self.enter(origin, Category::Write)?;
-        ns.get_additional_datanode(
+        let (caller, ns) = self.enter(origin, Category::Write)?;
+        let mut located = ns.get_additional_datanode(
             &request.src,
             &request.block,
             &request.existings,
@@ -524,7 +555,12 @@ impl ClientProtocol {
             request.num_additional_nodes,
             &request.client_name,
             request.file_id,
-        )
+        )?;
+        // The writer asks a datanode it has to copy the replica to the new
+        // one (HDFS gives COPY here).
+        self.block_tokens
+            .stamp(&mut located, &caller.user, &[AccessMode::Copy]);
+        Ok(located)
     }
 
     pub fn report_bad_blocks(&self, origin: Origin, blocks: &[LocatedBlock]) -> Result<()> {

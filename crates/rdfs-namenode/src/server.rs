@@ -19,6 +19,7 @@ use rdfs_proto::client_namenode_server::ClientNamenodeServer;
 use rdfs_proto::datanode_protocol_server::DatanodeProtocolServer;
 use rdfs_proto::ha_service_server::HaServiceServer;
 
+use crate::block_tokens::BlockTokens;
 use crate::checkpoint::{CheckpointPolicy, Checkpointer};
 use crate::edit_log::{FileJournal, Journal, JournalError};
 use crate::ha::NamenodeHandle;
@@ -108,6 +109,7 @@ pub type ConfigReload = Arc<dyn Fn() -> Result<Config, String> + Send + Sync>;
 pub struct Namenode {
     handle: Arc<NamenodeHandle>,
     identities: Arc<Identities>,
+    block_tokens: Arc<BlockTokens>,
     reload: ConfigReload,
     mode: Mode,
     listener: tokio::net::TcpListener,
@@ -141,6 +143,7 @@ impl Namenode {
     ) -> Result<Self, ServerError> {
         let identities =
             Arc::new(Identities::from_config(config, superuser).map_err(ConfigError::Invalid)?);
+        let block_tokens = Arc::new(BlockTokens::from_config(config)?);
         let (handle, mode) = if config.is_ha() {
             let node = HaNode::open(config, superuser)?;
             node.check_journal().await?;
@@ -165,6 +168,7 @@ impl Namenode {
         Ok(Self {
             handle,
             identities,
+            block_tokens,
             reload,
             mode,
             listener,
@@ -246,6 +250,7 @@ impl Namenode {
         let Self {
             handle,
             identities,
+            block_tokens,
             reload,
             mode,
             listener,
@@ -291,15 +296,25 @@ impl Namenode {
                         Arc::clone(&handle),
                         checkpointer,
                         Arc::clone(&identities),
+                        Arc::clone(&block_tokens),
                     )),
                     reload,
                 ))
                 .max_decoding_message_size(MAX_MESSAGE_SIZE),
             )
-            .add_service(
-                DatanodeProtocolServer::new(DatanodeService::new(Arc::clone(&handle)))
-                    .max_decoding_message_size(MAX_MESSAGE_SIZE),
-            )
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                DatanodeProtocolServer::new(DatanodeService::new(
+                    Arc::clone(&handle),
+                    block_tokens,
+                ))
+                .max_decoding_message_size(MAX_MESSAGE_SIZE),
+                // Over TLS only a datanode's certificate may register and
+                // report as one.
+                rdfs_common::tls::require_role(
+                    "the datanode protocol",
+                    &[rdfs_common::tls::Role::Datanode],
+                ),
+            ))
             .add_service(
                 HaServiceServer::new(HaServiceImpl::new(Arc::clone(&handle), ha_node, identities))
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)

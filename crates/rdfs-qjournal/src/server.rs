@@ -16,6 +16,7 @@ use tonic::{Request, Response, Status, Streaming};
 use rdfs_common::config::Config;
 use rdfs_common::durable;
 use rdfs_common::grpc::MAX_MESSAGE_SIZE;
+use rdfs_common::tls::Role;
 use rdfs_proto::q_journal_protocol_server::{QJournalProtocol, QJournalProtocolServer};
 use rdfs_proto::{
     AcceptRecoveryRequest, AcceptRecoveryResponse, EditsChunk, FetchSegmentRequest,
@@ -166,11 +167,16 @@ impl Journalnode {
         };
         tracing::info!(rpc = %address, "journalnode serving");
         rdfs_common::grpc::server()
-            .add_service(
+            .add_service(tonic::service::interceptor::InterceptedService::new(
                 QJournalProtocolServer::new(service)
                     .max_decoding_message_size(MAX_MESSAGE_SIZE)
                     .max_encoding_message_size(MAX_MESSAGE_SIZE),
-            )
+                // Over TLS only namenodes write the journal.
+                rdfs_common::tls::require_role(
+                    "the journal protocol",
+                    &[Role::Namenode, Role::Journalnode],
+                ),
+            ))
             .serve_with_incoming_shutdown(rdfs_common::grpc::incoming(listener), shutdown)
             .await?;
         tracing::info!(rpc = %address, edits_dir = %edits_dir.display(), "journalnode stopped");

@@ -15,6 +15,7 @@ use tonic::transport::Channel;
 use tracing::Instrument;
 
 use rdfs_common::ExceptionKind;
+use rdfs_common::block_token::ExportedBlockKeys;
 use rdfs_common::config::NamenodeAddress;
 use rdfs_common::ids::SOFTWARE_VERSION;
 use rdfs_common::protocol::ExtendedBlock;
@@ -75,6 +76,8 @@ pub(super) struct BpServiceActor {
     /// Heartbeats have failed since then: one warning when they start
     /// failing, not one per heartbeat for as long as a namenode is down.
     failing_since: Option<std::time::Instant>,
+    /// The version of this namenode's block keys held; 0 for none.
+    block_keys_version: u64,
 }
 
 impl BpServiceActor {
@@ -93,6 +96,7 @@ impl BpServiceActor {
             shared,
             timing,
             failing_since: None,
+            block_keys_version: 0,
         }
     }
 
@@ -155,7 +159,9 @@ impl BpServiceActor {
                 }
                 Err(status) => {
                     if !warned {
-                        tracing::warn!(error = %status.message(), "namenode not reachable yet; retrying");
+                        let error =
+                            rdfs_common::grpc::status_detail(&status, &self.namenode.address);
+                        tracing::warn!(%error, "namenode not reachable yet; retrying");
                         warned = true;
                     }
                 }
@@ -194,7 +200,17 @@ impl BpServiceActor {
                 })
                 .await
             {
-                Ok(_) => break,
+                Ok(response) => {
+                    let response = response.into_inner();
+                    self.block_keys_version = 0;
+                    self.take_block_keys(response.block_keys, response.block_keys_version);
+                    if self.block_keys_version == 0 && self.ctx().block_access.required() {
+                        tracing::error!(namenode = %self.namenode.id,
+                            "this datanode requires block tokens, but the namenode issues none \
+                             (set security.block_access_token_enable alike on every daemon)");
+                    }
+                    break;
+                }
                 Err(status)
                     if matches!(
                         ExceptionKind::of_status(&status),
@@ -204,7 +220,8 @@ impl BpServiceActor {
                     return Err(LinkError::Refused(status.message().to_string()));
                 }
                 Err(status) => {
-                    tracing::warn!(error = %status.message(), "registration failed; retrying");
+                    let error = rdfs_common::grpc::status_detail(&status, &self.namenode.address);
+                    tracing::warn!(%error, "registration failed; retrying");
                 }
             }
             backoff.wait().await;
@@ -247,6 +264,20 @@ impl BpServiceActor {
         }
     }
 
+    /// Keys a namenode sent (at registration, or when they rolled).
+    fn take_block_keys(&mut self, keys: Option<pb::ExportedBlockKeys>, version: u64) {
+        let Some(keys) = keys else { return };
+        match ExportedBlockKeys::try_from(keys) {
+            Ok(keys) => {
+                self.ctx().block_access.add_keys(&keys);
+                self.block_keys_version = version;
+            }
+            Err(error) => {
+                tracing::warn!(namenode = %self.namenode.id, %error, "malformed block keys ignored");
+            }
+        }
+    }
+
     async fn heartbeat(&mut self) -> Next {
         let ctx = Arc::clone(self.ctx());
         let volumes = ctx.dataset.volumes();
@@ -272,6 +303,7 @@ impl BpServiceActor {
             xmits_in_progress: ctx.xmits.load(Ordering::Relaxed),
             // Includes dirs that could not even be opened at start-up.
             failed_volumes: ctx.dataset.failed_volume_count() as u32,
+            block_keys_version: self.block_keys_version,
         };
         let response = match self.client.send_heartbeat(request).await {
             Ok(response) => response.into_inner(),
@@ -280,7 +312,8 @@ impl BpServiceActor {
             Err(status) if is_unregistered(&status) => return Next::Reregister,
             Err(status) => {
                 if self.failing_since.is_none() {
-                    tracing::warn!(error = %status.message(), "heartbeat failed; retrying every heartbeat");
+                    let error = rdfs_common::grpc::status_detail(&status, &self.namenode.address);
+                    tracing::warn!(%error, "heartbeat failed; retrying every heartbeat");
                     self.failing_since = Some(std::time::Instant::now());
                 } else {
                     tracing::debug!(error = %status.message(), "heartbeat failed");
@@ -294,6 +327,7 @@ impl BpServiceActor {
                 "namenode answers heartbeats again"
             );
         }
+        self.take_block_keys(response.block_keys, response.block_keys_version);
         let active = self
             .shared
             .active

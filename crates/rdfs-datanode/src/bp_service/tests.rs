@@ -156,6 +156,7 @@ impl DatanodeProtocol for Service {
         self.0.seen.lock().registrations += 1;
         Ok(Response::new(pb::RegisterDatanodeResponse {
             registration: request.into_inner().registration,
+            ..Default::default()
         }))
     }
 
@@ -175,6 +176,7 @@ impl DatanodeProtocol for Service {
         Ok(Response::new(pb::HeartbeatResponse {
             commands,
             ha_status: *self.0.ha.lock(),
+            ..Default::default()
         }))
     }
 

@@ -554,6 +554,7 @@ impl Namesystem {
             locations: Vec::new(),
             storage_ids: Vec::new(),
             corrupt: false,
+            block_token: Default::default(),
         };
         for dn in existing.iter().chain(&added) {
             if let Some(node) = fs.datanodes.get(*dn) {

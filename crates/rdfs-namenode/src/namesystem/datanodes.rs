@@ -304,6 +304,7 @@ impl Namesystem {
                     locations: Vec::new(),
                     storage_ids: Vec::new(),
                     corrupt: false,
+                    block_token: Default::default(),
                 };
                 for dn in fs.blocks.recovery_candidates(slot, &fs.datanodes) {
                     if let Some(node) = fs.datanodes.get(dn) {

@@ -10,6 +10,7 @@ use rdfs_proto as pb;
 use rdfs_proto::datanode_protocol_server::DatanodeProtocol;
 
 use super::required;
+use crate::block_tokens::BlockTokens;
 use crate::datanode_manager::StorageState;
 use crate::ha::NamenodeHandle;
 use crate::namesystem::{
@@ -18,11 +19,24 @@ use crate::namesystem::{
 
 pub struct DatanodeService {
     handle: Arc<NamenodeHandle>,
+    block_tokens: Arc<BlockTokens>,
 }
 
 impl DatanodeService {
-    pub fn new(handle: Arc<NamenodeHandle>) -> Self {
-        Self { handle }
+    pub fn new(handle: Arc<NamenodeHandle>, block_tokens: Arc<BlockTokens>) -> Self {
+        Self {
+            handle,
+            block_tokens,
+        }
+    }
+
+    /// The block keys for a datanode holding `held_version`, if it needs
+    /// them, with their version.
+    fn block_keys(&self, held_version: u64) -> (Option<pb::ExportedBlockKeys>, u64) {
+        match self.block_tokens.keys_for(held_version) {
+            Some((version, keys)) => (Some((&keys).into()), version),
+            None => (None, held_version),
+        }
     }
 }
 
@@ -115,8 +129,11 @@ impl DatanodeProtocol for DatanodeService {
                 .map(|s| s.storage_id.clone())
                 .collect(),
         })?;
+        let (block_keys, block_keys_version) = self.block_keys(0);
         Ok(Response::new(pb::RegisterDatanodeResponse {
             registration: Some(registration),
+            block_keys,
+            block_keys_version,
         }))
     }
 
@@ -168,9 +185,12 @@ impl DatanodeProtocol for DatanodeService {
         } else {
             Vec::new()
         };
+        let (block_keys, block_keys_version) = self.block_keys(req.block_keys_version);
         Ok(Response::new(pb::HeartbeatResponse {
             commands,
             ha_status: self.handle.ha_status_pb(),
+            block_keys,
+            block_keys_version,
         }))
     }
 

@@ -23,14 +23,16 @@ pub(crate) fn origin<T>(request: &tonic::Request<T>) -> Origin {
             .filter(|u| !u.is_empty())
             .map(str::to_string)
     };
-    let address = request
-        .remote_addr()
+    let peer = rdfs_common::tls::peer(request);
+    let address = peer
+        .and_then(|peer| peer.remote_addr)
         .map_or_else(|| "unknown".to_string(), |addr| addr.ip().to_string());
     Origin {
         user: text(USER_METADATA_KEY).unwrap_or_else(|| "dr.who".to_string()),
         real_user: text(REAL_USER_METADATA_KEY),
         address,
         rpc: rpc_id(request.metadata()),
+        certified: peer.and_then(|peer| peer.identity.clone()),
     }
 }
 
