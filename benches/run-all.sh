@@ -85,29 +85,33 @@ bytes=$((FILE_MB * 1024 * 1024))
 log "put/get of a ${FILE_MB} MiB file at replication 3 (${REPS}x)"
 head -c "$bytes" /dev/urandom >"$src"
 sum=$(sha256sum <"$src" | cut -d' ' -f1)
-"$rdfs" dfs "${fs[@]}" -mkdir -p /bench
-rates=()
-for r in $(seq 1 "$REPS"); do
-  "$rdfs" dfs "${fs[@]}" -rm -f -skipTrash "/bench/big$r" >/dev/null 2>&1 || true
+# put (median of REPS), cold get and warm get with a checksum, as figures
+# named with SUFFIX (empty, or _tls on the cluster over mutual TLS).
+put_get() {
+  local suffix=$1 rates=() r t0 t1 got
+  "$rdfs" dfs "${fs[@]}" -mkdir -p /bench
+  for r in $(seq 1 "$REPS"); do
+    "$rdfs" dfs "${fs[@]}" -rm -f -skipTrash "/bench/big$r" >/dev/null 2>&1 || true
+    drop_caches || true
+    t0=$(now)
+    "$rdfs" dfs "${fs[@]}" -D dfs.replication=3 -put "$src" "/bench/big$r"
+    t1=$(now)
+    rates+=("$(mbps "$bytes" "$t0" "$t1")")
+  done
+  fig "put_replication3_median$suffix" "$(median "${rates[@]}")" MB/s
   drop_caches || true
   t0=$(now)
-  "$rdfs" dfs "${fs[@]}" -D dfs.replication=3 -put "$src" "/bench/big$r"
+  "$rdfs" dfs "${fs[@]}" -cat "/bench/big$REPS" >/dev/null
   t1=$(now)
-  rates+=("$(mbps "$bytes" "$t0" "$t1")")
-done
-fig put_replication3_median "$(median "${rates[@]}")" MB/s
-drop_caches || true
-t0=$(now)
-"$rdfs" dfs "${fs[@]}" -cat "/bench/big$REPS" >/dev/null
-t1=$(now)
-fig get_cold "$(mbps "$bytes" "$t0" "$t1")" MB/s
-t0=$(now)
-got=$("$rdfs" dfs "${fs[@]}" -cat "/bench/big$REPS" | sha256sum | cut -d' ' -f1)
-t1=$(now)
-fig get_warm_with_sha256 "$(mbps "$bytes" "$t0" "$t1")" MB/s
-[ "$got" = "$sum" ] && fig get_sha256_match 1 bool || fig get_sha256_match 0 bool
-"$rdfs" dfs "${fs[@]}" -rm -r -skipTrash /bench >/dev/null
-rm -f "$src"
+  fig "get_cold$suffix" "$(mbps "$bytes" "$t0" "$t1")" MB/s
+  t0=$(now)
+  got=$("$rdfs" dfs "${fs[@]}" -cat "/bench/big$REPS" | sha256sum | cut -d' ' -f1)
+  t1=$(now)
+  fig "get_warm_with_sha256$suffix" "$(mbps "$bytes" "$t0" "$t1")" MB/s
+  [ "$got" = "$sum" ] && fig "get_sha256_match$suffix" 1 bool || fig "get_sha256_match$suffix" 0 bool
+  "$rdfs" dfs "${fs[@]}" -rm -r -skipTrash /bench >/dev/null
+}
+put_get ""
 
 # ---------------------------------------------------------------- TestDFSIO
 log "rdfs bench io: $IO_FILES files of $IO_SIZE"
@@ -136,12 +140,29 @@ nn 1 create -files $((META_FILES / 10)) -inprocess
 nn 64 create -files "$META_FILES" -inprocess
 nn 2 fileStatus -files $((META_FILES * 5)) -inprocess
 grep -h '^figure ' "$out/nn.txt" | cut -d' ' -f2- >>"$out/rdfs.txt"
+# The same in-process runs with permission checks off: their cost.
+: >"$out/nn.txt"
+nn 64 create -files "$META_FILES" -inprocess -D dfs.permissions.enabled=false
+nn 2 fileStatus -files $((META_FILES * 5)) -inprocess -D dfs.permissions.enabled=false
+grep -h '^figure ' "$out/nn.txt" | cut -d' ' -f2- | sed 's/^\([^ ]*\)/\1_permissions_off/' >>"$out/rdfs.txt"
 
 log "rdfs bench namespace -files $NS_FILES"
 "$rdfs" bench namespace -files "$NS_FILES" >"$out/namespace.txt" 2>&1
 grep -h '^figure ' "$out/namespace.txt" | cut -d' ' -f2- >>"$out/rdfs.txt"
 
 "$here/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
+
+# ---------------------------------------------------------------- over mutual TLS
+log "put/get again on a fresh cluster over mutual TLS with block tokens (RDFS_SECURE=1)"
+export RDFS_HOME=$out/cluster-tls
+rm -rf "$RDFS_HOME"
+RDFS_SECURE=1 "$here/deploy/local-cluster.sh" start >"$out/cluster-tls.log" 2>&1 \
+  || { cat "$out/cluster-tls.log" >&2; exit 1; }
+export RDFS_CONF=$RDFS_HOME/secure.toml
+put_get _tls
+unset RDFS_CONF
+"$here/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
+rm -f "$src"
 
 # ---------------------------------------------------------------- micro-benchmarks
 if [ $micro = 1 ]; then
@@ -204,6 +225,10 @@ cold = value(rdfs, "get_cold")
 cold_label = "cold" if value(rdfs, "drop_caches_allowed") else "NOT cold (no drop_caches)"
 row(f"get {mb} MiB, {cold_label}", cold, "MB/s", value(limits, "disk_seq_read_uncached"), "MB/s: disk uncached read")
 row(f"get {mb} MiB, {cold_label}", cold, "MB/s", value(peer, f"read_{mb}MiB_cold"), "MB/s: MooseFS cold read")
+for key, label in (("put_replication3_median", f"put {mb} MiB, replication 3, over mutual TLS"),
+                   ("get_cold", f"get {mb} MiB, {cold_label}, over mutual TLS"),
+                   ("get_warm_with_sha256", f"get {mb} MiB warm + sha256, over mutual TLS")):
+    row(label, value(rdfs, key + "_tls"), "MB/s", value(rdfs, key), "MB/s: same without TLS")
 row("TestDFSIO write (aggregate)", value(rdfs, "io_write_mbps"), "MB/s", disk_w / 3 if disk_w else None, "MB/s: disk fdatasync write / 3")
 row("TestDFSIO read (aggregate)", value(rdfs, "io_read_mbps"), "MB/s", value(limits, "disk_seq_read_uncached"), "MB/s: disk uncached read")
 
@@ -221,6 +246,9 @@ row("mkdirs over RPC, 64 threads", value(rdfs, "nn_mkdirs_rpc_t64"), "ops/s", va
 row("fileStatus over RPC, 64 threads", value(rdfs, "nn_fileStatus_rpc_t64"), "ops/s", value(peer, "meta_stat_rate"), "ops/s: MooseFS stat")
 row("fileStatus over RPC, 64 threads", value(rdfs, "nn_fileStatus_rpc_t64"), "ops/s", value(limits, "tcp_loopback_rtt_64B_ops"), "ops/s: 64 B TCP round trips, 1 stream")
 row("fileStatus in-process, 2 threads", value(rdfs, "nn_fileStatus_inprocess_t2"), "ops/s", value(limits, "local_meta_stat_rate"), "ops/s: local fs stat")
+for key, label in (("nn_create_inprocess_t64", "create in-process, 64 threads, permission checks on"),
+                   ("nn_fileStatus_inprocess_t2", "fileStatus in-process, 2 threads, permission checks on")):
+    row(label, value(rdfs, key), "ops/s", value(rdfs, key + "_permissions_off"), "ops/s: checks off")
 row("open (getBlockLocations) over RPC, 64 threads", value(rdfs, "nn_open_rpc_t64"), "ops/s", value(peer, "meta_stat_rate"), "ops/s: MooseFS stat")
 row("listStatus (4 entries) over RPC, 64 threads", value(rdfs, "nn_listStatus_rpc_t64"), "ops/s", None, "")
 row("rename over RPC, 64 threads", value(rdfs, "nn_rename_rpc_t64"), "ops/s", fsync, "4 KiB fdatasync appends/s")
