@@ -3,7 +3,7 @@
 //! an ordinary user do, refuses them with HDFS's messages, and lets the
 //! superuser (the user the namenode runs as) do anyway.
 
-use crate::harness::{MiniCluster, Run, SUPERUSER, write_local};
+use crate::harness::{MiniCluster, Run, SUPERUSER, refused, write_local};
 
 /// Groups come from config here so the test does not depend on the
 /// machine's user database; `rdfs groups` shows what the namenode sees.
@@ -17,16 +17,6 @@ fn cluster() -> MiniCluster {
         .conf("security.proxy_users.hue.hosts", "127.0.0.1")
         .conf("security.proxy_users.hue.groups", "staff")
         .start()
-}
-
-#[track_caller]
-fn refused(run: &Run, message: &str) {
-    assert_ne!(run.code, 0, "expected a refusal, got success: {run:?}");
-    assert!(
-        run.stderr.contains(message),
-        "expected {message:?} in stderr: {}",
-        run.stderr
-    );
 }
 
 fn listing_line(cluster: &MiniCluster, user: &str, path: &str) -> String {

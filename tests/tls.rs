@@ -5,17 +5,7 @@
 
 use std::time::Duration;
 
-use crate::harness::{MiniCluster, Run, SUPERUSER, run_ok, write_local};
-
-#[track_caller]
-fn refused(run: &Run, message: &str) {
-    assert_ne!(run.code, 0, "expected a refusal, got success: {run:?}");
-    assert!(
-        run.stderr.contains(message),
-        "expected {message:?} in stderr: {}",
-        run.stderr
-    );
-}
+use crate::harness::{MiniCluster, SUPERUSER, refused, run_ok, write_local};
 
 /// `-D` settings that make a command present certificate `name`.
 fn as_cert(cluster: &MiniCluster, name: &str) -> Vec<String> {

@@ -882,6 +882,17 @@ pub fn test_bytes(len: usize, seed: u64) -> Vec<u8> {
         .collect()
 }
 
+/// Insists `run` failed and said `message` on stderr.
+#[track_caller]
+pub fn refused(run: &Run, message: &str) {
+    assert_ne!(run.code, 0, "expected a refusal, got success: {run:?}");
+    assert!(
+        run.stderr.contains(message),
+        "expected {message:?} in stderr: {}",
+        run.stderr
+    );
+}
+
 /// Runs `rdfs <args>` and insists it succeeds.
 pub fn run_ok(args: &[&str]) -> Run {
     let run = Run::from(rdfs_command().args(args).output().expect("run rdfs"));
