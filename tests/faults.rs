@@ -261,7 +261,7 @@ fn datanode_rejects_bad_packets() {
         })
     };
     let data = Bytes::from(test_bytes(4096, 50));
-    let good_sums = Bytes::from(rdfs_common::checksum::compute(&data, 512));
+    let good_sums = Bytes::from(rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data));
     let mut bad_sums = good_sums.to_vec();
     bad_sums[9] ^= 0xff;
 

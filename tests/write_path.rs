@@ -567,7 +567,9 @@ fn datanode_refuses_bad_packets_and_stale_writes() {
             last_packet_in_block: false,
             sync_block: false,
             data: data.to_vec().into(),
-            checksums: rdfs_common::checksum::compute(data, 512).into(),
+            checksums: rdfs_common::checksum::DataChecksum::crc32c(512)
+                .compute(data)
+                .into(),
         })),
     };
     let header =

@@ -21,25 +21,21 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
-use tokio_stream::wrappers::ReceiverStream;
-use tonic::Streaming;
 
 use rdfs_common::block_token::Token;
 use rdfs_common::grpc::pipeline_ack_timeout;
 use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, LocatedBlock, token_to_proto};
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_client::DataTransferClient;
-use rdfs_proto::write_block_frame::Frame;
-use rdfs_proto::write_block_reply::Reply;
+use rdfs_transfer::{
+    AckReceiver, Packet, PacketSender, Stage, StreamError, StreamOptions, WriteSetup, WriteStream,
+};
 
 use crate::client::{DfsClient, ReplacePolicy};
 use crate::error::ClientError;
-
-/// The sequence number of heartbeat packets (HDFS's HEART_BEAT_SEQNO).
-const HEARTBEAT_SEQNO: i64 = -1;
 
 /// A packet sent down the pipeline and not acknowledged yet; kept whole so
 /// pipeline recovery can resend it.
@@ -56,16 +52,14 @@ struct Unacked {
 }
 
 impl Unacked {
-    fn frame(&self) -> pb::WriteBlockFrame {
-        pb::WriteBlockFrame {
-            frame: Some(Frame::Packet(pb::Packet {
-                seqno: self.seqno,
-                offset_in_block: self.offset_in_block,
-                last_packet_in_block: self.last,
-                sync_block: self.sync,
-                data: self.data.clone(),
-                checksums: self.checksums.clone(),
-            })),
+    fn packet(&self) -> Packet {
+        Packet {
+            seqno: self.seqno,
+            offset_in_block: self.offset_in_block,
+            last_packet_in_block: self.last,
+            sync_block: self.sync,
+            data: self.data.clone(),
+            checksums: self.checksums.clone(),
         }
     }
 
@@ -98,17 +92,9 @@ pub(crate) struct SetupFailure {
     pub error: ClientError,
 }
 
-/// How a pipeline session starts (the datanodes' `PipelineStage`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Create,
-    Append,
-    Recovery,
-}
-
 /// One live pipeline session.
 struct Connection {
-    frames: mpsc::Sender<pb::WriteBlockFrame>,
+    packets: PacketSender,
     window: Arc<Semaphore>,
     acks: JoinHandle<Result<(), PipelineError>>,
     heartbeat: JoinHandle<()>,
@@ -246,7 +232,7 @@ impl BlockWriter {
                 )),
             });
         }
-        match writer.connect(Stage::Create, 0).await {
+        match writer.connect(Stage::SetupCreate, 0).await {
             Ok(conn) => {
                 writer.conn = Some(conn);
                 Ok(writer)
@@ -278,7 +264,7 @@ impl BlockWriter {
             )));
         }
         let new_gs = writer.new_generation_stamp().await?;
-        match writer.connect(Stage::Append, new_gs).await {
+        match writer.connect(Stage::SetupAppend, new_gs).await {
             Ok(conn) => {
                 writer.conn = Some(conn);
                 writer.commit_pipeline(new_gs).await?;
@@ -305,132 +291,64 @@ impl BlockWriter {
     /// take `new_gs` (0 for a new block).
     async fn connect(&self, stage: Stage, new_gs: u64) -> Result<Connection, PipelineError> {
         let settings = self.settings().clone();
-        let first = self
+        let first_addr = self
             .nodes
             .first()
+            .map(addr_of)
             .ok_or_else(|| PipelineError {
                 bad_index: None,
                 message: format!("no datanode left for {}", self.block),
-            })?
-            .clone();
-        let first_addr = addr_of(&first);
-        let channel =
-            self.client.inner.datanodes.get(&first_addr).map_err(|e| {
-                PipelineError::at(0, format!("bad datanode address {first_addr}: {e}"))
             })?;
         let acked = self.shared.acked.borrow().bytes;
-        let header = pb::WriteBlockHeader {
-            block: Some(
-                (&ExtendedBlock {
-                    num_bytes: if stage == Stage::Create { 0 } else { acked },
-                    ..self.block.clone()
-                })
-                    .into(),
-            ),
-            targets: self.nodes[1..].iter().map(Into::into).collect(),
+        let setup = WriteSetup {
+            block: ExtendedBlock {
+                num_bytes: if stage == Stage::SetupCreate {
+                    0
+                } else {
+                    acked
+                },
+                ..self.block.clone()
+            },
+            targets: self.nodes[1..].to_vec(),
             target_storage_ids: self.storage_ids.iter().skip(1).cloned().collect(),
             client_name: self.client.inner.client_name.clone(),
-            stage: match stage {
-                Stage::Create => pb::PipelineStage::SetupCreate,
-                Stage::Append => pb::PipelineStage::SetupAppend,
-                Stage::Recovery => pb::PipelineStage::SetupStreamingRecovery,
-            } as i32,
-            checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
-            bytes_per_checksum: settings.bytes_per_checksum,
-            block_token: token_to_proto(&self.token),
+            stage,
+            checksum: settings.checksum,
             latest_generation_stamp: new_gs,
             min_bytes_rcvd: acked,
             max_bytes_rcvd: self.sent,
             block_size: self.block_size,
+            token: self.token.clone(),
         };
-        let (frames, frames_rx) = mpsc::channel(settings.max_packets_in_flight.min(32));
-        let _ = frames
-            .send(pb::WriteBlockFrame {
-                frame: Some(Frame::Header(header)),
-            })
-            .await;
-        let mut dn = DataTransferClient::new(channel)
-            .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
-        let mut replies = match timeout(
-            settings.socket_timeout,
-            dn.write_block(ReceiverStream::new(frames_rx)),
-        )
-        .await
-        {
-            Ok(Ok(response)) => response.into_inner(),
-            Ok(Err(status)) => {
-                self.client.inner.datanodes.forget(&first_addr);
-                return Err(PipelineError::at(
-                    0,
-                    ClientError::from_status(status, &first_addr).to_string(),
-                ));
-            }
-            Err(_) => {
-                self.client.inner.datanodes.forget(&first_addr);
-                return Err(PipelineError::at(
-                    0,
-                    format!(
-                        "datanode {first_addr} did not answer within {:?}",
-                        settings.socket_timeout
-                    ),
-                ));
-            }
+        let options = StreamOptions {
+            socket_timeout: settings.socket_timeout,
+            queue: settings.max_packets_in_flight.min(32),
         };
-        // The setup answer comes once every datanode of the pipeline has
-        // answered, each hop waiting on the next.
-        let setup_timeout = pipeline_ack_timeout(settings.socket_timeout, self.nodes.len());
-        match timeout(setup_timeout, replies.message()).await {
-            Ok(Ok(Some(pb::WriteBlockReply {
-                reply: Some(Reply::Setup(setup)),
-            }))) => {
-                if setup.status != pb::TransferStatus::Success as i32 {
-                    let bad = if setup.first_bad_link.is_empty() {
-                        0
-                    } else {
-                        self.nodes
-                            .iter()
-                            .position(|n| addr_of(n) == setup.first_bad_link)
-                            .unwrap_or(0)
-                    };
-                    return Err(PipelineError::at(
-                        bad,
+        let (packets, acks) =
+            WriteStream::open(&self.client.inner.datanodes, &first_addr, &setup, options)
+                .await
+                .map_err(|failure| {
+                    let bad = self
+                        .nodes
+                        .iter()
+                        .position(|n| addr_of(n) == failure.first_bad_link)
+                        .unwrap_or(0);
+                    let message = if failure.refused {
                         format!(
                             "Bad connect ack with firstBadLink as {} for {}: {}",
-                            addr_of(&self.nodes[bad]),
-                            self.block,
-                            setup.message
-                        ),
-                    ));
-                }
-            }
-            Ok(Ok(other)) => {
-                return Err(PipelineError::at(
-                    0,
-                    format!("datanode {first_addr} sent {other:?} instead of a setup reply"),
-                ));
-            }
-            Ok(Err(status)) => {
-                return Err(PipelineError::at(
-                    0,
-                    ClientError::from_status(status, &first_addr).to_string(),
-                ));
-            }
-            Err(_) => {
-                return Err(PipelineError::at(
-                    0,
-                    format!(
-                        "datanode {first_addr} did not confirm the pipeline of {} within {setup_timeout:?}",
-                        self.block
-                    ),
-                ));
-            }
-        }
+                            failure.first_bad_link, self.block, failure.message
+                        )
+                    } else {
+                        failure.message
+                    };
+                    PipelineError::at(bad, message)
+                })?;
         let in_flight = self.shared.queue.lock().len();
         let window = Arc::new(Semaphore::new(
             settings.max_packets_in_flight.saturating_sub(in_flight),
         ));
         let acks = tokio::spawn(read_acks(
-            replies,
+            acks,
             Arc::clone(&window),
             Arc::clone(&self.shared),
             self.nodes.iter().map(addr_of).collect(),
@@ -439,12 +357,12 @@ impl BlockWriter {
         ));
         self.shared.touch();
         let heartbeat = tokio::spawn(send_heartbeats(
-            frames.clone(),
+            packets.clone(),
             Arc::clone(&self.shared),
             settings.socket_timeout / 2,
         ));
         Ok(Connection {
-            frames,
+            packets,
             window,
             acks,
             heartbeat,
@@ -491,14 +409,10 @@ impl BlockWriter {
         self.next_seqno += 1;
         self.sent = packet.end();
         self.closing |= last;
-        let frame = packet.frame();
+        let frame = packet.packet();
         self.shared.queue.lock().push_back(packet);
-        let socket_timeout = self.settings().socket_timeout;
         let sent = match self.conn.as_ref() {
-            Some(conn) => matches!(
-                timeout(socket_timeout, conn.frames.send(frame)).await,
-                Ok(Ok(()))
-            ),
+            Some(conn) => conn.packets.send(frame).await.is_ok(),
             None => false,
         };
         self.shared.touch();
@@ -653,7 +567,7 @@ impl BlockWriter {
                     "no replacement datanode; writing on with the survivors (best effort)");
             }
             let new_gs = self.new_generation_stamp().await?;
-            match self.connect(Stage::Recovery, new_gs).await {
+            match self.connect(Stage::SetupStreamingRecovery, new_gs).await {
                 Ok(conn) => {
                     self.conn = Some(conn);
                     self.commit_pipeline(new_gs).await?;
@@ -871,14 +785,12 @@ impl BlockWriter {
             }
             queue.iter().cloned().collect()
         };
-        let socket_timeout = self.settings().socket_timeout;
         let Some(conn) = self.conn.as_ref() else {
             return Err(());
         };
         for packet in packets {
-            match timeout(socket_timeout, conn.frames.send(packet.frame())).await {
-                Ok(Ok(())) => {}
-                _ => return Err(()),
+            if conn.packets.send(packet.packet()).await.is_err() {
+                return Err(());
             }
         }
         self.shared.touch();
@@ -901,11 +813,7 @@ fn ack_outcome(
 
 /// Keeps an idle pipeline alive: a heartbeat packet whenever nothing was
 /// sent for `interval`, so no datanode times out waiting for a slow writer.
-async fn send_heartbeats(
-    frames: mpsc::Sender<pb::WriteBlockFrame>,
-    shared: Arc<Shared>,
-    interval: Duration,
-) {
+async fn send_heartbeats(packets: PacketSender, shared: Arc<Shared>, interval: Duration) {
     let interval = interval.max(Duration::from_millis(50));
     loop {
         tokio::time::sleep(interval / 2).await;
@@ -914,13 +822,7 @@ async fn send_heartbeats(
         if idle_ms < interval.as_millis() as u64 {
             continue;
         }
-        let heartbeat = pb::WriteBlockFrame {
-            frame: Some(Frame::Packet(pb::Packet {
-                seqno: HEARTBEAT_SEQNO,
-                ..Default::default()
-            })),
-        };
-        if frames.try_send(heartbeat).is_err() && frames.is_closed() {
+        if packets.send_heartbeat().is_err() {
             return;
         }
         shared.touch();
@@ -931,7 +833,7 @@ async fn send_heartbeats(
 /// length; any non-success status, silence while packets are outstanding,
 /// or a closed stream ends the session with the datanode to blame.
 async fn read_acks(
-    mut replies: Streaming<pb::WriteBlockReply>,
+    mut acks: AckReceiver,
     window: Arc<Semaphore>,
     shared: Arc<Shared>,
     nodes: Vec<String>,
@@ -946,38 +848,22 @@ async fn read_acks(
         // counts from when it forwarded that packet; silence with nothing
         // outstanding is just a slow writer.
         let oldest = shared.queue.lock().front().map(|p| p.sent_at);
-        let next = match oldest {
-            Some(sent_at) => {
-                let deadline = sent_at.max(last_reply) + ack_timeout;
-                match tokio::time::timeout_at(deadline, replies.message()).await {
-                    Ok(next) => next,
-                    Err(_) => {
-                        break Err(PipelineError::at(
-                            0,
-                            format!(
-                                "no ack from the pipeline of {block} (first datanode {first}) within {ack_timeout:?}"
-                            ),
-                        ));
-                    }
-                }
-            }
-            None => match timeout(ack_timeout, replies.message()).await {
-                Ok(next) => next,
-                Err(_) => continue,
-            },
+        let deadline = match oldest {
+            Some(sent_at) => sent_at.max(last_reply) + ack_timeout,
+            None => tokio::time::Instant::now() + ack_timeout,
         };
-        last_reply = tokio::time::Instant::now();
-        let ack = match next {
-            Ok(Some(pb::WriteBlockReply {
-                reply: Some(Reply::Ack(ack)),
-            })) => ack,
-            Ok(Some(other)) => {
+        let ack = match acks.next(deadline).await {
+            Ok(ack) => ack,
+            Err(StreamError::Timeout { .. }) if oldest.is_none() => continue,
+            Err(StreamError::Timeout { .. }) => {
                 break Err(PipelineError::at(
                     0,
-                    format!("unexpected reply from {first}: {other:?}"),
+                    format!(
+                        "no ack from the pipeline of {block} (first datanode {first}) within {ack_timeout:?}"
+                    ),
                 ));
             }
-            Ok(None) => {
+            Err(StreamError::Closed { .. }) => {
                 break Err(PipelineError::at(
                     0,
                     format!(
@@ -985,34 +871,23 @@ async fn read_acks(
                     ),
                 ));
             }
-            Err(status) => {
-                break Err(PipelineError::at(
-                    0,
-                    ClientError::from_status(status, &first).to_string(),
-                ));
-            }
+            Err(err) => break Err(PipelineError::at(0, err.to_string())),
         };
-        if let Some((index, status)) = ack
-            .replies
-            .iter()
-            .enumerate()
-            .find(|(_, s)| **s != pb::TransferStatus::Success as i32)
-        {
+        last_reply = tokio::time::Instant::now();
+        if let Some((index, status)) = ack.first_failure() {
             let node = nodes
                 .get(index)
                 .cloned()
                 .unwrap_or_else(|| format!("#{index}"));
-            let name = pb::TransferStatus::try_from(*status)
-                .map_or_else(|_| status.to_string(), |s| s.as_str_name().to_string());
             break Err(PipelineError::at(
                 index.min(nodes.len().saturating_sub(1)),
                 format!(
-                    "Bad response {name} for block {block} from datanode {node}: {}",
+                    "Bad response {status} for block {block} from datanode {node}: {}",
                     ack.message
                 ),
             ));
         }
-        if ack.seqno == HEARTBEAT_SEQNO {
+        if ack.seqno == rdfs_transfer::HEARTBEAT_SEQNO {
             continue;
         }
         let front = shared.queue.lock().pop_front();

@@ -11,6 +11,7 @@ use tonic::service::Interceptor;
 use tonic::service::interceptor::InterceptedService;
 
 use rdfs_common::block_token::Token;
+use rdfs_common::checksum::DataChecksum;
 use rdfs_common::config::Config;
 use rdfs_common::grpc::{
     CALL_ID_METADATA_KEY, CLIENT_ID_METADATA_KEY, ChannelCache, MAX_MESSAGE_SIZE,
@@ -36,7 +37,8 @@ pub const DEFAULT_UMASK: u16 = 0o022;
 pub struct ClientSettings {
     pub block_size: u64,
     pub replication: u32,
-    pub bytes_per_checksum: u32,
+    /// How new blocks are checksummed.
+    pub checksum: DataChecksum,
     pub write_packet_size: usize,
     pub max_packets_in_flight: usize,
     pub connect_timeout: Duration,
@@ -88,7 +90,10 @@ impl ClientSettings {
         Self {
             block_size: config.dfs.block_size.0,
             replication: config.dfs.replication,
-            bytes_per_checksum: bpc,
+            checksum: config
+                .dfs
+                .data_checksum()
+                .unwrap_or(DataChecksum::crc32c(bpc)),
             write_packet_size: packet,
             max_packets_in_flight: config.client.max_packets_in_flight.max(1) as usize,
             connect_timeout: Duration::from_millis(config.client.connect_timeout_ms),

@@ -3,18 +3,20 @@
 //! the namenode and the read goes on from the next replica, as does a read
 //! from a datanode that is dead or stalls; the caller sees an error only
 //! when no replica of a block can be read.
+//!
+//! A sequential read never waits at a block boundary: each block's packets
+//! are pulled and verified by a task of their own, ahead of the caller,
+//! and the next block's stream is opened while the current one's last
+//! bytes are still being read.
 
 use std::collections::HashSet;
 
 use bytes::Bytes;
-use tokio::time::timeout;
-use tonic::Streaming;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
-use rdfs_common::ExceptionKind;
-use rdfs_common::checksum;
-use rdfs_common::protocol::{DatanodeInfo, LocatedBlock, LocatedBlocks, token_to_proto};
-use rdfs_proto as pb;
-use rdfs_proto::data_transfer_client::DataTransferClient;
+use rdfs_common::protocol::{DatanodeInfo, LocatedBlock, LocatedBlocks};
+use rdfs_transfer::{ReadFailure, ReadRequest, ReadStream, VerifiedChunk};
 
 use crate::client::DfsClient;
 use crate::error::{ClientError, Result};
@@ -23,18 +25,68 @@ use crate::error::{ClientError, Result};
 /// (HDFS's `dfs.client.max.block.acquire.failures`).
 const LOCATION_REFETCHES: u32 = 3;
 
-/// An open read of one block from one datanode.
+/// Verified packets held ahead of the caller, per block.
+const READ_AHEAD_PACKETS: usize = 16;
+
+/// How close to the end of a block the next block's stream is opened: far
+/// enough to hide the round trip, near enough that the opened stream does
+/// not sit idle long enough for its datanode to give up on it.
+const PREFETCH_DISTANCE: u64 = 8 * 1024 * 1024;
+
+/// An open read of one block from one datanode, its packets pulled and
+/// verified ahead by a task of its own.
 struct BlockRead {
     block: LocatedBlock,
     node: DatanodeInfo,
-    stream: Streaming<pb::ReadPacket>,
+    chunks: mpsc::Receiver<std::result::Result<VerifiedChunk, ReadFailure>>,
+    puller: JoinHandle<()>,
     /// End of the range being read, as a file offset.
     end: u64,
-    /// Offset in the block the read was asked to start at.
-    requested_offset: u64,
-    /// Offset in the block where the next packet must start, once the
-    /// first packet has told the replica's chunk size.
-    expected_offset: Option<u64>,
+}
+
+impl Drop for BlockRead {
+    fn drop(&mut self) {
+        self.puller.abort();
+    }
+}
+
+impl BlockRead {
+    fn start(block: LocatedBlock, node: DatanodeInfo, mut stream: ReadStream) -> Self {
+        let (tx, chunks) = mpsc::channel(READ_AHEAD_PACKETS);
+        let puller = tokio::spawn(async move {
+            loop {
+                let next = stream.next().await;
+                let done = !matches!(next, Ok(Some(_)));
+                let Some(item) = next.transpose() else {
+                    return;
+                };
+                if tx.send(item).await.is_err() || done {
+                    return;
+                }
+            }
+        });
+        let end = block.offset + block.block.num_bytes;
+        Self {
+            block,
+            node,
+            chunks,
+            puller,
+            end,
+        }
+    }
+}
+
+/// A read of the next block opened ahead of need.
+struct Prefetch {
+    /// The file offset it starts at (the block's first byte).
+    offset: u64,
+    opening: JoinHandle<std::result::Result<BlockRead, ReadFailure>>,
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        self.opening.abort();
+    }
 }
 
 pub struct DfsInputStream {
@@ -43,6 +95,7 @@ pub struct DfsInputStream {
     located: LocatedBlocks,
     position: u64,
     current: Option<BlockRead>,
+    prefetch: Option<Prefetch>,
     /// Verified bytes at `position` not handed out yet.
     pending: Bytes,
     /// Datanodes that failed this stream (by uuid), tried only as a last resort.
@@ -54,14 +107,6 @@ pub struct DfsInputStream {
     token_refetches: u32,
 }
 
-/// Why one replica could not serve a read.
-enum ReplicaFailure {
-    /// Its data does not match its checksums: report it.
-    Corrupt(String),
-    /// Unreachable, dead or stalled.
-    Unavailable(String),
-}
-
 impl DfsInputStream {
     pub(crate) fn new(client: DfsClient, path: String, located: LocatedBlocks) -> Self {
         Self {
@@ -70,6 +115,7 @@ impl DfsInputStream {
             located,
             position: 0,
             current: None,
+            prefetch: None,
             pending: Bytes::new(),
             dead: HashSet::new(),
             refetches: 0,
@@ -94,6 +140,7 @@ impl DfsInputStream {
         if position != self.position {
             self.position = position;
             self.current = None;
+            self.prefetch = None;
             self.pending = Bytes::new();
         }
     }
@@ -111,27 +158,32 @@ impl DfsInputStream {
             }
             if self.current.as_ref().is_none_or(|c| self.position >= c.end) {
                 let moving_on = self.current.is_some();
-                self.current = Some(self.open_block(moving_on).await?);
+                self.current = None;
+                self.current = Some(match self.take_prefetch().await {
+                    Some(read) => read,
+                    None => self.open_block(moving_on).await?,
+                });
             }
+            self.maybe_prefetch();
             let Some(current) = self.current.as_mut() else {
                 continue;
             };
-            match next_verified(current, self.client.settings().socket_timeout).await {
-                Ok(Some((offset_in_block, data))) => {
-                    let file_offset = current.block.offset + offset_in_block;
+            match current.chunks.recv().await {
+                Some(Ok(chunk)) => {
+                    let file_offset = current.block.offset + chunk.offset_in_block;
                     let skip = self.position.saturating_sub(file_offset) as usize;
-                    if skip >= data.len() {
+                    if skip >= chunk.data.len() {
                         continue;
                     }
-                    let slice = data.slice(skip..);
+                    let slice = chunk.data.slice(skip..);
                     self.position += slice.len() as u64;
                     return Ok(Some(slice));
                 }
-                Ok(None) => {
+                None => {
                     let node = current.node.clone();
                     self.mark_failed(&node, "the datanode ended the read early");
                 }
-                Err(ReplicaFailure::Corrupt(why)) => {
+                Some(Err(ReadFailure::Corrupt(why))) => {
                     let (block, node) = (current.block.block.clone(), current.node.clone());
                     tracing::info!(block = %block, datanode = %node.id.xfer_addr(), reason = %why,
                         "corrupt replica; reporting it and reading another");
@@ -140,12 +192,62 @@ impl DfsInputStream {
                     }
                     self.mark_failed(&node, &why);
                 }
-                Err(ReplicaFailure::Unavailable(why)) => {
+                Some(Err(ReadFailure::Unavailable(why) | ReadFailure::Token(why))) => {
                     let node = current.node.clone();
                     self.mark_failed(&node, &why);
                 }
             }
         }
+    }
+
+    /// The prefetched read of the block at the current position, if one
+    /// was opened and worked.
+    async fn take_prefetch(&mut self) -> Option<BlockRead> {
+        let prefetch = self.prefetch.take()?;
+        if prefetch.offset != self.position {
+            return None;
+        }
+        let mut prefetch = prefetch;
+        match (&mut prefetch.opening).await {
+            Ok(Ok(read)) => {
+                self.refetches = 0;
+                self.token_refetches = 0;
+                Some(read)
+            }
+            Ok(Err(why)) => {
+                tracing::debug!(path = %self.path, reason = %why, "prefetched read failed; opening again");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Opens the next block's stream when the current block is nearly read.
+    fn maybe_prefetch(&mut self) {
+        let Some(current) = self.current.as_ref() else {
+            return;
+        };
+        if self.prefetch.is_some() || current.end.saturating_sub(self.position) > PREFETCH_DISTANCE
+        {
+            return;
+        }
+        let Some(next) = self.block_at(current.end) else {
+            return;
+        };
+        let Some(node) = next
+            .locations
+            .iter()
+            .find(|d| !self.dead.contains(&d.id.datanode_uuid))
+            .cloned()
+        else {
+            return;
+        };
+        let client = self.client.clone();
+        let offset = next.offset;
+        self.prefetch = Some(Prefetch {
+            offset,
+            opening: tokio::spawn(async move { open_read(&client, &next, &node, 0).await }),
+        });
     }
 
     /// Reads up to `buf.len()` bytes.
@@ -172,6 +274,7 @@ impl DfsInputStream {
         self.dead.insert(node.id.datanode_uuid.clone());
         self.client.inner.datanodes.forget(&node.id.xfer_addr());
         self.current = None;
+        self.prefetch = None;
     }
 
     fn block_at(&self, position: u64) -> Option<LocatedBlock> {
@@ -208,13 +311,16 @@ impl DfsInputStream {
             let mut failures = Vec::new();
             let mut token_refused = None;
             for node in candidates {
-                match self.open_on(&block, node).await {
+                let offset_in_block = self.position - block.offset;
+                match open_read(&self.client, &block, node, offset_in_block).await {
                     Ok(read) => return Ok(read),
-                    Err(OpenFailure::Token(why)) => {
+                    Err(ReadFailure::Token(why)) => {
                         token_refused = Some(why);
                         break;
                     }
-                    Err(OpenFailure::Replica(why)) => failures.push((node.clone(), why)),
+                    Err(ReadFailure::Corrupt(why) | ReadFailure::Unavailable(why)) => {
+                        failures.push((node.clone(), why));
+                    }
                 }
             }
             if let Some(why) = token_refused {
@@ -253,130 +359,28 @@ impl DfsInputStream {
             self.dead.clear();
         }
     }
-
-    async fn open_on(
-        &self,
-        block: &LocatedBlock,
-        node: &DatanodeInfo,
-    ) -> std::result::Result<BlockRead, OpenFailure> {
-        let settings = self.client.settings();
-        let addr = node.id.xfer_addr();
-        let channel = self
-            .client
-            .inner
-            .datanodes
-            .get(&addr)
-            .map_err(|e| OpenFailure::Replica(format!("bad address {addr}: {e}")))?;
-        let offset_in_block = self.position - block.offset;
-        let request = pb::ReadBlockRequest {
-            block: Some((&block.block).into()),
-            offset: offset_in_block,
-            length: block.block.num_bytes - offset_in_block,
-            client_name: self.client.inner.client_name.clone(),
-            block_token: token_to_proto(&block.block_token),
-        };
-        let mut dn = DataTransferClient::new(channel)
-            .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
-        match timeout(settings.socket_timeout, dn.read_block(request)).await {
-            Ok(Ok(response)) => Ok(BlockRead {
-                block: block.clone(),
-                node: node.clone(),
-                stream: response.into_inner(),
-                end: block.offset + block.block.num_bytes,
-                requested_offset: offset_in_block,
-                expected_offset: None,
-            }),
-            Ok(Err(status)) => {
-                let kind = ExceptionKind::of_status(&status);
-                if kind == Some(ExceptionKind::CorruptReplica) {
-                    // The datanode found its replica damaged; it reports it itself.
-                    return Err(OpenFailure::Replica(format!(
-                        "corrupt replica on {addr}: {}",
-                        status.message()
-                    )));
-                }
-                if kind == Some(ExceptionKind::InvalidBlockToken) {
-                    return Err(OpenFailure::Token(format!("{addr}: {}", status.message())));
-                }
-                Err(OpenFailure::Replica(format!(
-                    "{addr}: {}",
-                    status.message()
-                )))
-            }
-            Err(_) => Err(OpenFailure::Replica(format!(
-                "{addr} did not answer within {:?}",
-                settings.socket_timeout
-            ))),
-        }
-    }
 }
 
-/// Why a replica could not be opened for reading.
-enum OpenFailure {
-    /// The datanode refused the block token: new tokens may do.
-    Token(String),
-    /// The replica or its datanode failed: another replica may do.
-    Replica(String),
-}
-
-/// The next packet of a block read, with its chunks verified.
-async fn next_verified(
-    read: &mut BlockRead,
-    socket_timeout: std::time::Duration,
-) -> std::result::Result<Option<(u64, Bytes)>, ReplicaFailure> {
-    let addr = read.node.id.xfer_addr();
-    let packet = match timeout(socket_timeout, read.stream.message()).await {
-        Ok(Ok(Some(packet))) => packet,
-        Ok(Ok(None)) => return Ok(None),
-        Ok(Err(status)) => {
-            if ExceptionKind::of_status(&status) == Some(ExceptionKind::CorruptReplica) {
-                return Err(ReplicaFailure::Unavailable(format!(
-                    "corrupt replica on {addr}: {}",
-                    status.message()
-                )));
-            }
-            return Err(ReplicaFailure::Unavailable(format!(
-                "{addr}: {}",
-                status.message()
-            )));
-        }
-        Err(_) => {
-            return Err(ReplicaFailure::Unavailable(format!(
-                "{addr} sent nothing for {socket_timeout:?}"
-            )));
-        }
+/// Opens a read of `block` from `offset_in_block` to its end on `node`.
+async fn open_read(
+    client: &DfsClient,
+    block: &LocatedBlock,
+    node: &DatanodeInfo,
+    offset_in_block: u64,
+) -> std::result::Result<BlockRead, ReadFailure> {
+    let request = ReadRequest {
+        block: block.block.clone(),
+        offset: offset_in_block,
+        length: block.block.num_bytes - offset_in_block,
+        client_name: client.inner.client_name.clone(),
+        token: block.block_token.clone(),
     };
-    let bpc = if packet.bytes_per_checksum == 0 {
-        checksum::DEFAULT_BYTES_PER_CHECKSUM
-    } else {
-        packet.bytes_per_checksum
-    };
-    if packet.checksums.len() != checksum::checksums_len(packet.data.len(), bpc) {
-        return Err(ReplicaFailure::Corrupt(format!(
-            "{addr} sent {} checksum bytes for {} data bytes",
-            packet.checksums.len(),
-            packet.data.len()
-        )));
-    }
-    // Checksums do not cover offsets: a packet out of place is refused, as
-    // is one running past the block.
-    let block_len = read.block.block.num_bytes;
-    let expected = read
-        .expected_offset
-        .unwrap_or(read.requested_offset - read.requested_offset % u64::from(bpc));
-    if packet.offset_in_block != expected
-        || packet.offset_in_block + packet.data.len() as u64 > block_len
-    {
-        return Err(ReplicaFailure::Unavailable(format!(
-            "{addr} sent {} bytes at offset {} of {}, expected offset {}",
-            packet.data.len(),
-            packet.offset_in_block,
-            read.block.block,
-            expected
-        )));
-    }
-    checksum::verify(&packet.data, &packet.checksums, bpc, packet.offset_in_block)
-        .map_err(|mismatch| ReplicaFailure::Corrupt(format!("{} from {addr}", mismatch)))?;
-    read.expected_offset = Some(expected + packet.data.len() as u64);
-    Ok(Some((packet.offset_in_block, packet.data)))
+    let stream = ReadStream::open(
+        &client.inner.datanodes,
+        &node.id.xfer_addr(),
+        &request,
+        client.settings().socket_timeout,
+    )
+    .await?;
+    Ok(BlockRead::start(block.clone(), node.clone(), stream))
 }

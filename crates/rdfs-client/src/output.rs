@@ -14,7 +14,6 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 
 use rdfs_common::ExceptionKind;
-use rdfs_common::checksum;
 use rdfs_common::protocol::{ExtendedBlock, LocatedBlock};
 use rdfs_proto as pb;
 
@@ -155,7 +154,10 @@ impl DfsOutputStream {
 
     async fn write_shared(&mut self, mut data: Bytes) -> Result<()> {
         let settings = self.client.settings();
-        let (packet_size, bpc) = (settings.write_packet_size, settings.bytes_per_checksum);
+        let (packet_size, bpc) = (
+            settings.write_packet_size,
+            settings.checksum.bytes_per_checksum,
+        );
         while !data.is_empty() {
             let block_room = (self.block_size - self.bytes_in_block()) as usize;
             let packet_limit = packet_size - (self.packet_start() % u64::from(bpc)) as usize;
@@ -182,7 +184,10 @@ impl DfsOutputStream {
 
     async fn write_inner(&mut self, mut data: &[u8]) -> Result<()> {
         let settings = self.client.settings();
-        let (packet_size, bpc) = (settings.write_packet_size, settings.bytes_per_checksum);
+        let (packet_size, bpc) = (
+            settings.write_packet_size,
+            settings.checksum.bytes_per_checksum,
+        );
         while !data.is_empty() {
             let block_room = (self.block_size - self.bytes_in_block()) as usize;
             // A packet starting mid-chunk is shorter, so the next one starts
@@ -238,9 +243,9 @@ impl DfsOutputStream {
             });
         }
         let start = self.packet_start();
-        let bpc = self.client.settings().bytes_per_checksum;
-        let mut sums = BytesMut::with_capacity(checksum::checksums_len_at(start, data.len(), bpc));
-        checksum::compute_at(&data, start, bpc, &mut sums);
+        let checksum = self.client.settings().checksum;
+        let mut sums = BytesMut::with_capacity(checksum.checksums_len_at(start, data.len()));
+        checksum.compute_at(&data, start, &mut sums);
         match self.block.as_mut() {
             Some(block) => block.send(data, sums.freeze(), false, sync).await,
             None => Err(ClientError::Pipeline("no block to write to".into())),

@@ -214,8 +214,11 @@ pub struct DfsConfig {
     pub replication: u32,
     /// Block size for new files (`dfs.blocksize`).
     pub block_size: ByteSize,
-    /// Bytes covered by each CRC32C (`dfs.bytes-per-checksum`).
+    /// Bytes covered by each checksum (`dfs.bytes-per-checksum`).
     pub bytes_per_checksum: u32,
+    /// The checksum new replicas are written with: CRC32C or CRC32
+    /// (`dfs.checksum.type`).
+    pub checksum_type: String,
     /// How often datanodes heartbeat (`dfs.heartbeat.interval`, in ms here).
     pub heartbeat_interval_ms: u64,
 }
@@ -226,8 +229,27 @@ impl Default for DfsConfig {
             replication: 3,
             block_size: ByteSize(256 * 1024 * 1024),
             bytes_per_checksum: 512,
+            checksum_type: "CRC32C".into(),
             heartbeat_interval_ms: 3000,
         }
+    }
+}
+
+impl DfsConfig {
+    /// The checksum setting of new replicas.
+    pub fn data_checksum(&self) -> Result<crate::checksum::DataChecksum, ConfigError> {
+        use crate::checksum::{ChecksumKind, DataChecksum};
+        let kind = match self.checksum_type.to_ascii_uppercase().as_str() {
+            "CRC32C" => ChecksumKind::Crc32c,
+            "CRC32" => ChecksumKind::Crc32,
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "dfs.checksum_type = {other} is not supported; use CRC32C or CRC32"
+                )));
+            }
+        };
+        DataChecksum::new(kind, self.bytes_per_checksum)
+            .map_err(|e| ConfigError::Invalid(format!("dfs.bytes_per_checksum: {e}")))
     }
 }
 
@@ -838,6 +860,11 @@ const HADOOP_ALIASES: &[HadoopAlias] = &[
         scale: 1,
     },
     HadoopAlias {
+        hadoop: "dfs.checksum.type",
+        rdfs: "dfs.checksum_type",
+        scale: 1,
+    },
+    HadoopAlias {
         hadoop: "dfs.heartbeat.interval",
         rdfs: "dfs.heartbeat_interval_ms",
         scale: 1000,
@@ -1191,6 +1218,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |msg: String| Err(ConfigError::Invalid(msg));
         self.fs.umask()?;
+        self.dfs.data_checksum()?;
         let bpc = self.dfs.bytes_per_checksum;
         if bpc == 0 || bpc > 1024 * 1024 {
             return invalid(format!(

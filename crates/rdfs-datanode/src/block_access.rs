@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rdfs_common::block_token::{
     AccessMode, DatanodeBlockKeys, ExportedBlockKeys, Token, TokenError, now_ms,
 };
-use rdfs_common::protocol::{ExtendedBlock, token_from_proto, token_to_proto};
-use rdfs_proto as pb;
+use rdfs_common::protocol::ExtendedBlock;
 
 use crate::error::DatanodeError;
 
@@ -53,7 +52,7 @@ impl BlockAccess {
     /// logged with the token's key id.
     pub fn check(
         &self,
-        token: Option<&pb::Token>,
+        token: &Token,
         block: &ExtendedBlock,
         mode: AccessMode,
         op: &str,
@@ -61,9 +60,8 @@ impl BlockAccess {
         if !self.required() {
             return Ok(());
         }
-        let token = token_from_proto(token.cloned());
         self.keys
-            .verify(&token, &block.pool_id, block.block_id, mode, now_ms())
+            .verify(token, &block.pool_id, block.block_id, mode, now_ms())
             .map(drop)
             .map_err(|error| {
                 let key_id = error
@@ -85,9 +83,9 @@ impl BlockAccess {
         &self,
         block: &ExtendedBlock,
         modes: &[AccessMode],
-    ) -> Result<Option<pb::Token>, DatanodeError> {
+    ) -> Result<Token, DatanodeError> {
         if !self.required() {
-            return Ok(None);
+            return Ok(Token::default());
         }
         let token: Token = self
             .keys
@@ -103,6 +101,6 @@ impl BlockAccess {
                 block: block.to_string(),
                 error,
             })?;
-        Ok(token_to_proto(&token))
+        Ok(token)
     }
 }

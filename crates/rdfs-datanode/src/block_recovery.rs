@@ -15,7 +15,7 @@ use tonic::transport::Channel;
 
 use rdfs_common::ExceptionKind;
 use rdfs_common::block_token::AccessMode;
-use rdfs_common::protocol::ExtendedBlock;
+use rdfs_common::protocol::{ExtendedBlock, token_to_proto};
 use rdfs_proto as pb;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 use rdfs_proto::inter_datanode_client::InterDatanodeClient;
@@ -323,7 +323,7 @@ impl Worker {
         let request = pb::InitReplicaRecoveryRequest {
             block: Some(block.into()),
             recovery_id,
-            block_token,
+            block_token: token_to_proto(&block_token),
         };
         match self.client(location) {
             Ok(mut client) => {
@@ -382,7 +382,7 @@ impl Worker {
             block: Some(block.into()),
             recovery_id,
             new_length,
-            block_token,
+            block_token: token_to_proto(&block_token),
         };
         match self.client(location) {
             Ok(mut client) => match timeout(

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use rdfs_common::checksum;
 use rdfs_common::ids::BlockName;
 
 use crate::background::StopSignal;
@@ -317,7 +316,7 @@ impl VolumeScanner {
             Ok(reader) => reader,
             Err(err) => return corrupt(err, 0),
         };
-        let bpc = u64::from(reader.bytes_per_checksum);
+        let bpc = u64::from(reader.checksum.bytes_per_checksum);
         let step = (SCAN_READ_SIZE / bpc).max(1) * bpc;
         let mut offset = 0;
         while offset < info.num_bytes {
@@ -329,8 +328,7 @@ impl VolumeScanner {
                 Ok(read) => read,
                 Err(err) => return corrupt(err, offset),
             };
-            if let Err(mismatch) = checksum::verify(&data, &sums, reader.bytes_per_checksum, offset)
-            {
+            if let Err(mismatch) = reader.checksum.verify_at(&data, &sums, offset) {
                 return Verdict::Corrupt {
                     reason: mismatch.to_string(),
                     bytes: offset + len,
@@ -521,9 +519,16 @@ mod tests {
         // A replica that arrives after the scanners started, stored with
         // checksums that do not match its data.
         let block = test_support::block(2);
-        let mut writer = ds.create_rbw(&block, 512, 1 << 20, false).expect("rbw");
+        let mut writer = ds
+            .create_rbw(
+                &block,
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                1 << 20,
+                false,
+            )
+            .expect("rbw");
         let data = vec![7u8; 20_000];
-        let mut sums = rdfs_common::checksum::compute(&data, 512);
+        let mut sums = rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data);
         sums[0] ^= 1;
         writer.write(&data, &sums).expect("write");
         ds.finalize(writer).expect("finalize");

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use rdfs_common::grpc::ChannelCache;
+use rdfs_transfer::{GrpcMirror, StreamOptions};
 
 use crate::block_access::BlockAccess;
 use crate::dataset::Dataset;
@@ -15,7 +16,9 @@ use crate::throttle::Throttle;
 pub struct DatanodeContext {
     pub dataset: Arc<Dataset>,
     pub reports: Arc<Reports>,
-    pub channels: ChannelCache,
+    pub channels: Arc<ChannelCache>,
+    /// Opens pipelines to the next datanode of a write, over `channels`.
+    pub mirror: Arc<GrpcMirror>,
     /// Bound on any single network wait.
     pub socket_timeout: Duration,
     /// Block transfers in progress (HDFS's xceiver count).
@@ -31,6 +34,20 @@ pub struct DatanodeContext {
     /// Block access tokens: checked on every block operation, signed for
     /// this datanode's own copies.
     pub block_access: BlockAccess,
+}
+
+/// Packets queued towards a mirror.
+const MIRROR_QUEUE: usize = 16;
+
+/// The mirror of every write session: gRPC pipelines over `channels`.
+pub fn grpc_mirror(channels: &Arc<ChannelCache>, socket_timeout: Duration) -> Arc<GrpcMirror> {
+    Arc::new(GrpcMirror {
+        channels: Arc::clone(channels),
+        options: StreamOptions {
+            socket_timeout,
+            queue: MIRROR_QUEUE,
+        },
+    })
 }
 
 /// Counts a transfer for as long as it lives.

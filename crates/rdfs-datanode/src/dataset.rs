@@ -21,7 +21,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use rdfs_common::checksum::{META_HEADER_LEN, MetaHeader};
+use rdfs_common::checksum::{DataChecksum, META_HEADER_LEN, MetaHeader};
 use rdfs_common::ids::BlockName;
 use rdfs_common::protocol::ExtendedBlock;
 
@@ -474,7 +474,7 @@ impl Dataset {
     pub fn create_rbw(
         &self,
         block: &ExtendedBlock,
-        bytes_per_checksum: u32,
+        checksum: DataChecksum,
         expected_len: u64,
         replace_older: bool,
     ) -> Result<ReplicaWriter, DatanodeError> {
@@ -518,7 +518,7 @@ impl Dataset {
             block.name(),
             volume,
             &self.volumes[volume].rbw_dir(&pool_id),
-            bytes_per_checksum,
+            checksum,
             self.sync_behind,
         );
         match created {
@@ -1613,14 +1613,29 @@ mod tests {
                 generation_stamp: 1001,
                 num_bytes: 0,
             };
-            let mut writer = ds.create_rbw(&block, 512, 1024, false).expect("rbw");
+            let mut writer = ds
+                .create_rbw(
+                    &block,
+                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    1024,
+                    false,
+                )
+                .expect("rbw");
             assert!(matches!(
-                ds.create_rbw(&block, 512, 1024, false),
+                ds.create_rbw(
+                    &block,
+                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    1024,
+                    false
+                ),
                 Err(DatanodeError::ReplicaExists(..))
             ));
             let data = vec![i as u8; 1000];
             writer
-                .write(&data, &rdfs_common::checksum::compute(&data, 512))
+                .write(
+                    &data,
+                    &rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data),
+                )
                 .expect("write");
             ds.finalize(writer).expect("finalize");
             ids.push(block);
@@ -1681,7 +1696,14 @@ mod tests {
         // Volumes take turns while equally free: one of these lands on the
         // broken volume, fails, and has it checked.
         let attempts: Vec<_> = (0..2)
-            .map(|i| ds.create_rbw(&test_support::block(200 + i), 512, 1 << 20, false))
+            .map(|i| {
+                ds.create_rbw(
+                    &test_support::block(200 + i),
+                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    1 << 20,
+                    false,
+                )
+            })
             .collect();
         assert_eq!(attempts.iter().filter(|a| a.is_err()).count(), 1);
         for writer in attempts.into_iter().flatten() {
@@ -1720,7 +1742,12 @@ mod tests {
         // New replicas all go to the volume left.
         for i in 0..4 {
             let writer = ds
-                .create_rbw(&test_support::block(300 + i), 512, 1 << 20, false)
+                .create_rbw(
+                    &test_support::block(300 + i),
+                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    1 << 20,
+                    false,
+                )
                 .expect("rbw");
             assert_eq!(writer.volume, 0);
             ds.abort(writer);
@@ -1747,7 +1774,12 @@ mod tests {
         }
         assert!(message.contains("rbw: not a directory"), "{message}");
         assert!(matches!(
-            ds.create_rbw(&test_support::block(400), 512, 0, false),
+            ds.create_rbw(
+                &test_support::block(400),
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                0,
+                false
+            ),
             Err(DatanodeError::NoSpace { .. })
         ));
     }
@@ -1763,9 +1795,19 @@ mod tests {
         // The volume fails while a replica is being written: finalizing
         // it must not bring the replica back into the map.
         let block = test_support::block(9);
-        let mut writer = ds.create_rbw(&block, 512, 1 << 20, false).expect("rbw");
+        let mut writer = ds
+            .create_rbw(
+                &block,
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                1 << 20,
+                false,
+            )
+            .expect("rbw");
         writer
-            .write(&[1; 512], &rdfs_common::checksum::compute(&[1; 512], 512))
+            .write(
+                &[1; 512],
+                &rdfs_common::checksum::DataChecksum::crc32c(512).compute(&[1; 512]),
+            )
             .expect("write");
         ds.fail_volume(0, &"disk gone");
         assert!(matches!(
@@ -1830,7 +1872,9 @@ mod tests {
         let reader = ds.open_for_read(block).expect("open");
         let len = reader.length as usize;
         let (data, sums) = reader.read(0, len).expect("read");
-        rdfs_common::checksum::verify(&data, &sums, 512, 0).expect("checksums match");
+        rdfs_common::checksum::DataChecksum::crc32c(512)
+            .verify_at(&data, &sums, 0)
+            .expect("checksums match");
         data.to_vec()
     }
 
@@ -1852,7 +1896,12 @@ mod tests {
         let data = test_support::data(1, 1500);
         for id in [1, 2] {
             let mut writer = ds
-                .create_rbw(&test_support::block(id), 512, 0, false)
+                .create_rbw(
+                    &test_support::block(id),
+                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    0,
+                    false,
+                )
                 .expect("rbw");
             write(&mut writer, &data);
             ds.release(writer, None);
@@ -1874,7 +1923,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&block_path).expect("block").len(), 1024);
         assert_eq!(
             std::fs::metadata(&meta_path).expect("meta").len(),
-            MetaHeader::crc32c(512).meta_file_len(1024)
+            MetaHeader::new(rdfs_common::checksum::DataChecksum::crc32c(512)).meta_file_len(1024)
         );
         let reported: Vec<ReplicaState> = ds.block_report()[0]
             .replicas
@@ -1907,7 +1956,12 @@ mod tests {
 
         // A replica being written: its writer is stopped first.
         let mut writer = ds
-            .create_rbw(&test_support::block(8), 512, 0, false)
+            .create_rbw(
+                &test_support::block(8),
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                0,
+                false,
+            )
             .expect("rbw");
         write(&mut writer, &[1; 100]);
         let token = writer.lease.as_ref().expect("lease").cancelled();
@@ -1933,7 +1987,14 @@ mod tests {
         let ds = test_support::dataset(tmp.path(), 1);
         let data = test_support::data(3, 3000);
         let block = test_support::block(3);
-        let mut writer = ds.create_rbw(&block, 512, 0, false).expect("rbw");
+        let mut writer = ds
+            .create_rbw(
+                &block,
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                0,
+                false,
+            )
+            .expect("rbw");
         let session = writer.lease.as_ref().expect("lease").session();
         write(&mut writer, &data[..700]);
         ds.set_acked(3, session, 700);
@@ -2028,7 +2089,14 @@ mod tests {
         let ds = Arc::new(test_support::dataset(tmp.path(), 1));
         let data = test_support::data(4, 1500);
         let block = test_support::block(4);
-        let mut writer = ds.create_rbw(&block, 512, 0, false).expect("rbw");
+        let mut writer = ds
+            .create_rbw(
+                &block,
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                0,
+                false,
+            )
+            .expect("rbw");
         write(&mut writer, &data);
         let token = writer.lease.as_ref().expect("lease").cancelled();
         let session = {

@@ -297,7 +297,14 @@ mod tests {
         // Files in finalized/ for a replica still being written are not
         // adopted: the writer's finalize owns them.
         let writing = test_support::block(6);
-        let writer = ds.create_rbw(&writing, 512, 1 << 20, false).expect("rbw");
+        let writer = ds
+            .create_rbw(
+                &writing,
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                1 << 20,
+                false,
+            )
+            .expect("rbw");
         let dir = ds.volumes()[0].finalized_dir(POOL, 6);
         std::fs::create_dir_all(&dir).expect("mkdir");
         std::fs::write(dir.join("blk_6"), b"").expect("block");

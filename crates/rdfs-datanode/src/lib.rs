@@ -16,6 +16,7 @@ pub mod directory_scanner;
 pub mod error;
 pub mod io_hints;
 pub mod pipeline;
+pub mod read_session;
 pub mod receiver;
 pub mod recovery_service;
 pub mod replica;

@@ -1,8 +1,12 @@
-//! One replica's write pipeline on this datanode: receive packets from
-//! upstream, forward them to the next datanode (the mirror) before writing
-//! them, write them on a dedicated thread, and send acks upstream in
-//! sequence order, each carrying this datanode's status followed by every
-//! downstream one.
+//! One replica's write session on this datanode, whatever transport
+//! carries it: receive packets from upstream, forward them to the next
+//! datanode (the mirror) before writing them, write them on a dedicated
+//! thread, and send acks upstream in sequence order, each carrying this
+//! datanode's status followed by every downstream one.
+//!
+//! The session runs over the traits of [`rdfs_transfer::session`]: the
+//! gRPC service is one adapter (`transfer_service`), Hadoop's
+//! DataTransferProtocol another, and tests drive it over channels.
 //!
 //! Three parts run at once so network and disk overlap: this task reads and
 //! forwards packets; a blocking writer thread verifies checksums and writes;
@@ -24,236 +28,93 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::time::timeout;
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
-use tonic::{Status, Streaming};
 
-use rdfs_common::checksum::DEFAULT_BYTES_PER_CHECKSUM;
+use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::ExtendedBlock;
-use rdfs_proto as pb;
-use rdfs_proto::data_transfer_client::DataTransferClient;
-use rdfs_proto::write_block_frame::Frame;
-use rdfs_proto::write_block_reply::Reply;
+use rdfs_transfer::{
+    Ack, AckReceiver, Mirror, Packet, PacketSource, ReplySink, SetupReply, Stage, Status,
+    StreamError, WriteSetup,
+};
 
 use crate::context::DatanodeContext;
 use crate::error::DatanodeError;
-use crate::receiver::{BlockReceiver, Packet, PacketError, Received};
+use crate::receiver::{BlockReceiver, PacketError, Received};
 use crate::replica::ReplicaWriter;
 use crate::reports::ReplicaChange;
 
-pub type ReplySender = mpsc::Sender<Result<pb::WriteBlockReply, Status>>;
-
 /// Packets queued between the network reader and the writer thread.
 const WRITE_QUEUE: usize = 16;
-/// Packets queued towards the mirror.
-const MIRROR_QUEUE: usize = 16;
 
-pub(crate) fn setup_reply(
-    status: pb::TransferStatus,
-    first_bad_link: &str,
-    message: impl Into<String>,
-) -> pb::WriteBlockReply {
-    pb::WriteBlockReply {
-        reply: Some(Reply::Setup(pb::SetupReply {
-            status: status as i32,
-            first_bad_link: first_bad_link.to_string(),
-            message: message.into(),
-        })),
-    }
-}
+/// A setup whose block token was checked: the only way into [`run`].
+pub struct Authorized(WriteSetup);
 
-fn ack(seqno: i64, replies: Vec<i32>, message: String) -> pb::WriteBlockReply {
-    pb::WriteBlockReply {
-        reply: Some(Reply::Ack(pb::PipelineAck {
-            seqno,
-            replies,
-            message,
-        })),
-    }
-}
-
-/// The next datanode in the pipeline.
-struct Mirror {
-    addr: String,
-    frames: mpsc::Sender<pb::WriteBlockFrame>,
-    replies: Streaming<pb::WriteBlockReply>,
-}
-
-/// Why the mirror could not join: the address of the first datanode that
-/// failed (this mirror or one further down) and what happened.
-struct MirrorFailure {
-    first_bad_link: String,
-    message: String,
-}
-
-async fn connect_mirror(
-    ctx: &DatanodeContext,
-    header: &pb::WriteBlockHeader,
-) -> Result<Option<Mirror>, MirrorFailure> {
-    let Some(next) = header.targets.first() else {
-        return Ok(None);
-    };
-    let addr = next
-        .id
-        .as_ref()
-        .map(|id| format!("{}:{}", id.ip_addr, id.xfer_port))
-        .unwrap_or_default();
-    let fail = |message: String| MirrorFailure {
-        first_bad_link: addr.clone(),
-        message,
-    };
-    let channel = ctx
-        .channels
-        .get(&addr)
-        .map_err(|e| fail(format!("bad mirror address {addr}: {e}")))?;
-    let mut downstream = header.clone();
-    downstream.targets.remove(0);
-    if !downstream.target_storage_ids.is_empty() {
-        downstream.target_storage_ids.remove(0);
-    }
-    let (frames, frames_rx) = mpsc::channel(MIRROR_QUEUE);
-    frames
-        .send(pb::WriteBlockFrame {
-            frame: Some(Frame::Header(downstream)),
-        })
-        .await
-        .map_err(|_| fail("mirror stream closed".into()))?;
-    let mut client = DataTransferClient::new(channel)
-        .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
-    let call = timeout(
-        ctx.socket_timeout,
-        client.write_block(ReceiverStream::new(frames_rx)),
-    );
-    let mut replies = match call.await {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => {
-            ctx.channels.forget(&addr);
-            return Err(fail(format!(
-                "cannot reach mirror {addr}: {}",
-                status.message()
-            )));
-        }
-        Err(_) => {
-            ctx.channels.forget(&addr);
-            return Err(fail(format!(
-                "mirror {addr} did not answer within {:?}",
-                ctx.socket_timeout
-            )));
-        }
-    };
-    // The mirror answers once its own mirror answered.
-    let setup_timeout =
-        rdfs_common::grpc::pipeline_ack_timeout(ctx.socket_timeout, header.targets.len());
-    match timeout(setup_timeout, replies.message()).await {
-        Ok(Ok(Some(pb::WriteBlockReply {
-            reply: Some(Reply::Setup(setup)),
-        }))) => {
-            if setup.status == pb::TransferStatus::Success as i32 {
-                Ok(Some(Mirror {
-                    addr,
-                    frames,
-                    replies,
-                }))
-            } else {
-                let first_bad_link = if setup.first_bad_link.is_empty() {
-                    addr.clone()
-                } else {
-                    setup.first_bad_link
-                };
-                Err(MirrorFailure {
-                    first_bad_link,
-                    message: setup.message,
-                })
-            }
-        }
-        Ok(Ok(_)) => Err(fail(format!(
-            "mirror {addr} answered the setup with something else"
-        ))),
-        Ok(Err(status)) => Err(fail(format!(
-            "mirror {addr} failed during setup: {}",
-            status.message()
-        ))),
-        Err(_) => {
-            ctx.channels.forget(&addr);
-            Err(fail(format!(
-                "mirror {addr} did not confirm the setup within {setup_timeout:?}"
-            )))
-        }
-    }
+/// Checks the setup's block token. A refusal is the adapter's to answer,
+/// as its transport answers refused operations.
+pub fn authorize(ctx: &DatanodeContext, setup: WriteSetup) -> Result<Authorized, DatanodeError> {
+    ctx.block_access
+        .check(&setup.token, &setup.block, AccessMode::Write, "WRITE_BLOCK")?;
+    Ok(Authorized(setup))
 }
 
 /// What the writer thread reports for each packet, in order.
 struct Written {
     seqno: i64,
-    outcome: Result<Received, (pb::TransferStatus, String)>,
+    outcome: Result<Received, (Status, String)>,
 }
 
-fn packet_status(err: &PacketError) -> pb::TransferStatus {
+fn packet_status(err: &PacketError) -> Status {
     match err {
-        PacketError::Checksum { .. } => pb::TransferStatus::ErrorChecksum,
-        PacketError::Storage(_) => pb::TransferStatus::Error,
-        _ => pb::TransferStatus::ErrorInvalid,
+        PacketError::Checksum { .. } => Status::ErrorChecksum,
+        PacketError::Storage(_) => Status::Error,
+        _ => Status::ErrorInvalid,
     }
 }
 
-fn setup_status(err: &DatanodeError) -> pb::TransferStatus {
+fn setup_status(err: &DatanodeError) -> Status {
     match err {
-        DatanodeError::ReplicaExists(..) => pb::TransferStatus::ErrorExists,
+        DatanodeError::ReplicaExists(..) => Status::ErrorExists,
         DatanodeError::InvalidRequest(_)
         | DatanodeError::StaleGenerationStamp(_)
         | DatanodeError::RecoveryInProgress(_)
-        | DatanodeError::WrongPool { .. } => pb::TransferStatus::ErrorInvalid,
-        _ => pb::TransferStatus::Error,
+        | DatanodeError::WrongPool { .. } => Status::ErrorInvalid,
+        _ => Status::Error,
     }
 }
 
-/// Sends a reply upstream unless the upstream stopped taking them.
-async fn send_reply(
-    ctx: &DatanodeContext,
-    replies: &ReplySender,
-    reply: pb::WriteBlockReply,
-) -> bool {
-    matches!(
-        timeout(ctx.socket_timeout, replies.send(Ok(reply))).await,
-        Ok(Ok(()))
-    )
-}
-
-/// Opens the replica as the header's stage says. Blocking.
+/// Opens the replica as the setup's stage says. Blocking.
 fn open_replica(
     ctx: &DatanodeContext,
-    stage: pb::PipelineStage,
-    header: &pb::WriteBlockHeader,
-    block: &ExtendedBlock,
-    bpc: u32,
+    setup: &WriteSetup,
     max_len: u64,
 ) -> Result<ReplicaWriter, DatanodeError> {
-    let new_gs = if header.latest_generation_stamp == 0 {
-        block.generation_stamp
-    } else {
-        header.latest_generation_stamp
-    };
+    let block = &setup.block;
+    let new_gs = setup.new_generation_stamp();
     let expected = if max_len == u64::MAX { 0 } else { max_len };
-    let writer = match stage {
-        pb::PipelineStage::SetupCreate => ctx.dataset.create_rbw(block, bpc, expected, false)?,
-        pb::PipelineStage::TransferFinalized | pb::PipelineStage::TransferRbw => {
+    let writer = match setup.stage {
+        Stage::SetupCreate => ctx
+            .dataset
+            .create_rbw(block, setup.checksum, expected, false)?,
+        Stage::TransferFinalized | Stage::TransferRbw => {
             let block = ExtendedBlock {
                 generation_stamp: new_gs,
                 ..block.clone()
             };
-            ctx.dataset.create_rbw(&block, bpc, expected, true)?
-        }
-        pb::PipelineStage::SetupAppend => ctx.dataset.append(block, new_gs)?,
-        pb::PipelineStage::SetupStreamingRecovery => {
             ctx.dataset
-                .recover_rbw(block, new_gs, header.min_bytes_rcvd)?
+                .create_rbw(&block, setup.checksum, expected, true)?
+        }
+        Stage::SetupAppend => ctx.dataset.append(block, new_gs)?,
+        Stage::SetupStreamingRecovery => {
+            ctx.dataset
+                .recover_rbw(block, new_gs, setup.min_bytes_rcvd)?
         }
     };
-    if writer.bytes_per_checksum() != bpc {
+    if writer.checksum() != setup.checksum {
         let message = format!(
-            "the replica of {block} has {} bytes per checksum, the writer uses {bpc}",
-            writer.bytes_per_checksum()
+            "the replica of {block} is checksummed {}, the writer uses {}",
+            writer.checksum(),
+            setup.checksum
         );
         ctx.dataset.release(writer, None);
         return Err(DatanodeError::InvalidRequest(message));
@@ -261,61 +122,48 @@ fn open_replica(
     Ok(writer)
 }
 
-/// Runs one WriteBlock session after its header has been read.
-pub async fn run(
+/// Sends the setup reply upstream; false when the upstream is gone.
+async fn answer_setup<R: ReplySink>(
+    ctx: &DatanodeContext,
+    replies: &mut R,
+    reply: SetupReply,
+) -> bool {
+    matches!(
+        timeout(ctx.socket_timeout, replies.send_setup(reply)).await,
+        Ok(Ok(()))
+    )
+}
+
+/// Runs one write session after its setup has been read and authorized.
+pub async fn run<U, R, M>(
     ctx: Arc<DatanodeContext>,
-    header: pb::WriteBlockHeader,
-    mut upstream: Streaming<pb::WriteBlockFrame>,
-    replies: ReplySender,
-) {
+    setup: Authorized,
+    mut upstream: U,
+    mut replies: R,
+    mirror: Arc<M>,
+) where
+    U: PacketSource,
+    R: ReplySink,
+    M: Mirror,
+{
+    let Authorized(setup) = setup;
     let _transfer = ctx.transfer();
-    let Some(block) = header.block.clone().map(ExtendedBlock::from) else {
-        send_reply(
+    let block = setup.block.clone();
+    let stage = setup.stage;
+    if let Err(err) = ctx.dataset.check_pool(&block.pool_id) {
+        tracing::warn!(block = %block, error = %err, "refusing write");
+        answer_setup(
             &ctx,
-            &replies,
-            setup_reply(pb::TransferStatus::ErrorInvalid, "", "header has no block"),
+            &mut replies,
+            SetupReply::failed(Status::ErrorInvalid, "", err.to_string()),
         )
         .await;
         return;
-    };
-    let bpc = if header.bytes_per_checksum == 0 {
-        DEFAULT_BYTES_PER_CHECKSUM
-    } else {
-        header.bytes_per_checksum
-    };
-    let stage = pb::PipelineStage::try_from(header.stage);
-    let invalid = if header.checksum_type != pb::ChecksumType::ChecksumCrc32c as i32 {
-        Some(format!(
-            "checksum type {} is not supported; rdfs uses CRC32C",
-            header.checksum_type
-        ))
-    } else if bpc > 16 * 1024 * 1024 {
-        Some(format!("bytes per checksum {bpc} is too large"))
-    } else if stage.is_err() {
-        Some(format!("unknown pipeline stage {}", header.stage))
-    } else {
-        ctx.dataset
-            .check_pool(&block.pool_id)
-            .err()
-            .map(|e| e.to_string())
-    };
-    let (Ok(stage), None) = (stage, invalid.clone()) else {
-        let message = invalid.unwrap_or_default();
-        tracing::warn!(block = %block, error = %message, "refusing write");
-        send_reply(
-            &ctx,
-            &replies,
-            setup_reply(pb::TransferStatus::ErrorInvalid, "", message),
-        )
-        .await;
-        return;
-    };
+    }
     // The most the replica may grow to: the file's block size; a copy of
     // a finalized replica is exactly its length.
-    let max_len = match (header.block_size, stage) {
-        (0, pb::PipelineStage::SetupCreate | pb::PipelineStage::TransferFinalized)
-            if block.num_bytes > 0 =>
-        {
+    let max_len = match (setup.block_size, stage) {
+        (0, Stage::SetupCreate | Stage::TransferFinalized) if block.num_bytes > 0 => {
             block.num_bytes
         }
         (0, _) => u64::MAX,
@@ -323,26 +171,23 @@ pub async fn run(
     };
     let opened = {
         let ctx = Arc::clone(&ctx);
-        let header = header.clone();
-        let block = block.clone();
-        tokio::task::spawn_blocking(move || {
-            open_replica(&ctx, stage, &header, &block, bpc, max_len)
-        })
-        .await
-        .unwrap_or_else(|e| {
-            Err(DatanodeError::InvalidRequest(format!(
-                "replica setup panicked: {e}"
-            )))
-        })
+        let setup = setup.clone();
+        tokio::task::spawn_blocking(move || open_replica(&ctx, &setup, max_len))
+            .await
+            .unwrap_or_else(|e| {
+                Err(DatanodeError::InvalidRequest(format!(
+                    "replica setup panicked: {e}"
+                )))
+            })
     };
     let writer = match opened {
         Ok(writer) => writer,
         Err(err) => {
-            tracing::warn!(block = %block, stage = stage.as_str_name(), error = %err, "cannot set up the replica");
-            send_reply(
+            tracing::warn!(block = %block, stage = stage.name(), error = %err, "cannot set up the replica");
+            answer_setup(
                 &ctx,
-                &replies,
-                setup_reply(setup_status(&err), "", err.to_string()),
+                &mut replies,
+                SetupReply::failed(setup_status(&err), "", err.to_string()),
             )
             .await;
             return;
@@ -360,7 +205,7 @@ pub async fn run(
     // anything else stays for recovery.
     let give_up = |ctx: Arc<DatanodeContext>, writer: ReplicaWriter| async move {
         let _ = tokio::task::spawn_blocking(move || {
-            if stage == pb::PipelineStage::SetupCreate {
+            if stage == Stage::SetupCreate {
                 ctx.dataset.abort(writer);
             } else {
                 ctx.dataset.release(writer, None);
@@ -368,67 +213,62 @@ pub async fn run(
         })
         .await;
     };
-    let mirror = match connect_mirror(&ctx, &header).await {
-        Ok(mirror) => mirror,
-        Err(failure) => {
-            tracing::warn!(block = %block, first_bad_link = %failure.first_bad_link, error = %failure.message, "pipeline setup failed downstream");
-            give_up(Arc::clone(&ctx), writer).await;
-            send_reply(
-                &ctx,
-                &replies,
-                setup_reply(
-                    pb::TransferStatus::Error,
-                    &failure.first_bad_link,
-                    failure.message,
-                ),
-            )
-            .await;
-            return;
-        }
+    let mirror_addr = setup.targets.first().map(|next| next.id.xfer_addr());
+    let downstream = match &mirror_addr {
+        None => None,
+        Some(addr) => match mirror.connect(addr, &setup.for_next()).await {
+            Ok(streams) => Some(streams),
+            Err(failure) => {
+                tracing::warn!(block = %block, first_bad_link = %failure.first_bad_link, error = %failure.message, "pipeline setup failed downstream");
+                give_up(Arc::clone(&ctx), writer).await;
+                answer_setup(
+                    &ctx,
+                    &mut replies,
+                    SetupReply::failed(Status::Error, &failure.first_bad_link, failure.message),
+                )
+                .await;
+                return;
+            }
+        },
     };
-    if !send_reply(
-        &ctx,
-        &replies,
-        setup_reply(pb::TransferStatus::Success, "", ""),
-    )
-    .await
-    {
+    if !answer_setup(&ctx, &mut replies, SetupReply::success()).await {
         give_up(Arc::clone(&ctx), writer).await;
         return;
     }
-    tracing::debug!(block = %block, stage = stage.as_str_name(), from = writer.written(),
-        mirror = mirror.as_ref().map(|m| m.addr.as_str()), "pipeline established");
+    tracing::debug!(block = %block, stage = stage.name(), from = writer.written(),
+        mirror = mirror_addr.as_deref(), "pipeline established");
 
     // Every part of the session ends when this is cancelled: by any part
     // failing, or by a recovery or deletion taking the replica.
     let session = lease_token.child_token();
-    let first_seqno = (stage == pb::PipelineStage::SetupCreate).then_some(0);
+    let first_seqno = (stage == Stage::SetupCreate).then_some(0);
     let (packets_tx, packets_rx) = mpsc::channel::<Packet>(WRITE_QUEUE);
     let (written_tx, written_rx) = mpsc::channel::<Written>(WRITE_QUEUE * 4);
     let writer_thread = {
         let ctx = Arc::clone(&ctx);
         let session = session.clone();
-        let receiver = BlockReceiver::new(writer, bpc, max_len, first_seqno);
+        let receiver = BlockReceiver::new(writer, setup.checksum, max_len, first_seqno);
         tokio::task::spawn_blocking(move || {
             write_packets(&ctx, stage, receiver, packets_rx, written_tx, &session);
         })
     };
-    let (mut mirror_frames, mirror_replies, mirror_addr) = match mirror {
-        Some(m) => (Some(m.frames), Some(m.replies), m.addr),
-        None => (None, None, String::new()),
+    let (mut mirror_packets, mirror_acks) = match downstream {
+        Some((packets, acks)) => (Some(packets), Some(acks)),
+        None => (None, None),
     };
     let responder = tokio::spawn(respond(
         Arc::clone(&ctx),
         Responder {
             block_id: block.block_id,
             session_id,
-            downstream: header.targets.len(),
-            mirror_addr,
+            downstream: setup.targets.len(),
+            mirror_addr: mirror_addr.unwrap_or_default(),
         },
         written_rx,
-        mirror_replies,
+        mirror_acks,
         replies,
         session.clone(),
+        mirror,
     ));
 
     // Whether the packets already received still get written and
@@ -438,17 +278,17 @@ pub async fn run(
     loop {
         let next = tokio::select! {
             _ = session.cancelled() => break,
-            next = timeout(ctx.socket_timeout, upstream.message()) => next,
+            next = timeout(ctx.socket_timeout, upstream.next_packet()) => next,
         };
-        let frame = match next {
-            Ok(Ok(Some(frame))) => frame,
+        let packet = match next {
+            Ok(Ok(Some(packet))) => packet,
             Ok(Ok(None)) => {
                 tracing::info!(block = %block, "upstream closed the stream before the last packet; keeping the replica for recovery");
                 drain = true;
                 break;
             }
-            Ok(Err(status)) => {
-                tracing::info!(block = %block, error = %status.message(), "upstream failed; keeping the replica for recovery");
+            Ok(Err(err)) => {
+                tracing::info!(block = %block, error = %err, "upstream failed; keeping the replica for recovery");
                 break;
             }
             Err(_) => {
@@ -456,32 +296,20 @@ pub async fn run(
                 break;
             }
         };
-        let Some(Frame::Packet(packet)) = frame.frame.clone() else {
-            tracing::warn!(block = %block, "a second header arrived in the middle of a block; ending the stream");
-            break;
-        };
         let last = packet.last_packet_in_block;
-        if let Some(frames) = &mirror_frames {
+        if let Some(sink) = &mirror_packets {
             // Forward first, so the next datanode works while this one
             // writes. A mirror that does not take it is dropped: the
             // responder then reports it failed.
             let sent = tokio::select! {
                 _ = session.cancelled() => break,
-                sent = timeout(ctx.socket_timeout, frames.send(frame)) => sent,
+                sent = sink.send(packet.clone()) => sent,
             };
-            if !matches!(sent, Ok(Ok(()))) {
-                tracing::warn!(block = %block, "the mirror does not take packets; dropping it");
-                mirror_frames = None;
+            if let Err(err) = sent {
+                tracing::warn!(block = %block, error = %err, "the mirror does not take packets; dropping it");
+                mirror_packets = None;
             }
         }
-        let packet = Packet {
-            seqno: packet.seqno,
-            offset_in_block: packet.offset_in_block,
-            last_packet_in_block: last,
-            sync_block: packet.sync_block,
-            data: packet.data,
-            checksums: packet.checksums,
-        };
         let queued = tokio::select! {
             _ = session.cancelled() => false,
             queued = packets_tx.send(packet) => queued.is_ok(),
@@ -498,7 +326,7 @@ pub async fn run(
         session.cancel();
     }
     drop(packets_tx);
-    drop(mirror_frames);
+    drop(mirror_packets);
     let _ = writer_thread.await;
     let _ = responder.await;
     session.cancel();
@@ -510,7 +338,7 @@ pub async fn run(
 /// recovery taking the replica, leaves it as it is for recovery.
 fn write_packets(
     ctx: &DatanodeContext,
-    stage: pb::PipelineStage,
+    stage: Stage,
     mut receiver: BlockReceiver,
     mut packets: mpsc::Receiver<Packet>,
     written: mpsc::Sender<Written>,
@@ -531,7 +359,7 @@ fn write_packets(
             Ok(Received::Last { end }) => {
                 let writer = receiver.into_writer();
                 let name = writer.name;
-                let outcome = if stage == pb::PipelineStage::TransferRbw {
+                let outcome = if stage == Stage::TransferRbw {
                     ctx.dataset.release(writer, Some(end));
                     tracing::info!(block = %name, bytes = end, "copy of a replica being written received");
                     Ok(Received::Last { end })
@@ -554,7 +382,7 @@ fn write_packets(
                         }
                         Err(err) => {
                             tracing::error!(block = %name, error = %err, "cannot finalize replica");
-                            Err((pb::TransferStatus::Error, err.to_string()))
+                            Err((Status::Error, err.to_string()))
                         }
                     }
                 };
@@ -598,15 +426,24 @@ struct Responder {
     mirror_addr: String,
 }
 
+/// Sends an ack upstream unless the upstream stopped taking them.
+async fn send_ack<R: ReplySink>(ctx: &DatanodeContext, replies: &mut R, ack: Ack) -> bool {
+    matches!(
+        timeout(ctx.socket_timeout, replies.send_ack(ack)).await,
+        Ok(Ok(()))
+    )
+}
+
 /// Sends one ack upstream per written packet, merged with the mirror's ack;
 /// a packet acknowledged by every datanode from here on becomes visible.
-async fn respond(
+async fn respond<R: ReplySink, M: Mirror>(
     ctx: Arc<DatanodeContext>,
     me: Responder,
     mut written: mpsc::Receiver<Written>,
-    mut mirror: Option<Streaming<pb::WriteBlockReply>>,
-    replies: ReplySender,
+    mut mirror_acks: Option<AckReceiver>,
+    mut replies: R,
     session: CancellationToken,
+    mirror: Arc<M>,
 ) {
     let ack_timeout = rdfs_common::grpc::pipeline_ack_timeout(ctx.socket_timeout, me.downstream);
     let mirror_addr = &me.mirror_addr;
@@ -622,47 +459,55 @@ async fn respond(
         let received = match event.outcome {
             Ok(received) => received,
             Err((status, message)) => {
-                send_reply(&ctx, &replies, ack(seqno, vec![status as i32], message)).await;
+                send_ack(
+                    &ctx,
+                    &mut replies,
+                    Ack {
+                        seqno,
+                        replies: vec![status],
+                        message,
+                    },
+                )
+                .await;
                 break;
             }
         };
-        let mut statuses = vec![pb::TransferStatus::Success as i32];
-        let mut message = String::new();
+        let mut ack = Ack {
+            seqno,
+            replies: vec![Status::Success],
+            message: String::new(),
+        };
         let mut failed = false;
-        if let Some(downstream) = mirror.as_mut() {
+        if let Some(downstream) = mirror_acks.as_mut() {
             let reply = tokio::select! {
                 _ = session.cancelled() => break,
-                reply = timeout(ack_timeout, downstream.message()) => reply,
+                reply = downstream.next(Instant::now() + ack_timeout) => reply,
             };
             let mirror_failed = match reply {
-                Ok(Ok(Some(pb::WriteBlockReply {
-                    reply: Some(Reply::Ack(down)),
-                }))) if down.seqno == seqno => {
-                    failed = down
-                        .replies
-                        .iter()
-                        .any(|s| *s != pb::TransferStatus::Success as i32);
-                    statuses.extend(down.replies);
-                    message = down.message;
+                Ok(down) if down.seqno == seqno => {
+                    failed = down.first_failure().is_some();
+                    ack.replies.extend(down.replies);
+                    ack.message = down.message;
                     None
                 }
-                Ok(Ok(Some(other))) => Some(format!(
-                    "mirror {mirror_addr} sent an unexpected reply for packet {seqno}: {other:?}"
+                Ok(down) => Some(format!(
+                    "mirror {mirror_addr} acknowledged packet {} while {seqno} was expected",
+                    down.seqno
                 )),
-                Ok(Ok(None)) => Some(format!("mirror {mirror_addr} closed the pipeline")),
-                Ok(Err(status)) => {
-                    Some(format!("mirror {mirror_addr} failed: {}", status.message()))
+                Err(StreamError::Closed { .. }) => {
+                    Some(format!("mirror {mirror_addr} closed the pipeline"))
                 }
-                Err(_) => Some(format!(
+                Err(StreamError::Timeout { .. }) => Some(format!(
                     "mirror {mirror_addr} did not ack packet {seqno} within {ack_timeout:?}"
                 )),
+                Err(err) => Some(format!("mirror {mirror_addr} failed: {err}")),
             };
             if let Some(reason) = mirror_failed {
                 tracing::warn!(block_id = me.block_id, error = %reason, "mirror failed");
-                ctx.channels.forget(mirror_addr);
+                mirror.forget(mirror_addr);
                 failed = true;
-                statuses.push(pb::TransferStatus::Error as i32);
-                message = reason;
+                ack.replies.push(Status::Error);
+                ack.message = reason;
             }
         }
         let last = matches!(received, Received::Last { .. });
@@ -671,7 +516,7 @@ async fn respond(
         }
         let sent = tokio::select! {
             _ = session.cancelled() => false,
-            sent = send_reply(&ctx, &replies, ack(seqno, statuses, message)) => sent,
+            sent = send_ack(&ctx, &mut replies, ack) => sent,
         };
         if failed || last || !sent {
             break;
@@ -680,320 +525,398 @@ async fn respond(
     session.cancel();
 }
 
+/// The session over in-memory adapters: the test plays the upstream
+/// writer and the mirror, and injects their failures.
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::Ordering;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use bytes::Bytes;
-    use tokio_util::sync::CancellationToken;
+    use parking_lot::Mutex;
+    use tokio::task::JoinHandle;
+    use tokio_stream::wrappers::ReceiverStream;
+
+    use rdfs_common::checksum::DataChecksum;
+    use rdfs_common::protocol::DatanodeInfo;
+    use rdfs_transfer::grpc::WriteReply;
+    use rdfs_transfer::{PacketSender, SetupFailure};
 
     use super::*;
     use crate::dataset::ReplicaState;
     use crate::test_support;
 
-    fn header(block_id: i64, targets: Vec<pb::DatanodeInfo>) -> pb::WriteBlockFrame {
-        pb::WriteBlockFrame {
-            frame: Some(Frame::Header(pb::WriteBlockHeader {
-                block: Some((&test_support::block(block_id)).into()),
-                targets,
-                stage: pb::PipelineStage::SetupCreate as i32,
-                checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
-                bytes_per_checksum: 512,
-                block_size: 1 << 20,
-                ..Default::default()
-            })),
+    const MIRROR: &str = "10.0.0.9:9866";
+
+    #[derive(Debug)]
+    enum Reply {
+        Setup(SetupReply),
+        Ack(Ack),
+    }
+
+    struct Upstream(mpsc::Receiver<Result<Packet, StreamError>>);
+
+    impl PacketSource for Upstream {
+        async fn next_packet(&mut self) -> Result<Option<Packet>, StreamError> {
+            self.0.recv().await.transpose()
         }
     }
 
-    fn packet(seqno: i64, offset: u64, data: &[u8]) -> pb::WriteBlockFrame {
-        pb::WriteBlockFrame {
-            frame: Some(Frame::Packet(pb::Packet {
-                seqno,
-                offset_in_block: offset,
-                last_packet_in_block: false,
-                sync_block: false,
-                data: Bytes::copy_from_slice(data),
-                checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
-            })),
+    struct Replies(mpsc::UnboundedSender<Reply>);
+
+    impl Replies {
+        fn send(&self, reply: Reply) -> Result<(), StreamError> {
+            self.0.send(reply).map_err(|_| StreamError::Closed {
+                peer: "upstream".into(),
+            })
         }
     }
 
-    async fn reply(replies: &mut Streaming<pb::WriteBlockReply>) -> Reply {
-        tokio::time::timeout(Duration::from_secs(10), replies.message())
-            .await
-            .expect("a reply in time")
-            .expect("stream")
-            .expect("a reply")
-            .reply
-            .expect("reply")
-    }
-
-    async fn start(
-        addr: std::net::SocketAddr,
-        header: pb::WriteBlockFrame,
-    ) -> (
-        mpsc::Sender<pb::WriteBlockFrame>,
-        Streaming<pb::WriteBlockReply>,
-    ) {
-        let channel =
-            rdfs_common::grpc::channel(&addr.to_string(), Duration::from_secs(5)).expect("channel");
-        let (frames, rx) = mpsc::channel(16);
-        frames.send(header).await.expect("header");
-        let replies = DataTransferClient::new(channel)
-            .write_block(ReceiverStream::new(rx))
-            .await
-            .expect("call")
-            .into_inner();
-        (frames, replies)
-    }
-
-    async fn transfers_back_to_zero(ctx: &DatanodeContext) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while ctx.transfers.load(Ordering::Relaxed) != 0 {
-            assert!(Instant::now() < deadline, "a session outlived its peers");
-            tokio::time::sleep(Duration::from_millis(10)).await;
+    impl ReplySink for Replies {
+        async fn send_setup(&mut self, reply: SetupReply) -> Result<(), StreamError> {
+            self.send(Reply::Setup(reply))
         }
+
+        async fn send_ack(&mut self, ack: Ack) -> Result<(), StreamError> {
+            self.send(Reply::Ack(ack))
+        }
+    }
+
+    /// The next datanode, as the test plays it.
+    struct Downstream {
+        packets: mpsc::Receiver<Packet>,
+        acks: mpsc::Sender<Result<WriteReply, StreamError>>,
+    }
+
+    struct SimMirror {
+        refuse: Option<SetupFailure>,
+        connected: mpsc::UnboundedSender<Downstream>,
+        forgotten: Mutex<Vec<String>>,
+        socket_timeout: Duration,
+    }
+
+    impl Mirror for SimMirror {
+        async fn connect(
+            &self,
+            addr: &str,
+            _setup: &WriteSetup,
+        ) -> Result<(PacketSender, AckReceiver), rdfs_transfer::SetupFailure> {
+            if let Some(failure) = &self.refuse {
+                return Err(failure.clone());
+            }
+            let (packets_tx, packets) = mpsc::channel(16);
+            let (acks, acks_rx) = mpsc::channel(16);
+            let _ = self.connected.send(Downstream { packets, acks });
+            Ok((
+                PacketSender::new(packets_tx, addr, self.socket_timeout),
+                AckReceiver::from_stream(ReceiverStream::new(acks_rx), addr),
+            ))
+        }
+
+        fn forget(&self, addr: &str) {
+            self.forgotten.lock().push(addr.to_string());
+        }
+    }
+
+    struct Session {
+        ctx: Arc<DatanodeContext>,
+        packets: mpsc::Sender<Result<Packet, StreamError>>,
+        replies: mpsc::UnboundedReceiver<Reply>,
+        downstreams: mpsc::UnboundedReceiver<Downstream>,
+        mirror: Arc<SimMirror>,
+        task: JoinHandle<()>,
+        _tmp: tempfile::TempDir,
+    }
+
+    fn mirror_target() -> DatanodeInfo {
+        let addr: std::net::SocketAddr = MIRROR.parse().expect("addr");
+        test_support::datanode_info(addr, "mirror").into()
+    }
+
+    fn setup(block_id: i64, with_mirror: bool) -> WriteSetup {
+        WriteSetup {
+            block: test_support::block(block_id),
+            targets: if with_mirror {
+                vec![mirror_target()]
+            } else {
+                Vec::new()
+            },
+            target_storage_ids: Vec::new(),
+            client_name: "sim".into(),
+            stage: Stage::SetupCreate,
+            checksum: DataChecksum::crc32c(512),
+            latest_generation_stamp: 0,
+            min_bytes_rcvd: 0,
+            max_bytes_rcvd: 0,
+            block_size: 1 << 20,
+            token: Default::default(),
+        }
+    }
+
+    fn start(setup: WriteSetup, refuse: Option<SetupFailure>, socket_timeout: Duration) -> Session {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ctx = test_support::context(test_support::dataset(tmp.path(), 1), socket_timeout);
+        let (packets, packets_rx) = mpsc::channel(16);
+        let (replies_tx, replies) = mpsc::unbounded_channel();
+        let (connected, downstreams) = mpsc::unbounded_channel();
+        let mirror = Arc::new(SimMirror {
+            refuse,
+            connected,
+            forgotten: Mutex::new(Vec::new()),
+            socket_timeout,
+        });
+        let authorized = authorize(&ctx, setup).expect("tokens are off");
+        let task = tokio::spawn(run(
+            Arc::clone(&ctx),
+            authorized,
+            Upstream(packets_rx),
+            Replies(replies_tx),
+            Arc::clone(&mirror),
+        ));
+        Session {
+            ctx,
+            packets,
+            replies,
+            downstreams,
+            mirror,
+            task,
+            _tmp: tmp,
+        }
+    }
+
+    fn packet(seqno: i64, offset: u64, data: &[u8]) -> Packet {
+        Packet {
+            seqno,
+            offset_in_block: offset,
+            last_packet_in_block: false,
+            sync_block: false,
+            data: Bytes::copy_from_slice(data),
+            checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
+        }
+    }
+
+    fn last(seqno: i64, offset: u64) -> Packet {
+        Packet {
+            last_packet_in_block: true,
+            ..packet(seqno, offset, &[])
+        }
+    }
+
+    impl Session {
+        async fn send(&self, packet: Packet) {
+            self.packets
+                .send(Ok(packet))
+                .await
+                .expect("session takes packets");
+        }
+
+        async fn reply(&mut self) -> Reply {
+            tokio::time::timeout(Duration::from_secs(10), self.replies.recv())
+                .await
+                .expect("a reply in time")
+                .expect("the session answers")
+        }
+
+        async fn setup_ok(&mut self) {
+            let reply = self.reply().await;
+            assert!(
+                matches!(&reply, Reply::Setup(s) if s.status.is_success()),
+                "{reply:?}"
+            );
+        }
+
+        async fn ack(&mut self) -> Ack {
+            match self.reply().await {
+                Reply::Ack(ack) => ack,
+                other => panic!("an ack, not {other:?}"),
+            }
+        }
+
+        async fn downstream(&mut self) -> Downstream {
+            tokio::time::timeout(Duration::from_secs(10), self.downstreams.recv())
+                .await
+                .expect("the mirror is connected in time")
+                .expect("a mirror")
+        }
+
+        /// Waits for the session to end by itself and for every part of it
+        /// to let go of the replica.
+        async fn ended(self) -> Arc<DatanodeContext> {
+            tokio::time::timeout(Duration::from_secs(10), self.task)
+                .await
+                .expect("the session ends by itself")
+                .expect("no panic");
+            assert_eq!(self.ctx.transfers.load(Ordering::Relaxed), 0);
+            self.ctx
+        }
+    }
+
+    fn replica(ctx: &DatanodeContext, block_id: i64) -> (ReplicaState, u64, u64) {
+        let info = ctx.dataset.replica(block_id).expect("replica kept");
+        assert!(!ctx.dataset.has_writer(block_id));
+        (info.state, info.num_bytes, info.acked)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_session_whose_client_vanishes_keeps_the_replica_and_ends() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let ctx =
-            test_support::context(test_support::dataset(tmp.path(), 1), Duration::from_secs(2));
-        let stop = CancellationToken::new();
-        let addr = test_support::serve(Arc::clone(&ctx), stop.clone()).await;
-        let data = test_support::data(1, 3000);
-
-        let (frames, mut replies) = start(addr, header(1, Vec::new())).await;
-        assert!(matches!(reply(&mut replies).await, Reply::Setup(s) if s.status == 0));
-        frames
-            .send(packet(0, 0, &data[..700]))
-            .await
-            .expect("packet");
-        frames
-            .send(packet(1, 700, &data[700..2000]))
-            .await
-            .expect("packet");
-        for seqno in 0..2 {
-            let Reply::Ack(ack) = reply(&mut replies).await else {
-                panic!("an ack")
-            };
-            assert_eq!((ack.seqno, ack.replies), (seqno, vec![0]));
+    async fn packets_are_forwarded_unchanged_and_acks_merged() {
+        let mut s = start(setup(1, true), None, Duration::from_secs(2));
+        let mut down = s.downstream().await;
+        s.setup_ok().await;
+        let data = test_support::data(1, 1500);
+        let sent = [
+            packet(0, 0, &data[..1024]),
+            packet(1, 1024, &data[1024..]),
+            last(2, 1500),
+        ];
+        for p in &sent {
+            s.send(p.clone()).await;
+            let forwarded = down.packets.recv().await.expect("forwarded");
+            assert_eq!(&forwarded, p);
+            // The mirror gets the very bytes received, not a copy.
+            assert_eq!(forwarded.data.as_ptr(), p.data.as_ptr());
+            down.acks
+                .send(Ok(WriteReply::Ack(Ack {
+                    seqno: p.seqno,
+                    replies: vec![Status::Success],
+                    message: String::new(),
+                })))
+                .await
+                .expect("ack");
+            let ack = s.ack().await;
+            assert_eq!(
+                (ack.seqno, ack.replies),
+                (p.seqno, vec![Status::Success, Status::Success])
+            );
         }
-        assert_eq!(ctx.transfers.load(Ordering::Relaxed), 1);
-        drop(frames);
-        drop(replies);
-        transfers_back_to_zero(&ctx).await;
-        let info = ctx.dataset.replica(1).expect("kept");
-        assert_eq!(
-            (info.state, info.num_bytes, info.acked),
-            (ReplicaState::Rbw, 2000, 2000)
-        );
-        assert!(!ctx.dataset.has_writer(1));
+        let ctx = s.ended().await;
+        assert_eq!(replica(&ctx, 1), (ReplicaState::Finalized, 1500, 1500));
+    }
 
-        // The writer comes back through pipeline recovery and resends
-        // from what was acknowledged; a bad packet is refused with a
-        // clear ack and loses nothing before it.
-        let pb::WriteBlockFrame {
-            frame: Some(Frame::Header(mut recovery)),
-        } = header(1, Vec::new())
-        else {
-            unreachable!()
-        };
-        recovery.stage = pb::PipelineStage::SetupStreamingRecovery as i32;
-        recovery.latest_generation_stamp = 1002;
-        recovery.min_bytes_rcvd = 2000;
-        let (frames, mut replies) = start(
-            addr,
-            pb::WriteBlockFrame {
-                frame: Some(Frame::Header(recovery)),
-            },
-        )
-        .await;
-        assert!(matches!(reply(&mut replies).await, Reply::Setup(s) if s.status == 0));
-        frames
-            .send(packet(7, 2000, &data[2000..2500]))
-            .await
-            .expect("packet");
-        let mut bad = packet(8, 2500, &data[2500..3000]);
-        if let Some(Frame::Packet(p)) = bad.frame.as_mut() {
-            let mut sums = p.checksums.to_vec();
-            sums[5] ^= 1;
-            p.checksums = Bytes::from(sums);
-        }
-        frames.send(bad).await.expect("packet");
-        let Reply::Ack(ack) = reply(&mut replies).await else {
-            panic!("an ack")
-        };
-        assert_eq!((ack.seqno, ack.replies), (7, vec![0]));
-        let Reply::Ack(ack) = reply(&mut replies).await else {
-            panic!("an ack")
-        };
-        assert_eq!(ack.seqno, 8);
-        assert_eq!(ack.replies, vec![pb::TransferStatus::ErrorChecksum as i32]);
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_checksum_mid_packet_is_refused_and_what_came_before_kept() {
+        let mut s = start(setup(2, false), None, Duration::from_secs(2));
+        s.setup_ok().await;
+        let data = test_support::data(2, 2560);
+        s.send(packet(0, 0, &data[..1024])).await;
+        let mut bad = packet(1, 1024, &data[1024..]);
+        let mut sums = bad.checksums.to_vec();
+        sums[5] ^= 0x40; // the second of three chunks
+        bad.checksums = Bytes::from(sums);
+        s.send(bad).await;
+        let ack = s.ack().await;
+        assert_eq!((ack.seqno, ack.replies), (0, vec![Status::Success]));
+        let ack = s.ack().await;
+        assert_eq!((ack.seqno, ack.replies), (1, vec![Status::ErrorChecksum]));
         assert!(
-            ack.message.contains("checksum error at offset 2560"),
+            ack.message.contains("checksum error at offset 1536"),
             "{}",
             ack.message
         );
-        transfers_back_to_zero(&ctx).await;
-        let info = ctx.dataset.replica(1).expect("kept");
-        assert_eq!(
-            (
-                info.state,
-                info.generation_stamp,
-                info.num_bytes,
-                info.acked
-            ),
-            (ReplicaState::Rbw, 1002, 2500, 2500)
-        );
-
-        // A stale generation stamp is refused at setup.
-        let (frames, mut replies) = start(addr, header(1, Vec::new())).await;
-        let Reply::Setup(setup) = reply(&mut replies).await else {
-            panic!("a setup reply")
-        };
-        assert_eq!(setup.status, pb::TransferStatus::ErrorExists as i32);
-        drop(frames);
-        transfers_back_to_zero(&ctx).await;
-        stop.cancel();
-    }
-
-    /// A datanode that takes the setup and then stalls, as a SIGSTOPped
-    /// one would: it never reads or acknowledges a packet.
-    struct Stalled {
-        held: Arc<parking_lot::Mutex<Vec<Box<dyn Send>>>>,
-    }
-
-    #[tonic::async_trait]
-    impl pb::data_transfer_server::DataTransfer for Stalled {
-        type WriteBlockStream = ReceiverStream<Result<pb::WriteBlockReply, Status>>;
-        type ReadBlockStream = ReceiverStream<Result<pb::ReadPacket, Status>>;
-
-        async fn write_block(
-            &self,
-            request: tonic::Request<Streaming<pb::WriteBlockFrame>>,
-        ) -> Result<tonic::Response<Self::WriteBlockStream>, Status> {
-            let mut upstream = request.into_inner();
-            let _header = upstream.message().await;
-            let (tx, rx) = mpsc::channel(4);
-            let _ = tx
-                .send(Ok(setup_reply(pb::TransferStatus::Success, "", "")))
-                .await;
-            self.held.lock().push(Box::new((upstream, tx)));
-            Ok(tonic::Response::new(ReceiverStream::new(rx)))
-        }
-
-        async fn read_block(
-            &self,
-            _: tonic::Request<pb::ReadBlockRequest>,
-        ) -> Result<tonic::Response<Self::ReadBlockStream>, Status> {
-            Err(Status::unimplemented("stalled"))
-        }
-
-        async fn get_replica_visible_length(
-            &self,
-            _: tonic::Request<pb::GetReplicaVisibleLengthRequest>,
-        ) -> Result<tonic::Response<pb::GetReplicaVisibleLengthResponse>, Status> {
-            Err(Status::unimplemented("stalled"))
-        }
-
-        async fn transfer_block(
-            &self,
-            _: tonic::Request<pb::TransferBlockRequest>,
-        ) -> Result<tonic::Response<pb::TransferBlockResponse>, Status> {
-            Err(Status::unimplemented("stalled"))
-        }
+        let ctx = s.ended().await;
+        assert_eq!(replica(&ctx, 2), (ReplicaState::Rbw, 1024, 1024));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_stalled_mirror_is_named_in_the_ack_and_the_session_ends() {
-        let tmp = tempfile::tempdir().expect("tmp");
-        let ctx = test_support::context(
-            test_support::dataset(tmp.path(), 1),
-            Duration::from_millis(800),
+    async fn a_mirror_that_dies_between_setup_and_the_first_packet_is_named() {
+        let mut s = start(setup(3, true), None, Duration::from_secs(2));
+        let down = s.downstream().await;
+        s.setup_ok().await;
+        drop(down);
+        s.send(packet(0, 0, &test_support::data(3, 1024))).await;
+        let ack = s.ack().await;
+        assert_eq!(
+            (ack.seqno, ack.replies.clone()),
+            (0, vec![Status::Success, Status::Error])
         );
-        let stop = CancellationToken::new();
-        let addr = test_support::serve(Arc::clone(&ctx), stop.clone()).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let stalled_addr = listener.local_addr().expect("addr");
-        let held = Arc::new(parking_lot::Mutex::new(Vec::new()));
-        {
-            let stop = stop.clone();
-            let service = Stalled {
-                held: Arc::clone(&held),
-            };
-            tokio::spawn(
-                rdfs_common::grpc::server()
-                    .add_service(pb::data_transfer_server::DataTransferServer::new(service))
-                    .serve_with_incoming_shutdown(
-                        rdfs_common::grpc::incoming(listener),
-                        async move { stop.cancelled().await },
-                    ),
-            );
-        }
-        let data = test_support::data(2, 1024);
-        let (frames, mut replies) = start(
-            addr,
-            header(
-                2,
-                vec![test_support::datanode_info(stalled_addr, "stalled")],
-            ),
-        )
-        .await;
-        assert!(matches!(reply(&mut replies).await, Reply::Setup(s) if s.status == 0));
-        let sent = Instant::now();
-        frames.send(packet(0, 0, &data)).await.expect("packet");
-        // An idle client keeps the pipeline alive with heartbeat packets.
+        assert!(
+            ack.message.contains(MIRROR) && ack.message.contains("closed"),
+            "{}",
+            ack.message
+        );
+        let mirror = Arc::clone(&s.mirror);
+        let ctx = s.ended().await;
+        assert_eq!(mirror.forgotten.lock().as_slice(), [MIRROR]);
+        // Written here, but not acknowledged by the whole pipeline.
+        assert_eq!(replica(&ctx, 3), (ReplicaState::Rbw, 1024, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_mirror_is_named_once_its_ack_is_overdue() {
+        let timeout = Duration::from_millis(400);
+        let mut s = start(setup(4, true), None, timeout);
+        let _down = s.downstream().await;
+        s.setup_ok().await;
+        let sent = std::time::Instant::now();
+        s.send(packet(0, 0, &test_support::data(4, 700))).await;
+        // An idle writer keeps the pipeline alive with heartbeats.
         let heartbeats = {
-            let frames = frames.clone();
+            let packets = s.packets.clone();
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(Duration::from_millis(300)).await;
-                    let heartbeat = pb::WriteBlockFrame {
-                        frame: Some(Frame::Packet(pb::Packet {
-                            seqno: crate::receiver::HEARTBEAT_SEQNO,
-                            offset_in_block: 1024,
-                            ..Default::default()
-                        })),
-                    };
-                    if frames.send(heartbeat).await.is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if packets.send(Ok(Packet::heartbeat())).await.is_err() {
                         return;
                     }
                 }
             })
         };
-        let Reply::Ack(ack) = reply(&mut replies).await else {
-            panic!("an ack")
-        };
-        assert_eq!(ack.seqno, 0);
-        assert_eq!(
-            ack.replies,
-            vec![
-                pb::TransferStatus::Success as i32,
-                pb::TransferStatus::Error as i32
-            ]
-        );
+        let ack = s.ack().await;
+        assert_eq!(ack.replies, vec![Status::Success, Status::Error]);
         assert!(
-            ack.message.contains(&stalled_addr.to_string()),
+            ack.message.contains("did not ack packet 0"),
             "{}",
             ack.message
         );
-        assert!(sent.elapsed() >= Duration::from_millis(800));
-        // The session ends without the client doing anything.
-        transfers_back_to_zero(&ctx).await;
-        let info = ctx.dataset.replica(2).expect("kept");
-        assert_eq!(
-            (info.state, info.num_bytes, info.acked),
-            (ReplicaState::Rbw, 1024, 0)
-        );
-        assert!(!ctx.dataset.has_writer(2));
+        assert!(sent.elapsed() >= timeout);
+        let ctx = s.ended().await;
         heartbeats.abort();
-        drop(frames);
-        held.lock().clear();
-        stop.cancel();
+        assert_eq!(replica(&ctx, 4), (ReplicaState::Rbw, 700, 0));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_silent_or_failed_upstream_ends_the_session_and_keeps_the_replica() {
+        // Silent: it sends one packet and then nothing, holding the stream open.
+        let mut s = start(setup(5, false), None, Duration::from_millis(400));
+        s.setup_ok().await;
+        s.send(packet(0, 0, &test_support::data(5, 1024))).await;
+        assert_eq!(s.ack().await.replies, vec![Status::Success]);
+        let packets = s.packets.clone();
+        let ctx = s.ended().await;
+        drop(packets);
+        assert_eq!(replica(&ctx, 5), (ReplicaState::Rbw, 1024, 1024));
+
+        // Failed: its transport breaks after a packet.
+        let mut s = start(setup(6, false), None, Duration::from_secs(2));
+        s.setup_ok().await;
+        s.send(packet(0, 0, &test_support::data(6, 600))).await;
+        assert_eq!(s.ack().await.replies, vec![Status::Success]);
+        s.packets
+            .send(Err(StreamError::Closed {
+                peer: "client".into(),
+            }))
+            .await
+            .expect("sent");
+        let ctx = s.ended().await;
+        assert_eq!(replica(&ctx, 6), (ReplicaState::Rbw, 600, 600));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_mirror_setup_names_the_first_bad_link_and_deletes_the_new_replica() {
+        let refusal = SetupFailure {
+            first_bad_link: "10.0.0.10:9866".into(),
+            refused: true,
+            message: "no volume has room".into(),
+        };
+        let mut s = start(setup(7, true), Some(refusal), Duration::from_secs(2));
+        match s.reply().await {
+            Reply::Setup(reply) => {
+                assert_eq!(reply.status, Status::Error);
+                assert_eq!(reply.first_bad_link, "10.0.0.10:9866");
+                assert!(reply.message.contains("no volume has room"));
+            }
+            other => panic!("a setup reply, not {other:?}"),
+        }
+        let ctx = s.ended().await;
+        assert!(ctx.dataset.replica(7).is_none());
     }
 }

@@ -3,23 +3,12 @@
 //! it is written to the replica. The gRPC pipeline drives this; Hadoop's
 //! DataTransferProtocol will drive it the same way.
 
-use bytes::Bytes;
-
-use rdfs_common::checksum::{self, ChecksumMismatch};
+use rdfs_common::checksum::{ChecksumMismatch, DataChecksum};
+pub use rdfs_transfer::HEARTBEAT_SEQNO;
+use rdfs_transfer::Packet;
 
 use crate::error::DatanodeError;
 use crate::replica::ReplicaWriter;
-
-/// A packet of block data, as the pipeline carries it.
-#[derive(Debug, Clone)]
-pub struct Packet {
-    pub seqno: i64,
-    pub offset_in_block: u64,
-    pub last_packet_in_block: bool,
-    pub sync_block: bool,
-    pub data: Bytes,
-    pub checksums: Bytes,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum PacketError {
@@ -69,12 +58,9 @@ pub enum Received {
     Heartbeat,
 }
 
-/// The seqno of a heartbeat packet.
-pub const HEARTBEAT_SEQNO: i64 = -1;
-
 pub struct BlockReceiver {
     writer: ReplicaWriter,
-    bytes_per_checksum: u32,
+    checksum: DataChecksum,
     max_len: u64,
     /// `None` until the first packet sets where the sequence starts.
     next_seqno: Option<i64>,
@@ -88,14 +74,14 @@ impl BlockReceiver {
     /// `None` lets the first packet set it (appends, recoveries, copies).
     pub fn new(
         writer: ReplicaWriter,
-        bytes_per_checksum: u32,
+        checksum: DataChecksum,
         max_len: u64,
         first_seqno: Option<i64>,
     ) -> Self {
         let received = writer.written();
         Self {
             writer,
-            bytes_per_checksum,
+            checksum,
             max_len,
             next_seqno: first_seqno,
             received,
@@ -133,9 +119,10 @@ impl BlockReceiver {
                 got: packet.offset_in_block,
             });
         }
-        let bpc = self.bytes_per_checksum;
         if !packet.data.is_empty() {
-            let expected = checksum::checksums_len_at(self.received, packet.data.len(), bpc);
+            let expected = self
+                .checksum
+                .checksums_len_at(self.received, packet.data.len());
             if packet.checksums.len() != expected {
                 return Err(PacketError::ChecksumLength {
                     seqno,
@@ -153,7 +140,8 @@ impl BlockReceiver {
                     limit: self.max_len,
                 });
             }
-            checksum::verify_at(&packet.data, &packet.checksums, bpc, self.received)
+            self.checksum
+                .verify_at(&packet.data, &packet.checksums, self.received)
                 .map_err(|source| PacketError::Checksum { seqno, source })?;
             self.writer.write(&packet.data, &packet.checksums)?;
             self.received = size;
@@ -179,6 +167,7 @@ impl BlockReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
     use rdfs_common::ids::BlockName;
 
     fn receiver(dir: &std::path::Path, first_seqno: Option<i64>) -> BlockReceiver {
@@ -187,8 +176,15 @@ mod tests {
             generation_stamp: 1,
         };
         BlockReceiver::new(
-            ReplicaWriter::create(name, 0, dir, 512, 0).expect("writer"),
-            512,
+            ReplicaWriter::create(
+                name,
+                0,
+                dir,
+                rdfs_common::checksum::DataChecksum::crc32c(512),
+                0,
+            )
+            .expect("writer"),
+            DataChecksum::crc32c(512),
             1 << 20,
             first_seqno,
         )
@@ -286,7 +282,8 @@ mod tests {
                 got: 41
             })
         ));
-        let mut limited = BlockReceiver::new(rx.into_writer(), 512, 150, None);
+        let mut limited =
+            BlockReceiver::new(rx.into_writer(), DataChecksum::crc32c(512), 150, None);
         assert!(matches!(
             limited.receive(&packet(0, 100, &[1; 100])),
             Err(PacketError::TooLong {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use rdfs_common::block_token::AccessMode;
-use rdfs_common::protocol::ExtendedBlock;
+use rdfs_common::protocol::{ExtendedBlock, token_from_proto};
 use rdfs_proto as pb;
 use rdfs_proto::inter_datanode_server::InterDatanode;
 
@@ -53,7 +53,7 @@ impl InterDatanode for RecoveryService {
         let block = block_of(req.block)?;
         self.ctx.dataset.check_pool(&block.pool_id)?;
         self.ctx.block_access.check(
-            req.block_token.as_ref(),
+            &token_from_proto(req.block_token.clone()),
             &block,
             AccessMode::Write,
             "INIT_REPLICA_RECOVERY",
@@ -82,7 +82,7 @@ impl InterDatanode for RecoveryService {
         let block = block_of(req.block)?;
         self.ctx.dataset.check_pool(&block.pool_id)?;
         self.ctx.block_access.check(
-            req.block_token.as_ref(),
+            &token_from_proto(req.block_token.clone()),
             &block,
             AccessMode::Write,
             "UPDATE_REPLICA_UNDER_RECOVERY",

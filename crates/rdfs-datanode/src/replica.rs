@@ -6,7 +6,7 @@
 //! is first cut to the length asked for (its last partial chunk's checksum
 //! recomputed from the bytes on disk), and a packet that continues a
 //! partial chunk rewrites that chunk's stored checksum, extended with
-//! [`crc32c::crc32c_append`] rather than by reading the chunk back.
+//! [`ChecksumKind::extend`] rather than by reading the chunk back.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use rdfs_common::checksum::{self, CHECKSUM_SIZE, META_HEADER_LEN, MetaHeader};
+use rdfs_common::checksum::{CHECKSUM_SIZE, DataChecksum, META_HEADER_LEN, MetaHeader};
 use rdfs_common::ids::BlockName;
 
 use crate::dataset::WriterLease;
@@ -50,7 +50,7 @@ pub struct ReplicaWriter {
     meta_path: PathBuf,
     block_file: File,
     meta_file: File,
-    bytes_per_checksum: u32,
+    checksum: DataChecksum,
     written: u64,
     /// The CRC of the trailing partial chunk's bytes, when the replica ends
     /// in the middle of a chunk.
@@ -70,7 +70,7 @@ impl ReplicaWriter {
         name: BlockName,
         volume: usize,
         rbw_dir: &Path,
-        bytes_per_checksum: u32,
+        checksum: DataChecksum,
         sync_behind: u64,
     ) -> Result<Self, DatanodeError> {
         let block_path = rbw_dir.join(block_file_name(name.block_id));
@@ -96,9 +96,7 @@ impl ReplicaWriter {
                 });
             }
         };
-        if let Err(err) =
-            meta_file.write_all_at(&MetaHeader::crc32c(bytes_per_checksum).encode(), 0)
-        {
+        if let Err(err) = meta_file.write_all_at(&MetaHeader::new(checksum).encode(), 0) {
             let _ = std::fs::remove_file(&block_path);
             let _ = std::fs::remove_file(&meta_path);
             return Err(DatanodeError::Io {
@@ -113,7 +111,7 @@ impl ReplicaWriter {
             meta_path,
             block_file,
             meta_file,
-            bytes_per_checksum,
+            checksum,
             written: 0,
             tail_crc: None,
             writeback_from: 0,
@@ -150,7 +148,8 @@ impl ReplicaWriter {
         let block_file = open(block_path)?;
         let meta_file = open(meta_path)?;
         let header = read_header(&meta_file, meta_path).map_err(corrupt)?;
-        let bpc = header.bytes_per_checksum;
+        let checksum = header.checksum();
+        let bpc = checksum.bytes_per_checksum;
         let block_len = block_file.metadata().map_err(io_err(block_path))?.len();
         let meta_len = meta_file.metadata().map_err(io_err(meta_path))?.len();
         if block_len < length {
@@ -178,7 +177,7 @@ impl ReplicaWriter {
             block_file
                 .read_exact_at(&mut bytes, start)
                 .map_err(io_err(block_path))?;
-            let crc = crc32c::crc32c(&bytes);
+            let crc = checksum.kind.checksum(&bytes);
             meta_file
                 .write_all_at(&crc.to_be_bytes(), checksum_offset(start / u64::from(bpc)))
                 .map_err(io_err(meta_path))?;
@@ -191,7 +190,7 @@ impl ReplicaWriter {
             meta_path: meta_path.to_path_buf(),
             block_file,
             meta_file,
-            bytes_per_checksum: bpc,
+            checksum,
             written: length,
             tail_crc,
             writeback_from: length,
@@ -206,8 +205,8 @@ impl ReplicaWriter {
         self.written
     }
 
-    pub fn bytes_per_checksum(&self) -> u32 {
-        self.bytes_per_checksum
+    pub fn checksum(&self) -> DataChecksum {
+        self.checksum
     }
 
     pub fn had_io_error(&self) -> bool {
@@ -215,7 +214,7 @@ impl ReplicaWriter {
     }
 
     /// Appends verified data at the replica's end. `checksums` holds one
-    /// CRC per chunk of `data` as [`checksum::chunk_lengths`] cuts it from
+    /// CRC per chunk of `data` as [`rdfs_common::checksum::chunk_lengths`] cuts it from
     /// the current length: when the replica ends mid-chunk, the first one
     /// covers only the bytes that complete that chunk.
     pub fn write(&mut self, data: &[u8], checksums: &[u8]) -> Result<(), DatanodeError> {
@@ -228,7 +227,7 @@ impl ReplicaWriter {
         if data.is_empty() {
             return Ok(());
         }
-        let bpc = u64::from(self.bytes_per_checksum);
+        let bpc = u64::from(self.checksum.bytes_per_checksum);
         let start = self.written;
         let mut stored = Vec::with_capacity(checksums.len());
         let mut last = 0u32;
@@ -239,7 +238,7 @@ impl ReplicaWriter {
             {
                 // The chunk's earlier bytes are already on disk.
                 let fragment = (bpc - start % bpc).min(data.len() as u64) as usize;
-                crc = crc32c::crc32c_append(tail, &data[..fragment]);
+                crc = self.checksum.kind.extend(tail, &data[..fragment]);
             }
             stored.extend_from_slice(&crc.to_be_bytes());
             last = crc;
@@ -340,7 +339,8 @@ pub fn verified_length(block_path: &Path, meta_path: &Path) -> Result<u64, Strin
     let meta_file =
         File::open(meta_path).map_err(|e| format!("cannot open {}: {e}", meta_path.display()))?;
     let header = read_header(&meta_file, meta_path)?;
-    let bpc = u64::from(header.bytes_per_checksum);
+    let checksum = header.checksum();
+    let bpc = u64::from(checksum.bytes_per_checksum);
     let block_len = block_file
         .metadata()
         .map_err(|e| format!("cannot stat {}: {e}", block_path.display()))?
@@ -364,7 +364,7 @@ pub fn verified_length(block_path: &Path, meta_path: &Path) -> Result<u64, Strin
     meta_file
         .read_exact_at(&mut stored, checksum_offset(last))
         .map_err(|e| format!("cannot read {}: {e}", meta_path.display()))?;
-    if u32::from_be_bytes(stored) == crc32c::crc32c(&bytes) {
+    if u32::from_be_bytes(stored) == checksum.kind.checksum(&bytes) {
         Ok(covered)
     } else {
         Ok(start)
@@ -377,7 +377,7 @@ pub struct ReplicaReader {
     block_path: PathBuf,
     block_file: File,
     meta_file: File,
-    pub bytes_per_checksum: u32,
+    pub checksum: DataChecksum,
     /// The bytes readable: the replica's length, or what has been
     /// acknowledged of a replica being written.
     pub length: u64,
@@ -422,7 +422,7 @@ impl ReplicaReader {
             block_path: block_path.to_path_buf(),
             block_file,
             meta_file,
-            bytes_per_checksum: header.bytes_per_checksum,
+            checksum: header.checksum(),
             length,
             recompute_tail: false,
         })
@@ -438,7 +438,7 @@ impl ReplicaReader {
     /// Reads `len` bytes at the chunk-aligned `offset` and their stored
     /// checksums. A short read means the file was truncated under us.
     pub fn read(&self, offset: u64, len: usize) -> Result<(Bytes, Bytes), DatanodeError> {
-        let bpc = u64::from(self.bytes_per_checksum);
+        let bpc = u64::from(self.checksum.bytes_per_checksum);
         debug_assert_eq!(offset % bpc, 0);
         let corrupt = |reason: String| DatanodeError::CorruptReplica {
             block: self.name.to_string(),
@@ -466,24 +466,22 @@ impl ReplicaReader {
         let end = offset + len as u64;
         if self.recompute_tail && end == self.length && !end.is_multiple_of(bpc) && chunks > 0 {
             let tail_start = ((chunks - 1) as u64 * bpc) as usize;
-            let crc = crc32c::crc32c(&data[tail_start..]);
+            let crc = self.checksum.kind.checksum(&data[tail_start..]);
             checksums[(chunks - 1) * CHECKSUM_SIZE..].copy_from_slice(&crc.to_be_bytes());
         }
         Ok((Bytes::from(data), Bytes::from(checksums)))
     }
 }
 
-/// The checksums of `data` as a packet starting at `offset_in_block`
-/// carries them (tests and tools).
+/// The CRC32C checksums of `data` as a packet starting at
+/// `offset_in_block` carries them (tests and tools).
 pub fn packet_checksums(data: &[u8], offset_in_block: u64, bytes_per_checksum: u32) -> Vec<u8> {
-    let mut out = Vec::with_capacity(checksum::checksums_len_at(
-        offset_in_block,
-        data.len(),
-        bytes_per_checksum,
-    ));
-    checksum::compute_at(data, offset_in_block, bytes_per_checksum, &mut out);
+    let checksum = DataChecksum::crc32c(bytes_per_checksum);
+    let mut out = Vec::with_capacity(checksum.checksums_len_at(offset_in_block, data.len()));
+    checksum.compute_at(data, offset_in_block, &mut out);
     out
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -498,9 +496,16 @@ mod tests {
             block_id: 1073741825,
             generation_stamp: 1001,
         };
-        let mut writer = ReplicaWriter::create(name, 0, &rbw, 512, 4096).expect("creates");
+        let mut writer = ReplicaWriter::create(
+            name,
+            0,
+            &rbw,
+            rdfs_common::checksum::DataChecksum::crc32c(512),
+            4096,
+        )
+        .expect("creates");
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let sums = rdfs_common::checksum::compute(&data, 512);
+        let sums = rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data);
         writer.write(&data, &sums).expect("writes");
         assert_eq!(writer.finalize(&fin, true).expect("finalizes"), 5000);
         let block_path = fin.join(block_file_name(name.block_id));
@@ -508,7 +513,9 @@ mod tests {
         let reader = ReplicaReader::open(name, &block_path, &meta_path, 5000).expect("opens");
         let (got, got_sums) = reader.read(1024, 5000 - 1024).expect("reads");
         assert_eq!(&got[..], &data[1024..]);
-        rdfs_common::checksum::verify(&got, &got_sums, 512, 1024).expect("stored checksums match");
+        rdfs_common::checksum::DataChecksum::crc32c(512)
+            .verify_at(&got, &got_sums, 1024)
+            .expect("stored checksums match");
 
         std::fs::OpenOptions::new()
             .write(true)
@@ -536,11 +543,14 @@ mod tests {
             ReplicaReader::open(name, block_path, meta_path, data.len() as u64).expect("opens");
         let (got, sums) = reader.read(0, data.len()).expect("reads");
         assert_eq!(&got[..], data);
-        rdfs_common::checksum::verify(&got, &sums, 512, 0).expect("stored checksums match");
+        rdfs_common::checksum::DataChecksum::crc32c(512)
+            .verify_at(&got, &sums, 0)
+            .expect("stored checksums match");
         let meta_len = std::fs::metadata(meta_path).expect("meta").len();
         assert_eq!(
             meta_len,
-            MetaHeader::crc32c(512).meta_file_len(data.len() as u64)
+            MetaHeader::new(rdfs_common::checksum::DataChecksum::crc32c(512))
+                .meta_file_len(data.len() as u64)
         );
     }
 
@@ -555,7 +565,14 @@ mod tests {
             generation_stamp: 1,
         };
         let data: Vec<u8> = (0..2500u32).map(|i| (i * 13 % 251) as u8).collect();
-        let mut writer = ReplicaWriter::create(name, 0, &rbw, 512, 0).expect("creates");
+        let mut writer = ReplicaWriter::create(
+            name,
+            0,
+            &rbw,
+            rdfs_common::checksum::DataChecksum::crc32c(512),
+            0,
+        )
+        .expect("creates");
         writer
             .write(&data[..700], &packet_checksums(&data[..700], 0, 512))
             .expect("first 700");
@@ -613,7 +630,14 @@ mod tests {
             generation_stamp: 1,
         };
         let data = vec![9u8; 1000];
-        let mut writer = ReplicaWriter::create(name, 0, tmp.path(), 512, 0).expect("creates");
+        let mut writer = ReplicaWriter::create(
+            name,
+            0,
+            tmp.path(),
+            rdfs_common::checksum::DataChecksum::crc32c(512),
+            0,
+        )
+        .expect("creates");
         writer
             .write(&data, &packet_checksums(&data, 0, 512))
             .expect("writes");
@@ -624,7 +648,9 @@ mod tests {
             .expect("opens")
             .still_written();
         let (got, sums) = reader.read(512, 288).expect("reads");
-        rdfs_common::checksum::verify(&got, &sums, 512, 512).expect("tail recomputed");
+        rdfs_common::checksum::DataChecksum::crc32c(512)
+            .verify_at(&got, &sums, 512)
+            .expect("tail recomputed");
     }
 
     #[test]
@@ -635,7 +661,14 @@ mod tests {
             generation_stamp: 1,
         };
         let data = vec![5u8; 1500];
-        let mut writer = ReplicaWriter::create(name, 0, tmp.path(), 512, 0).expect("creates");
+        let mut writer = ReplicaWriter::create(
+            name,
+            0,
+            tmp.path(),
+            rdfs_common::checksum::DataChecksum::crc32c(512),
+            0,
+        )
+        .expect("creates");
         writer
             .write(&data, &packet_checksums(&data, 0, 512))
             .expect("writes");

@@ -11,16 +11,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use tokio::sync::mpsc;
-use tokio::time::timeout;
-use tokio_stream::wrappers::ReceiverStream;
-
 use rdfs_common::block_token::AccessMode;
-use rdfs_common::protocol::ExtendedBlock;
-use rdfs_proto as pb;
-use rdfs_proto::data_transfer_client::DataTransferClient;
-use rdfs_proto::write_block_frame::Frame;
-use rdfs_proto::write_block_reply::Reply;
+use rdfs_common::grpc::pipeline_ack_timeout;
+use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock};
+use rdfs_transfer::{Packet, Stage, StreamOptions, WriteSetup, WriteStream};
 
 use crate::context::DatanodeContext;
 use crate::error::DatanodeError;
@@ -46,32 +40,25 @@ pub enum TransferError {
 pub struct Order {
     /// For TRANSFER_RBW, `num_bytes` is how much of the replica to copy.
     pub block: ExtendedBlock,
-    pub targets: Vec<pb::DatanodeInfo>,
+    pub targets: Vec<DatanodeInfo>,
     pub target_storage_ids: Vec<String>,
     pub balancing: bool,
     /// TRANSFER_FINALIZED or TRANSFER_RBW.
-    pub stage: pb::PipelineStage,
+    pub stage: Stage,
     pub client_name: String,
-}
-
-fn xfer_addr(info: &pb::DatanodeInfo) -> String {
-    info.id
-        .as_ref()
-        .map(|id| format!("{}:{}", id.ip_addr, id.xfer_port))
-        .unwrap_or_default()
 }
 
 /// Copies the replica down the pipeline of targets; returns the bytes sent.
 pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, TransferError> {
     let _xmit = ctx.xmit();
     let first = order.targets.first().ok_or(TransferError::NoTargets)?;
-    let target = xfer_addr(first);
+    let target = first.id.xfer_addr();
     let fail = |message: String| TransferError::Target {
         target: target.clone(),
         message,
     };
     let block = order.block.clone();
-    let rbw = order.stage == pb::PipelineStage::TransferRbw;
+    let rbw = order.stage == Stage::TransferRbw;
     let sender = {
         let dataset = Arc::clone(&ctx.dataset);
         let block = block.clone();
@@ -90,7 +77,7 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
     let (mut sender, length) = match sender {
         Ok(opened) => opened,
         Err(err) => {
-            crate::transfer_service::report_corrupt(&ctx, &block, &err);
+            crate::read_session::report_corrupt(&ctx, &block, &err);
             return Err(err.into());
         }
     };
@@ -100,8 +87,8 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
             held: length,
         });
     }
-    let header = pb::WriteBlockHeader {
-        block: Some((&block).into()),
+    let setup = WriteSetup {
+        block: block.clone(),
         targets: order.targets[1..].to_vec(),
         target_storage_ids: order
             .target_storage_ids
@@ -109,71 +96,31 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
             .unwrap_or_default()
             .to_vec(),
         client_name: order.client_name.clone(),
-        stage: order.stage as i32,
-        checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
-        bytes_per_checksum: sender.bytes_per_checksum(),
+        stage: order.stage,
+        checksum: sender.checksum(),
         latest_generation_stamp: 0,
         min_bytes_rcvd: 0,
         max_bytes_rcvd: 0,
         block_size: 0,
-        block_token: ctx.block_access.token_for(&block, &[AccessMode::Write])?,
+        token: ctx.block_access.token_for(&block, &[AccessMode::Write])?,
     };
-    let ack_timeout =
-        rdfs_common::grpc::pipeline_ack_timeout(ctx.socket_timeout, order.targets.len());
-    let channel = ctx
-        .channels
-        .get(&target)
-        .map_err(|e| fail(format!("bad address: {e}")))?;
-    let (frames, frames_rx) = mpsc::channel(FRAME_QUEUE);
-    frames
-        .send(pb::WriteBlockFrame {
-            frame: Some(Frame::Header(header)),
-        })
+    let ack_timeout = pipeline_ack_timeout(ctx.socket_timeout, order.targets.len());
+    let options = StreamOptions {
+        socket_timeout: ctx.socket_timeout,
+        queue: FRAME_QUEUE,
+    };
+    let (packets, mut acks) = WriteStream::open(&ctx.channels, &target, &setup, options)
         .await
-        .map_err(|_| fail("stream closed before the header".into()))?;
-    let mut client = DataTransferClient::new(channel)
-        .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE);
-    let mut replies = match timeout(
-        ctx.socket_timeout,
-        client.write_block(ReceiverStream::new(frames_rx)),
-    )
-    .await
-    {
-        Ok(Ok(response)) => response.into_inner(),
-        Ok(Err(status)) => {
-            ctx.channels.forget(&target);
-            return Err(fail(format!("cannot start the copy: {}", status.message())));
-        }
-        Err(_) => {
-            ctx.channels.forget(&target);
-            return Err(fail(format!("no answer within {:?}", ctx.socket_timeout)));
-        }
-    };
-    match timeout(ack_timeout, replies.message()).await {
-        Ok(Ok(Some(pb::WriteBlockReply {
-            reply: Some(Reply::Setup(setup)),
-        }))) if setup.status == pb::TransferStatus::Success as i32 => {}
-        Ok(Ok(Some(pb::WriteBlockReply {
-            reply: Some(Reply::Setup(setup)),
-        }))) => {
-            return Err(fail(format!(
-                "refused the copy ({}): {}",
-                if setup.first_bad_link.is_empty() {
-                    target.clone()
-                } else {
-                    setup.first_bad_link
-                },
-                setup.message
-            )));
-        }
-        Ok(Ok(_)) => return Err(fail("answered the setup with something else".into())),
-        Ok(Err(status)) => return Err(fail(format!("setup failed: {}", status.message()))),
-        Err(_) => {
-            return Err(fail(format!(
-                "did not confirm the setup within {ack_timeout:?}"
-            )));
-        }
-    }
+        .map_err(|failure| {
+            fail(if failure.refused {
+                format!(
+                    "refused the copy ({}): {}",
+                    failure.first_bad_link, failure.message
+                )
+            } else {
+                failure.message
+            })
+        })?;
 
     // A blocking thread reads the replica and feeds the stream, throttled
     // for balancer moves; this task counts the acks.
@@ -186,19 +133,11 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
         tokio::task::spawn_blocking(move || -> Result<i64, DatanodeError> {
             let runtime = tokio::runtime::Handle::current();
             let mut seqno = 0i64;
-            let send = |packet: pb::Packet| {
-                let frame = pb::WriteBlockFrame {
-                    frame: Some(Frame::Packet(packet)),
-                };
-                matches!(
-                    runtime.block_on(timeout(ctx.socket_timeout, frames.send(frame))),
-                    Ok(Ok(()))
-                )
-            };
+            let send = |packet: Packet| runtime.block_on(packets.send(packet)).is_ok();
             while let Some(chunk) = sender.next_chunk() {
                 let chunk = chunk?;
                 let bytes = chunk.data.len() as u64;
-                if !send(pb::Packet {
+                if !send(Packet {
                     seqno,
                     offset_in_block: chunk.offset_in_block,
                     last_packet_in_block: false,
@@ -215,28 +154,20 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
                 }
             }
             last_seqno.store(seqno, Ordering::Release);
-            send(pb::Packet {
+            send(Packet {
                 seqno,
                 offset_in_block: length,
                 last_packet_in_block: true,
-                sync_block: false,
-                data: Default::default(),
-                checksums: Default::default(),
+                ..Packet::default()
             });
             Ok(seqno)
         })
     };
     let mut acked: i64 = -1;
     let outcome = loop {
-        match timeout(ack_timeout, replies.message()).await {
-            Ok(Ok(Some(pb::WriteBlockReply {
-                reply: Some(Reply::Ack(ack)),
-            }))) => {
-                if ack
-                    .replies
-                    .iter()
-                    .any(|s| *s != pb::TransferStatus::Success as i32)
-                {
+        match acks.next(tokio::time::Instant::now() + ack_timeout).await {
+            Ok(ack) => {
+                if ack.first_failure().is_some() {
                     break Err(fail(format!(
                         "packet {} failed: {}",
                         ack.seqno, ack.message
@@ -248,24 +179,24 @@ pub async fn transfer(ctx: Arc<DatanodeContext>, order: Order) -> Result<u64, Tr
                     break Ok(());
                 }
             }
-            Ok(Ok(Some(_))) => break Err(fail("sent something other than an ack".into())),
-            Ok(Ok(None)) => break Err(fail(format!("closed the stream after packet {acked}"))),
-            Ok(Err(status)) => break Err(fail(status.message().to_string())),
-            Err(_) => {
+            Err(rdfs_transfer::StreamError::Closed { .. }) => {
+                break Err(fail(format!("closed the stream after packet {acked}")));
+            }
+            Err(rdfs_transfer::StreamError::Timeout { .. }) => {
                 break Err(fail(format!(
                     "no ack after packet {acked} within {ack_timeout:?}"
                 )));
             }
+            Err(err) => break Err(fail(err.to_string())),
         }
     };
     // Closing the stream ends a producer still waiting to send.
-    drop(replies);
-    drop(client);
+    drop(acks);
     producer.abort();
     let sent = producer.await;
     outcome?;
     if let Ok(Err(err)) = sent {
-        crate::transfer_service::report_corrupt(&ctx, &block, &err);
+        crate::read_session::report_corrupt(&ctx, &block, &err);
         return Err(err.into());
     }
     Ok(length)

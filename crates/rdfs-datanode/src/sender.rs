@@ -3,6 +3,8 @@
 
 use bytes::Bytes;
 
+use rdfs_common::checksum::DataChecksum;
+
 use crate::error::DatanodeError;
 use crate::replica::ReplicaReader;
 
@@ -37,12 +39,11 @@ impl BlockSender {
                     reader.name, reader.length
                 ))
             })?;
-        let bpc = u64::from(reader.bytes_per_checksum);
+        let bpc = u64::from(reader.checksum.bytes_per_checksum);
         let position = offset - offset % bpc;
         // Whole chunks only: a stored checksum covers its whole chunk.
         let end = end.div_ceil(bpc).saturating_mul(bpc).min(reader.length);
-        let packet_size = (READ_PACKET_SIZE / reader.bytes_per_checksum as usize).max(1)
-            * reader.bytes_per_checksum as usize;
+        let packet_size = (READ_PACKET_SIZE / bpc as usize).max(1) * bpc as usize;
         Ok(Self {
             reader,
             position,
@@ -51,8 +52,8 @@ impl BlockSender {
         })
     }
 
-    pub fn bytes_per_checksum(&self) -> u32 {
-        self.reader.bytes_per_checksum
+    pub fn checksum(&self) -> DataChecksum {
+        self.reader.checksum
     }
 
     /// The next packet, or `None` once the range is sent.

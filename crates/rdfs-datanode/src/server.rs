@@ -130,11 +130,14 @@ impl Datanode {
             source,
         })?;
         let connect_timeout = Duration::from_millis(config.client.connect_timeout_ms);
+        let socket_timeout = Duration::from_millis(dn.socket_timeout_ms);
+        let channels = Arc::new(ChannelCache::new(connect_timeout));
         let ctx = Arc::new(DatanodeContext {
             reports: dataset.reports(),
             dataset,
-            channels: ChannelCache::new(connect_timeout),
-            socket_timeout: Duration::from_millis(dn.socket_timeout_ms),
+            mirror: crate::context::grpc_mirror(&channels, socket_timeout),
+            channels,
+            socket_timeout,
             transfers: Arc::new(AtomicU32::new(0)),
             xmits: Arc::new(AtomicU32::new(0)),
             balance_throttle: parking_lot::Mutex::new(crate::throttle::Throttle::new(

@@ -32,11 +32,19 @@ pub fn block(block_id: i64) -> ExtendedBlock {
 pub fn write_replica(dataset: &Dataset, block_id: i64, len: usize) -> ExtendedBlock {
     let block = block(block_id);
     let mut writer = dataset
-        .create_rbw(&block, 512, 1 << 20, false)
+        .create_rbw(
+            &block,
+            rdfs_common::checksum::DataChecksum::crc32c(512),
+            1 << 20,
+            false,
+        )
         .expect("rbw");
     let data: Vec<u8> = (0..len).map(|i| (i as i64 + block_id) as u8).collect();
     writer
-        .write(&data, &rdfs_common::checksum::compute(&data, 512))
+        .write(
+            &data,
+            &rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data),
+        )
         .expect("write");
     dataset.finalize(writer).expect("finalize");
     ExtendedBlock {
@@ -59,10 +67,12 @@ pub fn context(
     use std::sync::Arc;
     use std::sync::atomic::AtomicU32;
     let dataset = Arc::new(dataset);
+    let channels = Arc::new(rdfs_common::grpc::ChannelCache::new(socket_timeout));
     Arc::new(crate::context::DatanodeContext {
         reports: dataset.reports(),
         dataset,
-        channels: rdfs_common::grpc::ChannelCache::new(socket_timeout),
+        mirror: crate::context::grpc_mirror(&channels, socket_timeout),
+        channels,
         socket_timeout,
         transfers: Arc::new(AtomicU32::new(0)),
         xmits: Arc::new(AtomicU32::new(0)),

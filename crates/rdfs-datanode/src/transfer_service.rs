@@ -1,28 +1,29 @@
-//! The `DataTransfer` gRPC service: block writes (the pipeline), reads
-//! (replicas being written up to their visible length), visible lengths,
-//! and copies of a replica being written to a datanode joining its
-//! pipeline.
+//! The `DataTransfer` gRPC service: an adapter that turns its streams into
+//! the transport-free sessions of `pipeline` (writes) and `read_session`
+//! (reads), and answers visible-length queries and copies of a replica
+//! being written to a datanode joining its pipeline.
 
 use std::pin::Pin;
 use std::sync::Arc;
 
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use rdfs_common::ExceptionKind;
 use rdfs_common::block_token::AccessMode;
-use rdfs_common::protocol::ExtendedBlock;
+use rdfs_common::protocol::{ExtendedBlock, token_from_proto};
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_server::DataTransfer;
-use rdfs_proto::write_block_frame::Frame;
+use rdfs_transfer::grpc::{self as codec, WriteFrame};
+use rdfs_transfer::{Ack, Packet, PacketSource, ReplySink, SetupReply, Stage, StreamError};
 
 use crate::context::DatanodeContext;
-use crate::error::DatanodeError;
 use crate::pipeline;
+use crate::read_session::ReadSession;
 use crate::replicate::{self, Order, TransferError};
-use crate::sender::BlockSender;
 
 pub struct TransferService {
     ctx: Arc<DatanodeContext>,
@@ -37,6 +38,75 @@ impl TransferService {
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::WriteBlockReply, Status>> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadPacket, Status>> + Send>>;
 
+/// The upstream of a write session: the frames after the header.
+struct Upstream {
+    frames: Streaming<pb::WriteBlockFrame>,
+    peer: String,
+}
+
+impl PacketSource for Upstream {
+    async fn next_packet(&mut self) -> Result<Option<Packet>, StreamError> {
+        let malformed = |why: &str| StreamError::Malformed {
+            peer: self.peer.clone(),
+            source: codec::Malformed {
+                what: "write frame",
+                why: why.to_string(),
+            },
+        };
+        match self.frames.message().await {
+            Ok(Some(frame)) => match codec::frame_from_pb(frame) {
+                Ok(WriteFrame::Packet(packet)) => Ok(Some(packet)),
+                Ok(WriteFrame::Setup(_)) => {
+                    Err(malformed("a second header in the middle of a block"))
+                }
+                Err(source) => Err(StreamError::Malformed {
+                    peer: self.peer.clone(),
+                    source,
+                }),
+            },
+            Ok(None) => Ok(None),
+            Err(status) => Err(StreamError::Failed {
+                peer: self.peer.clone(),
+                kind: ExceptionKind::of_status(&status),
+                message: status.message().to_string(),
+            }),
+        }
+    }
+}
+
+/// The replies of a write session, towards the gRPC response stream.
+struct Replies {
+    tx: mpsc::Sender<Result<pb::WriteBlockReply, Status>>,
+    peer: String,
+}
+
+impl Replies {
+    async fn send(&mut self, reply: pb::WriteBlockReply) -> Result<(), StreamError> {
+        self.tx
+            .send(Ok(reply))
+            .await
+            .map_err(|_| StreamError::Closed {
+                peer: self.peer.clone(),
+            })
+    }
+}
+
+impl ReplySink for Replies {
+    async fn send_setup(&mut self, reply: SetupReply) -> Result<(), StreamError> {
+        self.send(codec::setup_reply_to_pb(reply)).await
+    }
+
+    async fn send_ack(&mut self, ack: Ack) -> Result<(), StreamError> {
+        self.send(codec::ack_to_pb(ack)).await
+    }
+}
+
+fn peer_of<T>(request: &Request<T>) -> String {
+    request
+        .remote_addr()
+        .map_or_else(|| "upstream".to_string(), |addr| addr.to_string())
+}
+
 #[tonic::async_trait]
 impl DataTransfer for TransferService {
     type WriteBlockStream = ReplyStream;
@@ -46,10 +116,11 @@ impl DataTransfer for TransferService {
         &self,
         request: Request<Streaming<pb::WriteBlockFrame>>,
     ) -> Result<Response<ReplyStream>, Status> {
-        let mut upstream = request.into_inner();
-        let header = match timeout(self.ctx.socket_timeout, upstream.message()).await {
+        let peer = peer_of(&request);
+        let mut frames = request.into_inner();
+        let header = match timeout(self.ctx.socket_timeout, frames.message()).await {
             Ok(Ok(Some(pb::WriteBlockFrame {
-                frame: Some(Frame::Header(header)),
+                frame: Some(pb::write_block_frame::Frame::Header(header)),
             }))) => header,
             Ok(Ok(_)) => {
                 return Err(Status::invalid_argument(
@@ -63,22 +134,34 @@ impl DataTransfer for TransferService {
                 ));
             }
         };
-        if let Some(block) = header.block.clone() {
-            self.ctx.block_access.check(
-                header.block_token.as_ref(),
-                &block.into(),
-                AccessMode::Write,
-                "WRITE_BLOCK",
-            )?;
-        }
-        let (replies, replies_rx) = mpsc::channel(64);
+        let (tx, rx) = mpsc::channel(64);
+        let mut replies = Replies {
+            tx,
+            peer: peer.clone(),
+        };
+        let setup = match codec::setup_from_pb(header) {
+            Ok(setup) => setup,
+            Err(malformed) => {
+                tracing::warn!(%peer, error = %malformed, "refusing write");
+                let _ = replies
+                    .send_setup(SetupReply::failed(
+                        rdfs_transfer::Status::ErrorInvalid,
+                        "",
+                        malformed.to_string(),
+                    ))
+                    .await;
+                return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
+            }
+        };
+        let setup = pipeline::authorize(&self.ctx, setup)?;
         tokio::spawn(pipeline::run(
             Arc::clone(&self.ctx),
-            header,
-            upstream,
+            setup,
+            Upstream { frames, peer },
             replies,
+            Arc::clone(&self.ctx.mirror),
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(replies_rx))))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn get_replica_visible_length(
@@ -87,12 +170,11 @@ impl DataTransfer for TransferService {
     ) -> Result<Response<pb::GetReplicaVisibleLengthResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(req.block.ok_or_else(|| {
-            rdfs_common::ExceptionKind::IllegalArgument
-                .status("GetReplicaVisibleLength without a block")
+            ExceptionKind::IllegalArgument.status("GetReplicaVisibleLength without a block")
         })?);
         self.ctx.dataset.check_pool(&block.pool_id)?;
         self.ctx.block_access.check(
-            req.block_token.as_ref(),
+            &token_from_proto(req.block_token),
             &block,
             AccessMode::Read,
             "GET_REPLICA_VISIBLE_LENGTH",
@@ -109,27 +191,25 @@ impl DataTransfer for TransferService {
     ) -> Result<Response<pb::TransferBlockResponse>, Status> {
         let req = request.into_inner();
         let block = ExtendedBlock::from(req.block.ok_or_else(|| {
-            rdfs_common::ExceptionKind::IllegalArgument.status("TransferBlock without a block")
+            ExceptionKind::IllegalArgument.status("TransferBlock without a block")
         })?);
         self.ctx.dataset.check_pool(&block.pool_id)?;
         self.ctx.block_access.check(
-            req.block_token.as_ref(),
+            &token_from_proto(req.block_token),
             &block,
             AccessMode::Copy,
             "TRANSFER_BLOCK",
         )?;
         if req.targets.is_empty() {
-            return Err(
-                rdfs_common::ExceptionKind::IllegalArgument.status("TransferBlock without targets")
-            );
+            return Err(ExceptionKind::IllegalArgument.status("TransferBlock without targets"));
         }
         let _transfer = self.ctx.transfer();
         let order = Order {
             block: block.clone(),
-            targets: req.targets,
+            targets: req.targets.into_iter().map(Into::into).collect(),
             target_storage_ids: req.target_storage_ids,
             balancing: false,
-            stage: pb::PipelineStage::TransferRbw,
+            stage: Stage::TransferRbw,
             client_name: req.client_name,
         };
         match replicate::transfer(Arc::clone(&self.ctx), order).await {
@@ -142,11 +222,9 @@ impl DataTransfer for TransferService {
                 Err(match err {
                     TransferError::Source(err) => err.into(),
                     TransferError::LengthMismatch { .. } | TransferError::NoTargets => {
-                        rdfs_common::ExceptionKind::IllegalArgument.status(err.to_string())
+                        ExceptionKind::IllegalArgument.status(err.to_string())
                     }
-                    TransferError::Target { .. } => {
-                        rdfs_common::ExceptionKind::Io.status(err.to_string())
-                    }
+                    TransferError::Target { .. } => ExceptionKind::Io.status(err.to_string()),
                 })
             }
         }
@@ -156,84 +234,334 @@ impl DataTransfer for TransferService {
         &self,
         request: Request<pb::ReadBlockRequest>,
     ) -> Result<Response<ReadStream>, Status> {
-        let req = request.into_inner();
-        let block = ExtendedBlock::from(req.block.ok_or_else(|| {
-            rdfs_common::ExceptionKind::IllegalArgument.status("ReadBlock without a block")
-        })?);
-        self.ctx.dataset.check_pool(&block.pool_id)?;
-        self.ctx.block_access.check(
-            req.block_token.as_ref(),
-            &block,
-            AccessMode::Read,
-            "READ_BLOCK",
-        )?;
-        let dataset = Arc::clone(&self.ctx.dataset);
-        let opened = {
-            let block = block.clone();
-            tokio::task::spawn_blocking(move || {
-                dataset
-                    .open_for_read(&block)
-                    .and_then(|reader| BlockSender::new(reader, req.offset, req.length))
-            })
+        let request = codec::read_request_from_pb(request.into_inner())
+            .map_err(|e| ExceptionKind::IllegalArgument.status(e.to_string()))?;
+        let session = ReadSession::open(&self.ctx, request).await?;
+        let packets = ReceiverStream::new(session.stream())
+            .map(|item| item.map(codec::read_packet_to_pb).map_err(Status::from));
+        Ok(Response::new(Box::pin(packets)))
+    }
+}
+
+/// The gRPC adapter end to end: real streams, real server.
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use rdfs_proto::data_transfer_client::DataTransferClient;
+    use rdfs_proto::write_block_frame::Frame;
+    use rdfs_proto::write_block_reply::Reply;
+
+    use crate::dataset::ReplicaState;
+    use crate::test_support;
+
+    fn header(block_id: i64, targets: Vec<pb::DatanodeInfo>) -> pb::WriteBlockFrame {
+        pb::WriteBlockFrame {
+            frame: Some(Frame::Header(pb::WriteBlockHeader {
+                block: Some((&test_support::block(block_id)).into()),
+                targets,
+                stage: pb::PipelineStage::SetupCreate as i32,
+                checksum_type: pb::ChecksumType::ChecksumCrc32c as i32,
+                bytes_per_checksum: 512,
+                block_size: 1 << 20,
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn packet(seqno: i64, offset: u64, data: &[u8]) -> pb::WriteBlockFrame {
+        pb::WriteBlockFrame {
+            frame: Some(Frame::Packet(pb::Packet {
+                seqno,
+                offset_in_block: offset,
+                last_packet_in_block: false,
+                sync_block: false,
+                data: Bytes::copy_from_slice(data),
+                checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
+            })),
+        }
+    }
+
+    async fn reply(replies: &mut Streaming<pb::WriteBlockReply>) -> Reply {
+        tokio::time::timeout(Duration::from_secs(10), replies.message())
             .await
-            .map_err(|e| Status::internal(format!("read setup panicked: {e}")))?
+            .expect("a reply in time")
+            .expect("stream")
+            .expect("a reply")
+            .reply
+            .expect("reply")
+    }
+
+    async fn start(
+        addr: std::net::SocketAddr,
+        header: pb::WriteBlockFrame,
+    ) -> (
+        mpsc::Sender<pb::WriteBlockFrame>,
+        Streaming<pb::WriteBlockReply>,
+    ) {
+        let channel =
+            rdfs_common::grpc::channel(&addr.to_string(), Duration::from_secs(5)).expect("channel");
+        let (frames, rx) = mpsc::channel(16);
+        frames.send(header).await.expect("header");
+        let replies = DataTransferClient::new(channel)
+            .write_block(ReceiverStream::new(rx))
+            .await
+            .expect("call")
+            .into_inner();
+        (frames, replies)
+    }
+
+    async fn transfers_back_to_zero(ctx: &DatanodeContext) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ctx.transfers.load(Ordering::Relaxed) != 0 {
+            assert!(Instant::now() < deadline, "a session outlived its peers");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_session_whose_client_vanishes_keeps_the_replica_and_ends() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ctx =
+            test_support::context(test_support::dataset(tmp.path(), 1), Duration::from_secs(2));
+        let stop = CancellationToken::new();
+        let addr = test_support::serve(Arc::clone(&ctx), stop.clone()).await;
+        let data = test_support::data(1, 3000);
+
+        let (frames, mut replies) = start(addr, header(1, Vec::new())).await;
+        assert!(matches!(reply(&mut replies).await, Reply::Setup(s) if s.status == 0));
+        frames
+            .send(packet(0, 0, &data[..700]))
+            .await
+            .expect("packet");
+        frames
+            .send(packet(1, 700, &data[700..2000]))
+            .await
+            .expect("packet");
+        for seqno in 0..2 {
+            let Reply::Ack(ack) = reply(&mut replies).await else {
+                panic!("an ack")
+            };
+            assert_eq!((ack.seqno, ack.replies), (seqno, vec![0]));
+        }
+        assert_eq!(ctx.transfers.load(Ordering::Relaxed), 1);
+        drop(frames);
+        drop(replies);
+        transfers_back_to_zero(&ctx).await;
+        let info = ctx.dataset.replica(1).expect("kept");
+        assert_eq!(
+            (info.state, info.num_bytes, info.acked),
+            (ReplicaState::Rbw, 2000, 2000)
+        );
+        assert!(!ctx.dataset.has_writer(1));
+
+        // The writer comes back through pipeline recovery and resends
+        // from what was acknowledged; a bad packet is refused with a
+        // clear ack and loses nothing before it.
+        let pb::WriteBlockFrame {
+            frame: Some(Frame::Header(mut recovery)),
+        } = header(1, Vec::new())
+        else {
+            unreachable!()
         };
-        let mut sender = match opened {
-            Ok(sender) => sender,
-            Err(err) => {
-                self.report_if_corrupt(&block, &err);
-                return Err(err.into());
-            }
+        recovery.stage = pb::PipelineStage::SetupStreamingRecovery as i32;
+        recovery.latest_generation_stamp = 1002;
+        recovery.min_bytes_rcvd = 2000;
+        let (frames, mut replies) = start(
+            addr,
+            pb::WriteBlockFrame {
+                frame: Some(Frame::Header(recovery)),
+            },
+        )
+        .await;
+        assert!(matches!(reply(&mut replies).await, Reply::Setup(s) if s.status == 0));
+        frames
+            .send(packet(7, 2000, &data[2000..2500]))
+            .await
+            .expect("packet");
+        let mut bad = packet(8, 2500, &data[2500..3000]);
+        if let Some(Frame::Packet(p)) = bad.frame.as_mut() {
+            let mut sums = p.checksums.to_vec();
+            sums[5] ^= 1;
+            p.checksums = Bytes::from(sums);
+        }
+        frames.send(bad).await.expect("packet");
+        let Reply::Ack(ack) = reply(&mut replies).await else {
+            panic!("an ack")
         };
-        let (tx, rx) = mpsc::channel(4);
-        let ctx = Arc::clone(&self.ctx);
-        tokio::task::spawn_blocking(move || {
-            let _transfer = ctx.transfer();
-            let runtime = tokio::runtime::Handle::current();
-            let bpc = sender.bytes_per_checksum();
-            while let Some(next) = sender.next_chunk() {
-                let item = match next {
-                    Ok(chunk) => Ok(pb::ReadPacket {
-                        offset_in_block: chunk.offset_in_block,
-                        data: chunk.data,
-                        checksums: chunk.checksums,
-                        bytes_per_checksum: bpc,
-                    }),
-                    Err(err) => {
-                        // The disk may be failing rather than the replica;
-                        // a failed volume's replicas are reported lost
-                        // instead of corrupt.
-                        if let Some(info) = ctx.dataset.replica(block.block_id) {
-                            ctx.dataset.check_volume(info.volume, &err);
-                        }
-                        report_corrupt(&ctx, &block, &err);
-                        Err(Status::from(err))
+        assert_eq!((ack.seqno, ack.replies), (7, vec![0]));
+        let Reply::Ack(ack) = reply(&mut replies).await else {
+            panic!("an ack")
+        };
+        assert_eq!(ack.seqno, 8);
+        assert_eq!(ack.replies, vec![pb::TransferStatus::ErrorChecksum as i32]);
+        assert!(
+            ack.message.contains("checksum error at offset 2560"),
+            "{}",
+            ack.message
+        );
+        transfers_back_to_zero(&ctx).await;
+        let info = ctx.dataset.replica(1).expect("kept");
+        assert_eq!(
+            (
+                info.state,
+                info.generation_stamp,
+                info.num_bytes,
+                info.acked
+            ),
+            (ReplicaState::Rbw, 1002, 2500, 2500)
+        );
+
+        // A stale generation stamp is refused at setup.
+        let (frames, mut replies) = start(addr, header(1, Vec::new())).await;
+        let Reply::Setup(setup) = reply(&mut replies).await else {
+            panic!("a setup reply")
+        };
+        assert_eq!(setup.status, pb::TransferStatus::ErrorExists as i32);
+        drop(frames);
+        transfers_back_to_zero(&ctx).await;
+        stop.cancel();
+    }
+
+    /// A datanode that takes the setup and then stalls, as a SIGSTOPped
+    /// one would: it never reads or acknowledges a packet.
+    struct Stalled {
+        held: Arc<parking_lot::Mutex<Vec<Box<dyn Send>>>>,
+    }
+
+    #[tonic::async_trait]
+    impl pb::data_transfer_server::DataTransfer for Stalled {
+        type WriteBlockStream = ReceiverStream<Result<pb::WriteBlockReply, Status>>;
+        type ReadBlockStream = ReceiverStream<Result<pb::ReadPacket, Status>>;
+
+        async fn write_block(
+            &self,
+            request: tonic::Request<Streaming<pb::WriteBlockFrame>>,
+        ) -> Result<tonic::Response<Self::WriteBlockStream>, Status> {
+            let mut upstream = request.into_inner();
+            let _header = upstream.message().await;
+            let (tx, rx) = mpsc::channel(4);
+            let _ = tx
+                .send(Ok(codec::setup_reply_to_pb(SetupReply::success())))
+                .await;
+            self.held.lock().push(Box::new((upstream, tx)));
+            Ok(tonic::Response::new(ReceiverStream::new(rx)))
+        }
+
+        async fn read_block(
+            &self,
+            _: tonic::Request<pb::ReadBlockRequest>,
+        ) -> Result<tonic::Response<Self::ReadBlockStream>, Status> {
+            Err(Status::unimplemented("stalled"))
+        }
+
+        async fn get_replica_visible_length(
+            &self,
+            _: tonic::Request<pb::GetReplicaVisibleLengthRequest>,
+        ) -> Result<tonic::Response<pb::GetReplicaVisibleLengthResponse>, Status> {
+            Err(Status::unimplemented("stalled"))
+        }
+
+        async fn transfer_block(
+            &self,
+            _: tonic::Request<pb::TransferBlockRequest>,
+        ) -> Result<tonic::Response<pb::TransferBlockResponse>, Status> {
+            Err(Status::unimplemented("stalled"))
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_mirror_is_named_in_the_ack_and_the_session_ends() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ctx = test_support::context(
+            test_support::dataset(tmp.path(), 1),
+            Duration::from_millis(800),
+        );
+        let stop = CancellationToken::new();
+        let addr = test_support::serve(Arc::clone(&ctx), stop.clone()).await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let stalled_addr = listener.local_addr().expect("addr");
+        let held = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        {
+            let stop = stop.clone();
+            let service = Stalled {
+                held: Arc::clone(&held),
+            };
+            tokio::spawn(
+                rdfs_common::grpc::server()
+                    .add_service(pb::data_transfer_server::DataTransferServer::new(service))
+                    .serve_with_incoming_shutdown(
+                        rdfs_common::grpc::incoming(listener),
+                        async move { stop.cancelled().await },
+                    ),
+            );
+        }
+        let data = test_support::data(2, 1024);
+        let (frames, mut replies) = start(
+            addr,
+            header(
+                2,
+                vec![test_support::datanode_info(stalled_addr, "stalled")],
+            ),
+        )
+        .await;
+        assert!(matches!(reply(&mut replies).await, Reply::Setup(s) if s.status == 0));
+        let sent = Instant::now();
+        frames.send(packet(0, 0, &data)).await.expect("packet");
+        // An idle client keeps the pipeline alive with heartbeat packets.
+        let heartbeats = {
+            let frames = frames.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    let heartbeat = pb::WriteBlockFrame {
+                        frame: Some(Frame::Packet(pb::Packet {
+                            seqno: crate::receiver::HEARTBEAT_SEQNO,
+                            offset_in_block: 1024,
+                            ..Default::default()
+                        })),
+                    };
+                    if frames.send(heartbeat).await.is_err() {
+                        return;
                     }
-                };
-                let failed = item.is_err();
-                // A reader that stops reading must not hold this thread forever.
-                let sent = runtime.block_on(timeout(ctx.socket_timeout, tx.send(item)));
-                if failed || !matches!(sent, Ok(Ok(()))) {
-                    break;
                 }
-            }
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
-    }
-}
-
-impl TransferService {
-    fn report_if_corrupt(&self, block: &ExtendedBlock, err: &DatanodeError) {
-        report_corrupt(&self.ctx, block, err);
-    }
-}
-
-/// Tells the namenode about a replica found damaged while serving it (once
-/// per replica: the scanners may have found it first). Does not block.
-pub(crate) fn report_corrupt(ctx: &DatanodeContext, block: &ExtendedBlock, err: &DatanodeError) {
-    if let DatanodeError::CorruptReplica { reason, .. } = err
-        && let Some(info) = ctx.dataset.replica(block.block_id)
-    {
-        ctx.dataset.report_corrupt(block.block_id, &info, reason);
+            })
+        };
+        let Reply::Ack(ack) = reply(&mut replies).await else {
+            panic!("an ack")
+        };
+        assert_eq!(ack.seqno, 0);
+        assert_eq!(
+            ack.replies,
+            vec![
+                pb::TransferStatus::Success as i32,
+                pb::TransferStatus::Error as i32
+            ]
+        );
+        assert!(
+            ack.message.contains(&stalled_addr.to_string()),
+            "{}",
+            ack.message
+        );
+        assert!(sent.elapsed() >= Duration::from_millis(800));
+        // The session ends without the client doing anything.
+        transfers_back_to_zero(&ctx).await;
+        let info = ctx.dataset.replica(2).expect("kept");
+        assert_eq!(
+            (info.state, info.num_bytes, info.acked),
+            (ReplicaState::Rbw, 1024, 0)
+        );
+        assert!(!ctx.dataset.has_writer(2));
+        heartbeats.abort();
+        drop(frames);
+        held.lock().clear();
+        stop.cancel();
     }
 }

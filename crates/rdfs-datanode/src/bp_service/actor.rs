@@ -447,24 +447,18 @@ impl BpServiceActor {
         };
         let order = Order {
             block,
-            targets: transfer.targets,
+            targets: transfer.targets.into_iter().map(Into::into).collect(),
             target_storage_ids: Vec::new(),
             balancing: transfer.balancing,
-            stage: pb::PipelineStage::TransferFinalized,
+            stage: rdfs_transfer::Stage::TransferFinalized,
             client_name: String::new(),
         };
         let ctx = Arc::clone(self.ctx());
         tokio::spawn(
             async move {
                 let started = std::time::Instant::now();
-                let targets: Vec<String> = order
-                    .targets
-                    .iter()
-                    .filter_map(|t| {
-                        t.id.as_ref()
-                            .map(|id| format!("{}:{}", id.ip_addr, id.xfer_port))
-                    })
-                    .collect();
+                let targets: Vec<String> =
+                    order.targets.iter().map(|t| t.id.xfer_addr()).collect();
                 let block = order.block.clone();
                 match replicate::transfer(ctx, order).await {
                     Ok(bytes) => {
