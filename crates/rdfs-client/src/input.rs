@@ -105,6 +105,9 @@ pub struct DfsInputStream {
     /// Refetches for the block being read because a datanode refused its
     /// access token (it expired, or its key rolled away).
     token_refetches: u32,
+    /// Every replica of the block being read failed, locations were fetched
+    /// again as often as allowed, and the failed ones were tried once more.
+    last_resort_tried: bool,
 }
 
 impl DfsInputStream {
@@ -120,6 +123,7 @@ impl DfsInputStream {
             dead: HashSet::new(),
             refetches: 0,
             token_refetches: 0,
+            last_resort_tried: false,
         }
     }
 
@@ -212,6 +216,7 @@ impl DfsInputStream {
             Ok(Ok(read)) => {
                 self.refetches = 0;
                 self.token_refetches = 0;
+                self.last_resort_tried = false;
                 Some(read)
             }
             Ok(Err(why)) => {
@@ -291,6 +296,7 @@ impl DfsInputStream {
         if next_block {
             self.refetches = 0;
             self.token_refetches = 0;
+            self.last_resort_tried = false;
         }
         loop {
             let block = self.block_at(self.position).ok_or_else(|| {
@@ -305,7 +311,16 @@ impl DfsInputStream {
                 .filter(|d| !self.dead.contains(&d.id.datanode_uuid))
                 .collect();
             if candidates.is_empty() && self.refetches >= LOCATION_REFETCHES {
-                // Last resort: nodes that failed before may have recovered.
+                // Last resort, once: nodes that failed before may have
+                // recovered. A replica that opens but fails again (every
+                // replica corrupt) must not be retried forever.
+                if self.last_resort_tried {
+                    return Err(ClientError::BlockMissing {
+                        block: block.block.to_string(),
+                        path: self.path.clone(),
+                    });
+                }
+                self.last_resort_tried = true;
                 candidates = block.locations.iter().collect();
             }
             let mut failures = Vec::new();
