@@ -4,12 +4,17 @@
 # --peer, MooseFS doing the same workload (../shared/bench/peer_moosefs.sh).
 # Prints one table: figure, rdfs value, limit or peer value, ratio.
 #
-#   benches/run-all.sh [--peer] [--quick] [--no-micro] [--out DIR]
+#   benches/run-all.sh [--peer] [--quick] [--no-micro] [--data-only] [--out DIR]
 #
 #   --peer      also run MooseFS (about 8 more minutes; needs apt and /dev/fuse)
 #   --quick     smaller runs (256 MiB file, fewer metadata operations): a
 #               smoke test of the instruments, not figures to quote
 #   --no-micro  skip the criterion micro-benchmarks
+#   --data-only only the data path: put/get, per-block read times, TestDFSIO
+#               (no namenode operations, namespace memory, TLS or micro runs)
+#
+# RDFS_BIN=path runs a prebuilt binary instead of building one (to measure
+# an older build beside this one).
 #   --out DIR   keep every raw output there (default: a temp dir, kept)
 #
 # Needs: a Rust toolchain (builds the release binaries), root for
@@ -19,14 +24,15 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 shared=${RDFS_SHARED:-$here/../shared}
-peer=0 quick=0 micro=1 out=""
+peer=0 quick=0 micro=1 data_only=0 out=""
 while [ $# -gt 0 ]; do
   case $1 in
     --peer) peer=1 ;;
     --quick) quick=1 ;;
     --no-micro) micro=0 ;;
+    --data-only) data_only=1; micro=0 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -43,9 +49,15 @@ else
 fi
 
 # ---------------------------------------------------------------- build
-log "building release binaries"
-(cd "$here" && cargo build -q --release -p rdfs-cli)
-rdfs=$here/target/release/rdfs
+if [ -n "${RDFS_BIN:-}" ]; then
+  rdfs=$RDFS_BIN
+  log "using the prebuilt $rdfs"
+else
+  log "building release binaries"
+  (cd "$here" && cargo build -q --release -p rdfs-cli)
+  rdfs=$here/target/release/rdfs
+  export RDFS_BIN=$rdfs
+fi
 
 # ---------------------------------------------------------------- limits and peer
 log "physical limits (../shared/bench/physical_limits.sh)"
@@ -85,20 +97,38 @@ bytes=$((FILE_MB * 1024 * 1024))
 log "put/get of a ${FILE_MB} MiB file at replication 3 (${REPS}x)"
 head -c "$bytes" /dev/urandom >"$src"
 sum=$(sha256sum <"$src" | cut -d' ' -f1)
-# put (median of REPS), cold get and warm get with a checksum, as figures
-# named with SUFFIX (empty, or _tls on the cluster over mutual TLS).
+clk=$(getconf CLK_TCK)
+# CPU seconds (user + system) a running process has used.
+cpu_s() { awk -v clk="$clk" '{printf "%.3f", ($14 + $15) / clk}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+per_gib() { awk -v s="$1" -v b="$bytes" 'BEGIN{printf "%.3f", s / (b / 1073741824)}'; }
+# put (median of REPS) with each process's CPU seconds per GiB, cold get
+# and warm get with a checksum, as figures named with SUFFIX (empty, or
+# _tls on the cluster over mutual TLS).
 put_get() {
-  local suffix=$1 rates=() r t0 t1 got
+  local suffix=$1 rates=() r t0 t1 got i pid used
   "$rdfs" dfs "${fs[@]}" -mkdir -p /bench
+  for i in client 1 2 3; do : >"$out/put_cpu_$i$suffix.txt"; done
   for r in $(seq 1 "$REPS"); do
     "$rdfs" dfs "${fs[@]}" -rm -f -skipTrash "/bench/big$r" >/dev/null 2>&1 || true
     drop_caches || true
+    local before=()
+    for i in 1 2 3; do before[i]=$(cpu_s "$(cat "$RDFS_HOME/pids/datanode$i.pid")"); done
     t0=$(now)
-    "$rdfs" dfs "${fs[@]}" -D dfs.replication=3 -put "$src" "/bench/big$r"
+    { TIMEFORMAT='%U %S'; time "$rdfs" dfs "${fs[@]}" -D dfs.replication=3 -put "$src" "/bench/big$r" 2>&3; } 3>&2 2>"$out/put_time.txt"
     t1=$(now)
     rates+=("$(mbps "$bytes" "$t0" "$t1")")
+    per_gib "$(awk '{print $1 + $2}' "$out/put_time.txt")" >>"$out/put_cpu_client$suffix.txt"; echo >>"$out/put_cpu_client$suffix.txt"
+    for i in 1 2 3; do
+      pid=$(cat "$RDFS_HOME/pids/datanode$i.pid")
+      used=$(awk -v a="$(cpu_s "$pid")" -v b="${before[i]}" 'BEGIN{print a - b}')
+      per_gib "$used" >>"$out/put_cpu_$i$suffix.txt"; echo >>"$out/put_cpu_$i$suffix.txt"
+    done
   done
   fig "put_replication3_median$suffix" "$(median "${rates[@]}")" MB/s
+  fig "put_cpu_s_per_GiB_client$suffix" "$(median $(cat "$out/put_cpu_client$suffix.txt"))" s
+  for i in 1 2 3; do
+    fig "put_cpu_s_per_GiB_datanode$i$suffix" "$(median $(cat "$out/put_cpu_$i$suffix.txt"))" s
+  done
   drop_caches || true
   t0=$(now)
   "$rdfs" dfs "${fs[@]}" -cat "/bench/big$REPS" >/dev/null
@@ -113,6 +143,54 @@ put_get() {
 }
 put_get ""
 
+# ---------------------------------------------------------------- block boundaries
+# A cold read of a 10-block file, timed per block from the reader's side,
+# with the longest pause between two reads near each block boundary: a
+# reader that waits on the next block's setup shows it there.
+blk_mb=$((FILE_MB / 10))
+log "cold get of a 10-block file (${blk_mb} MiB blocks), per-block times"
+head -c $((blk_mb * 10 * 1024 * 1024)) "$src" >"$src.ten"
+"$rdfs" dfs "${fs[@]}" -D dfs.replication=3 -D "dfs.blocksize=$((blk_mb * 1024 * 1024))" -put "$src.ten" /ten
+rm -f "$src.ten"
+drop_caches || true
+"$rdfs" dfs "${fs[@]}" -cat /ten | python3 -c '
+import sys, time
+block = int(sys.argv[1]); pipe = sys.stdin.buffer
+start = last_read = boundary_start = time.monotonic()
+done, boundary, times, gaps, gap = 0, block, [], [], 0.0
+while True:
+    data = pipe.read1(1 << 20)
+    now = time.monotonic()
+    if not data:
+        break
+    near = abs(done - (boundary - block)) <= (1 << 20) and boundary > block
+    if near:
+        gap = max(gap, now - last_read)
+    done += len(data)
+    last_read = now
+    while done >= boundary:
+        times.append(now - boundary_start)
+        boundary_start = now
+        boundary += block
+        if len(times) > 1:
+            gaps.append(gap)
+        gap = 0.0
+print("block_ms", " ".join(f"{t * 1000:.0f}" for t in times))
+print("boundary_gap_ms", " ".join(f"{g * 1000:.1f}" for g in gaps))
+' $((blk_mb * 1024 * 1024)) >"$out/block_times.txt"
+"$rdfs" dfs "${fs[@]}" -rm -skipTrash /ten >/dev/null
+python3 - "$out/block_times.txt" >>"$out/rdfs.txt" <<'PYEOF'
+import sys, statistics
+rows = dict(line.split(None, 1) for line in open(sys.argv[1]) if line.strip())
+blocks = [float(x) for x in rows.get("block_ms", "").split()]
+gaps = [float(x) for x in rows.get("boundary_gap_ms", "").split()]
+if blocks:
+    print("get_10_blocks_median_block_ms", statistics.median(blocks), "ms")
+    print("get_10_blocks_slowest_block_ms", max(blocks), "ms")
+if gaps:
+    print("get_10_blocks_longest_boundary_gap_ms", max(gaps), "ms")
+PYEOF
+
 # ---------------------------------------------------------------- TestDFSIO
 log "rdfs bench io: $IO_FILES files of $IO_SIZE"
 "$rdfs" bench io "${fs[@]}" -write -files "$IO_FILES" -size "$IO_SIZE" -replication 3 >"$out/io_write.txt" 2>&1
@@ -121,6 +199,7 @@ drop_caches || true
 "$rdfs" bench io "${fs[@]}" -clean >/dev/null 2>&1 || true
 grep -h '^figure ' "$out/io_write.txt" "$out/io_read.txt" | cut -d' ' -f2- >>"$out/rdfs.txt"
 
+if [ $data_only = 0 ]; then
 # ---------------------------------------------------------------- namenode operations
 nn() { # threads op [extra...]
   local threads=$1 op=$2; shift 2
@@ -161,6 +240,8 @@ RDFS_SECURE=1 "$here/deploy/local-cluster.sh" start >"$out/cluster-tls.log" 2>&1
 export RDFS_CONF=$RDFS_HOME/secure.toml
 put_get _tls
 unset RDFS_CONF
+"$here/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
+fi
 "$here/deploy/local-cluster.sh" stop >/dev/null 2>&1 || true
 rm -f "$src"
 
@@ -229,6 +310,10 @@ for key, label in (("put_replication3_median", f"put {mb} MiB, replication 3, ov
                    ("get_cold", f"get {mb} MiB, {cold_label}, over mutual TLS"),
                    ("get_warm_with_sha256", f"get {mb} MiB warm + sha256, over mutual TLS")):
     row(label, value(rdfs, key + "_tls"), "MB/s", value(rdfs, key), "MB/s: same without TLS")
+for who in ["client", "datanode1", "datanode2", "datanode3"]:
+    row(f"put {mb} MiB, replication 3: CPU of the {who}", value(rdfs, f"put_cpu_s_per_GiB_{who}"), "s/GiB", None, "")
+row("10-block cold get: slowest block", value(rdfs, "get_10_blocks_slowest_block_ms"), "ms", value(rdfs, "get_10_blocks_median_block_ms"), "ms: median block")
+row("10-block cold get: longest pause at a block boundary", value(rdfs, "get_10_blocks_longest_boundary_gap_ms"), "ms", None, "")
 row("TestDFSIO write (aggregate)", value(rdfs, "io_write_mbps"), "MB/s", disk_w / 3 if disk_w else None, "MB/s: disk fdatasync write / 3")
 row("TestDFSIO read (aggregate)", value(rdfs, "io_read_mbps"), "MB/s", value(limits, "disk_seq_read_uncached"), "MB/s: disk uncached read")
 

@@ -22,7 +22,7 @@ use std::hint::black_box;
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use prost::Message;
-use rdfs_common::checksum::{self, DEFAULT_BYTES_PER_CHECKSUM};
+use rdfs_common::checksum::{DEFAULT_BYTES_PER_CHECKSUM, DataChecksum};
 use rdfs_proto as pb;
 use rdfs_proto::write_block_frame::Frame;
 
@@ -34,7 +34,9 @@ fn frame() -> pb::WriteBlockFrame {
         .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
         .collect::<Vec<u8>>()
         .into();
-    let checksums: Bytes = checksum::compute(&data, DEFAULT_BYTES_PER_CHECKSUM).into();
+    let checksums: Bytes = DataChecksum::crc32c(DEFAULT_BYTES_PER_CHECKSUM)
+        .compute(&data)
+        .into();
     pb::WriteBlockFrame {
         frame: Some(Frame::Packet(pb::Packet {
             seqno: 42,
