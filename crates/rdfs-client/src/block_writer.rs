@@ -23,13 +23,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
-use tokio::time::timeout;
 
 use rdfs_common::block_token::Token;
 use rdfs_common::grpc::pipeline_ack_timeout;
-use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, LocatedBlock, token_to_proto};
+use rdfs_common::protocol::{DatanodeInfo, ExtendedBlock, LocatedBlock};
 use rdfs_proto as pb;
-use rdfs_proto::data_transfer_client::DataTransferClient;
 use rdfs_transfer::{
     AckReceiver, Packet, PacketSender, Stage, StreamError, StreamOptions, WriteSetup, WriteStream,
 };
@@ -698,32 +696,22 @@ impl BlockWriter {
         target: &DatanodeInfo,
         storage: &str,
     ) -> Result<(), String> {
-        let addr = addr_of(source);
-        let channel = self
-            .client
-            .inner
-            .datanodes
-            .get(&addr)
-            .map_err(|e| format!("bad address {addr}: {e}"))?;
-        let request = pb::TransferBlockRequest {
-            block: Some(block.into()),
-            targets: vec![target.into()],
-            target_storage_ids: vec![storage.to_string()],
-            client_name: self.client.inner.client_name.clone(),
-            block_token: token_to_proto(copy_token),
-        };
         // The copy moves at most a block; allow for it on top of the usual wait.
         let wait = pipeline_ack_timeout(self.settings().socket_timeout, 2) * 2;
-        match timeout(
+        let copy = rdfs_transfer::calls::ReplicaCopy {
+            block,
+            token: copy_token,
+            target,
+            target_storage_id: storage,
+            client_name: &self.client.inner.client_name,
+        };
+        rdfs_transfer::calls::transfer_replica(
+            &self.client.inner.datanodes,
+            &addr_of(source),
+            copy,
             wait,
-            DataTransferClient::new(channel).transfer_block(request),
         )
         .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
-            Err(_) => Err(format!("{addr} did not finish the copy within {wait:?}")),
-        }
     }
 
     /// A new generation stamp for the block, and a token for it.

@@ -19,10 +19,11 @@ use rdfs_common::grpc::{
 };
 use rdfs_common::protocol::{
     ContentSummary, DatanodeInfo, ExtendedBlock, FileStatus, FsStats, LocatedBlock, LocatedBlocks,
-    ServerDefaults, token_to_proto,
+    ServerDefaults,
 };
 use rdfs_proto as pb;
 use rdfs_proto::client_namenode_client::ClientNamenodeClient;
+use rdfs_transfer::calls::Answer;
 
 use crate::error::{ClientError, Result};
 use crate::failover::FailoverChannel;
@@ -659,25 +660,18 @@ impl DfsClient {
         node: &DatanodeInfo,
     ) -> std::result::Result<u64, String> {
         let addr = node.id.xfer_addr();
-        let channel = self
-            .inner
-            .datanodes
-            .get(&addr)
-            .map_err(|e| format!("bad address {addr}: {e}"))?;
-        let request = pb::GetReplicaVisibleLengthRequest {
-            block: Some(block.into()),
-            block_token: token_to_proto(token),
-        };
-        let mut dn = rdfs_proto::data_transfer_client::DataTransferClient::new(channel);
-        match tokio::time::timeout(
+        match rdfs_transfer::calls::replica_visible_length(
+            &self.inner.datanodes,
+            &addr,
+            block,
+            token,
             self.inner.settings.socket_timeout,
-            dn.get_replica_visible_length(request),
         )
         .await
         {
-            Ok(Ok(response)) => Ok(response.into_inner().length),
-            Ok(Err(status)) => Err(format!("{addr}: {}", status.message())),
-            Err(_) => Err(format!("{addr} did not answer")),
+            Answer::Ok(length) => Ok(length),
+            Answer::NotFound => Err(format!("{addr} holds no replica of {block}")),
+            Answer::Failed(why) => Err(why),
         }
     }
 

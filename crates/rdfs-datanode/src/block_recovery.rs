@@ -10,15 +10,14 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
-use tokio::time::timeout;
 use tonic::transport::Channel;
 
 use rdfs_common::ExceptionKind;
 use rdfs_common::block_token::AccessMode;
-use rdfs_common::protocol::{ExtendedBlock, token_to_proto};
+use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
-use rdfs_proto::inter_datanode_client::InterDatanodeClient;
+use rdfs_transfer::calls::{self, Answer, RecoveryState};
 
 use crate::context::DatanodeContext;
 use crate::dataset::{RecoveryInfo, ReplicaState};
@@ -123,19 +122,12 @@ pub fn choose_length(candidates: &[Candidate], new_length: Option<u64>) -> Resul
     })
 }
 
-pub fn state_to_pb(state: ReplicaState) -> pb::RecoveryReplicaState {
+/// How block recovery reports a replica's state.
+pub fn recovery_state(state: ReplicaState) -> RecoveryState {
     match state {
-        ReplicaState::Finalized => pb::RecoveryReplicaState::Finalized,
-        ReplicaState::Rbw => pb::RecoveryReplicaState::Rbw,
-        ReplicaState::Rwr | ReplicaState::Rur => pb::RecoveryReplicaState::Rwr,
-    }
-}
-
-fn state_from_pb(state: i32) -> ReplicaState {
-    match pb::RecoveryReplicaState::try_from(state) {
-        Ok(pb::RecoveryReplicaState::Finalized) => ReplicaState::Finalized,
-        Ok(pb::RecoveryReplicaState::Rbw) => ReplicaState::Rbw,
-        _ => ReplicaState::Rwr,
+        ReplicaState::Finalized => RecoveryState::Finalized,
+        ReplicaState::Rbw => RecoveryState::Rbw,
+        ReplicaState::Rwr | ReplicaState::Rur => RecoveryState::Rwr,
     }
 }
 
@@ -155,13 +147,6 @@ pub enum RecoveryError {
     /// new active orders it again, so this is no failure of the datanode.
     #[error("{block}: the namenode that ordered the recovery is standby now: {message}")]
     NamenodeNotActive { block: String, message: String },
-}
-
-/// How one datanode answered.
-enum Answer<T> {
-    Ok(T),
-    NotFound,
-    Failed(String),
 }
 
 /// Leads the recovery of blocks this datanode is primary for.
@@ -320,35 +305,27 @@ impl Worker {
             Ok(token) => token,
             Err(err) => return Answer::Failed(err.to_string()),
         };
-        let request = pb::InitReplicaRecoveryRequest {
-            block: Some(block.into()),
+        match calls::init_replica_recovery(
+            &self.ctx.channels,
+            &location_addr(location),
+            block,
             recovery_id,
-            block_token: token_to_proto(&block_token),
-        };
-        match self.client(location) {
-            Ok(mut client) => {
-                match timeout(
-                    self.ctx.socket_timeout,
-                    client.init_replica_recovery(request),
-                )
-                .await
-                {
-                    Ok(Ok(reply)) => {
-                        let reply = reply.into_inner();
-                        Answer::Ok(RecoveryInfo {
-                            state: state_from_pb(reply.state),
-                            generation_stamp: reply.generation_stamp,
-                            num_bytes: reply.num_bytes,
-                        })
-                    }
-                    Ok(Err(status)) if status.code() == tonic::Code::NotFound => Answer::NotFound,
-                    Ok(Err(status)) => Answer::Failed(status.message().to_string()),
-                    Err(_) => {
-                        Answer::Failed(format!("no answer within {:?}", self.ctx.socket_timeout))
-                    }
-                }
-            }
-            Err(message) => Answer::Failed(message),
+            &block_token,
+            self.ctx.socket_timeout,
+        )
+        .await
+        {
+            Answer::Ok(replica) => Answer::Ok(RecoveryInfo {
+                state: match replica.state {
+                    RecoveryState::Finalized => ReplicaState::Finalized,
+                    RecoveryState::Rbw => ReplicaState::Rbw,
+                    RecoveryState::Rwr => ReplicaState::Rwr,
+                },
+                generation_stamp: replica.generation_stamp,
+                num_bytes: replica.num_bytes,
+            }),
+            Answer::NotFound => Answer::NotFound,
+            Answer::Failed(why) => Answer::Failed(why),
         }
     }
 
@@ -378,35 +355,16 @@ impl Worker {
             Ok(token) => token,
             Err(err) => return Answer::Failed(err.to_string()),
         };
-        let request = pb::UpdateReplicaUnderRecoveryRequest {
-            block: Some(block.into()),
+        calls::update_replica_under_recovery(
+            &self.ctx.channels,
+            &location_addr(location),
+            block,
             recovery_id,
             new_length,
-            block_token: token_to_proto(&block_token),
-        };
-        match self.client(location) {
-            Ok(mut client) => match timeout(
-                self.ctx.socket_timeout,
-                client.update_replica_under_recovery(request),
-            )
-            .await
-            {
-                Ok(Ok(reply)) => Answer::Ok(reply.into_inner().storage_id),
-                Ok(Err(status)) if status.code() == tonic::Code::NotFound => Answer::NotFound,
-                Ok(Err(status)) => Answer::Failed(status.message().to_string()),
-                Err(_) => Answer::Failed(format!("no answer within {:?}", self.ctx.socket_timeout)),
-            },
-            Err(message) => Answer::Failed(message),
-        }
-    }
-
-    fn client(&self, location: &pb::DatanodeInfo) -> Result<InterDatanodeClient<Channel>, String> {
-        let addr = location_addr(location);
-        self.ctx
-            .channels
-            .get(&addr)
-            .map(InterDatanodeClient::new)
-            .map_err(|e| format!("bad address {addr}: {e}"))
+            &block_token,
+            self.ctx.socket_timeout,
+        )
+        .await
     }
 
     async fn commit(

@@ -89,9 +89,3 @@ impl DatanodeError {
         }
     }
 }
-
-impl From<DatanodeError> for tonic::Status {
-    fn from(err: DatanodeError) -> Self {
-        err.kind().status(err.to_string())
-    }
-}

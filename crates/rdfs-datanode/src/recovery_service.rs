@@ -11,9 +11,10 @@ use rdfs_common::protocol::{ExtendedBlock, token_from_proto};
 use rdfs_proto as pb;
 use rdfs_proto::inter_datanode_server::InterDatanode;
 
-use crate::block_recovery::state_to_pb;
+use crate::block_recovery::recovery_state;
 use crate::context::DatanodeContext;
 use crate::error::DatanodeError;
+use rdfs_transfer::calls::recovery_state_to_pb;
 
 pub struct RecoveryService {
     ctx: Arc<DatanodeContext>,
@@ -70,7 +71,7 @@ impl InterDatanode for RecoveryService {
             block_id,
             generation_stamp: info.generation_stamp,
             num_bytes: info.num_bytes,
-            state: state_to_pb(info.state) as i32,
+            state: recovery_state_to_pb(recovery_state(info.state)) as i32,
         }))
     }
 

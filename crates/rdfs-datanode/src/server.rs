@@ -14,7 +14,6 @@ use tokio_util::sync::CancellationToken;
 use rdfs_common::config::{Config, ConfigError, DatanodeConfig};
 use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE};
 use rdfs_common::protocol::DatanodeId;
-use rdfs_proto::data_transfer_server::DataTransferServer;
 use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 use rdfs_proto::inter_datanode_server::InterDatanodeServer;
 
@@ -26,7 +25,7 @@ use crate::dataset::Dataset;
 use crate::error::DatanodeError;
 use crate::io_hints;
 use crate::recovery_service::RecoveryService;
-use crate::transfer_service::TransferService;
+use crate::transfer_service::DataTransferService;
 use crate::volume::{datanode_uuid, open_volumes};
 
 /// The file in the first data dir that opened that names the addresses the
@@ -204,10 +203,7 @@ impl Datanode {
         let stop_server = stop.clone();
         let server = tokio::spawn(
             rdfs_common::grpc::server()
-                .add_service(
-                    DataTransferServer::new(TransferService::new(Arc::clone(&ctx)))
-                        .max_decoding_message_size(MAX_MESSAGE_SIZE),
-                )
+                .add_service(DataTransferService::new(Arc::clone(&ctx)))
                 .add_service(tonic::service::interceptor::InterceptedService::new(
                     InterDatanodeServer::new(RecoveryService::new(Arc::clone(&ctx))),
                     // Over TLS only datanodes recover replicas together.

@@ -88,15 +88,14 @@ pub async fn serve(
     ctx: std::sync::Arc<crate::context::DatanodeContext>,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::net::SocketAddr {
-    use rdfs_proto::data_transfer_server::DataTransferServer;
     use rdfs_proto::inter_datanode_server::InterDatanodeServer;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = rdfs_common::grpc::server()
-        .add_service(DataTransferServer::new(
-            crate::transfer_service::TransferService::new(std::sync::Arc::clone(&ctx)),
+        .add_service(crate::transfer_service::DataTransferService::new(
+            std::sync::Arc::clone(&ctx),
         ))
         .add_service(InterDatanodeServer::new(
             crate::recovery_service::RecoveryService::new(ctx),

@@ -3,8 +3,14 @@
 //! (reads), and answers visible-length queries and copies of a replica
 //! being written to a datanode joining its pipeline.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+
+use bytes::Bytes;
+use prost::Message;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
@@ -16,11 +22,16 @@ use rdfs_common::ExceptionKind;
 use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::{ExtendedBlock, token_from_proto};
 use rdfs_proto as pb;
-use rdfs_proto::data_transfer_server::DataTransfer;
+use rdfs_proto::data_transfer_server::{DataTransfer, DataTransferServer};
 use rdfs_transfer::grpc::{self as codec, WriteFrame};
+use rdfs_transfer::read_stream::READ_BLOCK;
+use rdfs_transfer::wire::{self, WireFrame};
+use rdfs_transfer::wire_call::Messages;
+use rdfs_transfer::write_stream::WRITE_BLOCK;
 use rdfs_transfer::{Ack, Packet, PacketSource, ReplySink, SetupReply, Stage, StreamError};
 
 use crate::context::DatanodeContext;
+use crate::error::DatanodeError;
 use crate::pipeline;
 use crate::read_session::ReadSession;
 use crate::replicate::{self, Order, TransferError};
@@ -240,6 +251,274 @@ impl DataTransfer for TransferService {
         let packets = ReceiverStream::new(session.stream())
             .map(|item| item.map(codec::read_packet_to_pb).map_err(Status::from));
         Ok(Response::new(Box::pin(packets)))
+    }
+}
+
+/// The `DataTransfer` service as servers register it: the two data
+/// streams, WriteBlock and ReadBlock, framed by [`rdfs_transfer::wire`] so
+/// packet data crosses this datanode without a copy; the other methods
+/// through tonic's generated service.
+#[derive(Clone)]
+pub struct DataTransferService {
+    ctx: Arc<DatanodeContext>,
+    generated: DataTransferServer<TransferService>,
+}
+
+impl DataTransferService {
+    pub fn new(ctx: Arc<DatanodeContext>) -> Self {
+        Self {
+            generated: DataTransferServer::new(TransferService::new(Arc::clone(&ctx)))
+                .max_decoding_message_size(rdfs_common::grpc::MAX_MESSAGE_SIZE),
+            ctx,
+        }
+    }
+}
+
+impl tonic::server::NamedService for DataTransferService {
+    const NAME: &'static str = "rdfs.DataTransfer";
+}
+
+type HttpResponse = http::Response<tonic::body::Body>;
+
+impl tower_service::Service<http::Request<tonic::body::Body>> for DataTransferService {
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let ctx = Arc::clone(&self.ctx);
+        match request.uri().path() {
+            WRITE_BLOCK => Box::pin(async move { Ok(write_block(ctx, request).await) }),
+            READ_BLOCK => Box::pin(async move { Ok(read_block(ctx, request).await) }),
+            _ => {
+                let mut generated = self.generated.clone();
+                Box::pin(async move { generated.call(request).await })
+            }
+        }
+    }
+}
+
+fn http_peer(request: &http::Request<tonic::body::Body>) -> String {
+    request
+        .extensions()
+        .get::<rdfs_common::tls::PeerInfo>()
+        .and_then(|peer| peer.remote_addr)
+        .map_or_else(|| "upstream".to_string(), |addr| addr.to_string())
+}
+
+/// A gRPC response whose body is `frames`, ended by the sender.
+fn grpc_response(
+    frames: impl Stream<Item = Result<http_body::Frame<Bytes>, Status>> + Send + 'static,
+) -> HttpResponse {
+    let mut response = http::Response::new(tonic::body::Body::new(
+        http_body_util::StreamBody::new(frames),
+    ));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+fn trailers(status: Option<Status>) -> http_body::Frame<Bytes> {
+    let mut trailers = http::HeaderMap::new();
+    let status = status.unwrap_or_else(|| Status::ok(""));
+    if status.add_header(&mut trailers).is_err() {
+        trailers.insert("grpc-status", http::HeaderValue::from_static("13"));
+    }
+    http_body::Frame::trailers(trailers)
+}
+
+/// The upstream of a write session over [`rdfs_transfer::wire`].
+struct WireUpstream {
+    messages: Messages,
+    peer: String,
+}
+
+impl PacketSource for WireUpstream {
+    async fn next_packet(&mut self) -> Result<Option<Packet>, StreamError> {
+        let malformed = |source: codec::Malformed| StreamError::Malformed {
+            peer: self.peer.clone(),
+            source,
+        };
+        match self.messages.next().await {
+            None => Ok(None),
+            Some(Err(status)) => Err(StreamError::Failed {
+                peer: self.peer.clone(),
+                kind: ExceptionKind::of_status(&status),
+                message: status.message().to_string(),
+            }),
+            Some(Ok(message)) => match wire::decode_write_frame(message).map_err(malformed)? {
+                WireFrame::Packet(packet) => Ok(Some(packet)),
+                WireFrame::Header(_) => Err(malformed(codec::Malformed {
+                    what: "write frame",
+                    why: "a second header in the middle of a block".into(),
+                })),
+            },
+        }
+    }
+}
+
+/// The replies of a write session over [`rdfs_transfer::wire`].
+struct WireReplies {
+    tx: mpsc::Sender<Bytes>,
+    peer: String,
+}
+
+impl WireReplies {
+    async fn send(&mut self, reply: pb::WriteBlockReply) -> Result<(), StreamError> {
+        self.tx
+            .send(wire::encode_message(&reply))
+            .await
+            .map_err(|_| StreamError::Closed {
+                peer: self.peer.clone(),
+            })
+    }
+}
+
+impl ReplySink for WireReplies {
+    async fn send_setup(&mut self, reply: SetupReply) -> Result<(), StreamError> {
+        self.send(codec::setup_reply_to_pb(reply)).await
+    }
+
+    async fn send_ack(&mut self, ack: Ack) -> Result<(), StreamError> {
+        self.send(codec::ack_to_pb(ack)).await
+    }
+}
+
+/// WriteBlock: reads the setup, checks its token and hands the streams to
+/// a write session.
+async fn write_block(
+    ctx: Arc<DatanodeContext>,
+    request: http::Request<tonic::body::Body>,
+) -> HttpResponse {
+    let peer = http_peer(&request);
+    let mut messages = Messages::new(request.into_body());
+    let header = match timeout(ctx.socket_timeout, messages.next()).await {
+        Ok(Some(Ok(message))) => match wire::decode_write_frame(message) {
+            Ok(WireFrame::Header(header)) => header,
+            Ok(WireFrame::Packet(_)) => {
+                return Status::invalid_argument(
+                    "the first frame of WriteBlock must be its header",
+                )
+                .into_http();
+            }
+            Err(malformed) => return Status::invalid_argument(malformed.to_string()).into_http(),
+        },
+        Ok(Some(Err(status))) => return status.into_http(),
+        Ok(None) => {
+            return Status::invalid_argument("the first frame of WriteBlock must be its header")
+                .into_http();
+        }
+        Err(_) => {
+            return Status::deadline_exceeded("no WriteBlock header arrived in time").into_http();
+        }
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let mut replies = WireReplies {
+        tx,
+        peer: peer.clone(),
+    };
+    let response = grpc_response(
+        ReceiverStream::new(rx)
+            .map(|reply| Ok(http_body::Frame::data(reply)))
+            .chain(futures::stream::once(async { Ok(trailers(None)) })),
+    );
+    let setup = match codec::setup_from_pb(header) {
+        Ok(setup) => setup,
+        Err(malformed) => {
+            tracing::warn!(%peer, error = %malformed, "refusing write");
+            let _ = replies
+                .send_setup(SetupReply::failed(
+                    rdfs_transfer::Status::ErrorInvalid,
+                    "",
+                    malformed.to_string(),
+                ))
+                .await;
+            return response;
+        }
+    };
+    let setup = match pipeline::authorize(&ctx, setup) {
+        Ok(setup) => setup,
+        Err(err) => return Status::from(err).into_http(),
+    };
+    let mirror = Arc::clone(&ctx.mirror);
+    tokio::spawn(pipeline::run(
+        ctx,
+        setup,
+        WireUpstream { messages, peer },
+        replies,
+        mirror,
+    ));
+    response
+}
+
+/// ReadBlock: streams the range's packets, each as its small head and its
+/// data as read from disk.
+async fn read_block(
+    ctx: Arc<DatanodeContext>,
+    request: http::Request<tonic::body::Body>,
+) -> HttpResponse {
+    let mut messages = Messages::new(request.into_body());
+    let request = match timeout(ctx.socket_timeout, messages.next()).await {
+        Ok(Some(Ok(message))) => pb::ReadBlockRequest::decode(message.contiguous())
+            .map_err(|e| {
+                ExceptionKind::IllegalArgument.status(format!("malformed ReadBlock request: {e}"))
+            })
+            .and_then(|request| {
+                codec::read_request_from_pb(request)
+                    .map_err(|e| ExceptionKind::IllegalArgument.status(e.to_string()))
+            }),
+        Ok(Some(Err(status))) => Err(status),
+        Ok(None) => Err(ExceptionKind::IllegalArgument.status("ReadBlock without a request")),
+        Err(_) => Err(Status::deadline_exceeded(
+            "no ReadBlock request arrived in time",
+        )),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(status) => return status.into_http(),
+    };
+    let session = match ReadSession::open(&ctx, request).await {
+        Ok(session) => session,
+        Err(err) => return Status::from(err).into_http(),
+    };
+    let mut packets = session.stream();
+    let (frames, frames_rx) = mpsc::channel(8);
+    tokio::spawn(async move {
+        while let Some(item) = packets.recv().await {
+            let packet = match item {
+                Ok(packet) => packet,
+                Err(err) => {
+                    let _ = frames.send(Ok(trailers(Some(Status::from(err))))).await;
+                    return;
+                }
+            };
+            let chunks = wire::encode_read_packet(&packet);
+            for chunk in std::iter::once(chunks.head).chain(chunks.data) {
+                if frames
+                    .send(Ok(http_body::Frame::data(chunk)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+        let _ = frames.send(Ok(trailers(None))).await;
+    });
+    grpc_response(ReceiverStream::new(frames_rx))
+}
+
+/// How the datanode's failures cross gRPC: the status code and exception
+/// name of their kind.
+impl From<DatanodeError> for Status {
+    fn from(err: DatanodeError) -> Self {
+        err.kind().status(err.to_string())
     }
 }
 

@@ -73,7 +73,7 @@ fn stage_from_pb(stage: i32) -> Result<Stage, Malformed> {
     )
 }
 
-fn checksum_type_to_pb(kind: ChecksumKind) -> pb::ChecksumType {
+pub(crate) fn checksum_type_to_pb(kind: ChecksumKind) -> pb::ChecksumType {
     match kind {
         ChecksumKind::Crc32 => pb::ChecksumType::ChecksumCrc32,
         ChecksumKind::Crc32c => pb::ChecksumType::ChecksumCrc32c,

@@ -10,15 +10,22 @@
 //! - [`session`]: the transport-facing traits a datanode's write session
 //!   runs over, so gRPC and Hadoop's DataTransferProtocol are two adapters
 //!   of one session.
+//! - [`calls`]: the one-shot calls beside the streams (visible length, a
+//!   copy to a datanode joining a pipeline, block recovery's two steps).
 //! - [`grpc`]: the codec between the plain types and `rdfs.DataTransfer`'s
 //!   messages.
+//! - [`wire`] and [`wire_call`]: the data streams' gRPC framing without
+//!   tonic's codec, so packet data crosses a datanode without a copy.
 
+pub mod calls;
 pub mod error;
 pub mod grpc;
 pub mod packet;
 pub mod read_stream;
 pub mod session;
 pub mod setup;
+pub mod wire;
+pub mod wire_call;
 pub mod write_stream;
 
 pub use error::{SetupFailure, StreamError};

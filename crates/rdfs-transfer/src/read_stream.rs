@@ -8,13 +8,16 @@ use bytes::Bytes;
 use tokio::time::timeout;
 
 use rdfs_common::ExceptionKind;
-use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE};
-use rdfs_proto as pb;
-use rdfs_proto::data_transfer_client::DataTransferClient;
+use rdfs_common::grpc::ChannelCache;
 
 use crate::error::StreamError;
 use crate::grpc;
 use crate::setup::ReadRequest;
+use crate::wire;
+use crate::wire_call::{self, Messages};
+
+/// The gRPC method of block reads.
+pub const READ_BLOCK: &str = "/rdfs.DataTransfer/ReadBlock";
 
 /// Why a replica could not serve a read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -42,7 +45,7 @@ pub struct VerifiedChunk {
 /// One open read of a range of one replica.
 pub struct ReadStream {
     peer: String,
-    stream: tonic::Streaming<pb::ReadPacket>,
+    messages: Messages,
     block_len: u64,
     requested_offset: u64,
     /// Where the next packet must start, once the first packet has told
@@ -62,17 +65,12 @@ impl ReadStream {
         let channel = channels
             .get(addr)
             .map_err(|e| ReadFailure::Unavailable(format!("bad address {addr}: {e}")))?;
-        let mut client =
-            DataTransferClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
-        match timeout(
-            socket_timeout,
-            client.read_block(grpc::read_request_to_pb(request)),
-        )
-        .await
-        {
-            Ok(Ok(response)) => Ok(Self {
+        let body = wire::encode_message(&grpc::read_request_to_pb(request));
+        let call = wire_call::start(channel, READ_BLOCK, tokio_stream::once(body));
+        match timeout(socket_timeout, call).await {
+            Ok(Ok(messages)) => Ok(Self {
                 peer: addr.to_string(),
-                stream: response.into_inner(),
+                messages,
                 block_len: request.block.num_bytes,
                 requested_offset: request.offset,
                 expected_offset: None,
@@ -103,10 +101,11 @@ impl ReadStream {
     /// the stream.
     pub async fn next(&mut self) -> Result<Option<VerifiedChunk>, ReadFailure> {
         let addr = &self.peer;
-        let packet = match timeout(self.socket_timeout, self.stream.message()).await {
-            Ok(Ok(Some(packet))) => packet,
-            Ok(Ok(None)) => return Ok(None),
-            Ok(Err(status)) => {
+        let packet = match timeout(self.socket_timeout, self.messages.next()).await {
+            Ok(Some(Ok(message))) => wire::decode_read_packet(message)
+                .map_err(|e| ReadFailure::Unavailable(format!("{addr} sent a {e}")))?,
+            Ok(None) => return Ok(None),
+            Ok(Some(Err(status))) => {
                 let err = StreamError::from_status(&status, addr);
                 return Err(ReadFailure::Unavailable(
                     if err.kind() == Some(ExceptionKind::CorruptReplica) {

@@ -13,13 +13,19 @@ use tokio_stream::Stream;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use rdfs_common::grpc::{ChannelCache, MAX_MESSAGE_SIZE, pipeline_ack_timeout};
-use rdfs_proto::data_transfer_client::DataTransferClient;
+use prost::Message;
+
+use rdfs_common::grpc::{ChannelCache, pipeline_ack_timeout};
+use rdfs_proto as pb;
 
 use crate::error::{SetupFailure, StreamError};
 use crate::grpc::{self, WriteReply};
 use crate::packet::{Ack, Packet};
 use crate::setup::{SetupReply, WriteSetup};
+use crate::{wire, wire_call};
+
+/// The gRPC method of write pipelines.
+pub const WRITE_BLOCK: &str = "/rdfs.DataTransfer/WriteBlock";
 
 /// How long a stream may wait, and how many packets it queues.
 #[derive(Debug, Clone, Copy)]
@@ -167,12 +173,16 @@ impl WriteStream {
             .get(addr)
             .map_err(|e| fail(format!("bad datanode address {addr}: {e}")))?;
         let (tx, rx) = mpsc::channel::<Packet>(options.queue.max(1));
-        let frames = tokio_stream::once(grpc::header_frame(setup))
-            .chain(ReceiverStream::new(rx).map(grpc::packet_frame));
-        let mut client =
-            DataTransferClient::new(channel).max_decoding_message_size(MAX_MESSAGE_SIZE);
-        let replies = match timeout(options.socket_timeout, client.write_block(frames)).await {
-            Ok(Ok(response)) => response.into_inner(),
+        // Each packet goes out as its small head and its data, untouched.
+        let chunks = tokio_stream::once(wire::encode_message(&grpc::header_frame(setup))).chain(
+            futures::StreamExt::flat_map(ReceiverStream::new(rx), |packet| {
+                let chunks = wire::encode_packet(&packet);
+                futures::stream::iter(std::iter::once(chunks.head).chain(chunks.data))
+            }),
+        );
+        let call = wire_call::start(channel, WRITE_BLOCK, chunks);
+        let replies = match timeout(options.socket_timeout, call).await {
+            Ok(Ok(messages)) => messages,
             Ok(Err(status)) => {
                 channels.forget(addr);
                 return Err(fail(StreamError::from_status(&status, addr).to_string()));
@@ -186,12 +196,21 @@ impl WriteStream {
             }
         };
         let peer = addr.to_string();
+        let replies = futures::stream::unfold(replies, |mut messages| async move {
+            messages.next().await.map(|message| (message, messages))
+        });
         let mut acks = AckReceiver::from_stream(
-            replies.map(move |reply| match reply {
-                Ok(reply) => grpc::reply_from_pb(reply).map_err(|source| StreamError::Malformed {
-                    peer: peer.clone(),
-                    source,
-                }),
+            replies.map(move |message| match message {
+                Ok(message) => pb::WriteBlockReply::decode(message.contiguous())
+                    .map_err(|e| grpc::Malformed {
+                        what: "write reply",
+                        why: e.to_string(),
+                    })
+                    .and_then(grpc::reply_from_pb)
+                    .map_err(|source| StreamError::Malformed {
+                        peer: peer.clone(),
+                        source,
+                    }),
                 Err(status) => Err(StreamError::from_status(&status, &peer)),
             }),
             addr,
