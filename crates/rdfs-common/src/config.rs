@@ -257,9 +257,12 @@ impl DfsConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ClientConfig {
-    /// Data bytes per write packet (`dfs.client-write-packet-size`).
+    /// Data bytes per write packet (`dfs.client-write-packet-size`). 256 KiB
+    /// rather than HDFS's 64 KiB: a quarter of the per-packet work on every
+    /// datanode (wakeups, acks, syscalls) for the same bytes.
     pub write_packet_size: ByteSize,
-    /// Packets sent but not yet acknowledged before the writer waits.
+    /// Packets sent but not yet acknowledged before the writer waits; with
+    /// 256 KiB packets, 20 keep HDFS's 5 MiB in flight.
     pub max_packets_in_flight: u32,
     /// Timeout for connecting to a namenode or datanode.
     pub connect_timeout_ms: u64,
@@ -312,8 +315,8 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            write_packet_size: ByteSize(64 * 1024),
-            max_packets_in_flight: 80,
+            write_packet_size: ByteSize(256 * 1024),
+            max_packets_in_flight: 20,
             connect_timeout_ms: 20_000,
             socket_timeout_ms: 60_000,
             block_write_retries: 3,
