@@ -10,15 +10,14 @@
 use std::sync::Arc;
 
 use futures::future::join_all;
-use tonic::transport::Channel;
 
 use rdfs_common::ExceptionKind;
 use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::ExtendedBlock;
 use rdfs_proto as pb;
-use rdfs_proto::datanode_protocol_client::DatanodeProtocolClient;
 use rdfs_transfer::calls::{self, Answer, RecoveryState};
 
+use crate::bp_service::NamenodeClient;
 use crate::context::DatanodeContext;
 use crate::dataset::{RecoveryInfo, ReplicaState};
 use crate::error::DatanodeError;
@@ -154,7 +153,7 @@ pub struct Worker {
     pub ctx: Arc<DatanodeContext>,
     /// The namenode that ordered the recovery: it is the one waiting for
     /// the outcome.
-    pub namenode: DatanodeProtocolClient<Channel>,
+    pub namenode: NamenodeClient,
     /// This datanode, to call itself directly.
     pub datanode_uuid: String,
     pub pool_id: String,

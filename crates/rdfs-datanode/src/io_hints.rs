@@ -19,6 +19,18 @@ pub fn start_writeback(file: &File, offset: u64, len: u64) {
     }
 }
 
+/// Asks the kernel to start reading `[offset, offset + len)` into the page
+/// cache without waiting (HDFS's datanode readahead), so a sequential read
+/// keeps the disk busy ahead of the reader. A failure only loses the hint.
+pub fn will_need(file: &File, offset: u64, len: u64) {
+    let _ = rustix::fs::fadvise(
+        file,
+        offset,
+        std::num::NonZeroU64::new(len),
+        rustix::fs::Advice::WillNeed,
+    );
+}
+
 /// Space on the filesystem holding `path`: (capacity, available to us).
 pub fn disk_space(path: &Path) -> std::io::Result<(u64, u64)> {
     let stat = rustix::fs::statvfs(path)?;

@@ -428,6 +428,12 @@ impl ReplicaReader {
         })
     }
 
+    /// Has the kernel read `[offset, offset + len)` of the block file ahead
+    /// of need.
+    pub fn read_ahead(&self, offset: u64, len: u64) {
+        io_hints::will_need(&self.block_file, offset, len);
+    }
+
     /// Marks the replica as still being written: the checksum of a partial
     /// chunk at `length` is computed from the data rather than read.
     pub fn still_written(mut self) -> Self {

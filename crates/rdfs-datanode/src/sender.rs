@@ -10,6 +10,9 @@ use crate::replica::ReplicaReader;
 
 /// Data bytes per read packet.
 pub const READ_PACKET_SIZE: usize = 256 * 1024;
+/// How far ahead of a sequential read the kernel is asked to read (HDFS's
+/// `dfs.datanode.readahead.bytes`).
+const READ_AHEAD: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ReadChunk {
@@ -25,6 +28,8 @@ pub struct BlockSender {
     position: u64,
     end: u64,
     packet_size: usize,
+    /// Where the last readahead hint ended.
+    read_ahead_to: u64,
 }
 
 impl BlockSender {
@@ -49,6 +54,7 @@ impl BlockSender {
             position,
             end,
             packet_size,
+            read_ahead_to: position,
         })
     }
 
@@ -63,6 +69,14 @@ impl BlockSender {
         }
         let len = (self.end - self.position).min(self.packet_size as u64) as usize;
         let offset = self.position;
+        // Keep at least one window requested ahead of the reader, asking
+        // for the next when it gets within a window of the last one's end.
+        if self.read_ahead_to < self.end && self.read_ahead_to < offset + READ_AHEAD {
+            let from = self.read_ahead_to.max(offset);
+            let to = (from + READ_AHEAD).min(self.end);
+            self.reader.read_ahead(from, to - from);
+            self.read_ahead_to = to;
+        }
         Some(self.reader.read(offset, len).map(|(data, checksums)| {
             self.position += len as u64;
             ReadChunk {

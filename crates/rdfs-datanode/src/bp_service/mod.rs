@@ -43,10 +43,14 @@ pub enum LinkError {
     Refused(String),
 }
 
+/// The DatanodeProtocol client of one namenode (the namenode link is this
+/// module's; block recovery reports through it too).
+pub type NamenodeClient = DatanodeProtocolClient<Channel>;
+
 /// One namenode to serve and the client to reach it.
 pub struct NamenodeLink {
     pub namenode: NamenodeAddress,
-    pub client: DatanodeProtocolClient<Channel>,
+    pub client: NamenodeClient,
 }
 
 #[derive(Debug, Clone, Copy)]
