@@ -520,15 +520,10 @@ mod tests {
         // checksums that do not match its data.
         let block = test_support::block(2);
         let mut writer = ds
-            .create_rbw(
-                &block,
-                rdfs_common::checksum::DataChecksum::crc32c(512),
-                1 << 20,
-                false,
-            )
+            .create_rbw(&block, crate::test_support::CRC32C_512, 1 << 20, false)
             .expect("rbw");
         let data = vec![7u8; 20_000];
-        let mut sums = rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data);
+        let mut sums = crate::test_support::CRC32C_512.compute(&data);
         sums[0] ^= 1;
         writer.write(&data, &sums).expect("write");
         ds.finalize(writer).expect("finalize");

@@ -1614,28 +1614,15 @@ mod tests {
                 num_bytes: 0,
             };
             let mut writer = ds
-                .create_rbw(
-                    &block,
-                    rdfs_common::checksum::DataChecksum::crc32c(512),
-                    1024,
-                    false,
-                )
+                .create_rbw(&block, crate::test_support::CRC32C_512, 1024, false)
                 .expect("rbw");
             assert!(matches!(
-                ds.create_rbw(
-                    &block,
-                    rdfs_common::checksum::DataChecksum::crc32c(512),
-                    1024,
-                    false
-                ),
+                ds.create_rbw(&block, crate::test_support::CRC32C_512, 1024, false),
                 Err(DatanodeError::ReplicaExists(..))
             ));
             let data = vec![i as u8; 1000];
             writer
-                .write(
-                    &data,
-                    &rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data),
-                )
+                .write(&data, &crate::test_support::CRC32C_512.compute(&data))
                 .expect("write");
             ds.finalize(writer).expect("finalize");
             ids.push(block);
@@ -1699,7 +1686,7 @@ mod tests {
             .map(|i| {
                 ds.create_rbw(
                     &test_support::block(200 + i),
-                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    crate::test_support::CRC32C_512,
                     1 << 20,
                     false,
                 )
@@ -1744,7 +1731,7 @@ mod tests {
             let writer = ds
                 .create_rbw(
                     &test_support::block(300 + i),
-                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    crate::test_support::CRC32C_512,
                     1 << 20,
                     false,
                 )
@@ -1776,7 +1763,7 @@ mod tests {
         assert!(matches!(
             ds.create_rbw(
                 &test_support::block(400),
-                rdfs_common::checksum::DataChecksum::crc32c(512),
+                crate::test_support::CRC32C_512,
                 0,
                 false
             ),
@@ -1796,17 +1783,12 @@ mod tests {
         // it must not bring the replica back into the map.
         let block = test_support::block(9);
         let mut writer = ds
-            .create_rbw(
-                &block,
-                rdfs_common::checksum::DataChecksum::crc32c(512),
-                1 << 20,
-                false,
-            )
+            .create_rbw(&block, crate::test_support::CRC32C_512, 1 << 20, false)
             .expect("rbw");
         writer
             .write(
                 &[1; 512],
-                &rdfs_common::checksum::DataChecksum::crc32c(512).compute(&[1; 512]),
+                &crate::test_support::CRC32C_512.compute(&[1; 512]),
             )
             .expect("write");
         ds.fail_volume(0, &"disk gone");
@@ -1872,7 +1854,7 @@ mod tests {
         let reader = ds.open_for_read(block).expect("open");
         let len = reader.length as usize;
         let (data, sums) = reader.read(0, len).expect("read");
-        rdfs_common::checksum::DataChecksum::crc32c(512)
+        crate::test_support::CRC32C_512
             .verify_at(&data, &sums, 0)
             .expect("checksums match");
         data.to_vec()
@@ -1898,7 +1880,7 @@ mod tests {
             let mut writer = ds
                 .create_rbw(
                     &test_support::block(id),
-                    rdfs_common::checksum::DataChecksum::crc32c(512),
+                    crate::test_support::CRC32C_512,
                     0,
                     false,
                 )
@@ -1923,7 +1905,7 @@ mod tests {
         assert_eq!(std::fs::metadata(&block_path).expect("block").len(), 1024);
         assert_eq!(
             std::fs::metadata(&meta_path).expect("meta").len(),
-            MetaHeader::new(rdfs_common::checksum::DataChecksum::crc32c(512)).meta_file_len(1024)
+            MetaHeader::new(crate::test_support::CRC32C_512).meta_file_len(1024)
         );
         let reported: Vec<ReplicaState> = ds.block_report()[0]
             .replicas
@@ -1958,7 +1940,7 @@ mod tests {
         let mut writer = ds
             .create_rbw(
                 &test_support::block(8),
-                rdfs_common::checksum::DataChecksum::crc32c(512),
+                crate::test_support::CRC32C_512,
                 0,
                 false,
             )
@@ -1988,12 +1970,7 @@ mod tests {
         let data = test_support::data(3, 3000);
         let block = test_support::block(3);
         let mut writer = ds
-            .create_rbw(
-                &block,
-                rdfs_common::checksum::DataChecksum::crc32c(512),
-                0,
-                false,
-            )
+            .create_rbw(&block, crate::test_support::CRC32C_512, 0, false)
             .expect("rbw");
         let session = writer.lease.as_ref().expect("lease").session();
         write(&mut writer, &data[..700]);
@@ -2090,12 +2067,7 @@ mod tests {
         let data = test_support::data(4, 1500);
         let block = test_support::block(4);
         let mut writer = ds
-            .create_rbw(
-                &block,
-                rdfs_common::checksum::DataChecksum::crc32c(512),
-                0,
-                false,
-            )
+            .create_rbw(&block, crate::test_support::CRC32C_512, 0, false)
             .expect("rbw");
         write(&mut writer, &data);
         let token = writer.lease.as_ref().expect("lease").cancelled();

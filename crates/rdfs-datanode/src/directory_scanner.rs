@@ -298,12 +298,7 @@ mod tests {
         // adopted: the writer's finalize owns them.
         let writing = test_support::block(6);
         let writer = ds
-            .create_rbw(
-                &writing,
-                rdfs_common::checksum::DataChecksum::crc32c(512),
-                1 << 20,
-                false,
-            )
+            .create_rbw(&writing, crate::test_support::CRC32C_512, 1 << 20, false)
             .expect("rbw");
         let dir = ds.volumes()[0].finalized_dir(POOL, 6);
         std::fs::create_dir_all(&dir).expect("mkdir");

@@ -684,16 +684,7 @@ mod tests {
         }
     }
 
-    fn packet(seqno: i64, offset: u64, data: &[u8]) -> Packet {
-        Packet {
-            seqno,
-            offset_in_block: offset,
-            last_packet_in_block: false,
-            sync_block: false,
-            data: Bytes::copy_from_slice(data),
-            checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
-        }
-    }
+    use test_support::packet;
 
     fn last(seqno: i64, offset: u64) -> Packet {
         Packet {

@@ -176,30 +176,15 @@ mod tests {
             generation_stamp: 1,
         };
         BlockReceiver::new(
-            ReplicaWriter::create(
-                name,
-                0,
-                dir,
-                rdfs_common::checksum::DataChecksum::crc32c(512),
-                0,
-            )
-            .expect("writer"),
+            ReplicaWriter::create(name, 0, dir, crate::test_support::CRC32C_512, 0)
+                .expect("writer"),
             DataChecksum::crc32c(512),
             1 << 20,
             first_seqno,
         )
     }
 
-    fn packet(seqno: i64, offset: u64, data: &[u8]) -> Packet {
-        Packet {
-            seqno,
-            offset_in_block: offset,
-            last_packet_in_block: false,
-            sync_block: false,
-            data: Bytes::copy_from_slice(data),
-            checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
-        }
-    }
+    use crate::test_support::packet;
 
     #[test]
     fn rejects_bad_packets_and_keeps_what_was_received() {

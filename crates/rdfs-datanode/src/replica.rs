@@ -502,16 +502,11 @@ mod tests {
             block_id: 1073741825,
             generation_stamp: 1001,
         };
-        let mut writer = ReplicaWriter::create(
-            name,
-            0,
-            &rbw,
-            rdfs_common::checksum::DataChecksum::crc32c(512),
-            4096,
-        )
-        .expect("creates");
+        let mut writer =
+            ReplicaWriter::create(name, 0, &rbw, crate::test_support::CRC32C_512, 4096)
+                .expect("creates");
         let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        let sums = rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data);
+        let sums = crate::test_support::CRC32C_512.compute(&data);
         writer.write(&data, &sums).expect("writes");
         assert_eq!(writer.finalize(&fin, true).expect("finalizes"), 5000);
         let block_path = fin.join(block_file_name(name.block_id));
@@ -519,7 +514,7 @@ mod tests {
         let reader = ReplicaReader::open(name, &block_path, &meta_path, 5000).expect("opens");
         let (got, got_sums) = reader.read(1024, 5000 - 1024).expect("reads");
         assert_eq!(&got[..], &data[1024..]);
-        rdfs_common::checksum::DataChecksum::crc32c(512)
+        crate::test_support::CRC32C_512
             .verify_at(&got, &got_sums, 1024)
             .expect("stored checksums match");
 
@@ -549,14 +544,13 @@ mod tests {
             ReplicaReader::open(name, block_path, meta_path, data.len() as u64).expect("opens");
         let (got, sums) = reader.read(0, data.len()).expect("reads");
         assert_eq!(&got[..], data);
-        rdfs_common::checksum::DataChecksum::crc32c(512)
+        crate::test_support::CRC32C_512
             .verify_at(&got, &sums, 0)
             .expect("stored checksums match");
         let meta_len = std::fs::metadata(meta_path).expect("meta").len();
         assert_eq!(
             meta_len,
-            MetaHeader::new(rdfs_common::checksum::DataChecksum::crc32c(512))
-                .meta_file_len(data.len() as u64)
+            MetaHeader::new(crate::test_support::CRC32C_512).meta_file_len(data.len() as u64)
         );
     }
 
@@ -571,14 +565,8 @@ mod tests {
             generation_stamp: 1,
         };
         let data: Vec<u8> = (0..2500u32).map(|i| (i * 13 % 251) as u8).collect();
-        let mut writer = ReplicaWriter::create(
-            name,
-            0,
-            &rbw,
-            rdfs_common::checksum::DataChecksum::crc32c(512),
-            0,
-        )
-        .expect("creates");
+        let mut writer = ReplicaWriter::create(name, 0, &rbw, crate::test_support::CRC32C_512, 0)
+            .expect("creates");
         writer
             .write(&data[..700], &packet_checksums(&data[..700], 0, 512))
             .expect("first 700");
@@ -636,14 +624,9 @@ mod tests {
             generation_stamp: 1,
         };
         let data = vec![9u8; 1000];
-        let mut writer = ReplicaWriter::create(
-            name,
-            0,
-            tmp.path(),
-            rdfs_common::checksum::DataChecksum::crc32c(512),
-            0,
-        )
-        .expect("creates");
+        let mut writer =
+            ReplicaWriter::create(name, 0, tmp.path(), crate::test_support::CRC32C_512, 0)
+                .expect("creates");
         writer
             .write(&data, &packet_checksums(&data, 0, 512))
             .expect("writes");
@@ -654,7 +637,7 @@ mod tests {
             .expect("opens")
             .still_written();
         let (got, sums) = reader.read(512, 288).expect("reads");
-        rdfs_common::checksum::DataChecksum::crc32c(512)
+        crate::test_support::CRC32C_512
             .verify_at(&got, &sums, 512)
             .expect("tail recomputed");
     }
@@ -667,14 +650,9 @@ mod tests {
             generation_stamp: 1,
         };
         let data = vec![5u8; 1500];
-        let mut writer = ReplicaWriter::create(
-            name,
-            0,
-            tmp.path(),
-            rdfs_common::checksum::DataChecksum::crc32c(512),
-            0,
-        )
-        .expect("creates");
+        let mut writer =
+            ReplicaWriter::create(name, 0, tmp.path(), crate::test_support::CRC32C_512, 0)
+                .expect("creates");
         writer
             .write(&data, &packet_checksums(&data, 0, 512))
             .expect("writes");

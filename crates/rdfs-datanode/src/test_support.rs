@@ -28,23 +28,31 @@ pub fn block(block_id: i64) -> ExtendedBlock {
     }
 }
 
+/// A packet of `data` at `offset`, with its CRC32C checksums.
+pub fn packet(seqno: i64, offset: u64, data: &[u8]) -> rdfs_transfer::Packet {
+    rdfs_transfer::Packet {
+        seqno,
+        offset_in_block: offset,
+        last_packet_in_block: false,
+        sync_block: false,
+        data: bytes::Bytes::copy_from_slice(data),
+        checksums: bytes::Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
+    }
+}
+
+/// The checksum tests write with.
+pub const CRC32C_512: rdfs_common::checksum::DataChecksum =
+    rdfs_common::checksum::DataChecksum::crc32c(512);
+
 /// Writes and finalizes a replica of `len` bytes derived from its id.
 pub fn write_replica(dataset: &Dataset, block_id: i64, len: usize) -> ExtendedBlock {
     let block = block(block_id);
     let mut writer = dataset
-        .create_rbw(
-            &block,
-            rdfs_common::checksum::DataChecksum::crc32c(512),
-            1 << 20,
-            false,
-        )
+        .create_rbw(&block, crate::test_support::CRC32C_512, 1 << 20, false)
         .expect("rbw");
     let data: Vec<u8> = (0..len).map(|i| (i as i64 + block_id) as u8).collect();
     writer
-        .write(
-            &data,
-            &rdfs_common::checksum::DataChecksum::crc32c(512).compute(&data),
-        )
+        .write(&data, &crate::test_support::CRC32C_512.compute(&data))
         .expect("write");
     dataset.finalize(writer).expect("finalize");
     ExtendedBlock {

@@ -23,7 +23,7 @@ use rdfs_common::block_token::AccessMode;
 use rdfs_common::protocol::{ExtendedBlock, token_from_proto};
 use rdfs_proto as pb;
 use rdfs_proto::data_transfer_server::{DataTransfer, DataTransferServer};
-use rdfs_transfer::grpc::{self as codec, WriteFrame};
+use rdfs_transfer::grpc as codec;
 use rdfs_transfer::read_stream::READ_BLOCK;
 use rdfs_transfer::wire::{self, WireFrame};
 use rdfs_transfer::wire_call::Messages;
@@ -49,130 +49,19 @@ impl TransferService {
 type ReplyStream = Pin<Box<dyn Stream<Item = Result<pb::WriteBlockReply, Status>> + Send>>;
 type ReadStream = Pin<Box<dyn Stream<Item = Result<pb::ReadPacket, Status>> + Send>>;
 
-/// The upstream of a write session: the frames after the header.
-struct Upstream {
-    frames: Streaming<pb::WriteBlockFrame>,
-    peer: String,
-}
-
-impl PacketSource for Upstream {
-    async fn next_packet(&mut self) -> Result<Option<Packet>, StreamError> {
-        let malformed = |why: &str| StreamError::Malformed {
-            peer: self.peer.clone(),
-            source: codec::Malformed {
-                what: "write frame",
-                why: why.to_string(),
-            },
-        };
-        match self.frames.message().await {
-            Ok(Some(frame)) => match codec::frame_from_pb(frame) {
-                Ok(WriteFrame::Packet(packet)) => Ok(Some(packet)),
-                Ok(WriteFrame::Setup(_)) => {
-                    Err(malformed("a second header in the middle of a block"))
-                }
-                Err(source) => Err(StreamError::Malformed {
-                    peer: self.peer.clone(),
-                    source,
-                }),
-            },
-            Ok(None) => Ok(None),
-            Err(status) => Err(StreamError::Failed {
-                peer: self.peer.clone(),
-                kind: ExceptionKind::of_status(&status),
-                message: status.message().to_string(),
-            }),
-        }
-    }
-}
-
-/// The replies of a write session, towards the gRPC response stream.
-struct Replies {
-    tx: mpsc::Sender<Result<pb::WriteBlockReply, Status>>,
-    peer: String,
-}
-
-impl Replies {
-    async fn send(&mut self, reply: pb::WriteBlockReply) -> Result<(), StreamError> {
-        self.tx
-            .send(Ok(reply))
-            .await
-            .map_err(|_| StreamError::Closed {
-                peer: self.peer.clone(),
-            })
-    }
-}
-
-impl ReplySink for Replies {
-    async fn send_setup(&mut self, reply: SetupReply) -> Result<(), StreamError> {
-        self.send(codec::setup_reply_to_pb(reply)).await
-    }
-
-    async fn send_ack(&mut self, ack: Ack) -> Result<(), StreamError> {
-        self.send(codec::ack_to_pb(ack)).await
-    }
-}
-
-fn peer_of<T>(request: &Request<T>) -> String {
-    request
-        .remote_addr()
-        .map_or_else(|| "upstream".to_string(), |addr| addr.to_string())
-}
-
 #[tonic::async_trait]
 impl DataTransfer for TransferService {
     type WriteBlockStream = ReplyStream;
     type ReadBlockStream = ReadStream;
 
+    /// Served by [`DataTransferService`] without tonic's codec.
     async fn write_block(
         &self,
-        request: Request<Streaming<pb::WriteBlockFrame>>,
+        _: Request<Streaming<pb::WriteBlockFrame>>,
     ) -> Result<Response<ReplyStream>, Status> {
-        let peer = peer_of(&request);
-        let mut frames = request.into_inner();
-        let header = match timeout(self.ctx.socket_timeout, frames.message()).await {
-            Ok(Ok(Some(pb::WriteBlockFrame {
-                frame: Some(pb::write_block_frame::Frame::Header(header)),
-            }))) => header,
-            Ok(Ok(_)) => {
-                return Err(Status::invalid_argument(
-                    "the first frame of WriteBlock must be its header",
-                ));
-            }
-            Ok(Err(status)) => return Err(status),
-            Err(_) => {
-                return Err(Status::deadline_exceeded(
-                    "no WriteBlock header arrived in time",
-                ));
-            }
-        };
-        let (tx, rx) = mpsc::channel(64);
-        let mut replies = Replies {
-            tx,
-            peer: peer.clone(),
-        };
-        let setup = match codec::setup_from_pb(header) {
-            Ok(setup) => setup,
-            Err(malformed) => {
-                tracing::warn!(%peer, error = %malformed, "refusing write");
-                let _ = replies
-                    .send_setup(SetupReply::failed(
-                        rdfs_transfer::Status::ErrorInvalid,
-                        "",
-                        malformed.to_string(),
-                    ))
-                    .await;
-                return Ok(Response::new(Box::pin(ReceiverStream::new(rx))));
-            }
-        };
-        let setup = pipeline::authorize(&self.ctx, setup)?;
-        tokio::spawn(pipeline::run(
-            Arc::clone(&self.ctx),
-            setup,
-            Upstream { frames, peer },
-            replies,
-            Arc::clone(&self.ctx.mirror),
-        ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        Err(Status::internal(
+            "WriteBlock is served by DataTransferService",
+        ))
     }
 
     async fn get_replica_visible_length(
@@ -241,16 +130,14 @@ impl DataTransfer for TransferService {
         }
     }
 
+    /// Served by [`DataTransferService`] without tonic's codec.
     async fn read_block(
         &self,
-        request: Request<pb::ReadBlockRequest>,
+        _: Request<pb::ReadBlockRequest>,
     ) -> Result<Response<ReadStream>, Status> {
-        let request = codec::read_request_from_pb(request.into_inner())
-            .map_err(|e| ExceptionKind::IllegalArgument.status(e.to_string()))?;
-        let session = ReadSession::open(&self.ctx, request).await?;
-        let packets = ReceiverStream::new(session.stream())
-            .map(|item| item.map(codec::read_packet_to_pb).map_err(Status::from));
-        Ok(Response::new(Box::pin(packets)))
+        Err(Status::internal(
+            "ReadBlock is served by DataTransferService",
+        ))
     }
 }
 
@@ -554,16 +441,7 @@ mod tests {
     }
 
     fn packet(seqno: i64, offset: u64, data: &[u8]) -> pb::WriteBlockFrame {
-        pb::WriteBlockFrame {
-            frame: Some(Frame::Packet(pb::Packet {
-                seqno,
-                offset_in_block: offset,
-                last_packet_in_block: false,
-                sync_block: false,
-                data: Bytes::copy_from_slice(data),
-                checksums: Bytes::from(crate::replica::packet_checksums(data, offset, 512)),
-            })),
-        }
+        codec::packet_frame(test_support::packet(seqno, offset, data))
     }
 
     async fn reply(replies: &mut Streaming<pb::WriteBlockReply>) -> Reply {

@@ -170,27 +170,6 @@ pub fn packet_frame(packet: Packet) -> pb::WriteBlockFrame {
     }
 }
 
-/// What a write stream's frame holds.
-pub enum WriteFrame {
-    Setup(WriteSetup),
-    Packet(Packet),
-}
-
-pub fn frame_from_pb(frame: pb::WriteBlockFrame) -> Result<WriteFrame, Malformed> {
-    match frame.frame {
-        Some(Frame::Header(header)) => setup_from_pb(header).map(WriteFrame::Setup),
-        Some(Frame::Packet(p)) => Ok(WriteFrame::Packet(Packet {
-            seqno: p.seqno,
-            offset_in_block: p.offset_in_block,
-            last_packet_in_block: p.last_packet_in_block,
-            sync_block: p.sync_block,
-            data: p.data,
-            checksums: p.checksums,
-        })),
-        None => Err(malformed("write frame", "empty frame")),
-    }
-}
-
 pub fn setup_reply_to_pb(reply: SetupReply) -> pb::WriteBlockReply {
     pb::WriteBlockReply {
         reply: Some(Reply::Setup(pb::SetupReply {
@@ -266,16 +245,6 @@ pub fn read_request_from_pb(request: pb::ReadBlockRequest) -> Result<ReadRequest
         client_name: request.client_name,
         token: token_from_proto(request.block_token),
     })
-}
-
-pub fn read_packet_to_pb(packet: ReadPacket) -> pb::ReadPacket {
-    pb::ReadPacket {
-        offset_in_block: packet.offset_in_block,
-        data: packet.data,
-        checksums: packet.checksums,
-        bytes_per_checksum: packet.checksum.bytes_per_checksum,
-        checksum_type: checksum_type_to_pb(packet.checksum.kind) as i32,
-    }
 }
 
 pub fn read_packet_from_pb(packet: pb::ReadPacket) -> Result<ReadPacket, Malformed> {
