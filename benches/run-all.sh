@@ -1,21 +1,24 @@
 #!/usr/bin/env bash
 # Every rdfs benchmark in one run, beside this machine's physical limits
 # (../shared/bench/physical_limits.sh, measured in the same run) and, with
-# --peer, MooseFS doing the same workload (../shared/bench/peer_moosefs.sh).
+# --peer, MooseFS and GlusterFS doing the same workload
+# (../shared/bench/peer_moosefs.sh, peer_glusterfs.sh; GlusterFS, like rdfs,
+# fsyncs every copy).
 # Prints one table: figure, rdfs value, limit or peer value, ratio.
 #
 #   benches/run-all.sh [--peer] [--quick] [--no-micro] [--data-only] [--out DIR]
 #
-#   --peer      also run MooseFS (about 8 more minutes; needs apt and /dev/fuse)
+#   --peer      also run MooseFS and GlusterFS (about 8 minutes each; needs
+#               apt and /dev/fuse)
 #   --quick     smaller runs (256 MiB file, fewer metadata operations): a
 #               smoke test of the instruments, not figures to quote
 #   --no-micro  skip the criterion micro-benchmarks
 #   --data-only only the data path: put/get, per-block read times, TestDFSIO
 #               (no namenode operations, namespace memory, TLS or micro runs)
+#   --out DIR   keep every raw output there (default: a temp dir, kept)
 #
 # RDFS_BIN=path runs a prebuilt binary instead of building one (to measure
 # an older build beside this one).
-#   --out DIR   keep every raw output there (default: a temp dir, kept)
 #
 # Needs: a Rust toolchain (builds the release binaries), root for
 # drop_caches (cold reads are "warm" otherwise, and the table says so).
@@ -32,7 +35,7 @@ while [ $# -gt 0 ]; do
     --no-micro) micro=0 ;;
     --data-only) data_only=1; micro=0 ;;
     --out) out=$2; shift ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -67,8 +70,12 @@ if [ $peer = 1 ]; then
   log "MooseFS peer (../shared/bench/peer_moosefs.sh)"
   FILE_MB=$FILE_MB WRITE_REPS=$REPS bash "$shared/bench/peer_moosefs.sh" >"$out/peer.txt" 2>"$out/peer.log" \
     || { echo "peer_moosefs.sh failed; see $out/peer.log" >&2; : >"$out/peer.txt"; }
+  log "GlusterFS peer (../shared/bench/peer_glusterfs.sh)"
+  FILE_MB=$FILE_MB WRITE_REPS=$REPS bash "$shared/bench/peer_glusterfs.sh" >"$out/peer_gluster.txt" 2>"$out/peer_gluster.log" \
+    || { echo "peer_glusterfs.sh failed; see $out/peer_gluster.log" >&2; : >"$out/peer_gluster.txt"; }
 else
   : >"$out/peer.txt"
+  : >"$out/peer_gluster.txt"
 fi
 
 # ---------------------------------------------------------------- cluster
@@ -257,7 +264,7 @@ if [ $micro = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- the table
-python3 - "$out/rdfs.txt" "$out/limits.txt" "$out/peer.txt" "$FILE_MB" <<'PYEOF'
+python3 - "$out/rdfs.txt" "$out/limits.txt" "$out/peer.txt" "$FILE_MB" "$out/peer_gluster.txt" <<'PYEOF'
 import sys
 def load(path):
     figs = {}
@@ -271,6 +278,7 @@ def load(path):
     return figs
 rdfs, limits, peer = (load(p) for p in sys.argv[1:4])
 mb = sys.argv[4]
+gluster = load(sys.argv[5])
 
 def value(figs, key, scale=1.0):
     v = figs.get(key)
@@ -302,10 +310,12 @@ put = value(rdfs, "put_replication3_median")
 disk_w = value(limits, "disk_seq_write_fdatasync")
 row(f"put {mb} MiB, replication 3 (median)", put, "MB/s", disk_w / 3 if disk_w else None, "MB/s: disk fdatasync write / 3")
 row(f"put {mb} MiB, replication 3 (median)", put, "MB/s", value(peer, f"write_{mb}MiB_goal3_median"), "MB/s: MooseFS goal 3")
+row(f"put {mb} MiB, replication 3 (median)", put, "MB/s", value(gluster, f"write_{mb}MiB_goal3_median"), "MB/s: GlusterFS replica 3")
 cold = value(rdfs, "get_cold")
 cold_label = "cold" if value(rdfs, "drop_caches_allowed") else "NOT cold (no drop_caches)"
 row(f"get {mb} MiB, {cold_label}", cold, "MB/s", value(limits, "disk_seq_read_uncached"), "MB/s: disk uncached read")
 row(f"get {mb} MiB, {cold_label}", cold, "MB/s", value(peer, f"read_{mb}MiB_cold"), "MB/s: MooseFS cold read")
+row(f"get {mb} MiB, {cold_label}", cold, "MB/s", value(gluster, f"read_{mb}MiB_cold"), "MB/s: GlusterFS cold read")
 for key, label in (("put_replication3_median", f"put {mb} MiB, replication 3, over mutual TLS"),
                    ("get_cold", f"get {mb} MiB, {cold_label}, over mutual TLS"),
                    ("get_warm_with_sha256", f"get {mb} MiB warm + sha256, over mutual TLS")):
@@ -323,12 +333,15 @@ for threads in (1, 64):
     if ops is not None:
         row(f"create+complete over RPC, {threads} thread(s) (2 synced edits)", 2 * ops, "edits/s", fsync, "4 KiB fdatasync appends/s")
         row(f"create+complete over RPC, {threads} thread(s)", ops, "ops/s", value(peer, "meta_create_rate"), "ops/s: MooseFS create, 1 client")
+        row(f"create+complete over RPC, {threads} thread(s)", ops, "ops/s", value(gluster, "meta_create_rate"), "ops/s: GlusterFS create, 1 client")
     ops = value(rdfs, f"nn_create_inprocess_t{threads}")
     if ops is not None:
         row(f"create+complete in-process, {threads} thread(s) (2 synced edits)", 2 * ops, "edits/s", fsync, "4 KiB fdatasync appends/s")
 row("mkdirs over RPC, 64 threads", value(rdfs, "nn_mkdirs_rpc_t64"), "ops/s", value(peer, "meta_mkdir_siblings_rate"), "ops/s: MooseFS mkdir")
+row("mkdirs over RPC, 64 threads", value(rdfs, "nn_mkdirs_rpc_t64"), "ops/s", value(gluster, "meta_mkdir_siblings_rate"), "ops/s: GlusterFS mkdir")
 row("mkdirs over RPC, 64 threads", value(rdfs, "nn_mkdirs_rpc_t64"), "ops/s", value(limits, "local_meta_mkdir_siblings_rate"), "ops/s: local fs mkdir")
 row("fileStatus over RPC, 64 threads", value(rdfs, "nn_fileStatus_rpc_t64"), "ops/s", value(peer, "meta_stat_rate"), "ops/s: MooseFS stat")
+row("fileStatus over RPC, 64 threads", value(rdfs, "nn_fileStatus_rpc_t64"), "ops/s", value(gluster, "meta_stat_rate"), "ops/s: GlusterFS stat")
 row("fileStatus over RPC, 64 threads", value(rdfs, "nn_fileStatus_rpc_t64"), "ops/s", value(limits, "tcp_loopback_rtt_64B_ops"), "ops/s: 64 B TCP round trips, 1 stream")
 row("fileStatus in-process, 2 threads", value(rdfs, "nn_fileStatus_inprocess_t2"), "ops/s", value(limits, "local_meta_stat_rate"), "ops/s: local fs stat")
 for key, label in (("nn_create_inprocess_t64", "create in-process, 64 threads, permission checks on"),
@@ -338,6 +351,7 @@ row("open (getBlockLocations) over RPC, 64 threads", value(rdfs, "nn_open_rpc_t6
 row("listStatus (4 entries) over RPC, 64 threads", value(rdfs, "nn_listStatus_rpc_t64"), "ops/s", None, "")
 row("rename over RPC, 64 threads", value(rdfs, "nn_rename_rpc_t64"), "ops/s", fsync, "4 KiB fdatasync appends/s")
 row("delete over RPC, 64 threads", value(rdfs, "nn_delete_rpc_t64"), "ops/s", value(peer, "meta_delete_rate"), "ops/s: MooseFS delete")
+row("delete over RPC, 64 threads", value(rdfs, "nn_delete_rpc_t64"), "ops/s", value(gluster, "meta_delete_rate"), "ops/s: GlusterFS delete")
 row("namespace memory per file+block", value(rdfs, "namespace_bytes_per_file"), "bytes", value(peer, "master_rss_per_file"), "bytes: MooseFS master RSS per file")
 
 crc_limit = value(limits, "crc32c_512B_chunks_best")
